@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from ticker import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("api/quotes/", views.quotes, name="quotes"),
+    path("api/quotes/<str:symbol>/history/", views.history, name="history"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,143 @@
+// The dashboard: wires the transports to the quotes table, chart and badge.
+import { drawChart, drawSparkline } from "./chart.js";
+import { LatencyWindow, QuoteBook } from "./quotes.js";
+import { indexRows, renderBadge, renderQuote, renderStar } from "./render.js";
+import { PollingFeed, WebSocketFeed } from "./transport.js";
+import { Watchlist } from "./watchlist.js";
+
+const SPARK_POINTS = 60;
+const CHART_POINTS = 2400;
+
+const initial = JSON.parse(document.getElementById("initial-quotes").textContent);
+const book = new QuoteBook(initial.quotes);
+const rows = indexRows(document.querySelector("#quotes tbody"));
+const watchlist = new Watchlist();
+const latency = new LatencyWindow(200);
+const sparks = new Map([...rows.keys()].map((s) => [s, [book.quotes.get(s)?.price].filter(Boolean)]));
+const stats = { updates: 0, requests: 0 };
+const el = {
+  badge: document.getElementById("badge"),
+  latency: document.getElementById("latency"),
+  chart: document.getElementById("chart"),
+  chartTitle: document.getElementById("chart-title"),
+  updates: document.getElementById("stat-updates"),
+  gaps: document.getElementById("stat-gaps"),
+  requests: document.getElementById("stat-requests"),
+  watchOnly: document.getElementById("watch-only"),
+};
+let chart = { symbol: localStorage.getItem("ticker.chart") || [...rows.keys()][0], points: [] };
+let feed = null;
+
+function receive(quotes, { snapshot, measure }) {
+  const now = Date.now();
+  const { changed, gapped } = book.apply(quotes, { snapshot });
+  for (const { quote, prev } of changed) {
+    const row = rows.get(quote.symbol);
+    if (!row) continue;
+    renderQuote(row, quote, prev);
+    const spark = sparks.get(quote.symbol);
+    spark.push(quote.price);
+    if (spark.length > SPARK_POINTS) spark.shift();
+    drawSparkline(row.spark, spark);
+    if (quote.symbol === chart.symbol) {
+      chart.points.push({ price: quote.price, ts: quote.ts });
+      if (chart.points.length > CHART_POINTS) chart.points.shift();
+      drawChart(el.chart, chart.points);
+    }
+    if (measure && prev) latency.add(now - quote.ts);
+  }
+  stats.updates += changed.length;
+  // A seq gap means an update was lost on the way: ask for a fresh snapshot.
+  if (gapped.length) feed.resync(gapped);
+}
+
+const handlers = {
+  status: (state, detail) => renderBadge(el.badge, state, detail),
+  snapshot: (quotes) => receive(quotes, { snapshot: true, measure: feed instanceof PollingFeed }),
+  quotes: (quotes) => receive(quotes, { snapshot: false, measure: true }),
+  request: () => (stats.requests += 1),
+};
+
+function startFeed(kind) {
+  feed?.stop();
+  const options = { symbols: watchlist.subscription() };
+  feed = kind === "polling" ? new PollingFeed(handlers, options) : new WebSocketFeed(handlers, options);
+  latency.samples = [];
+  feed.start();
+}
+
+function applyWatchlist() {
+  for (const [symbol, row] of rows) {
+    renderStar(row, watchlist.has(symbol));
+    row.tr.hidden = watchlist.only && !watchlist.has(symbol);
+  }
+  el.watchOnly.checked = watchlist.only;
+}
+
+async function selectChart(symbol) {
+  chart = { symbol, points: [] };
+  localStorage.setItem("ticker.chart", symbol);
+  el.chartTitle.textContent = `Chart · ${symbol}`;
+  for (const [s, row] of rows) row.tr.classList.toggle("selected", s === symbol);
+  drawChart(el.chart, []);
+  const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/?limit=240`);
+  if (!response.ok || chart.symbol !== symbol) return;
+  const { points } = await response.json();
+  // Live points may have arrived while the history was loading: keep the newer ones.
+  const lastTs = points.at(-1)?.ts ?? 0;
+  const live = chart.points.filter((p) => p.ts > lastTs);
+  chart.points = points.map((p) => ({ price: p.price, ts: p.ts })).concat(live);
+  drawChart(el.chart, chart.points);
+}
+
+async function loadSparklines() {
+  await Promise.all(
+    [...rows.keys()].map(async (symbol) => {
+      const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/?limit=${SPARK_POINTS}`);
+      if (!response.ok) return;
+      const { points } = await response.json();
+      const live = sparks.get(symbol).slice(1);
+      const merged = points.map((p) => p.price).concat(live).slice(-SPARK_POINTS);
+      sparks.set(symbol, merged);
+      drawSparkline(rows.get(symbol).spark, merged);
+    }),
+  );
+}
+
+document.querySelector("#quotes tbody").addEventListener("click", (event) => {
+  const tr = event.target.closest("tr[data-symbol]");
+  if (!tr) return;
+  const symbol = tr.dataset.symbol;
+  if (event.target.closest(".star")) {
+    watchlist.toggle(symbol);
+    applyWatchlist();
+    if (watchlist.only) feed.setSymbols(watchlist.subscription());
+  } else if (event.target.closest(".pick")) {
+    selectChart(symbol);
+  }
+});
+
+el.watchOnly.addEventListener("change", () => {
+  watchlist.setOnly(el.watchOnly.checked);
+  applyWatchlist();
+  feed.setSymbols(watchlist.subscription());
+});
+
+for (const radio of document.querySelectorAll("input[name=transport]")) {
+  radio.addEventListener("change", () => radio.checked && startFeed(radio.value));
+}
+
+setInterval(() => {
+  const p50 = latency.percentile(50);
+  el.latency.textContent = p50 === null ? "latency —" : `latency p50 ${Math.round(p50)} ms`;
+  el.updates.textContent = String(stats.updates);
+  el.gaps.textContent = String(book.gaps);
+  el.requests.textContent = String(stats.requests);
+}, 500);
+
+const pinned = new URLSearchParams(window.location.search).get("transport");
+if (pinned === "polling") document.querySelector("input[value=polling]").checked = true;
+applyWatchlist();
+startFeed(pinned === "polling" ? "polling" : "websocket");
+if (chart.symbol && rows.has(chart.symbol)) selectChart(chart.symbol);
+loadSparklines();

@@ -1,0 +1,87 @@
+"""WebSocket endpoint /ws/quotes/: thin: parse, call, send. Protocol: docs/protocol.md."""
+
+from __future__ import annotations
+
+import time
+
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from . import protocol
+from .hub import QuoteHub, get_hub
+from .protocol import ALL, Command, ProtocolError
+
+
+class QuoteConsumer(AsyncWebsocketConsumer):
+    """One browser (or integrator) connection to the live feed.
+
+    Batches do not arrive through this consumer's channel: the process's
+    QuoteHub calls ``send_frame`` directly (see ticker/hub.py for why).
+    """
+
+    hub: QuoteHub
+    # None means every symbol; an empty set means nothing yet.
+    subscription: frozenset[str] | None = frozenset()
+
+    async def connect(self) -> None:
+        """Called when a WebSocket connection is opened."""
+        self.hub = await get_hub()
+        await self.accept()
+        self.hub.attach(self)
+
+    async def disconnect(self, code: int) -> None:
+        """Called when the socket closes, whoever closed it."""
+        if hasattr(self, "hub"):
+            self.hub.detach(self)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Called for every client frame; errors become one error frame, the socket stays open."""
+        try:
+            command = protocol.parse_client_message(text_data)
+            await getattr(self, f"on_{command.action}")(command)
+        except ProtocolError as error:
+            await self.send_frame(protocol.encode(error.frame()))
+
+    async def send_frame(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def on_ping(self, command: Command) -> None:
+        await self.send_frame(protocol.encode({"type": "pong", "ts": time.time_ns() // 1_000_000}))
+
+    async def on_subscribe(self, command: Command) -> None:
+        known, unknown = self._split(command)
+        if command.symbols == (ALL,):
+            added: frozenset[str] | None = None
+            self.subscription = None
+        else:
+            added = frozenset(known)
+            if self.subscription is not None:
+                self.subscription = self.subscription | added
+        # Snapshot and subscription change in the same step of the event
+        # loop, so the next batch continues exactly where the snapshot ends.
+        snapshot = protocol.snapshot_frame(self.hub.snapshot(added), step=self.hub.step)
+        if added is None or added:
+            await self.send_frame(protocol.encode(snapshot))
+        self._reject(unknown)
+
+    async def on_unsubscribe(self, command: Command) -> None:
+        known, unknown = self._split(command)
+        if command.symbols == (ALL,):
+            self.subscription = frozenset()
+        elif known:
+            current = frozenset(self.hub.latest) if self.subscription is None else self.subscription
+            self.subscription = current - set(known)
+        if command.symbols == (ALL,) or known:
+            await self.send_frame(protocol.encode({"type": "unsubscribed", "symbols": list(known) or [ALL]}))
+        self._reject(unknown)
+
+    def _split(self, command: Command) -> tuple[list[str], list[str]]:
+        """Known and unknown symbols of a command; the known ones are acted on."""
+        if command.symbols == (ALL,):
+            return [], []
+        known = [s for s in command.symbols if self.hub.known(s)]
+        return known, [s for s in command.symbols if not self.hub.known(s)]
+
+    @staticmethod
+    def _reject(unknown: list[str]) -> None:
+        if unknown:
+            raise ProtocolError("unknown_symbol", f"Unknown symbol(s): {', '.join(unknown)}.", symbols=unknown)

@@ -1,0 +1,178 @@
+"""One subscription to the feed per web process, fanned out to its connections.
+
+The tutorial design puts every WebSocket consumer in a channel-layer group,
+so each market step costs one Redis message, one channel-layer receive and
+one consumer dispatch per client (channels_redis's core layer also drops
+messages silently once a channel holds ``capacity`` of them). Here each web
+process holds ONE channel in the ``quotes`` group; its hub receives each
+batch once, keeps the latest quote of every symbol, encodes each distinct
+frame once per step and hands the text to the connections that want it.
+Any number of web processes still share the feed through Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from typing import Any, Protocol
+
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+
+from . import protocol, selectors
+
+log = logging.getLogger(__name__)
+
+# Re-join the group well inside the layer's group_expiry (settings), so a
+# live process never ages out while a dead one does.
+REJOIN_EVERY_S = 60
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a connection (QuoteConsumer implements it)."""
+
+    subscription: frozenset[str] | None  # None: every symbol
+
+    async def send_frame(self, text: str) -> None: ...
+
+
+def _load_latest() -> tuple[int, list[dict[str, Any]]]:
+    return selectors.last_step(), [protocol.quote(tick) for tick in selectors.latest_ticks()]
+
+
+class QuoteHub:
+    """The process's view of the feed: latest quotes and who wants which."""
+
+    def __init__(self, channel_layer):
+        self.layer = channel_layer
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.step = 0
+        self.subscribers: dict[Subscriber, None] = {}
+        self.frames_sent = 0
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task | None = None
+
+    async def ready(self) -> QuoteHub:
+        """Start the hub on first use; return once it holds a snapshot."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="quote-hub")
+        await self._ready.wait()
+        return self
+
+    def attach(self, subscriber: Subscriber) -> None:
+        self.subscribers[subscriber] = None
+
+    def detach(self, subscriber: Subscriber) -> None:
+        self.subscribers.pop(subscriber, None)
+
+    def known(self, symbol: str) -> bool:
+        return symbol in self.latest
+
+    def snapshot(self, symbols: frozenset[str] | None) -> list[dict[str, Any]]:
+        """Latest quotes for ``symbols`` (None: all), by symbol."""
+        if symbols is None:
+            return [self.latest[s] for s in sorted(self.latest)]
+        return [self.latest[s] for s in sorted(symbols) if s in self.latest]
+
+    def apply(self, step: int, quotes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Record quotes newer than what the hub holds; return just those.
+
+        A quote whose ``seq`` is not above the held one is a duplicate (for
+        example a batch that was queued while the hub loaded its snapshot).
+        """
+        fresh = []
+        for quote in quotes:
+            held = self.latest.get(quote["symbol"])
+            if held is None or quote["seq"] > held["seq"]:
+                self.latest[quote["symbol"]] = quote
+                fresh.append(quote)
+        self.step = max(self.step, step)
+        return fresh
+
+    async def publish(self, step: int, quotes: list[dict[str, Any]]) -> None:
+        """Apply one batch and send each subscriber at most one frame for it."""
+        fresh = self.apply(step, quotes)
+        if not fresh:
+            return
+        # Taken before any await: a subscriber that attaches while this batch
+        # goes out got it in its snapshot already and must not get it twice.
+        targets = list(self.subscribers)
+        encoded: dict[frozenset[str] | None, str | None] = {}
+        for subscriber in targets:
+            key = subscriber.subscription
+            if key not in encoded:
+                wanted = fresh if key is None else [q for q in fresh if q["symbol"] in key]
+                encoded[key] = protocol.encode(protocol.quotes_frame(wanted, step=step)) if wanted else None
+            text = encoded[key]
+            if text is None:
+                continue
+            try:
+                await subscriber.send_frame(text)
+            except Exception:  # one broken connection must not stop the others
+                log.exception("sending a frame failed; dropping that subscriber")
+                self.detach(subscriber)
+            else:
+                self.frames_sent += 1
+
+    async def _run(self) -> None:
+        """Join the feed, load the snapshot, then apply batches until cancelled."""
+        delay = RETRY_MIN_S
+        rejoin: asyncio.Task | None = None
+        while True:
+            channel = None
+            try:
+                if self.layer is not None:
+                    channel = await self.layer.new_channel(prefix="hub")
+                    await self.layer.group_add(protocol.QUOTES_GROUP, channel)
+                    rejoin = asyncio.create_task(self._rejoin(channel))
+                # Joined first, loaded second: a batch published in between is
+                # queued on our channel and deduplicated by seq in apply().
+                await self.publish(*await database_sync_to_async(_load_latest)())
+                self._ready.set()
+                delay = RETRY_MIN_S
+                if self.layer is None:
+                    log.warning("no channel layer configured: quotes will not update live")
+                    return
+                while True:
+                    message = await self.layer.receive(channel)
+                    if message.get("type") == protocol.BATCH_EVENT:
+                        await self.publish(message["step"], message["quotes"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("quote feed interrupted (%s); retrying in %.1fs", exc, delay)
+                # Serve snapshots from the database even while Redis is away.
+                if not self._ready.is_set():
+                    try:
+                        self.apply(*await database_sync_to_async(_load_latest)())
+                        self._ready.set()
+                    except Exception:
+                        log.exception("could not load quotes from the database either")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            finally:
+                if rejoin is not None:
+                    rejoin.cancel()
+                    rejoin = None
+
+    async def _rejoin(self, channel: str) -> None:
+        while True:
+            await asyncio.sleep(REJOIN_EVERY_S)
+            try:
+                await self.layer.group_add(protocol.QUOTES_GROUP, channel)
+            except Exception as exc:
+                log.warning("could not refresh the quotes group membership: %s", exc)
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, QuoteHub] = weakref.WeakKeyDictionary()
+
+
+async def get_hub() -> QuoteHub:
+    """The hub of the running event loop (one per web process), started and ready."""
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = QuoteHub(get_channel_layer())
+    return await hub.ready()

@@ -1,0 +1,24 @@
+import asyncio
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from ticker.feed import run_market
+
+
+class Command(BaseCommand):
+    help = "Run the simulated market: step prices, store them, publish each step to the channel layer."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--interval", type=int, default=settings.MARKET_INTERVAL_MS,
+                            help="milliseconds between steps (default %(default)s)")
+        parser.add_argument("--run-for", type=float, default=None, help="stop after this many seconds")
+        parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible market")
+
+    def handle(self, *args, interval, run_for, seed, **options):
+        if interval < 10:
+            raise CommandError("--interval must be at least 10 milliseconds.")
+        if run_for is not None and run_for <= 0:
+            raise CommandError("--run-for must be a positive number of seconds.")
+        steps = asyncio.run(run_market(interval_ms=interval, run_for=run_for, seed=seed))
+        self.stdout.write(f"market stopped after {steps} steps")

@@ -1,0 +1,108 @@
+"""The wire protocol in one place: message shapes, validation, names.
+
+docs/protocol.md is the reader's version of this module. Every client
+message is parsed by ``parse_client_message``, which either returns a
+``Command`` or raises ``ProtocolError``; the consumer turns that error into
+one ``{"type": "error", ...}`` frame and keeps the connection open.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .market import Tick
+
+# The channel-layer group every web process's hub joins; the market sends
+# one "quote.batch" message to it per step.
+QUOTES_GROUP = "quotes"
+BATCH_EVENT = "quote.batch"
+
+ALL = "*"
+ACTIONS = ("subscribe", "unsubscribe", "ping")
+# Caps that keep one client from making the server do unbounded work.
+MAX_MESSAGE_BYTES = 16 * 1024
+MAX_SYMBOLS_PER_MESSAGE = 100
+
+
+class ProtocolError(Exception):
+    """A client message the server will not act on; becomes an error frame."""
+
+    def __init__(self, code: str, message: str, **extra: Any):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+    def frame(self) -> dict[str, Any]:
+        return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    action: str
+    symbols: tuple[str, ...] = ()
+
+
+def parse_client_message(text: str | None) -> Command:
+    """Validate one client text frame; raise ProtocolError when it is not usable."""
+    if text is None:
+        raise ProtocolError("bad_frame", "Send text frames holding JSON; binary frames are not used.")
+    if len(text.encode()) > MAX_MESSAGE_BYTES:
+        raise ProtocolError("too_large", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise ProtocolError("bad_json", f"Message is not valid JSON: {exc}.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_message", 'A message is a JSON object such as {"action": "ping"}.')
+    action = data.get("action")
+    if action not in ACTIONS:
+        raise ProtocolError(
+            "unknown_action",
+            f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.",
+        )
+    if action == "ping":
+        return Command("ping")
+    symbols = data.get("symbols")
+    if not isinstance(symbols, list) or not symbols:
+        raise ProtocolError(
+            "bad_symbols", f'"{action}" needs "symbols": a non-empty list of symbols, or ["*"] for all.'
+        )
+    if len(symbols) > MAX_SYMBOLS_PER_MESSAGE:
+        raise ProtocolError(
+            "too_many_symbols", f"At most {MAX_SYMBOLS_PER_MESSAGE} symbols per message; use [\"*\"] for all."
+        )
+    if not all(isinstance(s, str) for s in symbols):
+        raise ProtocolError("bad_symbols", '"symbols" must hold strings only.')
+    cleaned = tuple(dict.fromkeys(s.strip().upper() for s in symbols))
+    if ALL in cleaned and len(cleaned) > 1:
+        raise ProtocolError("bad_symbols", '"*" means every symbol; send it alone.')
+    return Command(action, cleaned)
+
+
+def quote(tick: Tick) -> dict[str, Any]:
+    """The quote shape shared by every transport (WebSocket, polling)."""
+    return {
+        "symbol": tick.symbol,
+        "price": float(tick.price),
+        "change": float(tick.change),
+        "change_pct": tick.change_pct,
+        "seq": tick.seq,
+        "ts": tick.ts,
+        "halted": tick.halted,
+    }
+
+
+def snapshot_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
+    return {"type": "snapshot", "step": step, "quotes": quotes}
+
+
+def quotes_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
+    return {"type": "quotes", "step": step, "quotes": quotes}
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Compact JSON: every byte is multiplied by every client on every step."""
+    return json.dumps(frame, separators=(",", ":"))

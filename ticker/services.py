@@ -1,0 +1,76 @@
+"""Writes. Keyword-only functions; each step's database work is one transaction."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+
+from . import selectors
+from .market import Market, Tick, dt_years
+from .models import PricePoint, Stock
+
+log = logging.getLogger(__name__)
+
+# Old history is deleted every this many steps, not every step.
+PRUNE_EVERY_STEPS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    step: int
+    ticks: list[Tick]
+
+
+def market_open(*, interval_ms: int, seed: int | None, speed: float | None = None) -> Market:
+    """Build the market from the persisted prices, so a restart continues where it stopped."""
+    ticks = {tick.symbol: tick for tick in selectors.latest_ticks()}
+    market = Market({}, dt=dt_years(interval_ms / 1000, speed or settings.MARKET_SPEED), seed=seed,
+                    step=selectors.last_step())
+    for tick in ticks.values():
+        market.add(tick)
+    return market
+
+
+def market_step(*, market: Market, ts: int, history_steps: int | None = None) -> StepResult:
+    """Step the market once and persist it; called once per step by run_market.
+
+    Reads the operator's controls (so admin edits apply on the next step),
+    steps the pure model, then writes the changed prices and their history in
+    one transaction. If the write fails the market is rolled back, so the
+    published ``seq`` never runs ahead of what is stored.
+    """
+    history_steps = history_steps or settings.MARKET_HISTORY_STEPS
+    checkpoint = market.checkpoint()
+    try:
+        with transaction.atomic():
+            controls = selectors.instruments()
+            for symbol in list(market.ticks):
+                if symbol not in controls:
+                    market.remove(symbol)
+            for symbol, (_instrument, stock) in controls.items():
+                if symbol not in market.ticks:
+                    market.add(selectors.tick_of(stock))
+            changed = market.step({s: instrument for s, (instrument, _stock) in controls.items()}, ts=ts)
+            step = market.step_no
+            if changed:
+                stocks = {s: stock for s, (_i, stock) in controls.items()}
+                rows = []
+                for tick in changed:
+                    stock = stocks[tick.symbol]
+                    stock.price, stock.seq, stock.step, stock.quoted_at = tick.price, tick.seq, step, tick.ts
+                    rows.append(stock)
+                # Only the market's own columns: an admin edit in flight is not overwritten.
+                Stock.objects.bulk_update(rows, ["price", "seq", "step", "quoted_at"])
+                PricePoint.objects.bulk_create(
+                    PricePoint(stock=stocks[t.symbol], step=step, seq=t.seq, price=t.price, ts=t.ts)
+                    for t in changed
+                )
+            if step % PRUNE_EVERY_STEPS == 0:
+                PricePoint.objects.filter(step__lte=step - history_steps).delete()
+    except Exception:
+        market.restore(checkpoint)
+        raise
+    return StepResult(step=step, ticks=changed)
