@@ -18,6 +18,10 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     QuoteHub calls ``send_frame`` directly (see ticker/hub.py for why).
     """
 
+    # No channel of its own: batches come from the process's hub, so a socket
+    # costs no Redis channel and no pending channel-layer receive. (Channels
+    # gives a consumer no layer when its alias names no configured layer.)
+    channel_layer_alias = None
     hub: QuoteHub
     # None means every symbol; an empty set means nothing yet.
     subscription: frozenset[str] | None = frozenset()

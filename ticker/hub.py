@@ -13,6 +13,7 @@ Any number of web processes still share the feed through Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from typing import Any, Protocol
@@ -124,7 +125,10 @@ class QuoteHub:
             channel = None
             try:
                 if self.layer is not None:
-                    channel = await self.layer.new_channel(prefix="hub")
+                    # The default prefix matters: channels_redis receives every
+                    # process-local channel through one shared Redis key, and a
+                    # different prefix would wait behind the consumers' receives.
+                    channel = await self.layer.new_channel()
                     await self.layer.group_add(protocol.QUOTES_GROUP, channel)
                     rejoin = asyncio.create_task(self._rejoin(channel))
                 # Joined first, loaded second: a batch published in between is
@@ -156,6 +160,14 @@ class QuoteHub:
                 if rejoin is not None:
                     rejoin.cancel()
                     rejoin = None
+
+    async def close(self) -> None:
+        """Stop following the feed (tests; a web process simply exits)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
 
     async def _rejoin(self, channel: str) -> None:
         while True:

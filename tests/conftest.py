@@ -1,0 +1,132 @@
+"""Fixtures shared by the suite: a private redis-server, and processes stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.test.utils import override_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class RedisServer:
+    """A redis-server on a private port, owned by the test run."""
+
+    def __init__(self, tmp: Path):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run scripts/system-deps (apt-get install redis-server)")
+        self.binary, self.tmp = binary, tmp
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.tmp)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
+        client = redis.Redis(port=self.port)
+        wait_for(lambda: _pings(client), timeout=10, what="redis-server to answer")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+    def client(self) -> redis.Redis:
+        return redis.Redis.from_url(self.url)
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_channel_layer(redis_server):
+    """Every test's channel layer is the real Redis layer, on the private server."""
+    layers = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_server.url], "prefix": "ticker-test", "group_expiry": 300},
+        }
+    }
+    with override_settings(CHANNEL_LAYERS=layers, REDIS_URL=redis_server.url):
+        yield layers
+
+
+@pytest.fixture
+def clean_redis(redis_server):
+    redis_server.client().flushdb()
+    yield redis_server
+    redis_server.client().flushdb()
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TICKER_", "PYTEST_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DJANGO_SECRET_KEY="tests-only-secret-key-not-used-anywhere-else",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
+        DJANGO_SECURE_COOKIES="0",
+        PYTHONUNBUFFERED="1",
+    )
+    env.update(extra)
+    return env
+
+
+def make_stocks(*specs: tuple[str, str]) -> list:
+    """Replace the seeded market with a small known one: (symbol, price) pairs."""
+    from decimal import Decimal
+
+    from ticker.models import Stock
+
+    Stock.objects.all().delete()
+    return [
+        Stock.objects.create(
+            symbol=symbol, name=f"{symbol} Corp.", price=Decimal(price), reference_price=Decimal(price),
+            volatility=0.3, drift=0.05,
+        )
+        for symbol, price in specs
+    ]
+
+
+@pytest.fixture
+def stocks(db):
+    return make_stocks(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))

@@ -1,0 +1,169 @@
+"""/ws/quotes/ against the real Redis channel layer: the consumer, the hub and the market's batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import pytest_asyncio
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
+
+from config.asgi import application
+from ticker import hub as hub_module
+from ticker import services
+from ticker.feed import publish
+from ticker.protocol import QUOTES_GROUP
+
+from .conftest import make_stocks
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest_asyncio.fixture
+async def market(clean_redis):
+    """A three-symbol market in the database, and a cleanup of this loop's hub."""
+    await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
+    market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)
+    yield market
+    loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
+    if loop_hub is not None:
+        await loop_hub.close()
+    await get_channel_layer().flush()
+
+
+async def step(market, *, until: set[str] | None = None):
+    """Run market steps (stored and published through Redis) until one changes all of ``until``."""
+    for _ in range(100):
+        result = await database_sync_to_async(services.market_step)(market=market, ts=1)
+        await publish(get_channel_layer(), result)
+        if not until or until <= {t.symbol for t in result.ticks}:
+            return result
+    raise AssertionError(f"no step changed {until}")
+
+
+async def connect(*headers) -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=list(headers) or [ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def send(communicator, message) -> None:
+    await communicator.send_to(text_data=json.dumps(message))
+
+
+async def receive(communicator, timeout=3) -> dict:
+    return json.loads(await communicator.receive_from(timeout=timeout))
+
+
+async def test_subscribe_answers_with_a_snapshot(market):
+    """A subscribe is answered by a snapshot of exactly those symbols."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["BBB", "aaa"]})
+    frame = await receive(ws)
+    assert frame["type"] == "snapshot"
+    assert [q["symbol"] for q in frame["quotes"]] == ["AAA", "BBB"]
+    assert set(frame["quotes"][0]) == {"symbol", "price", "change", "change_pct", "seq", "ts", "halted"}
+    await ws.disconnect()
+
+
+async def test_batches_hold_only_subscribed_symbols_and_continue_seq(market):
+    """After the snapshot, each step brings one frame with the subscribed symbols that changed, seq +1."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA", "BBB"]})
+    seq = {q["symbol"]: q["seq"] for q in (await receive(ws))["quotes"]}
+    for _ in range(5):
+        result = await step(market)
+        expected = sorted(t.symbol for t in result.ticks if t.symbol in ("AAA", "BBB"))
+        if not expected:
+            continue
+        frame = await receive(ws)
+        assert frame["type"] == "quotes" and frame["step"] == result.step
+        assert [q["symbol"] for q in frame["quotes"]] == expected
+        for quote in frame["quotes"]:
+            assert quote["seq"] == seq[quote["symbol"]] + 1
+            seq[quote["symbol"]] = quote["seq"]
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
+async def test_star_subscribes_to_everything(market):
+    """["*"] gets a snapshot of every symbol and every change."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["*"]})
+    assert [q["symbol"] for q in (await receive(ws))["quotes"]] == ["AAA", "BBB", "CCC"]
+    result = await step(market, until={"AAA", "BBB", "CCC"})
+    frame = await receive(ws)
+    assert [q["symbol"] for q in frame["quotes"]] == ["AAA", "BBB", "CCC"] and frame["step"] == result.step
+    await ws.disconnect()
+
+
+async def test_unsubscribe_stops_updates(market):
+    """After unsubscribing a symbol no more of its quotes arrive."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA", "BBB"]})
+    await receive(ws)
+    await send(ws, {"action": "unsubscribe", "symbols": ["AAA"]})
+    assert await receive(ws) == {"type": "unsubscribed", "symbols": ["AAA"]}
+    await step(market, until={"AAA", "BBB"})
+    frame = await receive(ws)
+    assert [q["symbol"] for q in frame["quotes"]] == ["BBB"]
+    await send(ws, {"action": "unsubscribe", "symbols": ["*"]})
+    assert (await receive(ws))["type"] == "unsubscribed"
+    await step(market, until={"AAA", "BBB"})
+    assert await ws.receive_nothing(timeout=0.3)
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize(
+    "text, code",
+    [("not json", "bad_json"), ('{"action": "dance"}', "unknown_action"), ("[]", "bad_message")],
+)
+async def test_bad_input_gets_an_error_and_the_socket_stays_open(market, text, code):
+    """Malformed JSON or an unknown action is answered with an error frame; ping still works after."""
+    ws = await connect()
+    await ws.send_to(text_data=text)
+    frame = await receive(ws)
+    assert frame["type"] == "error" and frame["code"] == code and frame["message"]
+    await send(ws, {"action": "ping"})
+    assert (await receive(ws))["type"] == "pong"
+    await ws.disconnect()
+
+
+async def test_unknown_symbol_is_an_error_but_known_ones_are_subscribed(market):
+    """A subscribe naming an unknown symbol subscribes the known ones and names the unknown one."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA", "NOPE"]})
+    snapshot = await receive(ws)
+    assert [q["symbol"] for q in snapshot["quotes"]] == ["AAA"]
+    error = await receive(ws)
+    assert error["code"] == "unknown_symbol" and error["symbols"] == ["NOPE"]
+    await step(market, until={"AAA"})
+    assert (await receive(ws))["type"] == "quotes"
+    await ws.disconnect()
+
+
+async def test_foreign_origin_is_refused(market):
+    """A page from another site cannot open the feed with the visitor's cookies."""
+    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=[(b"origin", b"http://evil.example")])
+    connected, _ = await communicator.connect()
+    assert not connected
+
+
+async def test_one_process_holds_one_group_member_for_many_sockets(market, redis_server):
+    """Ten sockets in one process cost one channel in the quotes group, not ten."""
+    sockets = [await connect() for _ in range(10)]
+    for ws in sockets:
+        await send(ws, {"action": "subscribe", "symbols": ["*"]})
+        await receive(ws)
+    layer = get_channel_layer()
+    members = redis_server.client().zrange(layer._group_key(QUOTES_GROUP), 0, -1)
+    assert len(members) == 1
+    await step(market, until={"AAA"})
+    for ws in sockets:
+        assert (await receive(ws))["type"] == "quotes"
+        await ws.disconnect()

@@ -1,0 +1,118 @@
+"""The HTTP polling baseline, history and dashboard."""
+
+import json
+
+import pytest
+
+from ticker import services
+from ticker.models import Stock
+
+QUOTE_KEYS = {"symbol", "price", "change", "change_pct", "seq", "ts", "halted"}
+
+
+@pytest.fixture
+def traded(stocks):
+    market = services.market_open(interval_ms=250, seed=1)
+    for i in range(5):
+        services.market_step(market=market, ts=1_700_000_000_000 + i)
+    return market
+
+
+def test_quotes_have_the_documented_format(client, traded):
+    """GET /api/quotes/ returns step and every active quote with the documented fields."""
+    response = client.get("/api/quotes/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["step"] == 5
+    assert [q["symbol"] for q in body["quotes"]] == ["AAA", "BBB", "CCC"]
+    for quote in body["quotes"]:
+        assert set(quote) == QUOTE_KEYS
+        stock = Stock.objects.get(symbol=quote["symbol"])
+        assert quote["price"] == float(stock.price) and quote["seq"] == stock.seq
+        assert quote["change"] == float(stock.price - stock.reference_price)
+
+
+def test_symbols_filter(client, traded):
+    """?symbols=A,B returns just those, case-insensitively."""
+    body = client.get("/api/quotes/?symbols=ccc,AAA").json()
+    assert [q["symbol"] for q in body["quotes"]] == ["AAA", "CCC"]
+
+
+def test_unknown_symbol_is_a_400_with_a_json_error(client, traded):
+    """An unknown symbol is named in a JSON error, not silently dropped."""
+    response = client.get("/api/quotes/?symbols=AAA,NOPE")
+    assert response.status_code == 400
+    assert response.json() == {
+        "type": "error", "code": "unknown_symbol", "message": "Unknown symbol(s): NOPE.", "symbols": ["NOPE"]
+    }
+
+
+def test_too_many_symbols_is_a_400(client, traded):
+    """A symbol list over the cap is refused."""
+    response = client.get("/api/quotes/?symbols=" + ",".join(f"S{i}" for i in range(101)))
+    assert response.status_code == 400 and response.json()["code"] == "too_many_symbols"
+
+
+def test_etag_gives_304_until_a_price_changes(client, traded):
+    """If-None-Match with the current ETag is a 304; after a step it is a 200 with a new ETag."""
+    first = client.get("/api/quotes/")
+    etag = first["ETag"]
+    again = client.get("/api/quotes/", headers={"If-None-Match": etag})
+    assert again.status_code == 304 and again.content == b"" and again["ETag"] == etag
+    while not services.market_step(market=traded, ts=2_000_000_000_000).ticks:
+        pass
+    changed = client.get("/api/quotes/", headers={"If-None-Match": etag})
+    assert changed.status_code == 200 and changed["ETag"] != etag
+
+
+def test_etag_of_a_quiet_symbol_survives_other_changes(client, traded):
+    """A filtered poll of a halted symbol keeps getting 304 while others trade."""
+    Stock.objects.filter(symbol="AAA").update(halted=True)
+    services.market_step(market=traded, ts=1)
+    etag = client.get("/api/quotes/?symbols=AAA")["ETag"]
+    for i in range(5):
+        services.market_step(market=traded, ts=2 + i)
+    assert client.get("/api/quotes/?symbols=AAA", headers={"If-None-Match": etag}).status_code == 304
+
+
+def test_history_is_oldest_first_and_limited(client, traded):
+    """The chart's history is the last N points, oldest first."""
+    body = client.get("/api/quotes/aaa/history/?limit=3").json()
+    assert body["symbol"] == "AAA"
+    seqs = [p["seq"] for p in body["points"]]
+    assert seqs == sorted(seqs) and len(seqs) == 3
+    assert seqs[-1] == Stock.objects.get(symbol="AAA").seq
+
+
+@pytest.mark.parametrize("limit", ["0", "x", "100000"])
+def test_history_bad_limit_is_a_400(client, traded, limit):
+    """A limit out of range is a JSON 400."""
+    response = client.get(f"/api/quotes/AAA/history/?limit={limit}")
+    assert response.status_code == 400 and response.json()["code"] == "bad_limit"
+
+
+def test_history_of_unknown_symbol_is_a_404(client, traded):
+    """An unknown symbol's history is a JSON 404."""
+    response = client.get("/api/quotes/NOPE/history/")
+    assert response.status_code == 404 and response.json()["code"] == "unknown_symbol"
+
+
+def test_dashboard_renders_the_first_table_on_the_server(client, traded):
+    """The first paint has every symbol's price, and the same data for the script."""
+    response = client.get("/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    for stock in Stock.objects.all():
+        assert f'data-symbol="{stock.symbol}"' in html and str(stock.price) in html
+    assert "Simulated prices" in html
+    start = html.index('<script id="initial-quotes" type="application/json">') + len(
+        '<script id="initial-quotes" type="application/json">'
+    )
+    initial = json.loads(html[start : html.index("</script>", start)])
+    assert {q["symbol"] for q in initial["quotes"]} == {"AAA", "BBB", "CCC"}
+    assert '<script type="module"' in html
+
+
+def test_post_is_not_allowed(client, traded):
+    """The API is read-only."""
+    assert client.post("/api/quotes/").status_code == 405
