@@ -32,7 +32,6 @@ async def market(clean_redis):
     loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
     if loop_hub is not None:
         await loop_hub.close()
-    await get_channel_layer().flush()
 
 
 async def step(market, *, until: set[str] | None = None):
@@ -152,6 +151,7 @@ async def test_foreign_origin_is_refused(market):
     communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=[(b"origin", b"http://evil.example")])
     connected, _ = await communicator.connect()
     assert not connected
+    await communicator.disconnect()
 
 
 async def test_one_process_holds_one_group_member_for_many_sockets(market, redis_server):
