@@ -1,0 +1,106 @@
+"""Real processes for end-to-end tests: a fresh database, daphne and run_market, stopped by PID."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from .conftest import ROOT, child_env, free_port, wait_for
+
+
+def _fresh_database_url(tmp: Path) -> tuple[str, str | None]:
+    """A new empty database of the kind the suite runs on: (url, postgres admin url to drop it)."""
+    base = os.environ.get("DATABASE_URL", "")
+    if not base.startswith(("postgres://", "postgresql://")):
+        return f"sqlite:///{tmp / 'site.sqlite3'}", None
+    name = f"ticker_e2e_{uuid.uuid4().hex[:10]}"
+    head, _, _ = base.rpartition("/")
+    admin = f"{head}/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return f"{head}/{name}", admin
+
+
+class Site:
+    """One web process and one market process over one Redis and one fresh database."""
+
+    def __init__(self, tmp: Path, redis_url: str):
+        self.tmp = tmp
+        self.db_url, self._pg_admin = _fresh_database_url(tmp)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = child_env(
+            DATABASE_URL=self.db_url,
+            REDIS_URL=redis_url,
+            TICKER_CHANNEL_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
+            DJANGO_STATIC_ROOT=str(tmp / "static"),
+        )
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.manage("migrate", "--noinput", "-v0")
+        self.manage("collectstatic", "--noinput", "-v0")
+
+    def manage(self, *args: str, env: dict | None = None) -> str:
+        result = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env={**self.env, **(env or {})},
+            capture_output=True, text=True, timeout=120,
+        )
+        if result.returncode:
+            raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+        return result.stdout
+
+    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+        log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process.log = log
+        self.processes[name] = process
+        return process
+
+    def start_web(self) -> None:
+        self._spawn("web", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                            "config.asgi:application"])
+        wait_for(lambda: self._answers("/api/quotes/"), timeout=30, what="daphne to serve /api/quotes/")
+
+    def start_market(self, *args: str) -> subprocess.Popen:
+        return self._spawn("market", [sys.executable, "manage.py", "run_market", *args])
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        process = self.processes.pop(name)
+        if process.poll() is None:
+            process.send_signal(sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        process.log.close()
+        return process.returncode
+
+    def close(self) -> None:
+        for name in list(self.processes):
+            self.stop(name)
+        if self._pg_admin:
+            name = self.db_url.rpartition("/")[2]
+            with psycopg.connect(self._pg_admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))
+
+    def get_json(self, path: str) -> dict:
+        with urllib.request.urlopen(self.base + path, timeout=5) as response:
+            return json.loads(response.read())
+
+    def _answers(self, path: str) -> bool:
+        try:
+            self.get_json(path)
+            return True
+        except OSError:
+            return False

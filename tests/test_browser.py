@@ -1,0 +1,123 @@
+"""The dashboard in a real browser: Playwright driving Debian's Chromium, headless, against real processes."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from .processes import Site
+
+pytestmark = [pytest.mark.browser, pytest.mark.processes]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run"]
+ADMIN_PASSWORD = "browser-test-password-4f9"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, redis_server):
+    site = Site(tmp_path_factory.mktemp("browser-site"), redis_server.url)
+    try:
+        site.manage("createsuperuser", "--noinput", "--username", "op", "--email", "op@example.com",
+                    env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD})
+        site.start_web()
+        site.start_market()
+        yield site
+    except BaseException:
+        print(site.logs())
+        raise
+    finally:
+        site.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert errors == [], f"the page raised: {errors}"
+
+
+def seq_of(page, symbol: str) -> int:
+    return int(page.locator(f'tr[data-symbol="{symbol}"]').get_attribute("data-seq") or -1)
+
+
+def wait_for_seq_above(page, symbol: str, seq: int, timeout_ms: int = 10_000) -> None:
+    page.wait_for_function(
+        "([symbol, seq]) => Number(document.querySelector(`tr[data-symbol='${symbol}']`).dataset.seq || -1) > seq",
+        arg=[symbol, seq],
+        timeout=timeout_ms,
+    )
+
+
+def test_prices_change_live_over_websocket(site, page):
+    """The dashboard goes live over WebSocket and its price cells keep changing."""
+    page.goto(site.base + "/")
+    expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+    expect(page.locator("#badge")).to_contain_text("WebSocket")
+    wait_for_seq_above(page, "MSFT", -1)
+    first_price = page.locator('tr[data-symbol="MSFT"] .price').text_content()
+    first_seq = seq_of(page, "MSFT")
+    wait_for_seq_above(page, "MSFT", first_seq + 3)
+    assert page.locator('tr[data-symbol="MSFT"] .price').text_content() != "" and first_price
+    expect(page.locator("#latency")).to_contain_text("ms", timeout=5_000)
+
+
+def test_switching_to_polling_keeps_prices_changing(site, page):
+    """With the switch on HTTP polling the badge says so and prices still change, fetched by GET /api/quotes/."""
+    polls: list[str] = []
+
+    def count_poll(request):
+        if request.url.split("?")[0].endswith("/api/quotes/"):
+            polls.append(request.url)
+
+    page.on("request", count_poll)
+    page.goto(site.base + "/")
+    expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+    page.get_by_label("HTTP polling (1 s)").check()
+    expect(page.locator("#badge")).to_have_attribute("data-state", "polling", timeout=5_000)
+    polls.clear()
+    seq = seq_of(page, "AAPL")
+    wait_for_seq_above(page, "AAPL", seq)
+    wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+    # The changes came by polling: the WebSocket is closed and GETs were made.
+    assert len(polls) >= 2
+    expect(page.locator("#badge")).to_contain_text("HTTP polling")
+
+
+def test_halt_in_admin_shows_on_dashboard_within_two_seconds(site, browser, page):
+    """An operator halts a stock in the admin; an open dashboard marks it HALTED within 2 s."""
+    page.goto(site.base + "/")
+    expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+    row = page.locator('tr[data-symbol="NFLX"]')
+    expect(row).not_to_have_class("halted")
+
+    admin = browser.new_context().new_page()
+    admin.goto(site.base + "/admin/ticker/stock/")
+    admin.fill("#id_username", "op")
+    admin.fill("#id_password", ADMIN_PASSWORD)
+    admin.click("input[type=submit]")
+    admin.locator('tr:has(th a:text-is("NFLX")) input.action-select').check()
+    admin.select_option("select[name=action]", "halt")
+    admin.click("button[name=index]")
+    expect(admin.locator(".messagelist")).to_contain_text("Halted 1 stock")
+    halted_at = time.monotonic()
+    expect(row).to_have_class("halted", timeout=2_000)
+    expect(row.locator(".halt-tag")).to_have_text("HALTED")
+    assert time.monotonic() - halted_at <= 2.0
+    admin.context.close()
