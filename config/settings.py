@@ -128,9 +128,7 @@ elif CHANNEL_LAYER_BACKEND == "redis":
         }
     }
 else:
-    raise ImproperlyConfigured(
-        f"TICKER_CHANNEL_LAYER={CHANNEL_LAYER_BACKEND!r} is not known: use 'redis' or 'memory'."
-    )
+    raise ImproperlyConfigured(f"TICKER_CHANNEL_LAYER={CHANNEL_LAYER_BACKEND!r} is not known: use 'redis' or 'memory'.")
 
 # The market: how often it steps, how much history it keeps.
 MARKET_INTERVAL_MS = env.int("MARKET_INTERVAL_MS", default=250)

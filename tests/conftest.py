@@ -46,8 +46,19 @@ class RedisServer:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.tmp)],
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )
@@ -120,8 +131,12 @@ def make_stocks(*specs: tuple[str, str]) -> list:
     Stock.objects.all().delete()
     return [
         Stock.objects.create(
-            symbol=symbol, name=f"{symbol} Corp.", price=Decimal(price), reference_price=Decimal(price),
-            volatility=0.3, drift=0.05,
+            symbol=symbol,
+            name=f"{symbol} Corp.",
+            price=Decimal(price),
+            reference_price=Decimal(price),
+            volatility=0.3,
+            drift=0.05,
         )
         for symbol, price in specs
     ]

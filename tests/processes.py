@@ -49,8 +49,12 @@ class Site:
 
     def manage(self, *args: str, env: dict | None = None) -> str:
         result = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=120,
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         if result.returncode:
             raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -64,8 +68,9 @@ class Site:
         return process
 
     def start_web(self) -> None:
-        self._spawn("web", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                            "config.asgi:application"])
+        self._spawn(
+            "web", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
+        )
         wait_for(lambda: self._answers("/api/quotes/"), timeout=30, what="daphne to serve /api/quotes/")
 
     def start_market(self, *args: str) -> subprocess.Popen:

@@ -47,8 +47,14 @@ def test_editing_a_stock_does_not_roll_back_the_live_price(staff, stocks):
     moved = Stock.objects.get(pk=stock.pk)
     response = staff.post(
         f"/admin/ticker/stock/{stock.pk}/change/",
-        {"symbol": "AAA", "name": "AAA Corp.", "reference_price": "100.00", "active": "on",
-         "volatility": "0.9", "drift": "0.01"},
+        {
+            "symbol": "AAA",
+            "name": "AAA Corp.",
+            "reference_price": "100.00",
+            "active": "on",
+            "volatility": "0.9",
+            "drift": "0.01",
+        },
     )
     assert response.status_code == 302
     after = Stock.objects.get(pk=stock.pk)
@@ -58,11 +64,23 @@ def test_editing_a_stock_does_not_roll_back_the_live_price(staff, stocks):
 
 def test_adding_a_stock_needs_a_valid_symbol_and_price(staff, stocks):
     """A bad symbol is refused with a message; a good one is created with its starting price."""
-    bad = staff.post("/admin/ticker/stock/add/", {"symbol": "bad symbol", "name": "X", "reference_price": "1",
-                                                  "price": "1", "volatility": "0.3", "drift": "0"})
+    bad = staff.post(
+        "/admin/ticker/stock/add/",
+        {"symbol": "bad symbol", "name": "X", "reference_price": "1", "price": "1", "volatility": "0.3", "drift": "0"},
+    )
     assert bad.status_code == 200 and "A symbol is 1 to 10 characters" in bad.content.decode()
-    good = staff.post("/admin/ticker/stock/add/", {"symbol": "NEW", "name": "New Co.", "reference_price": "10",
-                                                   "price": "10", "volatility": "0.3", "drift": "0", "active": "on"})
+    good = staff.post(
+        "/admin/ticker/stock/add/",
+        {
+            "symbol": "NEW",
+            "name": "New Co.",
+            "reference_price": "10",
+            "price": "10",
+            "volatility": "0.3",
+            "drift": "0",
+            "active": "on",
+        },
+    )
     assert good.status_code == 302 and Stock.objects.get(symbol="NEW").price == 10
 
 

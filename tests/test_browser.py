@@ -13,8 +13,13 @@ from .processes import Site
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 ADMIN_PASSWORD = "browser-test-password-4f9"
 
 
@@ -22,8 +27,15 @@ ADMIN_PASSWORD = "browser-test-password-4f9"
 def site(tmp_path_factory, redis_server):
     site = Site(tmp_path_factory.mktemp("browser-site"), redis_server.url)
     try:
-        site.manage("createsuperuser", "--noinput", "--username", "op", "--email", "op@example.com",
-                    env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD})
+        site.manage(
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "op",
+            "--email",
+            "op@example.com",
+            env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
+        )
         site.start_web()
         site.start_market()
         yield site

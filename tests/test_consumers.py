@@ -55,8 +55,8 @@ async def send(communicator, message) -> None:
     await communicator.send_to(text_data=json.dumps(message))
 
 
-async def receive(communicator, timeout=3) -> dict:
-    return json.loads(await communicator.receive_from(timeout=timeout))
+async def receive(communicator) -> dict:
+    return json.loads(await communicator.receive_from(timeout=3))
 
 
 async def test_subscribe_answers_with_a_snapshot(market):

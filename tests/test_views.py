@@ -43,7 +43,10 @@ def test_unknown_symbol_is_a_400_with_a_json_error(client, traded):
     response = client.get("/api/quotes/?symbols=AAA,NOPE")
     assert response.status_code == 400
     assert response.json() == {
-        "type": "error", "code": "unknown_symbol", "message": "Unknown symbol(s): NOPE.", "symbols": ["NOPE"]
+        "type": "error",
+        "code": "unknown_symbol",
+        "message": "Unknown symbol(s): NOPE.",
+        "symbols": ["NOPE"],
     }
 
 

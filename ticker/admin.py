@@ -10,8 +10,17 @@ MARKET_FIELDS = ("price", "seq", "step", "quoted_at")
 
 @admin.register(Stock)
 class StockAdmin(admin.ModelAdmin):
-    list_display = ("symbol", "name", "price", "change_display", "change_pct_display", "volatility", "drift",
-                    "halted", "active")
+    list_display = (
+        "symbol",
+        "name",
+        "price",
+        "change_display",
+        "change_pct_display",
+        "volatility",
+        "drift",
+        "halted",
+        "active",
+    )
     list_filter = ("halted", "active")
     list_editable = ("volatility", "drift")
     search_fields = ("symbol", "name")
@@ -46,14 +55,14 @@ class StockAdmin(admin.ModelAdmin):
     @admin.action(description="Halt trading in the selected stocks")
     def halt(self, request, queryset):
         count = queryset.update(halted=True)
-        self.message_user(request, f"Halted {count} stock(s); the market applies it within a second.",
-                          messages.SUCCESS)
+        self.message_user(request, f"Halted {count} stock(s); the market applies it within a second.", messages.SUCCESS)
 
     @admin.action(description="Resume trading in the selected stocks")
     def resume(self, request, queryset):
         count = queryset.update(halted=False)
-        self.message_user(request, f"Resumed {count} stock(s); the market applies it within a second.",
-                          messages.SUCCESS)
+        self.message_user(
+            request, f"Resumed {count} stock(s); the market applies it within a second.", messages.SUCCESS
+        )
 
 
 @admin.register(PricePoint)

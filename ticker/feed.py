@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
@@ -61,10 +62,8 @@ async def run_market(
             next_at = now + interval - (now - next_at) % interval
         if deadline is not None and next_at > deadline:
             break
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=next_at - now)
-        except TimeoutError:
-            pass
     log.info("market stopped after %d steps (last step %d)", steps, market.step_no)
     return steps
 

@@ -59,8 +59,10 @@ def choose_redis(env: dict[str, str], *, default_url: str = DEFAULT_REDIS_URL) -
     if env.get("REDIS_URL"):
         url = env["REDIS_URL"]
         if not redis_answers(url):
-            raise SystemExit(f"REDIS_URL={url} is not reachable: start that Redis, or unset REDIS_URL to let "
-                             "the run command find or start one.")
+            raise SystemExit(
+                f"REDIS_URL={url} is not reachable: start that Redis, or unset REDIS_URL to let "
+                "the run command find or start one."
+            )
         return RedisChoice(url, f"REDIS_URL ({_safe(url)})")
     if redis_answers(default_url):
         return RedisChoice(default_url, f"the Redis answering at {_safe(default_url)}")
@@ -69,8 +71,7 @@ def choose_redis(env: dict[str, str], *, default_url: str = DEFAULT_REDIS_URL) -
         port = free_port()
         workdir = tempfile.mkdtemp(prefix="ticker-redis-")
         process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", workdir],
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
         )

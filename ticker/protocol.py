@@ -72,7 +72,7 @@ def parse_client_message(text: str | None) -> Command:
         )
     if len(symbols) > MAX_SYMBOLS_PER_MESSAGE:
         raise ProtocolError(
-            "too_many_symbols", f"At most {MAX_SYMBOLS_PER_MESSAGE} symbols per message; use [\"*\"] for all."
+            "too_many_symbols", f'At most {MAX_SYMBOLS_PER_MESSAGE} symbols per message; use ["*"] for all.'
         )
     if not all(isinstance(s, str) for s in symbols):
         raise ProtocolError("bad_symbols", '"symbols" must hold strings only.')

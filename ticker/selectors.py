@@ -49,9 +49,6 @@ def last_step() -> int:
 def history(symbol: str, *, limit: int) -> list[dict]:
     """The last ``limit`` prices of ``symbol``, oldest first."""
     rows = (
-        PricePoint.objects.filter(stock__symbol=symbol)
-        .order_by("-step")
-        .values("step", "seq", "price", "ts")[:limit]
+        PricePoint.objects.filter(stock__symbol=symbol).order_by("-step").values("step", "seq", "price", "ts")[:limit]
     )
     return [{"step": r["step"], "seq": r["seq"], "price": float(r["price"]), "ts": r["ts"]} for r in reversed(rows)]
-

@@ -27,8 +27,9 @@ class StepResult:
 def market_open(*, interval_ms: int, seed: int | None, speed: float | None = None) -> Market:
     """Build the market from the persisted prices, so a restart continues where it stopped."""
     ticks = {tick.symbol: tick for tick in selectors.latest_ticks()}
-    market = Market({}, dt=dt_years(interval_ms / 1000, speed or settings.MARKET_SPEED), seed=seed,
-                    step=selectors.last_step())
+    market = Market(
+        {}, dt=dt_years(interval_ms / 1000, speed or settings.MARKET_SPEED), seed=seed, step=selectors.last_step()
+    )
     for tick in ticks.values():
         market.add(tick)
     return market
@@ -65,8 +66,7 @@ def market_step(*, market: Market, ts: int, history_steps: int | None = None) ->
                 # Only the market's own columns: an admin edit in flight is not overwritten.
                 Stock.objects.bulk_update(rows, ["price", "seq", "step", "quoted_at"])
                 PricePoint.objects.bulk_create(
-                    PricePoint(stock=stocks[t.symbol], step=step, seq=t.seq, price=t.price, ts=t.ts)
-                    for t in changed
+                    PricePoint(stock=stocks[t.symbol], step=step, seq=t.seq, price=t.price, ts=t.ts) for t in changed
                 )
             if step % PRUNE_EVERY_STEPS == 0:
                 PricePoint.objects.filter(step__lte=step - history_steps).delete()

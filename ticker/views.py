@@ -62,7 +62,7 @@ def quotes(request: HttpRequest) -> HttpResponse:
     # poll of quiet (e.g. halted) symbols keeps its ETag and gets 304s.
     step = max((s.step for s in stocks), default=0)
     body = protocol.encode({"step": step, "quotes": [protocol.quote(selectors.tick_of(s)) for s in stocks]}).encode()
-    etag = '"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest()
+    etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
         return HttpResponse(status=304, headers=headers)

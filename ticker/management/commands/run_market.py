@@ -10,8 +10,12 @@ class Command(BaseCommand):
     help = "Run the simulated market: step prices, store them, publish each step to the channel layer."
 
     def add_arguments(self, parser):
-        parser.add_argument("--interval", type=int, default=settings.MARKET_INTERVAL_MS,
-                            help="milliseconds between steps (default %(default)s)")
+        parser.add_argument(
+            "--interval",
+            type=int,
+            default=settings.MARKET_INTERVAL_MS,
+            help="milliseconds between steps (default %(default)s)",
+        )
         parser.add_argument("--run-for", type=float, default=None, help="stop after this many seconds")
         parser.add_argument("--seed", type=int, default=None, help="seed for a reproducible market")
 

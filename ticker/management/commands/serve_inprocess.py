@@ -5,8 +5,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = ("Run daphne and the market in ONE process on the in-memory channel layer "
-            "(the run command's fallback when no Redis can be had).")
+    help = (
+        "Run daphne and the market in ONE process on the in-memory channel layer "
+        "(the run command's fallback when no Redis can be had)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--host", default="127.0.0.1")
@@ -15,8 +17,10 @@ class Command(BaseCommand):
 
     def handle(self, *args, host, port, interval, **options):
         if settings.CHANNEL_LAYER_BACKEND != "memory":
-            raise CommandError("serve_inprocess needs TICKER_CHANNEL_LAYER=memory; with Redis, run daphne "
-                               "and run_market as separate processes.")
+            raise CommandError(
+                "serve_inprocess needs TICKER_CHANNEL_LAYER=memory; with Redis, run daphne "
+                "and run_market as separate processes."
+            )
         # daphne.server installs Twisted's asyncio reactor on import: import it first.
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server

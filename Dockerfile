@@ -1,0 +1,21 @@
+# The one image for every ticker process: web (daphne), market, migrations.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+# Static files are collected into the image and served by WhiteNoise. The key
+# below only lets settings load for this build step; it is not in the image's
+# environment at run time.
+RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
+
+RUN useradd --create-home --uid 1000 ticker
+USER ticker
+EXPOSE 8000
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]
