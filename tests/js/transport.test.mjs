@@ -528,7 +528,6 @@ test("PollingFeed.stop while a request is in flight drops its answer", async (t)
 
 test(
   "PollingFeed.stop while a request is in flight stays silent even if that request then fails",
-  { todo: "transport.js PollingFeed.poll catch block ignores this.stopped (see report)" },
   async (t) => {
     const timers = fakeTimers(t);
     let fail;
@@ -546,7 +545,6 @@ test(
 
 test(
   "PollingFeed.stop while the response body is being read stays silent",
-  { todo: "transport.js PollingFeed.poll does not re-check this.stopped after response.json() (see report)" },
   async (t) => {
     const timers = fakeTimers(t);
     let finishBody;

@@ -113,6 +113,9 @@ export class PollingFeed {
       if (response.status === 200) {
         this.etag = response.headers.get("ETag");
         const body = await response.json();
+        // stop() may have been called while the body was read (switch to WebSocket):
+        // a stopped feed must not touch the page any more.
+        if (this.stopped) return;
         this.handlers.snapshot(body.quotes, body.step);
       } else if (response.status !== 304) {
         throw new Error(`HTTP ${response.status}`);
@@ -120,6 +123,7 @@ export class PollingFeed {
       this.failures = 0;
       this.handlers.status("polling", `HTTP polling every ${this.interval / 1000} s`);
     } catch (error) {
+      if (this.stopped) return;
       wait = Math.max(this.interval, backoffDelay(this.failures++));
       this.handlers.status("reconnecting", `HTTP polling failed (${error.message})`);
     }
