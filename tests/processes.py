@@ -29,6 +29,12 @@ def _fresh_database_url(tmp: Path) -> tuple[str, str | None]:
     return f"{head}/{name}", admin
 
 
+def _drop_database(url: str, admin: str | None) -> None:
+    if admin:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{url.rpartition("/")[2]}" WITH (FORCE)')
+
+
 class Site:
     """One web process and one market process over one Redis and one fresh database."""
 
@@ -91,10 +97,7 @@ class Site:
     def close(self) -> None:
         for name in list(self.processes):
             self.stop(name)
-        if self._pg_admin:
-            name = self.db_url.rpartition("/")[2]
-            with psycopg.connect(self._pg_admin, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(self.db_url, self._pg_admin)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.tmp.glob("*.log"))

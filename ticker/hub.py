@@ -13,7 +13,6 @@ Any number of web processes still share the feed through Redis.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from typing import Any, Protocol
@@ -163,11 +162,13 @@ class QuoteHub:
 
     async def close(self) -> None:
         """Stop following the feed (tests; a web process simply exits)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        # Cancel until it is done: on Python 3.11 a cancellation that lands
+        # while a wait_for inside redis-py completes can be swallowed, and the
+        # task would go back to waiting for a message that never comes.
+        while task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1)
 
     async def _rejoin(self, channel: str) -> None:
         while True:
