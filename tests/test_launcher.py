@@ -91,9 +91,7 @@ def test_runsite_serves_the_live_site_and_stops_cleanly(tmp_path, redis_server, 
         subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
         env["TICKER_CHANNEL_LAYER"] = "memory"
         command = [sys.executable, "manage.py", "serve_inprocess", "--port", str(port)]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
         if layer == "redis":
