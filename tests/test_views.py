@@ -119,3 +119,20 @@ def test_dashboard_renders_the_first_table_on_the_server(client, traded):
 def test_post_is_not_allowed(client, traded):
     """The API is read-only."""
     assert client.post("/api/quotes/").status_code == 405
+
+
+def test_security_headers_are_set(client, traded):
+    """Pages forbid sniffing and framing, and a CSP allows only the site's own scripts."""
+    response = client.get("/")
+    csp = response["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+    assert "frame-ancestors 'none'" in csp
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["X-Frame-Options"] == "DENY"
+
+
+def test_hsts_is_sent_over_https_only(client, traded, settings):
+    """Strict-Transport-Security goes out on HTTPS responses, never on plain HTTP."""
+    settings.SECURE_HSTS_SECONDS = 31_536_000
+    assert "Strict-Transport-Security" not in client.get("/api/quotes/")
+    assert client.get("/api/quotes/", secure=True)["Strict-Transport-Security"].startswith("max-age=31536000")
