@@ -6,6 +6,7 @@ from ticker import views
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("api/quotes/", views.quotes, name="quotes"),
+    path("api/quotes/stream/", views.stream, name="stream"),
     path("api/quotes/<str:symbol>/history/", views.history, name="history"),
     path("admin/", admin.site.urls),
 ]

@@ -45,7 +45,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         except ProtocolError as error:
             await self.send_frame(protocol.encode(error.frame()))
 
-    async def send_frame(self, text: str) -> None:
+    async def send_frame(self, text: str, step: int = 0) -> None:
         await self.send(text_data=text)
 
     async def on_ping(self, command: Command) -> None:

@@ -13,6 +13,7 @@ Any number of web processes still share the feed through Redis.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from typing import Any, Protocol
@@ -35,11 +36,18 @@ class Subscriber(Protocol):
 
     subscription: frozenset[str] | None  # None: every symbol
 
-    async def send_frame(self, text: str) -> None: ...
+    async def send_frame(self, text: str, step: int) -> None: ...
 
 
-def _load_latest() -> tuple[int, list[dict[str, Any]]]:
-    return selectors.last_step(), [protocol.quote(tick) for tick in selectors.latest_ticks()]
+def _load_latest() -> tuple[int, list[tuple[dict[str, Any], int]]]:
+    """The stored market: its last step, and each symbol's quote with the step it last changed in."""
+    stocks = list(selectors.listed_stocks())
+    return max((s.step for s in stocks), default=0), [(protocol.quote(selectors.tick_of(s)), s.step) for s in stocks]
+
+
+def _split(loaded: tuple[int, list[tuple[dict[str, Any], int]]]) -> tuple[int, list[dict], list[int]]:
+    step, pairs = loaded
+    return step, [quote for quote, _ in pairs], [changed for _, changed in pairs]
 
 
 class QuoteHub:
@@ -48,7 +56,11 @@ class QuoteHub:
     def __init__(self, channel_layer):
         self.layer = channel_layer
         self.latest: dict[str, dict[str, Any]] = {}
+        # The market step in which each symbol last changed (long-poll, SSE resume).
+        self.changed_step: dict[str, int] = {}
         self.step = 0
+        # Replaced by a fresh Event after every step that changed something.
+        self._stepped = asyncio.Event()
         self.subscribers: dict[Subscriber, None] = {}
         self.frames_sent = 0
         self._ready = asyncio.Event()
@@ -76,24 +88,44 @@ class QuoteHub:
             return [self.latest[s] for s in sorted(self.latest)]
         return [self.latest[s] for s in sorted(symbols) if s in self.latest]
 
-    def apply(self, step: int, quotes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def changed_since(self, since: int, symbols: frozenset[str] | None) -> list[dict[str, Any]]:
+        """The latest quote of every symbol (all, or those named) that changed after step ``since``."""
+        return [q for q in self.snapshot(symbols) if self.changed_step.get(q["symbol"], 0) > since]
+
+    async def wait_for_change(self, since: int, symbols: frozenset[str] | None, wait_s: float) -> list[dict]:
+        """Wait up to ``wait_s`` seconds for a change after ``since``; return the changed quotes, or []."""
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while not (changed := self.changed_since(since, symbols)):
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stepped.wait(), remaining)
+        return changed
+
+    def apply(self, step: int, quotes: list[dict[str, Any]], steps: list[int] | None = None) -> list[dict[str, Any]]:
         """Record quotes newer than what the hub holds; return just those.
 
         A quote whose ``seq`` is not above the held one is a duplicate (for
         example a batch that was queued while the hub loaded its snapshot).
+        ``steps`` gives each quote's own change step when it is not ``step``.
         """
         fresh = []
-        for quote in quotes:
+        for i, quote in enumerate(quotes):
             held = self.latest.get(quote["symbol"])
             if held is None or quote["seq"] > held["seq"]:
                 self.latest[quote["symbol"]] = quote
+                self.changed_step[quote["symbol"]] = steps[i] if steps else step
                 fresh.append(quote)
         self.step = max(self.step, step)
+        if fresh:
+            self._stepped.set()
+            self._stepped = asyncio.Event()
         return fresh
 
-    async def publish(self, step: int, quotes: list[dict[str, Any]]) -> None:
+    async def publish(self, step: int, quotes: list[dict[str, Any]], steps: list[int] | None = None) -> None:
         """Apply one batch and send each subscriber at most one frame for it."""
-        fresh = self.apply(step, quotes)
+        fresh = self.apply(step, quotes, steps)
         if not fresh:
             return
         # Taken before any await: a subscriber that attaches while this batch
@@ -109,7 +141,7 @@ class QuoteHub:
             if text is None:
                 continue
             try:
-                await subscriber.send_frame(text)
+                await subscriber.send_frame(text, step)
             except Exception:  # one broken connection must not stop the others
                 log.exception("sending a frame failed; dropping that subscriber")
                 self.detach(subscriber)
@@ -132,7 +164,7 @@ class QuoteHub:
                     rejoin = asyncio.create_task(self._rejoin(channel))
                 # Joined first, loaded second: a batch published in between is
                 # queued on our channel and deduplicated by seq in apply().
-                await self.publish(*await database_sync_to_async(_load_latest)())
+                await self.publish(*_split(await database_sync_to_async(_load_latest)()))
                 self._ready.set()
                 delay = RETRY_MIN_S
                 if self.layer is None:
@@ -149,7 +181,7 @@ class QuoteHub:
                 # Serve snapshots from the database even while Redis is away.
                 if not self._ready.is_set():
                     try:
-                        self.apply(*await database_sync_to_async(_load_latest)())
+                        self.apply(*_split(await database_sync_to_async(_load_latest)()))
                         self._ready.set()
                     except Exception:
                         log.exception("could not load quotes from the database either")

@@ -1,17 +1,28 @@
-"""HTTP views: the dashboard and the polling baseline. Thin: parse, read, render."""
+"""HTTP views: the dashboard, polling, long-polling and Server-Sent Events. Thin: parse, read, render."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+from urllib.parse import urlsplit
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.request import validate_host
 from django.shortcuts import render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
 from . import protocol, selectors
+from .hub import get_hub
 
 HISTORY_DEFAULT, HISTORY_MAX = 240, 2400
+LONG_POLL_MAX_WAIT_S = 30.0
+SSE_KEEPALIVE_S = 15.0
+# A stream whose reader falls this many steps behind is closed; the browser
+# reconnects with Last-Event-ID and catches up from a snapshot.
+SSE_MAX_QUEUED = 64
 
 
 def error(status: int, code: str, message: str, **extra) -> JsonResponse:
@@ -46,9 +57,135 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     )
 
 
+def _foreign_origin(request: HttpRequest) -> bool:
+    """True when the request names an Origin outside ALLOWED_HOSTS (same rule as the WebSocket)."""
+    origin = request.headers.get("Origin")
+    if not origin:
+        return False
+    host = urlsplit(origin).hostname
+    return not host or not validate_host(host, settings.ALLOWED_HOSTS)
+
+
+async def _hub_symbols(request: HttpRequest):
+    """(hub, symbols or None, error response or None) for the streaming and long-poll endpoints."""
+    try:
+        symbols = _symbols_param(request)
+    except ValueError as exc:
+        return None, None, error(400, "too_many_symbols", str(exc))
+    hub = await get_hub()
+    if symbols is not None:
+        unknown = [s for s in symbols if not hub.known(s)]
+        if unknown:
+            return (
+                None,
+                None,
+                error(400, "unknown_symbol", f"Unknown symbol(s): {', '.join(unknown)}.", symbols=unknown),
+            )
+        return hub, frozenset(symbols), None
+    return hub, None, None
+
+
 @require_GET
-def quotes(request: HttpRequest) -> HttpResponse:
-    """GET /api/quotes/?symbols=A,B: the latest quotes, with an ETag for cheap re-polls."""
+async def quotes(request: HttpRequest) -> HttpResponse:
+    """GET /api/quotes/: polling (latest quotes with an ETag), or long-polling with ?since= / ?wait=."""
+    if "since" in request.GET or "wait" in request.GET:
+        return await long_poll(request)
+    return await sync_to_async(poll)(request)
+
+
+async def long_poll(request: HttpRequest) -> HttpResponse:
+    """GET /api/quotes/?since=STEP&wait=S: answer when a requested symbol changes after STEP, or after S seconds.
+
+    The answer holds the latest quote of every requested symbol that changed
+    after ``since``, and the step to pass as ``since`` next time. When
+    ``wait`` runs out first the quotes list is empty.
+    """
+    if _foreign_origin(request):
+        return error(403, "foreign_origin", "This origin may not read the feed.")
+    try:
+        wait = float(request.GET.get("wait", "0"))
+        if not wait >= 0:  # also refuses NaN
+            raise ValueError
+    except ValueError:
+        return error(400, "bad_wait", f"wait must be a number of seconds from 0 to {LONG_POLL_MAX_WAIT_S:g}.")
+    hub, symbols, problem = await _hub_symbols(request)
+    if problem:
+        return problem
+    since_raw = request.GET.get("since")
+    if since_raw is None:
+        since = hub.step
+    elif since_raw.isdigit():
+        since = int(since_raw)
+    else:
+        return error(400, "bad_since", "since must be a market step: a whole number from 0.")
+    changed = await hub.wait_for_change(since, symbols, min(wait, LONG_POLL_MAX_WAIT_S))
+    body = protocol.encode({"step": hub.step if changed else since, "quotes": changed})
+    return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+class _StreamSubscriber:
+    """An SSE connection as the hub sees it: frames go into a bounded queue."""
+
+    def __init__(self, subscription: frozenset[str] | None):
+        self.subscription = subscription
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(SSE_MAX_QUEUED)
+        self.overflowed = False
+
+    async def send_frame(self, text: str, step: int) -> None:
+        try:
+            self.queue.put_nowait((step, text))
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+def _sse(event: str, step: int, data: str) -> str:
+    return f"id: {step}\nevent: {event}\ndata: {data}\n\n"
+
+
+@require_GET
+async def stream(request: HttpRequest) -> HttpResponse:
+    """GET /api/quotes/stream/?symbols=A,B: Server-Sent Events, one event per market step.
+
+    The first event is a ``snapshot``: every requested quote, or with a
+    Last-Event-ID (the browser's automatic reconnect) just the quotes that
+    changed after that step. Then one ``quotes`` event per step, ``id`` = step.
+    """
+    if _foreign_origin(request):
+        return error(403, "foreign_origin", "This origin may not read the feed.")
+    hub, symbols, problem = await _hub_symbols(request)
+    if problem:
+        return problem
+    last_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_id and not last_id.isdigit():
+        return error(400, "bad_last_event_id", "Last-Event-ID must be a market step (a whole number).")
+    subscriber = _StreamSubscriber(symbols)
+    # Snapshot and attach in one step of the event loop: the next event continues it exactly.
+    quotes = hub.changed_since(int(last_id), symbols) if last_id else hub.snapshot(symbols)
+    first = _sse("snapshot", hub.step, protocol.encode(protocol.snapshot_frame(quotes, step=hub.step)))
+    hub.attach(subscriber)
+
+    async def events():
+        try:
+            yield "retry: 1000\n" + first
+            while not subscriber.overflowed:
+                try:
+                    step, text = await asyncio.wait_for(subscriber.queue.get(), SSE_KEEPALIVE_S)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                yield _sse("quotes", step, text)
+        finally:
+            hub.detach(subscriber)
+
+    return StreamingHttpResponse(
+        events(),
+        content_type="text/event-stream",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )
+
+
+def poll(request: HttpRequest) -> HttpResponse:
+    """GET /api/quotes/?symbols=A,B: the latest quotes from the database, with an ETag for cheap re-polls."""
     try:
         symbols = _symbols_param(request)
     except ValueError as exc:
