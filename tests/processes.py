@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -112,3 +113,69 @@ class Site:
             return True
         except OSError:
             return False
+
+
+class NoWebSocketProxy:
+    """A TCP proxy in front of daphne that refuses WebSocket upgrades with 403, like a strict corporate proxy.
+
+    Plain HTTP (pages, polling, long-polling, SSE) passes through untouched.
+    """
+
+    def __init__(self, upstream_port: int):
+        import socket
+        import threading
+
+        self.upstream_port = upstream_port
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.refused = 0
+        self._threading = threading
+        self._open: list = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            self._threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def _handle(self, client) -> None:
+        import socket
+
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = client.recv(65536)
+            if not chunk:
+                client.close()
+                return
+            head += chunk
+        if b"upgrade: websocket" in head.lower():
+            self.refused += 1
+            client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            client.close()
+            return
+        upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+        self._open += [client, upstream]
+        upstream.sendall(head)
+        self._threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+        self._pipe(client, upstream)
+
+    @staticmethod
+    def _pipe(source, target) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, target):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def close(self) -> None:
+        self.server.close()
+        for sock in self._open:
+            with contextlib.suppress(OSError):
+                sock.close()

@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .processes import Site
+from .processes import NoWebSocketProxy, Site
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -133,3 +133,31 @@ def test_halt_in_admin_shows_on_dashboard_within_two_seconds(site, browser, page
     expect(row.locator(".halt-tag")).to_have_text("HALTED")
     assert time.monotonic() - halted_at <= 2.0
     admin.context.close()
+
+
+def test_falls_back_to_sse_when_websocket_is_refused(site, page):
+    """Behind a proxy that refuses WebSocket upgrades the page still updates, over SSE, and says so."""
+    proxy = NoWebSocketProxy(site.port)
+    try:
+        page.goto(f"http://127.0.0.1:{proxy.port}/")
+        badge = page.locator("#badge")
+        expect(badge).to_have_attribute("data-transport", "sse", timeout=15_000)
+        expect(badge).to_have_attribute("data-state", "live")
+        expect(badge).to_contain_text("Server-Sent Events")
+        wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+        wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+        assert proxy.refused >= 1
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("transport, label", [("sse", "Server-Sent Events"), ("longpoll", "long-polling")])
+def test_pinned_transport_keeps_prices_changing(site, page, transport, label):
+    """?transport=NAME uses just that transport; the badge names it and prices keep changing."""
+    page.goto(f"{site.base}/?transport={transport}")
+    badge = page.locator("#badge")
+    expect(badge).to_have_attribute("data-transport", transport, timeout=10_000)
+    expect(badge).to_contain_text(label)
+    expect(page.locator(f"input[name=transport][value={transport}]")).to_be_checked()
+    wait_for_seq_above(page, "MSFT", seq_of(page, "MSFT"))
+    wait_for_seq_above(page, "MSFT", seq_of(page, "MSFT"))

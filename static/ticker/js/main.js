@@ -2,7 +2,7 @@
 import { drawChart, drawSparkline } from "./chart.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { indexRows, renderBadge, renderQuote, renderStar } from "./render.js";
-import { PollingFeed, WebSocketFeed } from "./transport.js";
+import { TRANSPORTS, TransportChain } from "./chain.js";
 import { Watchlist } from "./watchlist.js";
 
 const SPARK_POINTS = 60;
@@ -52,16 +52,20 @@ function receive(quotes, { snapshot, measure }) {
 }
 
 const handlers = {
-  status: (state, detail) => renderBadge(el.badge, state, detail),
-  snapshot: (quotes) => receive(quotes, { snapshot: true, measure: feed instanceof PollingFeed }),
+  status: (state, detail, transport) => renderBadge(el.badge, state, detail, transport),
+  // A poll answer is a snapshot, but it is also how polling delivers changes: measure it.
+  snapshot: (quotes) => receive(quotes, { snapshot: true, measure: feed.transport === "polling" }),
   quotes: (quotes) => receive(quotes, { snapshot: false, measure: true }),
   request: () => (stats.requests += 1),
 };
 
-function startFeed(kind) {
+/** "auto" runs the chain (WebSocket, SSE, long-poll, polling); a transport name pins that one. */
+function startFeed(choice) {
   feed?.stop();
-  const options = { symbols: watchlist.subscription() };
-  feed = kind === "polling" ? new PollingFeed(handlers, options) : new WebSocketFeed(handlers, options);
+  feed = new TransportChain(handlers, {
+    symbols: watchlist.subscription(),
+    pinned: TRANSPORTS.includes(choice) ? choice : null,
+  });
   latency.samples = [];
   feed.start();
 }
@@ -136,8 +140,9 @@ setInterval(() => {
 }, 500);
 
 const pinned = new URLSearchParams(window.location.search).get("transport");
-if (pinned === "polling") document.querySelector("input[value=polling]").checked = true;
+const choice = TRANSPORTS.includes(pinned) ? pinned : "auto";
+document.querySelector(`input[name=transport][value=${choice}]`).checked = true;
 applyWatchlist();
-startFeed(pinned === "polling" ? "polling" : "websocket");
+startFeed(choice);
 if (chart.symbol && rows.has(chart.symbol)) selectChart(chart.symbol);
 loadSparklines();

@@ -51,9 +51,10 @@ export function renderQuote(row, quote, prev) {
   }
 }
 
-export function renderBadge(el, state, detail) {
+export function renderBadge(el, state, detail, transport = "") {
   el.className = `badge badge-${state}`;
   el.dataset.state = state;
+  el.dataset.transport = transport;
   el.textContent = `${BADGE_TEXT[state] ?? state} · ${detail}`;
 }
 

@@ -1,6 +1,48 @@
-// Two ways to get quotes: pushed over one WebSocket, or pulled by HTTP polling.
-// Both call the same handlers: status(state, detail), snapshot(quotes, step),
-// quotes(quotes, step), request() (an HTTP request or WebSocket frame sent).
+// Four ways to get quotes: pushed over a WebSocket or Server-Sent Events, or
+// pulled by long-polling or polling. All call the same handlers:
+// status(state, detail), snapshot(quotes, step), quotes(quotes, step),
+// request() (an HTTP request or WebSocket frame sent), and, when created with
+// failFast, failed(reason) if the transport never delivered anything.
+
+const CONNECT_TIMEOUT_MS = 5000;
+
+/**
+ * Fail-fast bookkeeping shared by the feeds: a feed "works" once it has
+ * delivered a snapshot. Until then, with failFast set, a close or a silent
+ * CONNECT_TIMEOUT_MS is reported as failed() so a chain can fall back; after
+ * that the feed reconnects on its own (a restart is not a blocked transport).
+ */
+class FailFast {
+  constructor(feed, failFast) {
+    this.feed = feed;
+    this.enabled = failFast;
+    this.worked = false;
+    this.timer = null;
+  }
+
+  arm() {
+    clearTimeout(this.timer);
+    if (this.enabled && !this.worked) this.timer = setTimeout(() => this.fail("no data in time"), CONNECT_TIMEOUT_MS);
+  }
+
+  succeeded() {
+    this.worked = true;
+    clearTimeout(this.timer);
+  }
+
+  /** Returns true when the failure was reported (the feed should not retry). */
+  fail(reason) {
+    if (!this.enabled || this.worked || this.feed.stopped) return false;
+    clearTimeout(this.timer);
+    this.feed.stop();
+    this.feed.handlers.failed?.(reason);
+    return true;
+  }
+
+  clear() {
+    clearTimeout(this.timer);
+  }
+}
 
 /** ws: or wss: to match the page, so the socket is encrypted whenever the page is. */
 export function wsUrl(loc = window.location, path = "/ws/quotes/") {
@@ -14,7 +56,7 @@ export function backoffDelay(attempt, { base = 500, max = 15000, random = Math.r
 }
 
 export class WebSocketFeed {
-  constructor(handlers, { symbols = ["*"], url = wsUrl() } = {}) {
+  constructor(handlers, { symbols = ["*"], url = wsUrl(), failFast = false } = {}) {
     this.handlers = handlers;
     this.symbols = symbols;
     this.url = url;
@@ -22,21 +64,25 @@ export class WebSocketFeed {
     this.socket = null;
     this.stopped = false;
     this.timer = null;
+    this.failFast = new FailFast(this, failFast);
   }
 
   start() {
     this.stopped = false;
     this.handlers.status(this.attempt ? "reconnecting" : "connecting", "WebSocket");
+    this.failFast.arm();
     const socket = new WebSocket(this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.attempt = 0;
       this.handlers.status("live", "WebSocket");
       if (this.symbols.length) this.send({ action: "subscribe", symbols: this.symbols });
+      else this.failFast.succeeded();
     });
     socket.addEventListener("message", (event) => this.onMessage(JSON.parse(event.data)));
     socket.addEventListener("close", () => {
       if (this.socket !== socket || this.stopped) return;
+      if (this.failFast.fail("WebSocket closed before any data")) return;
       const delay = backoffDelay(this.attempt++);
       this.handlers.status("reconnecting", `WebSocket, retry in ${(delay / 1000).toFixed(1)} s`);
       this.timer = setTimeout(() => this.start(), delay);
@@ -44,7 +90,10 @@ export class WebSocketFeed {
   }
 
   onMessage(frame) {
-    if (frame.type === "snapshot") this.handlers.snapshot(frame.quotes, frame.step);
+    if (frame.type === "snapshot") {
+      this.failFast.succeeded();
+      this.handlers.snapshot(frame.quotes, frame.step);
+    }
     else if (frame.type === "quotes") this.handlers.quotes(frame.quotes, frame.step);
     else if (frame.type === "error") console.warn("ticker server error", frame.code, frame.message);
   }
@@ -71,12 +120,163 @@ export class WebSocketFeed {
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
+    this.failFast.clear();
     this.socket?.close(1000);
     this.socket = null;
   }
 }
 
+/** Server-Sent Events: one long HTTP response; the browser reconnects with Last-Event-ID by itself. */
+export class SseFeed {
+  constructor(handlers, { symbols = ["*"], url = "/api/quotes/stream/", failFast = false } = {}) {
+    this.handlers = handlers;
+    this.symbols = symbols;
+    this.url = url;
+    this.source = null;
+    this.stopped = false;
+    this.failFast = new FailFast(this, failFast);
+  }
+
+  start() {
+    this.stopped = false;
+    this.handlers.status("connecting", "Server-Sent Events");
+    if (!this.symbols.length) {
+      this.failFast.succeeded();
+      this.handlers.status("live", "Server-Sent Events (watchlist empty)");
+      return;
+    }
+    this.failFast.arm();
+    const query = this.symbols.includes("*") ? "" : `?symbols=${encodeURIComponent(this.symbols.join(","))}`;
+    const source = new EventSource(this.url + query);
+    this.source = source;
+    this.handlers.request();
+    source.addEventListener("open", () => this.handlers.status("live", "Server-Sent Events"));
+    source.addEventListener("snapshot", (event) => {
+      this.failFast.succeeded();
+      this.handlers.snapshot(JSON.parse(event.data).quotes);
+    });
+    source.addEventListener("quotes", (event) => {
+      const frame = JSON.parse(event.data);
+      this.handlers.quotes(frame.quotes, frame.step);
+    });
+    source.addEventListener("error", () => {
+      if (this.source !== source || this.stopped) return;
+      if (this.failFast.fail("event stream failed before any data")) return;
+      // EventSource retries by itself (the server asks for 1 s) and resumes with Last-Event-ID.
+      this.handlers.status("reconnecting", "Server-Sent Events");
+      this.handlers.request();
+    });
+  }
+
+  setSymbols(symbols) {
+    this.symbols = symbols;
+    this.restart();
+  }
+
+  /** A gap: reopen the stream, which starts with a fresh snapshot. */
+  resync() {
+    this.restart();
+  }
+
+  restart() {
+    if (this.stopped) return;
+    this.source?.close();
+    this.start();
+  }
+
+  stop() {
+    this.stopped = true;
+    this.failFast.clear();
+    this.source?.close();
+    this.source = null;
+  }
+}
+
+/** Long-polling: each request waits at the server until something changes after `since`. */
+export class LongPollFeed {
+  constructor(handlers, { symbols = ["*"], url = "/api/quotes/", wait = 25, failFast = false } = {}) {
+    this.handlers = handlers;
+    this.symbols = symbols;
+    this.url = url;
+    this.wait = wait;
+    this.since = null;
+    this.stopped = false;
+    this.failures = 0;
+    this.timer = null;
+    this.controller = null;
+    this.failFast = new FailFast(this, failFast);
+  }
+
+  start() {
+    this.stopped = false;
+    this.handlers.status("connecting", "long-polling");
+    this.failFast.arm();
+    this.poll();
+  }
+
+  async poll() {
+    if (this.stopped) return;
+    if (!this.symbols.length) {
+      this.failFast.succeeded();
+      this.handlers.status("live", "long-polling (watchlist empty)");
+      this.timer = setTimeout(() => this.poll(), 1000);
+      return;
+    }
+    const params = new URLSearchParams();
+    if (!this.symbols.includes("*")) params.set("symbols", this.symbols.join(","));
+    // The first request (and a resync) is a plain poll: the full picture and its step.
+    if (this.since !== null) {
+      params.set("since", String(this.since));
+      params.set("wait", String(this.wait));
+    }
+    this.controller = new AbortController();
+    let wait = 0;
+    try {
+      this.handlers.request();
+      const response = await fetch(`${this.url}?${params}`, { cache: "no-store", signal: this.controller.signal });
+      if (!response.ok) throw new Error(`HTTP ${response.status}`);
+      const body = await response.json();
+      if (this.stopped) return;
+      if (this.since === null) {
+        this.failFast.succeeded();
+        this.handlers.snapshot(body.quotes, body.step);
+      } else if (body.quotes.length) {
+        this.handlers.quotes(body.quotes, body.step);
+      }
+      this.since = body.step;
+      this.failures = 0;
+      this.handlers.status("live", "long-polling");
+    } catch (error) {
+      if (this.stopped) return;
+      // resync() aborts the waiting request on purpose: ask again straight away.
+      if (error.name === "AbortError") return void (this.timer = setTimeout(() => this.poll(), 0));
+      if (this.failFast.fail(`long-poll failed (${error.message})`)) return;
+      wait = backoffDelay(this.failures++);
+      this.handlers.status("reconnecting", `long-polling failed (${error.message})`);
+    }
+    this.timer = setTimeout(() => this.poll(), wait);
+  }
+
+  setSymbols(symbols) {
+    this.symbols = symbols;
+    this.resync();
+  }
+
+  resync() {
+    this.since = null;
+    this.controller?.abort();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.failFast.clear();
+    this.controller?.abort();
+  }
+}
+
 export class PollingFeed {
+  // Polling is the last resort: it never gives up, so it takes no failFast.
   constructor(handlers, { symbols = ["*"], interval = 1000, url = "/api/quotes/" } = {}) {
     this.handlers = handlers;
     this.symbols = symbols;

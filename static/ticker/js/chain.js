@@ -1,0 +1,126 @@
+// The transport chain: WebSocket, then Server-Sent Events, then long-polling,
+// then polling. Like Socket.IO or Lightstreamer, it falls back on its own when
+// a transport cannot connect (blocked by a proxy, refused, silent) and tries
+// to upgrade back later without dropping the feed it has.
+import { LongPollFeed, PollingFeed, SseFeed, WebSocketFeed } from "./transport.js";
+
+export const TRANSPORTS = ["websocket", "sse", "longpoll", "polling"];
+export const LABELS = {
+  websocket: "WebSocket",
+  sse: "Server-Sent Events",
+  longpoll: "long-polling",
+  polling: "HTTP polling",
+};
+const FEEDS = { websocket: WebSocketFeed, sse: SseFeed, longpoll: LongPollFeed, polling: PollingFeed };
+
+export function makeFeed(name, handlers, options) {
+  return new FEEDS[name](handlers, options);
+}
+
+export class TransportChain {
+  /**
+   * handlers: status(state, detail, transport), snapshot, quotes, request(transport).
+   * pinned: a transport name to use alone (no fallback, no upgrade), or null for the chain.
+   */
+  constructor(handlers, { symbols = ["*"], pinned = null, upgradeMs = 30000, make = makeFeed } = {}) {
+    if (pinned !== null && !TRANSPORTS.includes(pinned)) throw new Error(`unknown transport ${pinned}`);
+    this.handlers = handlers;
+    this.symbols = symbols;
+    this.pinned = pinned;
+    this.upgradeMs = upgradeMs;
+    this.make = make;
+    this.index = pinned ? TRANSPORTS.indexOf(pinned) : 0;
+    this.feed = null;
+    this.probe = null;
+    this.timer = null;
+    this.stopped = false;
+  }
+
+  get transport() {
+    return TRANSPORTS[this.index];
+  }
+
+  start() {
+    this.stopped = false;
+    this.use(this.index);
+  }
+
+  use(index) {
+    this.feed?.stop();
+    this.index = index;
+    const slot = { index, live: true };
+    this.feed = this.create(slot);
+    this.feed.start();
+    this.scheduleUpgrade();
+  }
+
+  create(slot) {
+    const name = TRANSPORTS[slot.index];
+    const handlers = {
+      status: (state, detail) => slot.live && this.index === slot.index && this.handlers.status(state, detail, name),
+      snapshot: (quotes, step) => {
+        if (!slot.live) this.promote(slot);
+        if (this.index === slot.index) this.handlers.snapshot(quotes, step);
+      },
+      quotes: (quotes, step) => slot.live && this.index === slot.index && this.handlers.quotes(quotes, step),
+      request: () => this.handlers.request(name),
+      failed: (reason) => (slot.live ? this.fallBack(slot, reason) : this.probeFailed(slot)),
+    };
+    // Only the chain fails fast; a pinned transport keeps retrying with backoff.
+    const feed = this.make(name, handlers, { symbols: this.symbols, failFast: this.pinned === null });
+    slot.feed = feed;
+    return feed;
+  }
+
+  fallBack(slot, reason) {
+    if (this.stopped || this.index !== slot.index) return;
+    console.info(`ticker: ${TRANSPORTS[slot.index]} failed (${reason}); falling back`);
+    if (slot.index + 1 < TRANSPORTS.length) this.use(slot.index + 1);
+  }
+
+  scheduleUpgrade() {
+    clearTimeout(this.timer);
+    if (this.pinned !== null || this.index === 0 || this.stopped) return;
+    this.timer = setTimeout(() => this.tryUpgrade(0), this.upgradeMs);
+  }
+
+  /** Open a better transport beside the live one; switch only once it has delivered a snapshot. */
+  tryUpgrade(index) {
+    if (this.stopped || index >= this.index) return this.scheduleUpgrade();
+    const slot = { index, live: false };
+    this.probe = this.create(slot);
+    this.probe.start();
+  }
+
+  probeFailed(slot) {
+    if (this.probe !== slot.feed) return;
+    this.probe = null;
+    this.tryUpgrade(slot.index + 1);
+  }
+
+  promote(slot) {
+    this.feed?.stop();
+    this.probe = null;
+    slot.live = true;
+    this.feed = slot.feed;
+    this.index = slot.index;
+    this.handlers.status("live", LABELS[TRANSPORTS[slot.index]], TRANSPORTS[slot.index]);
+    this.scheduleUpgrade();
+  }
+
+  setSymbols(symbols) {
+    this.symbols = symbols;
+    this.feed?.setSymbols(symbols);
+  }
+
+  resync(symbols) {
+    this.feed?.resync(symbols);
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.probe?.stop();
+    this.feed?.stop();
+  }
+}
