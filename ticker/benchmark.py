@@ -1,0 +1,413 @@
+"""Transport benchmark: N raw-socket clients per transport, every byte counted.
+
+Used by ``python manage.py bench_transports``. The clients speak HTTP/1.1 and
+RFC 6455 themselves over asyncio streams, so the bytes counted are exactly the
+TCP payload that crosses the client sockets (request and response headers,
+WebSocket frame headers, chunked-encoding lines, bodies). TCP/IP header bytes
+are estimated from the kernel's segment counters (/proc/net/snmp) and are
+labelled as an estimate. Server CPU time is read from /proc/<pid>/stat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+TRANSPORTS = ("websocket", "sse", "longpoll", "polling")
+# IPv4 (20) + TCP (20) + the timestamp option Linux sends on every segment (12).
+TCP_IP_HEADER_BYTES = 52
+
+
+@dataclass
+class Tally:
+    """What one transport's clients saw, summed over all of them."""
+
+    updates: int = 0
+    lost: int = 0
+    requests: int = 0
+    payload_bytes: int = 0  # JSON the application needed
+    wire_bytes: int = 0  # everything read from and written to the sockets
+    latencies_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    connected: int = 0
+    expected: int = 0
+    settled: int = 0  # clients connected or failed
+    all_settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def connect(self) -> None:
+        self.connected += 1
+        self.settle()
+
+    def fail(self, error: str) -> None:
+        self.errors.append(error)
+        self.settle()
+
+    def settle(self) -> None:
+        self.settled += 1
+        if self.settled >= self.expected:
+            self.all_settled.set()
+
+
+class Counted:
+    """An asyncio stream pair that counts every byte read and written."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, tally: Tally):
+        self.reader, self.writer, self.tally = reader, writer, tally
+
+    @classmethod
+    async def open(cls, host: str, port: int, tally: Tally) -> Counted:
+        reader, writer = await asyncio.open_connection(host, port, limit=2**22)
+        return cls(reader, writer, tally)
+
+    async def write(self, data: bytes) -> None:
+        self.tally.wire_bytes += len(data)
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def readline(self) -> bytes:
+        line = await self.reader.readline()
+        if not line:
+            raise ConnectionError("server closed the connection")
+        self.tally.wire_bytes += len(line)
+        return line
+
+    async def readexactly(self, n: int) -> bytes:
+        data = await self.reader.readexactly(n)
+        self.tally.wire_bytes += n
+        return data
+
+    async def read_head(self) -> tuple[int, dict[str, str]]:
+        status = int((await self.readline()).split()[1])
+        headers = {}
+        while (line := await self.readline()) != b"\r\n":
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return status, headers
+
+    async def read_response(self) -> tuple[int, dict[str, str], bytes]:
+        status, headers = await self.read_head()
+        body = await self.readexactly(int(headers.get("content-length", "0")))
+        return status, headers, body
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Book:
+    """Per-client seq bookkeeping: counts delivered and lost updates and samples latency."""
+
+    def __init__(self, tally: Tally, counting: asyncio.Event):
+        self.tally, self.counting = tally, counting
+        self.seq: dict[str, int] = {}
+
+    def take(self, quotes: list[dict], *, snapshot: bool = False) -> None:
+        now = time.time() * 1000
+        for quote in quotes:
+            held = self.seq.get(quote["symbol"])
+            if held is not None and quote["seq"] <= held:
+                continue
+            if self.counting.is_set() and held is not None:
+                self.tally.updates += 1
+                self.tally.lost += quote["seq"] - held - 1
+                if not snapshot or quote["ts"] > 0:
+                    self.tally.latencies_ms.append(now - quote["ts"])
+            self.seq[quote["symbol"]] = quote["seq"]
+
+
+def _request(path: str, host: str, extra: str = "") -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAccept: application/json\r\n{extra}\r\n".encode()
+
+
+async def polling_client(target, tally: Tally, counting, stop, *, interval: float) -> None:
+    conn = await Counted.open(target.host, target.port, tally)
+    book, etag = Book(tally, counting), None
+    tally.connect()
+    # Spread the clients over the interval, as real browsers would be.
+    await asyncio.sleep(random.random() * interval)
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            extra = f"If-None-Match: {etag}\r\n" if etag else ""
+            await conn.write(_request("/api/quotes/", target.netloc, extra))
+            tally.requests += counting.is_set()
+            status, headers, body = await conn.read_response()
+            if status == 200:
+                etag = headers.get("etag")
+                if counting.is_set():
+                    tally.payload_bytes += len(body)
+                book.take(json.loads(body)["quotes"], snapshot=True)
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+    finally:
+        conn.close()
+
+
+async def longpoll_client(target, tally: Tally, counting, stop, **_) -> None:
+    conn = await Counted.open(target.host, target.port, tally)
+    book = Book(tally, counting)
+    status, _, body = await _send(conn, "/api/quotes/", target)
+    data = json.loads(body)
+    book.take(data["quotes"], snapshot=True)
+    since = data["step"]
+    tally.connect()
+    try:
+        while not stop.is_set():
+            status, _, body = await _send(conn, f"/api/quotes/?since={since}&wait=25", target)
+            tally.requests += counting.is_set()
+            data = json.loads(body)
+            if data["quotes"] and counting.is_set():
+                tally.payload_bytes += len(body)
+            book.take(data["quotes"])
+            since = data["step"]
+    finally:
+        conn.close()
+
+
+async def _send(conn: Counted, path: str, target) -> tuple[int, dict, bytes]:
+    await conn.write(_request(path, target.netloc))
+    return await conn.read_response()
+
+
+async def sse_client(target, tally: Tally, counting, stop, **_) -> None:
+    conn = await Counted.open(target.host, target.port, tally)
+    book = Book(tally, counting)
+    await conn.write(_request("/api/quotes/stream/", target.netloc, "Accept: text/event-stream\r\n"))
+    status, headers = await conn.read_head()
+    if status != 200:
+        raise ConnectionError(f"SSE answered {status}")
+    chunked = headers.get("transfer-encoding") == "chunked"
+    tally.connect()
+    buffer = b""
+    try:
+        while not stop.is_set():
+            if chunked:
+                size = int((await conn.readline()).strip(), 16)
+                buffer += await conn.readexactly(size + 2)
+                buffer = buffer[:-2] if buffer.endswith(b"\r\n") else buffer
+            else:
+                buffer += await conn.readline()
+            while b"\n\n" in buffer:
+                event, buffer = buffer.split(b"\n\n", 1)
+                for line in event.split(b"\n"):
+                    if line.startswith(b"data: "):
+                        data = line[6:]
+                        if counting.is_set():
+                            tally.payload_bytes += len(data)
+                        frame = json.loads(data)
+                        book.take(frame["quotes"], snapshot=frame["type"] == "snapshot")
+    finally:
+        conn.close()
+
+
+async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
+    conn = await Counted.open(target.host, target.port, tally)
+    book = Book(tally, counting)
+    key = base64.b64encode(os.urandom(16)).decode()
+    await conn.write(
+        (
+            f"GET /ws/quotes/ HTTP/1.1\r\nHost: {target.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {target.origin}\r\n\r\n"
+        ).encode()
+    )
+    status, _ = await conn.read_head()
+    if status != 101:
+        raise ConnectionError(f"WebSocket handshake answered {status}")
+    await conn.write(ws_frame(b'{"action":"subscribe","symbols":["*"]}'))
+    tally.connect()
+    try:
+        while not stop.is_set():
+            opcode, payload = await read_ws_frame(conn)
+            if opcode == 0x9:  # ping: answer, or daphne drops us after its ping timeout
+                await conn.write(ws_frame(payload, opcode=0xA))
+            elif opcode == 0x1:
+                if counting.is_set():
+                    tally.payload_bytes += len(payload)
+                frame = json.loads(payload)
+                if frame["type"] in ("snapshot", "quotes"):
+                    book.take(frame["quotes"], snapshot=frame["type"] == "snapshot")
+            elif opcode == 0x8:
+                raise ConnectionError("server closed the WebSocket")
+    finally:
+        conn.close()
+
+
+def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame (RFC 6455 section 5.2; clients must mask)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, 0x80 | length])
+    elif length < 65536:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def read_ws_frame(conn: Counted) -> tuple[int, bytes]:
+    first, second = await conn.readexactly(2)
+    length = second & 0x7F
+    if length == 126:
+        length = int.from_bytes(await conn.readexactly(2), "big")
+    elif length == 127:
+        length = int.from_bytes(await conn.readexactly(8), "big")
+    mask = await conn.readexactly(4) if second & 0x80 else None
+    payload = await conn.readexactly(length)
+    if mask:
+        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return first & 0x0F, payload
+
+
+CLIENTS = {
+    "websocket": websocket_client,
+    "sse": sse_client,
+    "longpoll": longpoll_client,
+    "polling": polling_client,
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+
+    @property
+    def netloc(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.netloc}"
+
+    @classmethod
+    def from_url(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise ValueError(f"--url must look like http://HOST:PORT (got {url!r}); TLS is not supported here.")
+        return cls(parts.hostname, parts.port or 80)
+
+
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process (Linux), or None when unknown."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tcp_segments() -> int | None:
+    """Segments sent by this machine's TCP (every loopback segment is sent once)."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    except OSError:
+        return None
+    header, values = lines[0], lines[1]
+    return int(values[header.index("OutSegs")])
+
+
+async def run_transport(
+    transport: str,
+    target: Target,
+    *,
+    clients: int,
+    duration: float,
+    poll_interval: float,
+    server_pid: int | None,
+    progress=None,
+) -> dict:
+    """Drive ``clients`` clients of one transport for ``duration`` seconds; return its figures."""
+    tally = Tally(expected=clients)
+    counting, stop = asyncio.Event(), asyncio.Event()
+    client = CLIENTS[transport]
+
+    async def guarded():
+        try:
+            await client(target, tally, counting, stop, interval=poll_interval)
+        except (ConnectionError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            if not stop.is_set():
+                tally.fail(f"{type(exc).__name__}: {exc}")
+
+    tasks = []
+    for i in range(clients):
+        tasks.append(asyncio.create_task(guarded()))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(tally.all_settled.wait(), 60)
+    await asyncio.sleep(max(2.0, poll_interval * 2))  # settle: snapshots in, first polls spread out
+    cpu0, seg0, bytes0, wall0, own0 = (
+        process_cpu_s(server_pid),
+        tcp_segments(),
+        tally.wire_bytes,
+        time.monotonic(),
+        time.process_time(),
+    )
+    counting.set()
+    end = wall0 + duration
+    while (now := time.monotonic()) < end:
+        await asyncio.sleep(min(1.0, end - now))
+        if progress:
+            progress(transport, now - wall0, duration, tally.updates)
+    counting.clear()
+    cpu1, seg1, bytes1, wall1, own1 = (
+        process_cpu_s(server_pid),
+        tcp_segments(),
+        tally.wire_bytes,
+        time.monotonic(),
+        time.process_time(),
+    )
+    stop.set()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    elapsed = wall1 - wall0
+    updates = tally.updates
+    latencies = sorted(tally.latencies_ms)
+    server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    segments = None if seg0 is None or seg1 is None else seg1 - seg0
+
+    def per_update(value):
+        return round(value / updates, 1) if updates and value is not None else None
+
+    return {
+        "transport": transport,
+        "clients": clients,
+        "connected": tally.connected,
+        "errors": sorted(set(tally.errors))[:3],
+        "duration_s": round(elapsed, 2),
+        "updates": updates,
+        "updates_per_s": round(updates / elapsed, 1),
+        "lost_updates": tally.lost,
+        "latency_ms": {
+            "p50": _pct(latencies, 50),
+            "p95": _pct(latencies, 95),
+            "p99": _pct(latencies, 99),
+        },
+        "requests": tally.requests,
+        "requests_per_s": round(tally.requests / elapsed, 1),
+        "bytes_per_update": per_update(bytes1 - bytes0),
+        "payload_bytes_per_update": per_update(tally.payload_bytes),
+        "overhead_bytes_per_update": per_update(bytes1 - bytes0 - tally.payload_bytes),
+        "tcp_ip_bytes_per_update_est": per_update(segments * TCP_IP_HEADER_BYTES if segments is not None else None),
+        "server_cpu_ms_per_1000_updates": (
+            round(server_cpu * 1e6 / updates, 2) if server_cpu is not None and updates else None
+        ),
+        "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
+        "load_generator_cpu_s": round(own1 - own0, 2),
+    }
+
+
+def _pct(ordered: list[float], p: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))], 1)

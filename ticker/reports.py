@@ -1,0 +1,102 @@
+"""Benchmark output: the machine, a Markdown table and a PNG chart."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+from pathlib import Path
+
+COLUMNS = [
+    ("transport", "transport", lambda r: r["transport"]),
+    ("clients", "clients", lambda r: r["connected"]),
+    ("updates/s", "updates delivered per second", lambda r: r["updates_per_s"]),
+    ("p50 ms", "latency p50", lambda r: r["latency_ms"]["p50"]),
+    ("p95 ms", "latency p95", lambda r: r["latency_ms"]["p95"]),
+    ("p99 ms", "latency p99", lambda r: r["latency_ms"]["p99"]),
+    ("bytes/update", "bytes on the client sockets per update", lambda r: r["bytes_per_update"]),
+    ("payload", "of which JSON payload", lambda r: r["payload_bytes_per_update"]),
+    ("overhead", "of which protocol overhead", lambda r: r["overhead_bytes_per_update"]),
+    ("TCP/IP est.", "estimated TCP/IP header bytes per update", lambda r: r["tcp_ip_bytes_per_update_est"]),
+    ("req/s", "requests per second", lambda r: r["requests_per_s"]),
+    ("CPU ms/1k", "server CPU ms per 1,000 updates", lambda r: r["server_cpu_ms_per_1000_updates"]),
+    ("lost", "lost (never seen) updates", lambda r: r["lost_updates"]),
+]
+
+
+def machine() -> str:
+    cpu = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu or platform.machine()}), {memory:.0f} GiB, Python {platform.python_version()}"
+
+
+def markdown(config: dict, results: list[dict]) -> str:
+    lines = [
+        f"Machine: {config['machine']}. {config['date']}. {config['clients']} clients per transport, "
+        f"{config['duration_s']:g} s each, poll interval {config['poll_interval_s']:g} s, "
+        f"market step {config['market_interval_ms']} ms.",
+        "",
+        "| " + " | ".join(short for short, _, _ in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+    ]
+    for result in results:
+        lines.append("| " + " | ".join(_cell(get(result)) for _, _, get in COLUMNS) + " |")
+    lines += ["", "Columns: " + "; ".join(f"**{short}** = {long}" for short, long, _ in COLUMNS) + ".", ""]
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def chart(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["transport"] for r in results]
+    panels = [
+        ("server CPU ms per 1,000 updates", [r["server_cpu_ms_per_1000_updates"] or 0 for r in results]),
+        ("bytes per update (payload + overhead)", None),
+        ("latency p50 / p99 (ms)", None),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    axes[0].bar(names, panels[0][1], color="#2e6da4")
+    axes[0].set_title(panels[0][0])
+    payload = [r["payload_bytes_per_update"] or 0 for r in results]
+    overhead = [r["overhead_bytes_per_update"] or 0 for r in results]
+    tcp = [r["tcp_ip_bytes_per_update_est"] or 0 for r in results]
+    axes[1].bar(names, payload, label="JSON payload", color="#1e8449")
+    axes[1].bar(names, overhead, bottom=payload, label="HTTP / WebSocket overhead", color="#b9770e")
+    axes[1].bar(
+        names,
+        tcp,
+        bottom=[p + o for p, o in zip(payload, overhead, strict=True)],
+        label="TCP/IP headers (est.)",
+        color="#aaaaaa",
+    )
+    axes[1].set_title(panels[1][0])
+    axes[1].legend(fontsize=8)
+    p50 = [r["latency_ms"]["p50"] or 0 for r in results]
+    p99 = [r["latency_ms"]["p99"] or 0 for r in results]
+    x = range(len(names))
+    axes[2].bar([i - 0.2 for i in x], p50, width=0.4, label="p50", color="#2e6da4")
+    axes[2].bar([i + 0.2 for i in x], p99, width=0.4, label="p99", color="#c0392b")
+    axes[2].set_xticks(list(x), names)
+    axes[2].set_title(panels[2][0])
+    axes[2].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
