@@ -161,3 +161,21 @@ def test_pinned_transport_keeps_prices_changing(site, page, transport, label):
     expect(page.locator(f"input[name=transport][value={transport}]")).to_be_checked()
     wait_for_seq_above(page, "MSFT", seq_of(page, "MSFT"))
     wait_for_seq_above(page, "MSFT", seq_of(page, "MSFT"))
+
+
+def test_lab_runs_the_four_transports_side_by_side(site, page):
+    """/lab/ shows every transport receiving updates with its bytes split by layer, and a real 101 handshake."""
+    page.goto(site.base + "/lab/")
+    for transport in ("websocket", "sse", "longpoll", "polling"):
+        card = page.locator(f'.lab-card[data-transport="{transport}"]')
+        page.wait_for_function(
+            "(t) => Number(document.querySelector(`.lab-card[data-transport='${t}'] [data-field=updates]`)"
+            ".textContent) > 0",
+            arg=transport,
+            timeout=15_000,
+        )
+        expect(card.locator("[data-field=latency]")).to_contain_text("ms", timeout=10_000)
+        assert float(card.locator("[data-field=payload]").text_content()) > 0
+    expect(page.locator("#hs-request")).to_contain_text("Upgrade: websocket")
+    expect(page.locator("#hs-response")).to_contain_text("101 Switching Protocols")
+    expect(page.locator("#hs-accept")).to_contain_text("checks out")

@@ -357,7 +357,7 @@ async def run_transport(
     while (now := time.monotonic()) < end:
         await asyncio.sleep(min(1.0, end - now))
         if progress:
-            progress(transport, now - wall0, duration, tally.updates)
+            progress(transport, time.monotonic() - wall0, duration, tally.updates)
     counting.clear()
     cpu1, seg1, bytes1, wall1, own1 = (
         process_cpu_s(server_pid),

@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
-from . import protocol, selectors
+from . import handshake, protocol, selectors
 from .hub import get_hub
 
 HISTORY_DEFAULT, HISTORY_MAX = 240, 2400
@@ -219,3 +219,35 @@ def history(request: HttpRequest, symbol: str) -> HttpResponse:
     if not selectors.listed_stocks([symbol]).exists():
         return error(404, "unknown_symbol", f"Unknown symbol: {symbol}.", symbols=[symbol])
     return JsonResponse({"symbol": symbol, "points": selectors.history(symbol, limit=limit)})
+
+
+@require_GET
+def lab(request: HttpRequest) -> HttpResponse:
+    """The Lab: the four transports side by side in the browser, measured."""
+    stocks = list(selectors.listed_stocks())
+    transports = [
+        ("websocket", "WebSocket"),
+        ("sse", "Server-Sent Events"),
+        ("longpoll", "Long-polling"),
+        ("polling", "Polling (1 s)"),
+    ]
+    return render(request, "ticker/lab.html", {"symbols": [s.symbol for s in stocks], "transports": transports})
+
+
+@require_GET
+async def lab_handshake(request: HttpRequest) -> HttpResponse:
+    """GET /api/lab/handshake/: a real WebSocket opening handshake with this server, byte for byte."""
+    server = request.scope.get("server") if hasattr(request, "scope") else None
+    host, port = server if server else ("127.0.0.1", int(request.get_port()))
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    try:
+        captured = await handshake.capture(
+            host=host,
+            port=int(port),
+            http_host=request.get_host(),
+            origin=f"{request.scheme}://{request.get_host()}",
+        )
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        return error(502, "handshake_failed", f"Could not open a WebSocket to this server: {exc}.")
+    return JsonResponse(captured)

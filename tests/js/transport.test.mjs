@@ -371,6 +371,7 @@ function response(status, body = null, etag = null) {
     status,
     headers: { get: (name) => (name.toLowerCase() === "etag" ? etag : null) },
     json: async () => body,
+    text: async () => JSON.stringify(body),
   };
 }
 
@@ -551,7 +552,7 @@ test(
     const slowBody = {
       status: 200,
       headers: { get: () => null },
-      json: () => new Promise((resolve) => (finishBody = resolve)),
+      text: () => new Promise((resolve) => (finishBody = (value) => resolve(JSON.stringify(value)))),
     };
     t.mock.method(globalThis, "fetch", async () => slowBody);
     const { calls, handlers } = recorder();

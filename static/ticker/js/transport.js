@@ -2,7 +2,10 @@
 // pulled by long-polling or polling. All call the same handlers:
 // status(state, detail), snapshot(quotes, step), quotes(quotes, step),
 // request() (an HTTP request or WebSocket frame sent), and, when created with
-// failFast, failed(reason) if the transport never delivered anything.
+// failFast, failed(reason) if the transport never delivered anything. The Lab
+// also passes wire({payload, overhead, direction}) to see each message's bytes.
+
+import { requestHeaderBytes, responseHeaderBytes, sseOverhead, utf8Length, wsFrameHeader } from "./wire.js";
 
 const CONNECT_TIMEOUT_MS = 5000;
 
@@ -55,6 +58,13 @@ export function backoffDelay(attempt, { base = 500, max = 15000, random = Math.r
   return Math.round(random() * Math.min(max, base * 2 ** attempt));
 }
 
+/** One HTTP exchange's bytes: the body is payload; request and response heads are overhead. */
+function reportHttp(handlers, path, response, text, extra = {}) {
+  if (!handlers.wire) return;
+  handlers.wire({ payload: 0, overhead: requestHeaderBytes(path, extra), direction: "out" });
+  handlers.wire({ payload: utf8Length(text), overhead: responseHeaderBytes(response), direction: "in" });
+}
+
 export class WebSocketFeed {
   constructor(handlers, { symbols = ["*"], url = wsUrl(), failFast = false } = {}) {
     this.handlers = handlers;
@@ -79,7 +89,13 @@ export class WebSocketFeed {
       if (this.symbols.length) this.send({ action: "subscribe", symbols: this.symbols });
       else this.failFast.succeeded();
     });
-    socket.addEventListener("message", (event) => this.onMessage(JSON.parse(event.data)));
+    socket.addEventListener("message", (event) => {
+      if (this.handlers.wire) {
+        const payload = utf8Length(event.data);
+        this.handlers.wire({ payload, overhead: wsFrameHeader(payload), direction: "in" });
+      }
+      this.onMessage(JSON.parse(event.data));
+    });
     socket.addEventListener("close", () => {
       if (this.socket !== socket || this.stopped) return;
       if (this.failFast.fail("WebSocket closed before any data")) return;
@@ -100,8 +116,11 @@ export class WebSocketFeed {
 
   send(message) {
     if (this.socket?.readyState === WebSocket.OPEN) {
-      this.socket.send(JSON.stringify(message));
+      const text = JSON.stringify(message);
+      this.socket.send(text);
       this.handlers.request();
+      const payload = utf8Length(text);
+      this.handlers.wire?.({ payload, overhead: wsFrameHeader(payload, { masked: true }), direction: "out" });
     }
   }
 
@@ -151,11 +170,17 @@ export class SseFeed {
     this.source = source;
     this.handlers.request();
     source.addEventListener("open", () => this.handlers.status("live", "Server-Sent Events"));
+    const wire = (event) => {
+      const payload = utf8Length(event.data);
+      this.handlers.wire?.({ payload, overhead: sseOverhead(event.type, event.lastEventId, payload), direction: "in" });
+    };
     source.addEventListener("snapshot", (event) => {
+      wire(event);
       this.failFast.succeeded();
       this.handlers.snapshot(JSON.parse(event.data).quotes);
     });
     source.addEventListener("quotes", (event) => {
+      wire(event);
       const frame = JSON.parse(event.data);
       this.handlers.quotes(frame.quotes, frame.step);
     });
@@ -233,9 +258,12 @@ export class LongPollFeed {
     let wait = 0;
     try {
       this.handlers.request();
-      const response = await fetch(`${this.url}?${params}`, { cache: "no-store", signal: this.controller.signal });
+      const path = `${this.url}?${params}`;
+      const response = await fetch(path, { cache: "no-store", signal: this.controller.signal });
       if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const body = await response.json();
+      const text = await response.text();
+      reportHttp(this.handlers, path, response, text);
+      const body = JSON.parse(text);
       if (this.stopped) return;
       if (this.since === null) {
         this.failFast.succeeded();
@@ -310,9 +338,11 @@ export class PollingFeed {
       this.handlers.request();
       const response = await fetch(this.url + query, { headers, cache: "no-store" });
       if (this.stopped) return;
+      const text = await response.text();
+      reportHttp(this.handlers, this.url + query, response, text, headers);
       if (response.status === 200) {
         this.etag = response.headers.get("ETag");
-        const body = await response.json();
+        const body = JSON.parse(text);
         // stop() may have been called while the body was read (switch to WebSocket):
         // a stopped feed must not touch the page any more.
         if (this.stopped) return;

@@ -1,0 +1,117 @@
+// The Lab: the four transports side by side on the same symbols, measured live.
+import { makeFeed } from "./chain.js";
+import { LatencyWindow, QuoteBook } from "./quotes.js";
+import { tcpIpOverhead } from "./wire.js";
+
+const cards = [...document.querySelectorAll(".lab-card")];
+const symbolsInput = document.getElementById("lab-symbols");
+let runs = [];
+
+class Run {
+  constructor(card, symbols) {
+    this.card = card;
+    this.transport = card.dataset.transport;
+    this.book = new QuoteBook();
+    this.latency = new LatencyWindow(500);
+    this.updates = 0;
+    this.requests = 0;
+    this.bytes = { payload: 0, overhead: 0, tcpip: 0 };
+    this.field = (name) => card.querySelector(`[data-field=${name}]`);
+    const measure = this.transport === "polling";
+    this.feed = makeFeed(
+      this.transport,
+      {
+        status: (state, detail) => {
+          const el = this.field("state");
+          el.className = `badge badge-${state}`;
+          el.dataset.state = state;
+          el.textContent = `${state} · ${detail}`;
+        },
+        snapshot: (quotes) => this.take(quotes, { snapshot: true, measure }),
+        quotes: (quotes) => this.take(quotes, { snapshot: false, measure: true }),
+        request: () => (this.requests += 1),
+        wire: ({ payload, overhead }) => {
+          this.bytes.payload += payload;
+          this.bytes.overhead += overhead;
+          this.bytes.tcpip += tcpIpOverhead(payload + overhead);
+        },
+      },
+      { symbols },
+    );
+    this.feed.start();
+  }
+
+  take(quotes, { snapshot, measure }) {
+    const now = Date.now();
+    const { changed } = this.book.apply(quotes, { snapshot });
+    for (const { quote, prev } of changed) {
+      if (!prev) continue; // the first sight of a symbol is state, not an update
+      this.updates += 1;
+      if (measure) this.latency.add(now - quote.ts);
+    }
+  }
+
+  render() {
+    const per = (n) => (this.updates ? (n / this.updates).toFixed(1) : "—");
+    const p50 = this.latency.percentile(50);
+    const p95 = this.latency.percentile(95);
+    this.field("updates").textContent = String(this.updates);
+    this.field("latency").textContent = p50 === null ? "—" : `${Math.round(p50)} / ${Math.round(p95)} ms`;
+    this.field("requests").textContent = String(this.requests);
+    const total = this.bytes.payload + this.bytes.overhead + this.bytes.tcpip;
+    this.field("bytes").textContent = per(total);
+    this.field("payload").textContent = per(this.bytes.payload);
+    this.field("overhead").textContent = per(this.bytes.overhead);
+    this.field("tcpip").textContent = per(this.bytes.tcpip);
+    drawLayers(this.card.querySelector(".layers"), this.bytes, total);
+  }
+
+  stop() {
+    this.feed.stop();
+  }
+}
+
+/** One stacked bar: the encapsulation picture, measured (payload, protocol headers, TCP/IP headers). */
+function drawLayers(canvas, bytes, total) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  if (!total) return;
+  let x = 0;
+  for (const [key, colour] of [["payload", "#1e8449"], ["overhead", "#b9770e"], ["tcpip", "#999"]]) {
+    const width = (bytes[key] / total) * canvas.width;
+    ctx.fillStyle = colour;
+    ctx.fillRect(x, 0, width, canvas.height);
+    x += width;
+  }
+}
+
+function start() {
+  runs.forEach((run) => run.stop());
+  const raw = symbolsInput.value.trim();
+  const symbols = !raw || raw === "*" ? ["*"] : raw.split(",").map((s) => s.trim().toUpperCase()).filter(Boolean);
+  runs = cards.map((card) => new Run(card, symbols));
+}
+
+async function showHandshake() {
+  const response = await fetch("/api/lab/handshake/");
+  const data = await response.json();
+  if (!response.ok) {
+    document.getElementById("hs-request").textContent = data.message;
+    return;
+  }
+  document.getElementById("hs-request").textContent = data.request;
+  document.getElementById("hs-response").textContent = data.response;
+  document.getElementById("hs-request-bytes").textContent = String(data.request_bytes);
+  document.getElementById("hs-response-bytes").textContent = String(data.response_bytes);
+  document.getElementById("hs-accept").textContent = data.accept_ok
+    ? `Sec-WebSocket-Accept checks out: base64(SHA-1(key + RFC 6455 GUID)) = ${data.accept_expected}`
+    : "The server's Sec-WebSocket-Accept did not match the key.";
+}
+
+document.getElementById("lab-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  start();
+});
+setInterval(() => runs.forEach((run) => run.render()), 500);
+start();
+showHandshake();

@@ -1,0 +1,54 @@
+// Byte accounting for the Lab: what each message costs on the wire, layer by layer.
+// Payload sizes are measured; header sizes are computed from the protocol
+// rules (RFC 6455 frame headers, SSE field lines, HTTP/1.1 chunked encoding)
+// or, for HTTP headers the browser does not expose, estimated (marked "est.").
+
+const encoder = new TextEncoder();
+// IPv4 (20) + TCP (20) + timestamp option (12); segments carry at most an MSS of 1448 bytes.
+export const TCP_IP_HEADER = 52;
+export const MSS = 1448;
+
+export function utf8Length(text) {
+  return encoder.encode(text).length;
+}
+
+/** RFC 6455 section 5.2: 2 bytes, +2 for 126..65535 bytes, +8 beyond; +4 mask from clients. */
+export function wsFrameHeader(payloadBytes, { masked = false } = {}) {
+  const base = payloadBytes < 126 ? 2 : payloadBytes < 65536 ? 4 : 10;
+  return base + (masked ? 4 : 0);
+}
+
+export function tcpIpOverhead(bytes) {
+  return Math.max(1, Math.ceil(bytes / MSS)) * TCP_IP_HEADER;
+}
+
+/** An SSE event as the server writes it, inside one HTTP/1.1 chunk. */
+export function sseOverhead(type, id, dataBytes) {
+  const event = `id: ${id}\nevent: ${type}\ndata: `.length + 2;
+  const chunk = (event + dataBytes).toString(16).length + 4; // "<hex>\r\n" ... "\r\n"
+  return event + chunk;
+}
+
+/** Response status line and headers as they crossed the wire (the browser lists them for same-origin). */
+export function responseHeaderBytes(response) {
+  let bytes = `HTTP/1.1 ${response.status} ${response.statusText}\r\n`.length + 2;
+  response.headers.forEach((value, name) => (bytes += name.length + value.length + 4));
+  return bytes;
+}
+
+/** The request line and the headers a browser sends with a same-origin GET (est.: some are hidden from scripts). */
+export function requestHeaderBytes(url, extra = {}) {
+  const lines = [
+    `GET ${url} HTTP/1.1`,
+    `Host: ${window.location.host}`,
+    "Connection: keep-alive",
+    `User-Agent: ${navigator.userAgent}`,
+    "Accept: */*",
+    `Referer: ${window.location.href}`,
+    "Accept-Encoding: gzip, deflate, br, zstd",
+    `Accept-Language: ${navigator.languages.join(",")}`,
+    ...Object.entries(extra).map(([k, v]) => `${k}: ${v}`),
+  ];
+  if (document.cookie) lines.push(`Cookie: ${document.cookie}`);
+  return lines.reduce((n, line) => n + line.length + 2, 2);
+}

@@ -1,0 +1,55 @@
+"""A real WebSocket opening handshake, captured byte for byte, for the Lab page.
+
+The web process opens a plain TCP connection to its own listening socket,
+sends the HTTP Upgrade request a browser would send, and records the
+``101 Switching Protocols`` answer exactly as it came back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import os
+
+# RFC 6455 section 1.3: the GUID the server appends to the key before hashing.
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def expected_accept(key: str) -> str:
+    return base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+
+
+async def capture(*, host: str, port: int, http_host: str, origin: str, path: str = "/ws/quotes/") -> dict:
+    """Open a WebSocket to host:port, return the request and response heads as text, then close it."""
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        f"GET {path} HTTP/1.1\r\n"
+        f"Host: {http_host}\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        f"Origin: {origin}\r\n"
+        "\r\n"
+    )
+    # Async, on the server's own loop: a blocking socket in a worker thread
+    # could wait on the very thread the WebSocket consumer needs.
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
+    try:
+        writer.write(request.encode())
+        raw = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        head = raw.decode("latin-1")
+        # A masked close frame (opcode 8, empty payload) so the server sees a clean goodbye.
+        writer.write(bytes([0x88, 0x80]) + os.urandom(4))
+        await writer.drain()
+    finally:
+        writer.close()
+    return {
+        "request": request,
+        "response": head,
+        "request_bytes": len(request.encode()),
+        "response_bytes": len(head.encode("latin-1")),
+        "accept_expected": expected_accept(key),
+        "accept_ok": f"Sec-WebSocket-Accept: {expected_accept(key)}".lower() in head.lower(),
+    }
