@@ -90,3 +90,8 @@ def test_history_is_browsable_but_read_only(staff, stocks):
     services.market_step(market=market, ts=1)
     assert staff.get("/admin/ticker/pricepoint/").status_code == 200
     assert staff.get("/admin/ticker/pricepoint/add/").status_code == 403
+
+
+def test_stocks_cannot_be_deleted_only_deactivated(staff, stocks):
+    """Deleting would restart a symbol's seq; the admin offers deactivation instead."""
+    assert staff.get(f"/admin/ticker/stock/{stocks[0].pk}/delete/").status_code == 403

@@ -167,3 +167,24 @@ async def test_one_process_holds_one_group_member_for_many_sockets(market, redis
     for ws in sockets:
         assert (await receive(ws))["type"] == "quotes"
         await ws.disconnect()
+
+
+async def test_deactivated_symbol_is_dropped_from_the_feed(market):
+    """After an operator deactivates a symbol, snapshots leave it out and subscribing to it is an error."""
+    from ticker.models import Stock
+
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["*"]})
+    await receive(ws)
+    await database_sync_to_async(Stock.objects.filter(symbol="CCC").update)(active=False)
+    await step(market)
+    await send(ws, {"action": "subscribe", "symbols": ["CCC"]})
+    frames = [await receive(ws)]
+    while frames[-1]["type"] != "error":
+        frames.append(await receive(ws))
+    assert frames[-1]["code"] == "unknown_symbol"
+    await send(ws, {"action": "subscribe", "symbols": ["*"]})
+    while (frame := await receive(ws))["type"] != "snapshot":
+        pass
+    assert "CCC" not in {q["symbol"] for q in frame["quotes"]}
+    await ws.disconnect()

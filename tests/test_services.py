@@ -104,3 +104,34 @@ def test_history_is_pruned_to_the_window(stocks, settings):
         services.market_step(market=market, ts=i, history_steps=50)
     oldest = PricePoint.objects.order_by("step").first().step
     assert oldest > market.step_no - 50 - services.PRUNE_EVERY_STEPS
+
+
+def test_reference_price_edit_reaches_the_quotes(stocks):
+    """A new previous close is a change: the next step quotes the symbol with change measured from it."""
+    market = open_market()
+    services.market_step(market=market, ts=1)
+    Stock.objects.filter(symbol="AAA").update(reference_price="50.00", volatility=0.0)
+    result = services.market_step(market=market, ts=2)
+    tick = next(t for t in result.ticks if t.symbol == "AAA")
+    assert tick.reference_price == 50 and tick.change == tick.price - 50
+
+
+def test_halt_set_while_the_market_was_down_is_announced_on_start(stocks):
+    """A halt made while no market ran is quoted (halted, seq +1) on the first step after start."""
+    market = open_market()
+    services.market_step(market=market, ts=1)
+    Stock.objects.filter(symbol="BBB").update(halted=True)
+    seq = Stock.objects.get(symbol="BBB").seq
+    restarted = open_market(seed=5)
+    result = services.market_step(market=restarted, ts=2)
+    bbb = next(t for t in result.ticks if t.symbol == "BBB")
+    assert bbb.halted and bbb.seq == seq + 1
+
+
+def test_deactivation_is_reported_as_a_delisting(stocks):
+    """Deactivating a symbol names it in the step's delisted list, once."""
+    market = open_market()
+    services.market_step(market=market, ts=1)
+    Stock.objects.filter(symbol="CCC").update(active=False)
+    assert services.market_step(market=market, ts=2).delisted == ["CCC"]
+    assert services.market_step(market=market, ts=3).delisted == []

@@ -32,6 +32,11 @@ class StockAdmin(admin.ModelAdmin):
         ("Live (written by the market)", {"fields": MARKET_FIELDS}),
     )
 
+    def has_delete_permission(self, request, obj=None):
+        # Deleting and re-adding a symbol would restart its seq, which clients
+        # read as old news. Deactivate it instead ("active" off).
+        return False
+
     def get_readonly_fields(self, request, obj=None):
         # A new symbol needs a starting price; after that the market owns it.
         return MARKET_FIELDS if obj else MARKET_FIELDS[1:]

@@ -136,7 +136,7 @@ async def polling_client(target, tally: Tally, counting, stop, *, interval: floa
         while not stop.is_set():
             started = time.monotonic()
             extra = f"If-None-Match: {etag}\r\n" if etag else ""
-            await conn.write(_request("/api/quotes/", target.netloc, extra))
+            await conn.write(_request("/api/quotes/" + target.query("?"), target.netloc, extra))
             tally.requests += counting.is_set()
             status, headers, body = await conn.read_response()
             if status == 200:
@@ -152,14 +152,14 @@ async def polling_client(target, tally: Tally, counting, stop, *, interval: floa
 async def longpoll_client(target, tally: Tally, counting, stop, **_) -> None:
     conn = await Counted.open(target.host, target.port, tally)
     book = Book(tally, counting)
-    status, _, body = await _send(conn, "/api/quotes/", target)
+    status, _, body = await _send(conn, "/api/quotes/" + target.query("?"), target)
     data = json.loads(body)
     book.take(data["quotes"], snapshot=True)
     since = data["step"]
     tally.connect()
     try:
         while not stop.is_set():
-            status, _, body = await _send(conn, f"/api/quotes/?since={since}&wait=25", target)
+            status, _, body = await _send(conn, f"/api/quotes/?since={since}&wait=25{target.query('&')}", target)
             tally.requests += counting.is_set()
             data = json.loads(body)
             if data["quotes"] and counting.is_set():
@@ -178,7 +178,9 @@ async def _send(conn: Counted, path: str, target) -> tuple[int, dict, bytes]:
 async def sse_client(target, tally: Tally, counting, stop, **_) -> None:
     conn = await Counted.open(target.host, target.port, tally)
     book = Book(tally, counting)
-    await conn.write(_request("/api/quotes/stream/", target.netloc, "Accept: text/event-stream\r\n"))
+    await conn.write(
+        _request("/api/quotes/stream/" + target.query("?"), target.netloc, "Accept: text/event-stream\r\n")
+    )
     status, headers = await conn.read_head()
     if status != 200:
         raise ConnectionError(f"SSE answered {status}")
@@ -219,7 +221,7 @@ async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
     status, _ = await conn.read_head()
     if status != 101:
         raise ConnectionError(f"WebSocket handshake answered {status}")
-    await conn.write(ws_frame(b'{"action":"subscribe","symbols":["*"]}'))
+    await conn.write(ws_frame(json.dumps({"action": "subscribe", "symbols": list(target.symbols)}).encode()))
     tally.connect()
     try:
         while not stop.is_set():
@@ -277,6 +279,11 @@ CLIENTS = {
 class Target:
     host: str
     port: int
+    symbols: tuple[str, ...] = ("*",)
+
+    def query(self, lead: str) -> str:
+        """The ``symbols=`` parameter for HTTP transports ("" for all), after ``lead`` ("?" or "&")."""
+        return "" if self.symbols == ("*",) else f"{lead}symbols={','.join(self.symbols)}"
 
     @property
     def netloc(self) -> str:
@@ -287,11 +294,11 @@ class Target:
         return f"http://{self.netloc}"
 
     @classmethod
-    def from_url(cls, url: str) -> Target:
+    def from_url(cls, url: str, symbols: tuple[str, ...] = ("*",)) -> Target:
         parts = urlsplit(url)
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--url must look like http://HOST:PORT (got {url!r}); TLS is not supported here.")
-        return cls(parts.hostname, parts.port or 80)
+        return cls(parts.hostname, parts.port or 80, symbols)
 
 
 def process_cpu_s(pid: int | None) -> float | None:

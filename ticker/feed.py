@@ -37,7 +37,7 @@ async def run_market(
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    layer = get_channel_layer()
+    publisher = Publisher(get_channel_layer())
     market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=seed)
     log.info("market open at step %d with %d symbols, every %d ms", market.step_no, len(market.ticks), interval_ms)
     step_db = database_sync_to_async(services.market_step, thread_sensitive=False)
@@ -51,11 +51,14 @@ async def run_market(
         try:
             result = await step_db(market=market, ts=ts)
         except Exception:
-            log.exception("market step could not be stored; the step is retried")
+            log.exception("market step could not be stored; reloading the market from the database")
+            # The in-memory rollback cannot tell a failed commit from one that
+            # succeeded but reported an error; the database can.
+            with contextlib.suppress(Exception):
+                market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=None)
         else:
             steps += 1
-            if result.ticks:
-                await publish(layer, result)
+            await publisher.publish(result)
         next_at += interval
         now = time.monotonic()
         if next_at < now:  # overran: skip the slots we missed
@@ -68,18 +71,47 @@ async def run_market(
     return steps
 
 
-async def publish(layer, result: services.StepResult) -> None:
-    """Send one step's changes to every web process; a failure is logged, not fatal."""
-    if layer is None:
-        return
-    message = {
-        "type": protocol.BATCH_EVENT,
-        "step": result.step,
-        "quotes": [protocol.quote(tick) for tick in result.ticks],
-    }
-    try:
-        await layer.group_send(protocol.QUOTES_GROUP, message)
-    except Exception as exc:
-        # The prices are stored; web processes catch up from the database when
-        # the layer is back (ticker.hub), and clients see the seq gap.
-        log.warning("could not publish step %d: %s", result.step, exc)
+class Publisher:
+    """Sends each step's changes to every web process, and never forgets one.
+
+    If a send fails (Redis away), the quotes are kept and go out with the next
+    successful batch, latest per symbol, so a change that is not followed by
+    another (a halt, say) still reaches every client once the layer is back.
+    """
+
+    def __init__(self, layer):
+        self.layer = layer
+        self.pending: dict[str, dict] = {}
+        self.pending_delisted: set[str] = set()
+
+    async def publish(self, result: services.StepResult) -> bool:
+        for tick in result.ticks:
+            self.pending[tick.symbol] = protocol.quote(tick)
+            self.pending_delisted.discard(tick.symbol)
+        for symbol in result.delisted:
+            self.pending.pop(symbol, None)
+            self.pending_delisted.add(symbol)
+        if self.layer is None or not (self.pending or self.pending_delisted):
+            return True
+        message = {
+            "type": protocol.BATCH_EVENT,
+            "step": result.step,
+            "quotes": [self.pending[s] for s in sorted(self.pending)],
+        }
+        if self.pending_delisted:
+            message["delisted"] = sorted(self.pending_delisted)
+        try:
+            await self.layer.group_send(protocol.QUOTES_GROUP, message)
+        except Exception as exc:
+            log.warning(
+                "could not publish step %d (%d quotes kept for the next one): %s", result.step, len(self.pending), exc
+            )
+            return False
+        self.pending.clear()
+        self.pending_delisted.clear()
+        return True
+
+
+async def publish(layer, result: services.StepResult) -> bool:
+    """Publish one step on its own (tests); run_market keeps a Publisher for retries."""
+    return await Publisher(layer).publish(result)

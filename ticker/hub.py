@@ -79,6 +79,18 @@ class QuoteHub:
     def detach(self, subscriber: Subscriber) -> None:
         self.subscribers.pop(subscriber, None)
 
+    def delist(self, symbols) -> None:
+        """Forget symbols the operator deactivated: no longer in snapshots, not subscribable."""
+        for symbol in symbols:
+            self.latest.pop(symbol, None)
+            self.changed_step.pop(symbol, None)
+
+    async def reload(self, loaded) -> None:
+        """Take the stored market as the truth (start, or back after an outage) and send what changed."""
+        step, quotes, steps = _split(loaded)
+        self.delist(set(self.latest) - {q["symbol"] for q in quotes})
+        await self.publish(step, quotes, steps)
+
     def known(self, symbol: str) -> bool:
         return symbol in self.latest
 
@@ -164,7 +176,7 @@ class QuoteHub:
                     rejoin = asyncio.create_task(self._rejoin(channel))
                 # Joined first, loaded second: a batch published in between is
                 # queued on our channel and deduplicated by seq in apply().
-                await self.publish(*_split(await database_sync_to_async(_load_latest)()))
+                await self.reload(await database_sync_to_async(_load_latest)())
                 self._ready.set()
                 delay = RETRY_MIN_S
                 if self.layer is None:
@@ -173,6 +185,7 @@ class QuoteHub:
                 while True:
                     message = await self.layer.receive(channel)
                     if message.get("type") == protocol.BATCH_EVENT:
+                        self.delist(message.get("delisted", ()))
                         await self.publish(message["step"], message["quotes"])
             except asyncio.CancelledError:
                 raise

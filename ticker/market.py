@@ -33,6 +33,8 @@ class Instrument:
     volatility: float
     drift: float
     halted: bool = False
+    # The operator's previous close; None keeps the tick's own.
+    reference_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +112,10 @@ class Market:
             z = self._rng.gauss(0.0, 1.0)
             announce = symbol in self._announce
             self._announce.discard(symbol)
+            if instrument.reference_price is not None and instrument.reference_price != tick.reference_price:
+                # A new previous close changes change and change_pct: a change like any other.
+                tick = self.ticks[symbol] = replace(tick, reference_price=instrument.reference_price)
+                announce = True
             if instrument.halted:
                 if not tick.halted or announce:
                     changed.append(self._update(tick, price=tick.price, halted=True, ts=ts))
@@ -121,13 +127,16 @@ class Market:
                 changed.append(self._update(tick, price=price, halted=False, ts=ts))
         return changed
 
-    def add(self, tick: Tick) -> None:
-        """Start trading a symbol from ``tick`` (a new listing or a restart).
+    def add(self, tick: Tick, *, announce: bool = False) -> None:
+        """Start trading a symbol from ``tick`` (a new listing, a relisting or a restart).
 
-        A tick with ``seq == 0`` has never been quoted: the next step quotes it.
+        A tick with ``seq == 0`` has never been quoted, and ``announce`` asks
+        for it too: the next step quotes the symbol even if its price does not
+        move, so clients learn its state (for example a halt set while the
+        market was down).
         """
         self.ticks[tick.symbol] = tick
-        if tick.seq == 0:
+        if tick.seq == 0 or announce:
             self._announce.add(tick.symbol)
 
     def checkpoint(self) -> tuple:

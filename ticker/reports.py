@@ -38,7 +38,8 @@ def machine() -> str:
 def markdown(config: dict, results: list[dict]) -> str:
     lines = [
         f"Machine: {config['machine']}. {config['date']}. {config['clients']} clients per transport, "
-        f"{config['duration_s']:g} s each, poll interval {config['poll_interval_s']:g} s, "
+        f"{config['duration_s']:g} s each, following {config.get('symbols', '*')}, "
+        f"poll interval {config['poll_interval_s']:g} s, "
         f"market step {config['market_interval_ms']} ms.",
         "",
         "| " + " | ".join(short for short, _, _ in COLUMNS) + " |",

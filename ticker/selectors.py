@@ -35,7 +35,13 @@ def instruments() -> dict[str, tuple[Instrument, Stock]]:
     """The operator's current controls for every active symbol."""
     return {
         stock.symbol: (
-            Instrument(symbol=stock.symbol, volatility=stock.volatility, drift=stock.drift, halted=stock.halted),
+            Instrument(
+                symbol=stock.symbol,
+                volatility=stock.volatility,
+                drift=stock.drift,
+                halted=stock.halted,
+                reference_price=stock.reference_price,
+            ),
             stock,
         )
         for stock in Stock.objects.filter(active=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -22,6 +22,7 @@ PRUNE_EVERY_STEPS = 40
 class StepResult:
     step: int
     ticks: list[Tick]
+    delisted: list[str] = field(default_factory=list)
 
 
 def market_open(*, interval_ms: int, seed: int | None, speed: float | None = None) -> Market:
@@ -31,7 +32,9 @@ def market_open(*, interval_ms: int, seed: int | None, speed: float | None = Non
         {}, dt=dt_years(interval_ms / 1000, speed or settings.MARKET_SPEED), seed=seed, step=selectors.last_step()
     )
     for tick in ticks.values():
-        market.add(tick)
+        # Quote every symbol once on start: whatever changed while the market was
+        # down (a halt, a resume) reaches clients, and seq still grows by one.
+        market.add(tick, announce=True)
     return market
 
 
@@ -48,12 +51,12 @@ def market_step(*, market: Market, ts: int, history_steps: int | None = None) ->
     try:
         with transaction.atomic():
             controls = selectors.instruments()
-            for symbol in list(market.ticks):
-                if symbol not in controls:
-                    market.remove(symbol)
+            delisted = [symbol for symbol in market.ticks if symbol not in controls]
+            for symbol in delisted:
+                market.remove(symbol)
             for symbol, (_instrument, stock) in controls.items():
                 if symbol not in market.ticks:
-                    market.add(selectors.tick_of(stock))
+                    market.add(selectors.tick_of(stock), announce=True)
             changed = market.step({s: instrument for s, (instrument, _stock) in controls.items()}, ts=ts)
             step = market.step_no
             if changed:
@@ -72,7 +75,7 @@ def market_step(*, market: Market, ts: int, history_steps: int | None = None) ->
     except Exception:
         market.restore(checkpoint)
         raise
-    return StepResult(step=step, ticks=changed)
+    return StepResult(step=step, ticks=changed, delisted=delisted)
 
 
 def _store_live_columns(stocks: list[Stock]) -> None:

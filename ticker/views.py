@@ -159,12 +159,14 @@ async def stream(request: HttpRequest) -> HttpResponse:
     if last_id and not last_id.isdigit():
         return error(400, "bad_last_event_id", "Last-Event-ID must be a market step (a whole number).")
     subscriber = _StreamSubscriber(symbols)
-    # Snapshot and attach in one step of the event loop: the next event continues it exactly.
-    quotes = hub.changed_since(int(last_id), symbols) if last_id else hub.snapshot(symbols)
-    first = _sse("snapshot", hub.step, protocol.encode(protocol.snapshot_frame(quotes, step=hub.step)))
-    hub.attach(subscriber)
 
     async def events():
+        # Snapshot and attach happen here, inside the generator, in one step of
+        # the event loop: a client that leaves before the stream starts never
+        # leaves a subscriber behind, and the next event continues the snapshot.
+        quotes = hub.changed_since(int(last_id), symbols) if last_id else hub.snapshot(symbols)
+        first = _sse("snapshot", hub.step, protocol.encode(protocol.snapshot_frame(quotes, step=hub.step)))
+        hub.attach(subscriber)
         try:
             yield "retry: 1000\n" + first
             while not subscriber.overflowed:

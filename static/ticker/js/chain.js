@@ -11,6 +11,10 @@ export const LABELS = {
   longpoll: "long-polling",
   polling: "HTTP polling",
 };
+/** Pulled transports hand every answer on as a snapshot; those snapshots are also their updates. */
+export function measuresSnapshots(transport) {
+  return transport === "polling" || transport === "longpoll";
+}
 const FEEDS = { websocket: WebSocketFeed, sse: SseFeed, longpoll: LongPollFeed, polling: PollingFeed };
 
 export function makeFeed(name, handlers, options) {
@@ -86,7 +90,8 @@ export class TransportChain {
 
   /** Open a better transport beside the live one; switch only once it has delivered a snapshot. */
   tryUpgrade(index) {
-    if (this.stopped || index >= this.index) return this.scheduleUpgrade();
+    // With an empty watchlist no transport sends a snapshot, so a probe could never prove itself.
+    if (this.stopped || index >= this.index || !this.symbols.length) return this.scheduleUpgrade();
     const slot = { index, live: false };
     this.probe = this.create(slot);
     this.probe.start();
@@ -111,6 +116,8 @@ export class TransportChain {
   setSymbols(symbols) {
     this.symbols = symbols;
     this.feed?.setSymbols(symbols);
+    // A probe still opening follows the new set too, so a promotion keeps the watchlist.
+    this.probe?.setSymbols(symbols);
   }
 
   resync(symbols) {

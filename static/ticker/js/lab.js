@@ -1,5 +1,5 @@
 // The Lab: the four transports side by side on the same symbols, measured live.
-import { makeFeed } from "./chain.js";
+import { makeFeed, measuresSnapshots } from "./chain.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { tcpIpOverhead } from "./wire.js";
 
@@ -17,7 +17,7 @@ class Run {
     this.requests = 0;
     this.bytes = { payload: 0, overhead: 0, tcpip: 0 };
     this.field = (name) => card.querySelector(`[data-field=${name}]`);
-    const measure = this.transport === "polling";
+    const measure = measuresSnapshots(this.transport);
     this.feed = makeFeed(
       this.transport,
       {

@@ -2,7 +2,7 @@
 import { drawChart, drawSparkline } from "./chart.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { indexRows, renderBadge, renderQuote, renderStar } from "./render.js";
-import { TRANSPORTS, TransportChain } from "./chain.js";
+import { TRANSPORTS, TransportChain, measuresSnapshots } from "./chain.js";
 import { Watchlist } from "./watchlist.js";
 
 const SPARK_POINTS = 60;
@@ -53,8 +53,8 @@ function receive(quotes, { snapshot, measure }) {
 
 const handlers = {
   status: (state, detail, transport) => renderBadge(el.badge, state, detail, transport),
-  // A poll answer is a snapshot, but it is also how polling delivers changes: measure it.
-  snapshot: (quotes) => receive(quotes, { snapshot: true, measure: feed.transport === "polling" }),
+  // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
+  snapshot: (quotes) => receive(quotes, { snapshot: true, measure: measuresSnapshots(feed.transport) }),
   quotes: (quotes) => receive(quotes, { snapshot: false, measure: true }),
   request: () => (stats.requests += 1),
 };
@@ -87,6 +87,7 @@ async function selectChart(symbol) {
   const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/?limit=240`);
   if (!response.ok || chart.symbol !== symbol) return;
   const { points } = await response.json();
+  if (chart.symbol !== symbol) return; // another symbol was picked while this one loaded
   // Live points may have arrived while the history was loading: keep the newer ones.
   const lastTs = points.at(-1)?.ts ?? 0;
   const live = chart.points.filter((p) => p.ts > lastTs);

@@ -153,6 +153,8 @@ export class SseFeed {
     this.url = url;
     this.source = null;
     this.stopped = false;
+    this.attempt = 0;
+    this.timer = null;
     this.failFast = new FailFast(this, failFast);
   }
 
@@ -169,7 +171,10 @@ export class SseFeed {
     const source = new EventSource(this.url + query);
     this.source = source;
     this.handlers.request();
-    source.addEventListener("open", () => this.handlers.status("live", "Server-Sent Events"));
+    source.addEventListener("open", () => {
+      this.attempt = 0;
+      this.handlers.status("live", "Server-Sent Events");
+    });
     const wire = (event) => {
       const payload = utf8Length(event.data);
       this.handlers.wire?.({ payload, overhead: sseOverhead(event.type, event.lastEventId, payload), direction: "in" });
@@ -187,7 +192,14 @@ export class SseFeed {
     source.addEventListener("error", () => {
       if (this.source !== source || this.stopped) return;
       if (this.failFast.fail("event stream failed before any data")) return;
-      // EventSource retries by itself (the server asks for 1 s) and resumes with Last-Event-ID.
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gives up on a non-200 answer (a proxy's 502, a restart): retry ourselves.
+        const delay = backoffDelay(this.attempt++);
+        this.handlers.status("reconnecting", `Server-Sent Events, retry in ${(delay / 1000).toFixed(1)} s`);
+        this.timer = setTimeout(() => this.restart(), delay);
+        return;
+      }
+      // Otherwise EventSource retries by itself (the server asks for 1 s), resuming with Last-Event-ID.
       this.handlers.status("reconnecting", "Server-Sent Events");
       this.handlers.request();
     });
@@ -211,6 +223,7 @@ export class SseFeed {
 
   stop() {
     this.stopped = true;
+    clearTimeout(this.timer);
     this.failFast.clear();
     this.source?.close();
     this.source = null;
@@ -225,6 +238,7 @@ export class LongPollFeed {
     this.url = url;
     this.wait = wait;
     this.since = null;
+    this.resyncing = false;
     this.stopped = false;
     this.failures = 0;
     this.timer = null;
@@ -265,13 +279,13 @@ export class LongPollFeed {
       reportHttp(this.handlers, path, response, text);
       const body = JSON.parse(text);
       if (this.stopped) return;
-      if (this.since === null) {
-        this.failFast.succeeded();
-        this.handlers.snapshot(body.quotes, body.step);
-      } else if (body.quotes.length) {
-        this.handlers.quotes(body.quotes, body.step);
-      }
-      this.since = body.step;
+      // An answer holds the latest quote of each changed symbol: when a round
+      // trip spans several steps, seq skips on purpose, so it is a snapshot.
+      if (this.since === null) this.failFast.succeeded();
+      if (body.quotes.length || this.since === null) this.handlers.snapshot(body.quotes, body.step);
+      // A resync() during this request asked for a full answer next: keep since at null.
+      if (!this.resyncing) this.since = body.step;
+      this.resyncing = false;
       this.failures = 0;
       this.handlers.status("live", "long-polling");
     } catch (error) {
@@ -292,6 +306,7 @@ export class LongPollFeed {
 
   resync() {
     this.since = null;
+    this.resyncing = true;
     this.controller?.abort();
   }
 

@@ -28,10 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("--transports", default=",".join(benchmark.TRANSPORTS))
         parser.add_argument("--url", default=None, help="a running server (http://HOST:PORT); default: start one")
         parser.add_argument("--server-pid", type=int, default=None, help="with --url: the server's PID, for CPU")
+        parser.add_argument("--symbols", default="*", help="what every client follows: * or A,B,C (default *)")
         parser.add_argument("--interval", type=int, default=settings.MARKET_INTERVAL_MS, help="market step, ms")
         parser.add_argument("--out", type=Path, default=Path("bench-results"))
 
-    def handle(self, *args, clients, duration, poll_interval, transports, url, server_pid, interval, out, **options):
+    def handle(
+        self, *args, clients, duration, poll_interval, transports, url, server_pid, symbols, interval, out, **options
+    ):
         chosen = [t.strip() for t in transports.split(",") if t.strip()]
         unknown = sorted(set(chosen) - set(benchmark.TRANSPORTS))
         if unknown or not chosen:
@@ -40,7 +43,8 @@ class Command(BaseCommand):
             raise CommandError("--clients must be at least 1; --duration and --poll-interval positive.")
         server = None if url else LocalServer(interval_ms=interval, stdout=self.stdout)
         try:
-            target = benchmark.Target.from_url(url or server.url)
+            wanted = tuple(s.strip().upper() for s in symbols.split(",") if s.strip()) or ("*",)
+            target = benchmark.Target.from_url(url or server.url, wanted)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         pid = server.web_pid if server else server_pid

@@ -1,0 +1,54 @@
+"""The market's publisher: nothing that was stored is left unpublished (pure logic, a fake layer)."""
+
+from decimal import Decimal
+
+import pytest
+
+from ticker.feed import Publisher
+from ticker.market import Tick
+from ticker.services import StepResult
+
+pytestmark = pytest.mark.asyncio
+
+
+class FlakyLayer:
+    def __init__(self, failures: int):
+        self.failures = failures
+        self.sent: list[dict] = []
+
+    async def group_send(self, group, message):
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("redis went away")
+        self.sent.append(message)
+
+
+def tick(symbol: str, seq: int, halted: bool = False) -> Tick:
+    return Tick(symbol, Decimal("10.00"), Decimal("10.00"), seq, 1000 + seq, halted)
+
+
+async def test_quotes_from_a_failed_send_go_out_with_the_next_batch():
+    """A halt published while Redis is away still reaches the web processes with the next step."""
+    layer = FlakyLayer(failures=1)
+    publisher = Publisher(layer)
+    assert not await publisher.publish(StepResult(step=1, ticks=[tick("AAA", 5, halted=True), tick("BBB", 3)]))
+    assert await publisher.publish(StepResult(step=2, ticks=[tick("BBB", 4)]))
+    (message,) = layer.sent
+    assert message["step"] == 2
+    assert [(q["symbol"], q["seq"], q["halted"]) for q in message["quotes"]] == [("AAA", 5, True), ("BBB", 4, False)]
+
+
+async def test_delistings_are_published_and_retried():
+    """A deactivated symbol is announced in 'delisted', also after a failed send."""
+    layer = FlakyLayer(failures=1)
+    publisher = Publisher(layer)
+    await publisher.publish(StepResult(step=1, ticks=[], delisted=["CCC"]))
+    await publisher.publish(StepResult(step=2, ticks=[]))
+    assert layer.sent[0]["delisted"] == ["CCC"]
+
+
+async def test_nothing_is_sent_for_a_quiet_step():
+    """A step with no change and nothing pending sends no message."""
+    layer = FlakyLayer(failures=0)
+    assert await Publisher(layer).publish(StepResult(step=1, ticks=[]))
+    assert layer.sent == []
