@@ -30,6 +30,24 @@ def _fresh_database_url(tmp: Path) -> tuple[str, str | None]:
     return f"{head}/{name}", admin
 
 
+@contextlib.contextmanager
+def running_site(tmp: Path, redis_url: str, *, prepare=None, market: bool = False):
+    """A Site with its web process up (and the market, if asked); logs printed if anything fails."""
+    site = Site(tmp, redis_url)
+    try:
+        if prepare:
+            prepare(site)
+        site.start_web()
+        if market:
+            site.start_market()
+        yield site
+    except BaseException:
+        print(site.logs())
+        raise
+    finally:
+        site.close()
+
+
 def _drop_database(url: str, admin: str | None) -> None:
     if admin:
         with psycopg.connect(admin, autocommit=True) as conn:

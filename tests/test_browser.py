@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .processes import NoWebSocketProxy, Site
+from .processes import NoWebSocketProxy, running_site
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -25,8 +25,7 @@ ADMIN_PASSWORD = "browser-test-password-4f9"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, redis_server):
-    site = Site(tmp_path_factory.mktemp("browser-site"), redis_server.url)
-    try:
+    def add_operator(site):
         site.manage(
             "createsuperuser",
             "--noinput",
@@ -36,14 +35,11 @@ def site(tmp_path_factory, redis_server):
             "op@example.com",
             env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
         )
-        site.start_web()
-        site.start_market()
+
+    with running_site(
+        tmp_path_factory.mktemp("browser-site"), redis_server.url, prepare=add_operator, market=True
+    ) as site:
         yield site
-    except BaseException:
-        print(site.logs())
-        raise
-    finally:
-        site.close()
 
 
 @pytest.fixture(scope="module")

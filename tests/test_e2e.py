@@ -10,7 +10,7 @@ import time
 import pytest
 import websockets
 
-from .processes import Site
+from .processes import running_site
 
 pytestmark = pytest.mark.processes
 
@@ -20,15 +20,8 @@ DURATION_S = 5.0
 
 @pytest.fixture
 def site(tmp_path, redis_server):
-    site = Site(tmp_path, redis_server.url)
-    try:
-        site.start_web()
+    with running_site(tmp_path, redis_server.url) as site:
         yield site
-    except BaseException:
-        print(site.logs())
-        raise
-    finally:
-        site.close()
 
 
 class Client:

@@ -9,22 +9,15 @@ import urllib.request
 
 import pytest
 
-from .processes import Site
+from .processes import running_site
 
 pytestmark = pytest.mark.processes
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, redis_server):
-    site = Site(tmp_path_factory.mktemp("transports"), redis_server.url)
-    try:
-        site.start_web()
+    with running_site(tmp_path_factory.mktemp("transports"), redis_server.url) as site:
         yield site
-    except BaseException:
-        print(site.logs())
-        raise
-    finally:
-        site.close()
 
 
 @pytest.fixture
