@@ -80,7 +80,8 @@ def choose_redis(env: dict[str, str], *, default_url: str = DEFAULT_REDIS_URL) -
             if redis_answers(url, timeout=0.2):
                 return RedisChoice(url, f"a redis-server started for this run on port {port}", process, workdir)
             time.sleep(0.1)
-        process.terminate()
+        _stop_all([process])
+        shutil.rmtree(workdir, ignore_errors=True)
         print("redis-server was found but did not start; continuing without Redis.", file=sys.stderr)
     return RedisChoice(None, "none")
 
@@ -113,50 +114,60 @@ class Site:
 
 def run_site(*, host: str, port: int, stdout) -> int:
     """Run the whole site until Ctrl-C or SIGTERM; returns an exit code."""
-    call_command("migrate", interactive=False, verbosity=0)
-    stdout.write("Database migrated; the simulated market is seeded.\n")
-    if settings.DEBUG:
-        ensure_superuser(stdout)
-    env = dict(os.environ)
-    choice = choose_redis(env)
-    if host not in ("0.0.0.0", "::") and not env.get("DJANGO_ALLOWED_HOSTS"):
-        env["DJANGO_ALLOWED_HOSTS"] = ",".join(dict.fromkeys(["127.0.0.1", "localhost", "[::1]", host]))
-    manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-    daphne = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "config.asgi:application"]
-    if choice.url:
-        env.update(REDIS_URL=choice.url, TICKER_CHANNEL_LAYER="redis")
-        commands = {"web": daphne, "market": manage + ["run_market"]}
-        stdout.write(f"Channel layer: Redis, using {choice.how}.\n")
-    else:
-        env["TICKER_CHANNEL_LAYER"] = "memory"
-        commands = {"web+market": manage + ["serve_inprocess", "--host", host, "--port", str(port)]}
-        stdout.write(
-            "WARNING: no Redis could be found or started (install redis-server, or set REDIS_URL).\n"
-            "WARNING: running web and market in ONE process on the in-memory channel layer.\n"
-        )
-    site = Site(host, port)
     stopping = False
 
     def stop(signum, frame):
         nonlocal stopping
         stopping = True
 
+    # Before anything is started, so a Ctrl-C at any moment still cleans up.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    call_command("migrate", interactive=False, verbosity=0)
+    stdout.write("Database migrated; the simulated market is seeded.\n")
+    if settings.DEBUG:
+        ensure_superuser(stdout)
+    env = dict(os.environ)
+    choice = choose_redis(env)
+    site = Site(host, port)
+    if choice.process:
+        # Watched like the others: if our own Redis dies, the site stops instead of limping on.
+        site.processes["redis"] = choice.process
     try:
+        if host not in ("0.0.0.0", "::") and not env.get("DJANGO_ALLOWED_HOSTS"):
+            env["DJANGO_ALLOWED_HOSTS"] = ",".join(dict.fromkeys(["127.0.0.1", "localhost", "[::1]", host]))
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        daphne = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "config.asgi:application"]
+        if choice.url:
+            env.update(REDIS_URL=choice.url, TICKER_CHANNEL_LAYER="redis")
+            commands = {"web": daphne, "market": manage + ["run_market"]}
+            stdout.write(f"Channel layer: Redis, using {choice.how}.\n")
+        else:
+            env["TICKER_CHANNEL_LAYER"] = "memory"
+            commands = {"web+market": manage + ["serve_inprocess", "--host", host, "--port", str(port)]}
+            stdout.write(
+                "WARNING: no Redis could be found or started (install redis-server, or set REDIS_URL).\n"
+                "WARNING: running web and market in ONE process on the in-memory channel layer.\n"
+            )
         for name, command in commands.items():
-            site.processes[name] = subprocess.Popen(command, env=env)
+            if not stopping:
+                site.processes[name] = subprocess.Popen(command, env=env)
         shown = "localhost" if host in ("0.0.0.0", "::") else host
         stdout.write(f"\n  ticker is running at http://{shown}:{port}/  (admin: /admin/)  Ctrl-C stops it.\n\n")
         while not stopping:
             for name, process in site.processes.items():
                 if process.poll() is not None:
-                    stdout.write(f"The {name} process exited with code {process.returncode}; stopping the site.\n")
-                    return process.returncode or 1
+                    code = process.returncode
+                    stdout.write(f"The {name} process exited with code {code}; stopping the site.\n")
+                    return code if code and code > 0 else 1
             time.sleep(0.2)
         return 0
     finally:
-        _stop_all(list(site.processes.values()) + ([choice.process] if choice.process else []))
+        # Redis last: the web and market processes close their connections first.
+        others = [p for name, p in site.processes.items() if name != "redis"]
+        _stop_all(others)
+        if choice.process:
+            _stop_all([choice.process])
         if choice.workdir:
             shutil.rmtree(choice.workdir, ignore_errors=True)
 
