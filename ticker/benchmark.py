@@ -396,9 +396,9 @@ async def run_transport(
         "updates_per_s": round(updates / elapsed, 1),
         "lost_updates": tally.lost,
         "latency_ms": {
-            "p50": _pct(latencies, 50),
-            "p95": _pct(latencies, 95),
-            "p99": _pct(latencies, 99),
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
         },
         "requests": tally.requests,
         "requests_per_s": round(tally.requests / elapsed, 1),
@@ -414,7 +414,8 @@ async def run_transport(
     }
 
 
-def _pct(ordered: list[float], p: float) -> float | None:
+def percentile(ordered: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of already sorted values, to 0.1; None for no values."""
     if not ordered:
         return None
     return round(ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))], 1)

@@ -62,7 +62,6 @@ class QuoteHub:
         # Replaced by a fresh Event after every step that changed something.
         self._stepped = asyncio.Event()
         self.subscribers: dict[Subscriber, None] = {}
-        self.frames_sent = 0
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
 
@@ -157,8 +156,6 @@ class QuoteHub:
             except Exception:  # one broken connection must not stop the others
                 log.exception("sending a frame failed; dropping that subscriber")
                 self.detach(subscriber)
-            else:
-                self.frames_sent += 1
 
     async def _run(self) -> None:
         """Join the feed, load the snapshot, then apply batches until cancelled."""

@@ -17,6 +17,8 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from .benchmark import percentile
+
 
 @dataclass
 class ClientStats:
@@ -77,13 +79,6 @@ async def _client(
         stats.settled.set()
 
 
-def _percentile(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
-
-
 async def run_check(*, url: str, clients: int, duration: float, connect_rate: int = 200, sample_every: int = 1) -> dict:
     """Connect ``clients`` sockets, count every update for ``duration`` seconds, return the figures."""
     origin = url.replace("ws://", "http://").replace("wss://", "https://").split("/ws/")[0]
@@ -105,7 +100,7 @@ async def run_check(*, url: str, clients: int, duration: float, connect_rate: in
     stop.set()
     await asyncio.gather(*tasks)
     client_cpu = time.process_time() - cpu0
-    latencies = [ms for s in stats for ms in s.latencies_ms]
+    latencies = sorted(ms for s in stats for ms in s.latencies_ms)
     frames = sum(s.frames for s in stats)
     return {
         "clients": clients,
@@ -119,9 +114,9 @@ async def run_check(*, url: str, clients: int, duration: float, connect_rate: in
         "out_of_order_frames": sum(s.duplicate_steps for s in stats),
         "frames_per_client_per_s": round(frames / clients / duration, 2) if clients else 0,
         "latency_ms": {
-            "p50": _round(_percentile(latencies, 50)),
-            "p95": _round(_percentile(latencies, 95)),
-            "p99": _round(_percentile(latencies, 99)),
+            "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99),
             "max": _round(max(latencies, default=None)),
             "mean": _round(statistics.fmean(latencies) if latencies else None),
         },
