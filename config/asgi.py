@@ -24,3 +24,7 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+from ticker.heap import freeze_startup_objects  # noqa: E402
+
+freeze_startup_objects()

@@ -39,6 +39,8 @@ class Tally:
     errors: list[str] = field(default_factory=list)
     connected: int = 0
     expected: int = 0
+    frames: int = 0  # answers or push frames received, counted or not
+    books: list = field(default_factory=list)
     settled: int = 0  # clients connected or failed
     all_settled: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -102,23 +104,43 @@ class Counted:
 
 
 class Book:
-    """Per-client seq bookkeeping: counts delivered and lost updates and samples latency."""
+    """Per-client seq bookkeeping: counts delivered and lost updates and their latency.
+
+    Latency is taken when the bytes reach the client socket. Push clients only
+    stash each frame with its arrival time while the run lasts and decode it
+    afterwards (``replay``), so one Python process reading hundreds of sockets
+    does not add its own JSON decoding to the latency of the clients it reads
+    last, nor take CPU from the server while it is being measured.
+    """
 
     def __init__(self, tally: Tally, counting: asyncio.Event):
         self.tally, self.counting = tally, counting
         self.seq: dict[str, int] = {}
+        self.stashed: list[tuple[float, bool, bytes]] = []
+        tally.books.append(self)
 
-    def take(self, quotes: list[dict], *, snapshot: bool = False) -> None:
-        now = time.time() * 1000
+    def stash(self, payload: bytes) -> None:
+        """Keep one push frame (JSON) with its arrival time, for ``replay``."""
+        self.stashed.append((time.time() * 1000, self.counting.is_set(), payload))
+
+    def replay(self) -> None:
+        """Decode the stashed frames in arrival order and count them."""
+        stashed, self.stashed = self.stashed, []
+        for at, counted, payload in stashed:
+            frame = json.loads(payload)
+            if frame.get("type") in ("snapshot", "quotes"):
+                self.take(frame["quotes"], snapshot=frame["type"] == "snapshot", at=at, counted=counted)
+
+    def take(self, quotes: list[dict], *, snapshot: bool = False, at: float, counted: bool) -> None:
         for quote in quotes:
             held = self.seq.get(quote["symbol"])
             if held is not None and quote["seq"] <= held:
                 continue
-            if self.counting.is_set() and held is not None:
+            if counted and held is not None:
                 self.tally.updates += 1
                 self.tally.lost += quote["seq"] - held - 1
                 if not snapshot or quote["ts"] > 0:
-                    self.tally.latencies_ms.append(now - quote["ts"])
+                    self.tally.latencies_ms.append(at - quote["ts"])
             self.seq[quote["symbol"]] = quote["seq"]
 
 
@@ -139,11 +161,13 @@ async def polling_client(target, tally: Tally, counting, stop, *, interval: floa
             await conn.write(_request("/api/quotes/" + target.query("?"), target.netloc, extra))
             tally.requests += counting.is_set()
             status, headers, body = await conn.read_response()
+            at, counted = time.time() * 1000, counting.is_set()
+            tally.frames += 1
             if status == 200:
                 etag = headers.get("etag")
-                if counting.is_set():
+                if counted:
                     tally.payload_bytes += len(body)
-                book.take(json.loads(body)["quotes"], snapshot=True)
+                book.take(json.loads(body)["quotes"], snapshot=True, at=at, counted=counted)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
     finally:
         conn.close()
@@ -154,17 +178,20 @@ async def longpoll_client(target, tally: Tally, counting, stop, **_) -> None:
     book = Book(tally, counting)
     status, _, body = await _send(conn, "/api/quotes/" + target.query("?"), target)
     data = json.loads(body)
-    book.take(data["quotes"], snapshot=True)
+    book.take(data["quotes"], snapshot=True, at=time.time() * 1000, counted=False)
     since = data["step"]
     tally.connect()
     try:
         while not stop.is_set():
             status, _, body = await _send(conn, f"/api/quotes/?since={since}&wait=25{target.query('&')}", target)
-            tally.requests += counting.is_set()
+            at, counted = time.time() * 1000, counting.is_set()
+            tally.requests += counted
+            tally.frames += 1
+            # Decoded at once: the next request needs the answer's step.
             data = json.loads(body)
-            if data["quotes"] and counting.is_set():
+            if data["quotes"] and counted:
                 tally.payload_bytes += len(body)
-            book.take(data["quotes"])
+            book.take(data["quotes"], at=at, counted=counted)
             since = data["step"]
     finally:
         conn.close()
@@ -202,8 +229,8 @@ async def sse_client(target, tally: Tally, counting, stop, **_) -> None:
                         data = line[6:]
                         if counting.is_set():
                             tally.payload_bytes += len(data)
-                        frame = json.loads(data)
-                        book.take(frame["quotes"], snapshot=frame["type"] == "snapshot")
+                        tally.frames += 1
+                        book.stash(data)
     finally:
         conn.close()
 
@@ -223,19 +250,27 @@ async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
         raise ConnectionError(f"WebSocket handshake answered {status}")
     await conn.write(ws_frame(json.dumps({"action": "subscribe", "symbols": list(target.symbols)}).encode()))
     tally.connect()
+    buffer = bytearray()
     try:
         while not stop.is_set():
-            opcode, payload = await read_ws_frame(conn)
-            if opcode == 0x9:  # ping: answer, or daphne drops us after its ping timeout
-                await conn.write(ws_frame(payload, opcode=0xA))
-            elif opcode == 0x1:
-                if counting.is_set():
-                    tally.payload_bytes += len(payload)
-                frame = json.loads(payload)
-                if frame["type"] in ("snapshot", "quotes"):
-                    book.take(frame["quotes"], snapshot=frame["type"] == "snapshot")
-            elif opcode == 0x8:
-                raise ConnectionError("server closed the WebSocket")
+            # One read takes whatever the kernel holds, often several frames:
+            # one wake-up per read, not three awaits per frame.
+            chunk = await conn.reader.read(2**16)
+            if not chunk:
+                raise ConnectionError("server closed the connection")
+            tally.wire_bytes += len(chunk)
+            buffer += chunk
+            while (frame := take_ws_frame(buffer)) is not None:
+                opcode, payload = frame
+                if opcode == 0x9:  # ping: answer, or daphne drops us after its ping timeout
+                    await conn.write(ws_frame(payload, opcode=0xA))
+                elif opcode == 0x1:
+                    if counting.is_set():
+                        tally.payload_bytes += len(payload)
+                    tally.frames += 1
+                    book.stash(payload)
+                elif opcode == 0x8:
+                    raise ConnectionError("server closed the WebSocket")
     finally:
         conn.close()
 
@@ -253,15 +288,27 @@ def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
     return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
-async def read_ws_frame(conn: Counted) -> tuple[int, bytes]:
-    first, second = await conn.readexactly(2)
-    length = second & 0x7F
+def take_ws_frame(buffer: bytearray) -> tuple[int, bytes] | None:
+    """Remove one whole frame from the front of ``buffer``; None until one has fully arrived."""
+    if len(buffer) < 2:
+        return None
+    first, second = buffer[0], buffer[1]
+    length, at = second & 0x7F, 2
     if length == 126:
-        length = int.from_bytes(await conn.readexactly(2), "big")
+        if len(buffer) < 4:
+            return None
+        length, at = int.from_bytes(buffer[2:4], "big"), 4
     elif length == 127:
-        length = int.from_bytes(await conn.readexactly(8), "big")
-    mask = await conn.readexactly(4) if second & 0x80 else None
-    payload = await conn.readexactly(length)
+        if len(buffer) < 10:
+            return None
+        length, at = int.from_bytes(buffer[2:10], "big"), 10
+    mask = None
+    if second & 0x80:
+        mask, at = bytes(buffer[at : at + 4]), at + 4
+    if len(buffer) < at + length:
+        return None
+    payload = bytes(buffer[at : at + length])
+    del buffer[: at + length]
     if mask:
         payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
     return first & 0x0F, payload
@@ -364,7 +411,7 @@ async def run_transport(
     while (now := time.monotonic()) < end:
         await asyncio.sleep(min(1.0, end - now))
         if progress:
-            progress(transport, time.monotonic() - wall0, duration, tally.updates)
+            progress(transport, time.monotonic() - wall0, duration, tally.frames)
     counting.clear()
     cpu1, seg1, bytes1, wall1, own1 = (
         process_cpu_s(server_pid),
@@ -377,6 +424,8 @@ async def run_transport(
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    for book in tally.books:
+        book.replay()
     elapsed = wall1 - wall0
     updates = tally.updates
     latencies = sorted(tally.latencies_ms)

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ticker import benchmark, reports
+from ticker.heap import freeze_startup_objects
 from ticker.launcher import choose_redis, free_port
 
 
@@ -58,6 +59,7 @@ class Command(BaseCommand):
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         results = []
+        freeze_startup_objects()
         try:
             for transport in chosen:
                 self.stdout.write(f"{transport}: {clients} clients for {duration:g} s ...")
@@ -85,9 +87,9 @@ class Command(BaseCommand):
         self.stdout.write(table)
         self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}\n")
 
-    def progress(self, transport, elapsed, duration, updates):
+    def progress(self, transport, elapsed, duration, frames):
         bar = "#" * int(20 * elapsed / duration)
-        self.stdout.write(f"\r{transport:>9} [{bar:<20}] {elapsed:5.1f}/{duration:g} s  {updates} updates", ending="")
+        self.stdout.write(f"\r{transport:>9} [{bar:<20}] {elapsed:5.1f}/{duration:g} s  {frames} frames", ending="")
         self.stdout.flush()
 
 

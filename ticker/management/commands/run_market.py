@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from ticker.feed import run_market
+from ticker.heap import freeze_startup_objects
 
 
 class Command(BaseCommand):
@@ -24,5 +25,6 @@ class Command(BaseCommand):
             raise CommandError("--interval must be at least 10 milliseconds.")
         if run_for is not None and run_for <= 0:
             raise CommandError("--run-for must be a positive number of seconds.")
+        freeze_startup_objects()
         steps = asyncio.run(run_market(interval_ms=interval, run_for=run_for, seed=seed))
         self.stdout.write(f"market stopped after {steps} steps")

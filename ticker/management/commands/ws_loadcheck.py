@@ -4,6 +4,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ticker.heap import freeze_startup_objects
 from ticker.loadcheck import raise_fd_limit, run_check
 
 
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         except ImportError:
             raise CommandError("ws_loadcheck needs the test tools: pip install -r requirements-dev.txt") from None
         raise_fd_limit(clients + 100)
+        freeze_startup_objects()
         result = asyncio.run(run_check(url=url, clients=clients, duration=duration))
         text = json.dumps(result, indent=2)
         self.stdout.write(text)
