@@ -138,6 +138,18 @@ MARKET_HISTORY_STEPS = env.int("MARKET_HISTORY_STEPS", default=2400)
 # minute, so a 30% annual volatility moves a $150 stock a few cents a step.
 MARKET_SPEED = env.float("MARKET_SPEED", default=60.0)
 
+# Client messages per WebSocket connection (a token bucket, ticker.ratelimit):
+# TICKER_WS_RATE a second sustained, bursts of TICKER_WS_BURST. The dashboard
+# sends a few a minute; a client over the limit gets a "rate_limited" error
+# frame and close code 4008 (docs/protocol.md, "Limits and errors").
+TICKER_WS_RATE = env.float("TICKER_WS_RATE", default=20.0)
+TICKER_WS_BURST = env.int("TICKER_WS_BURST", default=40)
+if not (TICKER_WS_RATE > 0 and TICKER_WS_BURST >= 1):
+    raise ImproperlyConfigured(
+        f"TICKER_WS_RATE={TICKER_WS_RATE!r} and TICKER_WS_BURST={TICKER_WS_BURST!r} would refuse every "
+        "WebSocket message: set TICKER_WS_RATE above 0 and TICKER_WS_BURST to 1 or more (defaults 20 and 40)."
+    )
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import time
+from functools import cached_property
 
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from . import protocol
 from .hub import QuoteHub, get_hub
 from .protocol import ALL, Command, ProtocolError
+from .ratelimit import TokenBucket
+
+# The errors after which the server closes the socket, and its close code.
+# RFC 6455 (7.4.1) has 1008 "policy violation" and 1009 "message too big", but
+# autobahn, under daphne, lets an application close only with 1000 or
+# 3000-4999 (django/daphne#374, crossbario/autobahn-python#1642), so these are
+# the private-use codes 4008 and 4009, named after them. Every other error
+# frame leaves the connection open.
+CLOSE_CODES = {"rate_limited": 4008, "too_large": 4009}
 
 
 class QuoteConsumer(AsyncWebsocketConsumer):
@@ -37,13 +48,48 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         if hasattr(self, "hub"):
             self.hub.detach(self)
 
+    # Set once the client broke a limit and the socket is being closed.
+    limit_exceeded: bool = False
+
+    @cached_property
+    def rate_limit(self) -> TokenBucket:
+        """This connection's message allowance, started full at its first message."""
+        return TokenBucket(rate=settings.TICKER_WS_RATE, burst=settings.TICKER_WS_BURST, now=time.monotonic())
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        """Called for every client frame; errors become one error frame, the socket stays open."""
+        """Called for every client frame; errors become one error frame.
+
+        The socket stays open after an error, except when the client goes over
+        the rate or size limit (CLOSE_CODES): then it gets that one error frame
+        and the close, and frames it sent meanwhile are ignored.
+        """
+        if self.limit_exceeded:
+            return
         try:
+            # Counted before parsing: a flood of junk costs the server as much as valid messages.
+            if not self.rate_limit.take(time.monotonic()):
+                limit = self.rate_limit
+                raise ProtocolError(
+                    "rate_limited",
+                    f"More than {limit.rate:g} messages a second (bursts of {limit.burst}): closing. "
+                    "Reconnect and send less often; one subscribe can name many symbols.",
+                )
+            if bytes_data is not None and len(bytes_data) > protocol.MAX_MESSAGE_BYTES:
+                raise ProtocolError("too_large", f"Messages are at most {protocol.MAX_MESSAGE_BYTES} bytes.")
             command = protocol.parse_client_message(text_data)
             await getattr(self, f"on_{command.action}")(command)
         except ProtocolError as error:
             await self.send_frame(protocol.encode(error.frame()))
+            if error.code in CLOSE_CODES:
+                await self._close_for(CLOSE_CODES[error.code])
+
+    async def _close_for(self, code: int) -> None:
+        """Close the socket after a broken limit; it gets no more quotes while the close completes."""
+        self.limit_exceeded = True
+        # Detached first: the hub must not send into a socket that is closing
+        # (daphne refuses sends once the close frame is out).
+        self.hub.detach(self)
+        await self.close(code=code)
 
     async def send_frame(self, text: str, step: int = 0) -> None:
         await self.send(text_data=text)

@@ -1,0 +1,265 @@
+"""/ws/quotes/ limits: the per-connection rate limit and the message size limit.
+
+First through the consumer on the real Redis layer, then against a real daphne
+process, where daphne's own 1 MiB message limit sits in front of ours.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+
+import pytest
+import pytest_asyncio
+import websockets
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from config.asgi import application
+from ticker import hub as hub_module
+from ticker import services
+from ticker.protocol import MAX_MESSAGE_BYTES
+
+from .conftest import ROOT, child_env, make_stocks
+from .processes import running_site
+from .test_consumers import ORIGIN, step
+
+PING = json.dumps({"action": "ping"})
+
+
+@pytest_asyncio.fixture
+async def market(clean_redis):
+    """A three-symbol market in the database, and a cleanup of this loop's hub."""
+    await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
+    market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)
+    yield market
+    loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
+    if loop_hub is not None:
+        await loop_hub.close()
+
+
+async def connect() -> WebsocketCommunicator:
+    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=[ORIGIN])
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def outputs_until_close(ws: WebsocketCommunicator) -> tuple[list[dict], int]:
+    """Every frame the server sends until it closes the socket, and the close code."""
+    frames = []
+    while True:
+        output = await ws.receive_output(timeout=3)
+        if output["type"] == "websocket.close":
+            return frames, output.get("code")
+        frames.append(json.loads(output["text"]))
+
+
+def padded_ping(size: int) -> str:
+    """A ping message of exactly ``size`` bytes (the server ignores unknown keys)."""
+    text = json.dumps({"action": "ping", "pad": ""})
+    return json.dumps({"action": "ping", "pad": "x" * (size - len(text))})
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_flooding_client_gets_one_rate_limited_error_and_close_4008(market):
+    """Past the default burst of 40 messages the client gets one rate_limited error, close 4008, no more quotes."""
+    flooder, bystander = await connect(), await connect()
+    for ws in (flooder, bystander):
+        await ws.send_to(text_data='{"action": "subscribe", "symbols": ["*"]}')
+        assert json.loads(await ws.receive_from(timeout=3))["type"] == "snapshot"
+    for _ in range(200):
+        await flooder.send_to(text_data=PING)
+    frames, code = await outputs_until_close(flooder)
+    pongs, rest = [f for f in frames if f["type"] == "pong"], [f for f in frames if f["type"] != "pong"]
+    # The subscribe took one token; 39 of the burst and whatever refilled meanwhile are answered.
+    assert 39 <= len(pongs) < 199
+    assert len(rest) == 1 and rest[0]["type"] == "error" and rest[0]["code"] == "rate_limited"
+    assert "messages a second" in rest[0]["message"]
+    assert code == 4008
+    await step(market, until={"AAA"})
+    assert (await bystander.receive_json_from(timeout=3))["type"] == "quotes"
+    assert await flooder.receive_nothing(timeout=0.3)
+    await bystander.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_client_within_the_limit_is_never_refused(market, settings):
+    """A client that sends its burst, pauses to refill, and sends again gets every answer and stays open."""
+    settings.TICKER_WS_RATE, settings.TICKER_WS_BURST = 50, 5
+    ws = await connect()
+    for _ in range(3):
+        for _ in range(5):
+            await ws.send_to(text_data=PING)
+        for _ in range(5):
+            assert (await ws.receive_json_from(timeout=3))["type"] == "pong"
+        await asyncio.sleep(0.15)  # 7.5 tokens at 50/s, capped at the burst of 5
+    assert await ws.receive_nothing(timeout=0.2)
+    await ws.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_message_of_exactly_the_size_limit_is_answered(market):
+    """16 KiB on the dot is allowed: the padded ping gets its pong."""
+    ws = await connect()
+    await ws.send_to(text_data=padded_ping(MAX_MESSAGE_BYTES))
+    assert (await ws.receive_json_from(timeout=3))["type"] == "pong"
+    await ws.disconnect()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["text", "bytes"])
+async def test_a_message_over_the_size_limit_gets_too_large_and_close_4009(market, kind):
+    """One byte over 16 KiB, text or binary: one too_large error frame, then close 4009."""
+    ws = await connect()
+    text = padded_ping(MAX_MESSAGE_BYTES + 1)
+    await ws.send_to(**({"text_data": text} if kind == "text" else {"bytes_data": text.encode()}))
+    frames, code = await outputs_until_close(ws)
+    assert [(f["type"], f["code"]) for f in frames] == [("error", "too_large")]
+    assert str(MAX_MESSAGE_BYTES) in frames[0]["message"]
+    assert code == 4009
+
+
+def test_limits_come_from_the_environment_and_nonsense_fails_at_start_up():
+    """TICKER_WS_RATE / TICKER_WS_BURST are read from the environment; a zero rate stops start-up with a fix."""
+
+    def settings_of(**env: str) -> subprocess.CompletedProcess:
+        code = "from django.conf import settings; print(settings.TICKER_WS_RATE, settings.TICKER_WS_BURST)"
+        return subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env=child_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert settings_of().stdout.split() == ["20.0", "40"]
+    assert settings_of(TICKER_WS_RATE="5.5", TICKER_WS_BURST="8").stdout.split() == ["5.5", "8"]
+    refused = settings_of(TICKER_WS_RATE="0")
+    assert refused.returncode != 0 and "set TICKER_WS_RATE above 0" in refused.stderr
+
+
+# Against a real daphne process: what a browser or an integrator actually sees.
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, redis_server):
+    with running_site(tmp_path_factory.mktemp("limits"), redis_server.url, market=True) as site:
+        yield site
+
+
+def ws_url(site) -> str:
+    return f"ws://127.0.0.1:{site.port}/ws/quotes/"
+
+
+async def closing_frames(ws) -> list[dict]:
+    """The frames the server sends before it closes the connection (which must happen within 10 s)."""
+    frames = []
+    with pytest.raises(websockets.ConnectionClosed):
+        while True:
+            frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+    return frames
+
+
+class Watcher:
+    """A well-behaved client subscribed to everything: counts quotes frames, notes any seq gap."""
+
+    def __init__(self, url: str, origin: str):
+        self.url, self.origin = url, origin
+        self.frames = 0
+        self.gaps: list[str] = []
+        self.seq: dict[str, int] = {}
+
+    async def run(self, subscribed: asyncio.Event, stop: asyncio.Event) -> None:
+        async with websockets.connect(self.url, origin=self.origin) as ws:
+            await ws.send('{"action": "subscribe", "symbols": ["*"]}')
+            snapshot = json.loads(await ws.recv())
+            self.seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
+            subscribed.set()
+            while not stop.is_set():
+                try:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
+                except TimeoutError:
+                    continue
+                self.frames += 1
+                for quote in frame["quotes"]:
+                    if quote["seq"] != self.seq.get(quote["symbol"], quote["seq"] - 1) + 1:
+                        self.gaps.append(f"{quote['symbol']} {self.seq.get(quote['symbol'])} -> {quote['seq']}")
+                    self.seq[quote["symbol"]] = quote["seq"]
+
+
+async def ping_pong(site) -> dict:
+    async with websockets.connect(ws_url(site), origin=site.base) as ws:
+        await ws.send(PING)
+        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+
+
+@pytest.mark.processes
+def test_daphne_closes_a_flooding_client_with_4008(site):
+    """Over real daphne the flooder sees pongs, one rate_limited error, then close code 4008."""
+
+    async def main():
+        async with websockets.connect(ws_url(site), origin=site.base) as ws:
+            for _ in range(200):
+                await ws.send(PING)
+            frames = await closing_frames(ws)
+            return frames, ws.close_code
+
+    frames, code = asyncio.run(main())
+    assert frames[-1]["type"] == "error" and frames[-1]["code"] == "rate_limited"
+    assert {f["type"] for f in frames[:-1]} == {"pong"} and len(frames) >= 40
+    assert code == 4008
+
+
+@pytest.mark.processes
+@pytest.mark.parametrize(
+    "size, expect_frame",
+    [
+        # Over our 16 KiB limit, under daphne's 1 MiB one: the server reads it and says why.
+        (100 * 1024, True),
+        # Over daphne's websocket_max_message_size (1 MiB): daphne drops the TCP connection
+        # as soon as the frame header announces the length, before the application sees it.
+        (2 * 1024 * 1024, False),
+    ],
+)
+def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame):
+    """A huge frame ends its connection; a client watching all symbols meanwhile misses nothing; new clients work."""
+
+    async def main():
+        watcher = Watcher(ws_url(site), site.base)
+        subscribed, stop = asyncio.Event(), asyncio.Event()
+        watching = asyncio.create_task(watcher.run(subscribed, stop))
+        await asyncio.wait_for(subscribed.wait(), 10)
+        async with websockets.connect(ws_url(site), origin=site.base) as ws:
+            await ws.send(PING)
+            assert json.loads(await ws.recv())["type"] == "pong"
+            frames_before = watcher.frames
+            # daphne may drop us while the 2 MiB are still going out.
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(padded_ping(size))
+            frames = await closing_frames(ws)
+            code = ws.close_code
+        await asyncio.sleep(1.0)  # a few market steps after the oversized frame
+        stop.set()
+        await watching
+        return frames, code, watcher, frames_before, await ping_pong(site)
+
+    frames, code, watcher, frames_before, pong = asyncio.run(main())
+    if expect_frame:
+        assert [(f["type"], f["code"]) for f in frames] == [("error", "too_large")]
+        assert code == 4009
+    else:
+        assert frames == []
+        # No close frame reaches the client, only the dropped connection: 1006 (abnormal closure).
+        assert code == 1006
+    assert watcher.gaps == [] and watcher.frames > frames_before
+    assert pong["type"] == "pong"
+    assert site.get_json("/api/quotes/")["quotes"]
