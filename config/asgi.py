@@ -25,6 +25,8 @@ application = ProtocolTypeRouter(
     }
 )
 
+from ticker import shutdown  # noqa: E402
 from ticker.heap import freeze_startup_objects  # noqa: E402
 
+shutdown.install()
 freeze_startup_objects()

@@ -137,6 +137,13 @@ MARKET_HISTORY_STEPS = env.int("MARKET_HISTORY_STEPS", default=2400)
 # Simulated seconds per real second: at 60, one real second is one trading
 # minute, so a 30% annual volatility moves a $150 stock a few cents a step.
 MARKET_SPEED = env.float("MARKET_SPEED", default=60.0)
+# Seconds between the heartbeat frames every live connection gets (WebSocket
+# and SSE); the browser takes a connection for dead after 12 s of silence.
+TICKER_HEARTBEAT_S = env.float("TICKER_HEARTBEAT_S", default=5.0)
+if not 0.1 <= TICKER_HEARTBEAT_S <= 10:
+    raise ImproperlyConfigured(
+        f"TICKER_HEARTBEAT_S={TICKER_HEARTBEAT_S!r}: use 0.1 to 10 seconds (browsers give up after 12 s of silence)."
+    )
 
 # Client messages per WebSocket connection (a token bucket, ticker.ratelimit):
 # TICKER_WS_RATE a second sustained, bursts of TICKER_WS_BURST. The dashboard

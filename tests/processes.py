@@ -31,9 +31,9 @@ def _fresh_database_url(tmp: Path) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def running_site(tmp: Path, redis_url: str, *, prepare=None, market: bool = False):
+def running_site(tmp: Path, redis_url: str, *, prepare=None, market: bool = False, env: dict | None = None):
     """A Site with its web process up (and the market, if asked); logs printed if anything fails."""
-    site = Site(tmp, redis_url)
+    site = Site(tmp, redis_url, env=env)
     try:
         if prepare:
             prepare(site)
@@ -57,7 +57,8 @@ def _drop_database(url: str, admin: str | None) -> None:
 class Site:
     """One web process and one market process over one Redis and one fresh database."""
 
-    def __init__(self, tmp: Path, redis_url: str):
+    def __init__(self, tmp: Path, redis_url: str, *, env: dict | None = None):
+        """``env``: extra environment for every process of the site (e.g. TICKER_WS_RATE)."""
         self.tmp = tmp
         self.db_url, self._pg_admin = _fresh_database_url(tmp)
         self.port = free_port()
@@ -67,6 +68,7 @@ class Site:
             REDIS_URL=redis_url,
             TICKER_CHANNEL_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
             DJANGO_STATIC_ROOT=str(tmp / "static"),
+            **(env or {}),
         )
         self.processes: dict[str, subprocess.Popen] = {}
         self.manage("migrate", "--noinput", "-v0")

@@ -175,3 +175,56 @@ def test_lab_runs_the_four_transports_side_by_side(site, page):
     expect(page.locator("#hs-request")).to_contain_text("Upgrade: websocket")
     expect(page.locator("#hs-response")).to_contain_text("101 Switching Protocols")
     expect(page.locator("#hs-accept")).to_contain_text("checks out")
+
+
+@pytest.fixture(scope="module")
+def fault_site(tmp_path_factory, redis_server):
+    """A site of its own, to break: its web and market processes are stopped and started again."""
+    with running_site(
+        tmp_path_factory.mktemp("browser-faults"), redis_server.url, market=True, env={"TICKER_HEARTBEAT_S": "1"}
+    ) as site:
+        yield site
+
+
+def test_market_down_greys_out_the_board_and_says_so(fault_site, page):
+    """With the market stopped, the dashboard says the feed is interrupted instead of showing old prices as live."""
+    page.goto(fault_site.base + "/")
+    expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+    wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+    banner, board = page.locator("#feed-banner"), page.locator(".board")
+    expect(banner).to_be_hidden()
+
+    assert fault_site.stop("market") == 0
+    expect(banner).to_be_visible(timeout=6_000)
+    expect(banner).to_contain_text("Market feed interrupted")
+    expect(board).to_have_class("board stale")
+
+    fault_site.start_market()
+    expect(banner).to_be_hidden(timeout=15_000)
+    expect(board).to_have_class("board")
+    wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+
+
+def test_every_page_reconnects_on_its_own_within_10_s_of_a_web_restart(fault_site, browser):
+    """The web process restarts: each open dashboard shows the loss, then is live again within 10 s."""
+    pages = [browser.new_context().new_page() for _ in range(3)]
+    try:
+        for page in pages:
+            page.goto(fault_site.base + "/")
+            expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+        assert fault_site.stop("web") == 0
+        for page in pages:
+            expect(page.locator("#feed-banner")).to_contain_text("Connection lost", timeout=5_000)
+        time.sleep(2)  # down for a while: the pages' retries back off
+        fault_site.start_web()  # returns once the new process answers HTTP
+        back = time.monotonic()
+        for page in pages:
+            seq = seq_of(page, "AAPL")
+            remaining_ms = max(0, 10_000 - (time.monotonic() - back) * 1000)
+            wait_for_seq_above(page, "AAPL", seq, timeout_ms=remaining_ms)
+            expect(page.locator("#badge")).to_have_attribute("data-state", "live")
+            expect(page.locator("#feed-banner")).to_be_hidden()
+        print(f"\nweb restart: every page live again {time.monotonic() - back:.1f} s after the server was back")
+    finally:
+        for page in pages:
+            page.context.close()

@@ -47,8 +47,8 @@ async def test_delistings_are_published_and_retried():
     assert layer.sent[0]["delisted"] == ["CCC"]
 
 
-async def test_nothing_is_sent_for_a_quiet_step():
-    """A step with no change and nothing pending sends no message."""
+async def test_a_quiet_step_is_still_published_as_the_market_heartbeat():
+    """A step with no change sends its step number and no quotes: web processes see the market is alive."""
     layer = FlakyLayer(failures=0)
-    assert await Publisher(layer).publish(StepResult(step=1, ticks=[]))
-    assert layer.sent == []
+    assert await Publisher(layer).publish(StepResult(step=7, ticks=[]))
+    assert layer.sent == [{"type": "quote.batch", "step": 7, "quotes": []}]

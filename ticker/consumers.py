@@ -91,7 +91,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.hub.detach(self)
         await self.close(code=code)
 
-    async def send_frame(self, text: str, step: int = 0) -> None:
+    async def send_frame(self, text: str, step: int = 0, event: str = "quotes") -> None:
         await self.send(text_data=text)
 
     async def on_ping(self, command: Command) -> None:

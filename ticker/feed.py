@@ -91,7 +91,9 @@ class Publisher:
         for symbol in result.delisted:
             self.pending.pop(symbol, None)
             self.pending_delisted.add(symbol)
-        if self.layer is None or not (self.pending or self.pending_delisted):
+        # A quiet step is published too, with no quotes: web processes take
+        # the steady beat of batches as the sign that the market is alive.
+        if self.layer is None:
             return True
         message = {
             "type": protocol.BATCH_EVENT,

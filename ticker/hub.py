@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
 from . import protocol, selectors
 
@@ -28,7 +29,12 @@ log = logging.getLogger(__name__)
 # Re-join the group well inside the layer's group_expiry (settings), so a
 # live process never ages out while a dead one does.
 REJOIN_EVERY_S = 60
-RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
+# Every connection gets a heartbeat frame this often, and at once when the
+# feed's state changes (docs/protocol.md, "Heartbeats and feed state").
+HEARTBEAT_S = 5.0
+WATCH_EVERY_S = 0.5
+LIVE, INTERRUPTED = "live", "interrupted"
 
 
 class Subscriber(Protocol):
@@ -36,7 +42,7 @@ class Subscriber(Protocol):
 
     subscription: frozenset[str] | None  # None: every symbol
 
-    async def send_frame(self, text: str, step: int) -> None: ...
+    async def send_frame(self, text: str, step: int, event: str = "quotes") -> None: ...
 
 
 def _load_latest() -> tuple[int, list[tuple[dict[str, Any], int]]]:
@@ -53,8 +59,16 @@ def _split(loaded: tuple[int, list[tuple[dict[str, Any], int]]]) -> tuple[int, l
 class QuoteHub:
     """The process's view of the feed: latest quotes and who wants which."""
 
-    def __init__(self, channel_layer):
+    def __init__(self, channel_layer, *, stale_after_s: float = 3.0, heartbeat_s: float = HEARTBEAT_S):
         self.layer = channel_layer
+        # The market publishes every step, changed or not; this long without
+        # a batch and the feed counts as interrupted (market down, or our
+        # group membership lost) even while Redis still answers.
+        self.stale_after_s = stale_after_s
+        self.heartbeat_s = heartbeat_s
+        self.connected = False  # receiving from the channel layer
+        self.last_batch_at = 0.0
+        self.announced = LIVE
         self.latest: dict[str, dict[str, Any]] = {}
         # The market step in which each symbol last changed (long-poll, SSE resume).
         self.changed_step: dict[str, int] = {}
@@ -64,11 +78,21 @@ class QuoteHub:
         self.subscribers: dict[Subscriber, None] = {}
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self._watch_task: asyncio.Task | None = None
+
+    @property
+    def feed(self) -> str:
+        """LIVE while batches arrive from the channel layer; INTERRUPTED otherwise."""
+        if not self.connected:
+            return INTERRUPTED
+        quiet = asyncio.get_running_loop().time() - self.last_batch_at
+        return LIVE if quiet <= self.stale_after_s else INTERRUPTED
 
     async def ready(self) -> QuoteHub:
         """Start the hub on first use; return once it holds a snapshot."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="quote-hub")
+            self._watch_task = asyncio.create_task(self._watch(), name="quote-hub-heartbeat")
         await self._ready.wait()
         return self
 
@@ -84,11 +108,27 @@ class QuoteHub:
             self.latest.pop(symbol, None)
             self.changed_step.pop(symbol, None)
 
-    async def reload(self, loaded) -> None:
-        """Take the stored market as the truth (start, or back after an outage) and send what changed."""
+    async def reload(self, loaded, *, resnapshot: bool = False) -> None:
+        """Take the stored market as the truth (start, or back after an outage).
+
+        With ``resnapshot`` (back after an outage) every connection gets a
+        fresh snapshot of its symbols: while the feed was away seq moved on by
+        several steps, and a snapshot makes each client whole in one frame
+        instead of a gap and a resync round trip per client.
+        """
         step, quotes, steps = _split(loaded)
         self.delist(set(self.latest) - {q["symbol"] for q in quotes})
-        await self.publish(step, quotes, steps)
+        if not resnapshot:
+            await self.publish(step, quotes, steps)
+            return
+        self.apply(step, quotes, steps)
+
+        def render(key):
+            if key is not None and not key:
+                return None
+            return protocol.encode(protocol.snapshot_frame(self.snapshot(key), step=self.step))
+
+        await self._fan_out(self.step, "snapshot", render)
 
     def known(self, symbol: str) -> bool:
         return symbol in self.latest
@@ -139,6 +179,21 @@ class QuoteHub:
         fresh = self.apply(step, quotes, steps)
         if not fresh:
             return
+
+        def render(key):
+            wanted = fresh if key is None else [q for q in fresh if q["symbol"] in key]
+            return protocol.encode(protocol.quotes_frame(wanted, step=step)) if wanted else None
+
+        await self._fan_out(step, "quotes", render)
+
+    async def heartbeat(self) -> None:
+        """Tell every connection the feed's state and step (also proves the connection is alive)."""
+        self.announced = feed = self.feed
+        text = protocol.encode(protocol.heartbeat_frame(feed=feed, step=self.step))
+        await self._fan_out(self.step, "heartbeat", lambda key: text)
+
+    async def _fan_out(self, step: int, event: str, render) -> None:
+        """Send ``render(subscription)`` to every subscriber, encoded once per distinct subscription."""
         # Taken before any await: a subscriber that attaches while this batch
         # goes out got it in its snapshot already and must not get it twice.
         targets = list(self.subscribers)
@@ -146,47 +201,86 @@ class QuoteHub:
         for subscriber in targets:
             key = subscriber.subscription
             if key not in encoded:
-                wanted = fresh if key is None else [q for q in fresh if q["symbol"] in key]
-                encoded[key] = protocol.encode(protocol.quotes_frame(wanted, step=step)) if wanted else None
+                encoded[key] = render(key)
             text = encoded[key]
             if text is None:
                 continue
             try:
-                await subscriber.send_frame(text, step)
+                await subscriber.send_frame(text, step, event)
             except Exception:  # one broken connection must not stop the others
                 log.exception("sending a frame failed; dropping that subscriber")
                 self.detach(subscriber)
+
+    async def _watch(self) -> None:
+        """Heartbeats every ``heartbeat_s``, and one at once when the feed's state changes."""
+        loop = asyncio.get_running_loop()
+        last_beat = loop.time()
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            feed = self.feed
+            if feed != self.announced:
+                if feed == INTERRUPTED:
+                    log.warning("quote feed interrupted: no batch for %.1f s", loop.time() - self.last_batch_at)
+                    if self.connected:
+                        # Batches stopped while Redis answers: the market may be
+                        # down, or our membership lost (a Redis restart empties
+                        # the group). Joining again is cheap and harmless.
+                        await self._join_again()
+                else:
+                    log.info("quote feed live again")
+            elif loop.time() - last_beat < self.heartbeat_s:
+                continue
+            last_beat = loop.time()
+            try:
+                await self.heartbeat()
+            except Exception:
+                log.exception("heartbeat failed")
+
+    async def _join_again(self) -> None:
+        channel = getattr(self, "channel", None)
+        if channel is None or self.layer is None:
+            return
+        try:
+            await self.layer.group_add(protocol.QUOTES_GROUP, channel)
+        except Exception as exc:
+            log.warning("could not join the quotes group again: %s", exc)
 
     async def _run(self) -> None:
         """Join the feed, load the snapshot, then apply batches until cancelled."""
         delay = RETRY_MIN_S
         rejoin: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        recovering = False
         while True:
-            channel = None
+            self.channel = None
             try:
                 if self.layer is not None:
                     # The default prefix matters: channels_redis receives every
                     # process-local channel through one shared Redis key, and a
                     # different prefix would wait behind the consumers' receives.
-                    channel = await self.layer.new_channel()
-                    await self.layer.group_add(protocol.QUOTES_GROUP, channel)
-                    rejoin = asyncio.create_task(self._rejoin(channel))
+                    self.channel = await self.layer.new_channel()
+                    await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
+                    rejoin = asyncio.create_task(self._rejoin(self.channel))
                 # Joined first, loaded second: a batch published in between is
                 # queued on our channel and deduplicated by seq in apply().
-                await self.reload(await database_sync_to_async(_load_latest)())
+                await self.reload(await database_sync_to_async(_load_latest)(), resnapshot=recovering)
+                self.connected, self.last_batch_at, recovering = True, loop.time(), False
                 self._ready.set()
                 delay = RETRY_MIN_S
                 if self.layer is None:
                     log.warning("no channel layer configured: quotes will not update live")
+                    self.connected = False
                     return
                 while True:
-                    message = await self.layer.receive(channel)
+                    message = await self.layer.receive(self.channel)
                     if message.get("type") == protocol.BATCH_EVENT:
+                        self.last_batch_at = loop.time()
                         self.delist(message.get("delisted", ()))
                         await self.publish(message["step"], message["quotes"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.connected, recovering = False, self._ready.is_set()
                 log.warning("quote feed interrupted (%s); retrying in %.1fs", exc, delay)
                 # Serve snapshots from the database even while Redis is away.
                 if not self._ready.is_set():
@@ -204,6 +298,10 @@ class QuoteHub:
 
     async def close(self) -> None:
         """Stop following the feed (tests; a web process simply exits)."""
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            await asyncio.wait({self._watch_task}, timeout=1)
+            self._watch_task = None
         task, self._task = self._task, None
         # Cancel until it is done: on Python 3.11 a cancellation that lands
         # while a wait_for inside redis-py completes can be swallowed, and the
@@ -229,5 +327,9 @@ async def get_hub() -> QuoteHub:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        hub = _hubs[loop] = QuoteHub(get_channel_layer())
+        # Twelve market steps without a batch (3 s at the default 250 ms) is not a slow step any more.
+        stale_after_s = max(3.0, 12 * settings.MARKET_INTERVAL_MS / 1000)
+        hub = _hubs[loop] = QuoteHub(
+            get_channel_layer(), stale_after_s=stale_after_s, heartbeat_s=settings.TICKER_HEARTBEAT_S
+        )
     return await hub.ready()

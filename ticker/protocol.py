@@ -9,6 +9,7 @@ one ``{"type": "error", ...}`` frame and keeps the connection open.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +102,11 @@ def snapshot_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]
 
 def quotes_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
     return {"type": "quotes", "step": step, "quotes": quotes}
+
+
+def heartbeat_frame(*, feed: str, step: int) -> dict[str, Any]:
+    """Sent every few seconds and on every change of the feed's state ("live" or "interrupted")."""
+    return {"type": "heartbeat", "feed": feed, "step": step, "ts": time.time_ns() // 1_000_000}
 
 
 def encode(frame: dict[str, Any]) -> str:

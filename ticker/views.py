@@ -19,7 +19,6 @@ from .hub import get_hub
 
 HISTORY_DEFAULT, HISTORY_MAX = 240, 2400
 LONG_POLL_MAX_WAIT_S = 30.0
-SSE_KEEPALIVE_S = 15.0
 # A stream whose reader falls this many steps behind is closed; the browser
 # reconnects with Last-Event-ID and catches up from a snapshot.
 SSE_MAX_QUEUED = 64
@@ -119,7 +118,7 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     else:
         return error(400, "bad_since", "since must be a market step: a whole number from 0.")
     changed = await hub.wait_for_change(since, symbols, min(wait, LONG_POLL_MAX_WAIT_S))
-    body = protocol.encode({"step": hub.step if changed else since, "quotes": changed})
+    body = protocol.encode({"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed})
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -128,12 +127,12 @@ class _StreamSubscriber:
 
     def __init__(self, subscription: frozenset[str] | None):
         self.subscription = subscription
-        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(SSE_MAX_QUEUED)
+        self.queue: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue(SSE_MAX_QUEUED)
         self.overflowed = False
 
-    async def send_frame(self, text: str, step: int) -> None:
+    async def send_frame(self, text: str, step: int, event: str = "quotes") -> None:
         try:
-            self.queue.put_nowait((step, text))
+            self.queue.put_nowait((step, text, event))
         except asyncio.QueueFull:
             self.overflowed = True
 
@@ -169,13 +168,11 @@ async def stream(request: HttpRequest) -> HttpResponse:
         hub.attach(subscriber)
         try:
             yield "retry: 1000\n" + first
+            # The hub's heartbeat events (every few seconds) keep proxies from
+            # closing an idle stream and let the browser notice a dead one.
             while not subscriber.overflowed:
-                try:
-                    step, text = await asyncio.wait_for(subscriber.queue.get(), SSE_KEEPALIVE_S)
-                except TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
-                yield _sse("quotes", step, text)
+                step, text, event = await subscriber.queue.get()
+                yield _sse(event, step, text)
         finally:
             hub.detach(subscriber)
 

@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { PollingFeed, WebSocketFeed, backoffDelay, wsUrl } from "../../static/ticker/js/transport.js";
+import { PollingFeed, SILENCE_MS, WebSocketFeed, backoffDelay, wsUrl } from "../../static/ticker/js/transport.js";
 
 // --- wsUrl -------------------------------------------------------------------
 
@@ -19,19 +19,19 @@ test("wsUrl keeps the page's port and takes a custom path", () => {
 
 // --- backoffDelay ------------------------------------------------------------
 
-test("backoffDelay doubles the longest wait with each attempt, starting at 500 ms", () => {
+test("backoffDelay doubles the longest wait with each attempt, starting at 500 ms, up to 5 s", () => {
   const longest = (attempt) => backoffDelay(attempt, { random: () => 1 });
-  assert.deepEqual([0, 1, 2, 3, 4].map(longest), [500, 1000, 2000, 4000, 8000]);
+  assert.deepEqual([0, 1, 2, 3, 4].map(longest), [500, 1000, 2000, 4000, 5000]);
 });
 
-test("backoffDelay never waits longer than max (15 s by default)", () => {
-  assert.equal(backoffDelay(5, { random: () => 1 }), 15000);
-  assert.equal(backoffDelay(30, { random: () => 1 }), 15000);
+test("backoffDelay never waits longer than max (5 s by default, so a restarted server is back within 10 s)", () => {
+  assert.equal(backoffDelay(5, { random: () => 1 }), 5000);
+  assert.equal(backoffDelay(30, { random: () => 1 }), 5000);
 });
 
 test("backoffDelay stays at max for absurdly many attempts", () => {
-  assert.equal(backoffDelay(5000, { random: () => 1 }), 15000);
-  assert.equal(backoffDelay(5000, { random: () => 0.5 }), 7500);
+  assert.equal(backoffDelay(5000, { random: () => 1 }), 5000);
+  assert.equal(backoffDelay(5000, { random: () => 0.5 }), 2500);
 });
 
 test("backoffDelay honours a custom base and max", () => {
@@ -43,7 +43,7 @@ test("backoffDelay picks a random wait between 0 and the cap (full jitter)", () 
   assert.equal(backoffDelay(3, { random: () => 0 }), 0);
   assert.equal(backoffDelay(3, { random: () => 0.25 }), 1000);
   assert.equal(backoffDelay(3, { random: () => 0.5 }), 2000);
-  assert.equal(backoffDelay(10, { random: () => 0.1 }), 1500);
+  assert.equal(backoffDelay(10, { random: () => 0.1 }), 500);
 });
 
 test("backoffDelay calls the injected random once per delay and rounds to whole ms", () => {
@@ -65,9 +65,10 @@ test("backoffDelay falls back to Math.random", (t) => {
 
 /** Records every status/snapshot/quotes/request call the feed makes. */
 function recorder() {
-  const calls = { status: [], snapshot: [], quotes: [], request: 0 };
+  const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [] };
   const handlers = {
     status: (state, detail) => calls.status.push([state, detail]),
+    feedState: (state) => calls.feedState.push(state),
     snapshot: (quotes, step) => calls.snapshot.push([quotes, step]),
     quotes: (quotes, step) => calls.quotes.push([quotes, step]),
     request: () => (calls.request += 1),
@@ -320,6 +321,37 @@ test("WebSocketFeed goes back to the shortest backoff once a reconnect succeeds"
   assert.deepEqual(sockets[2].sent, [{ action: "subscribe", symbols: ["AAPL"] }], "resubscribes after reconnecting");
   sockets[2].connectionDrops();
   assert.deepEqual(timers.delays(), [500]);
+});
+
+test("WebSocketFeed passes the heartbeat's feed state on, and nothing else from it", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  sockets[0].serverOpens();
+  sockets[0].serverSends({ type: "heartbeat", feed: "interrupted", step: 9, ts: 1 });
+  sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 9, ts: 2 });
+  assert.deepEqual(calls.feedState, ["interrupted", "live"]);
+  assert.deepEqual(calls.quotes, []);
+  assert.deepEqual(calls.snapshot, []);
+});
+
+test("WebSocketFeed takes a socket silent for SILENCE_MS (no heartbeat) for dead and reconnects", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { lastStatus, handlers } = recorder();
+  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  sockets[0].serverOpens();
+  sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 1, ts: 1 });
+  assert.deepEqual(timers.delays(), [SILENCE_MS], "every frame re-arms the one silence timer");
+  timers.fire(); // 12 s without a frame: a half-open connection
+  assert.equal(sockets[0].closedWith, 4000);
+  assert.deepEqual(lastStatus(), ["reconnecting", "WebSocket, retry in 0.5 s"]);
+  sockets[0].emit("close", { code: 1006 }); // the late close event of the dead socket changes nothing
+  assert.deepEqual(timers.delays(), [500]);
+  timers.fire();
+  assert.equal(sockets.length, 2);
 });
 
 test("WebSocketFeed.stop closes the socket normally and does not reconnect", (t) => {

@@ -67,6 +67,7 @@ export class TransportChain {
         if (this.index === slot.index) this.handlers.snapshot(quotes, step);
       },
       quotes: (quotes, step) => slot.live && this.index === slot.index && this.handlers.quotes(quotes, step),
+      feedState: (state) => slot.live && this.index === slot.index && this.handlers.feedState?.(state),
       request: () => this.handlers.request(name),
       failed: (reason) => (slot.live ? this.fallBack(slot, reason) : this.probeFailed(slot)),
     };

@@ -24,12 +24,29 @@ const el = {
   gaps: document.getElementById("stat-gaps"),
   requests: document.getElementById("stat-requests"),
   watchOnly: document.getElementById("watch-only"),
+  banner: document.getElementById("feed-banner"),
+  board: document.querySelector(".board"),
 };
 let chart = { symbol: localStorage.getItem("ticker.chart") || [...rows.keys()][0], points: [] };
 let feed = null;
 
+/**
+ * Old prices must never look live: while the connection is lost or the server
+ * says the market feed is interrupted, the board is greyed out under a banner
+ * until fresh quotes arrive.
+ */
+let staleCause = null; // null (live), "connection" or "feed"
+
+function setFeed(live, cause = null, why = "") {
+  staleCause = live ? null : cause;
+  el.banner.hidden = live;
+  el.banner.textContent = live ? "" : `${why} Prices shown are the last received, not live.`;
+  el.board.classList.toggle("stale", !live);
+}
+
 function receive(quotes, { snapshot, measure }) {
   const now = Date.now();
+  if (quotes.length) setFeed(true);
   const { changed, gapped } = book.apply(quotes, { snapshot });
   for (const { quote, prev } of changed) {
     const row = rows.get(quote.symbol);
@@ -52,7 +69,15 @@ function receive(quotes, { snapshot, measure }) {
 }
 
 const handlers = {
-  status: (state, detail, transport) => renderBadge(el.badge, state, detail, transport),
+  status: (state, detail, transport) => {
+    renderBadge(el.badge, state, detail, transport);
+    if (state === "reconnecting") setFeed(false, "connection", "Connection lost, reconnecting.");
+  },
+  // The server's heartbeat: "interrupted" while it gets no market data (Redis or the market down).
+  feedState: (state) => {
+    if (state !== "live") setFeed(false, "feed", "Market feed interrupted.");
+    else if (staleCause === "feed") setFeed(true);
+  },
   // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
   snapshot: (quotes) => receive(quotes, { snapshot: true, measure: measuresSnapshots(feed.transport) }),
   quotes: (quotes) => receive(quotes, { snapshot: false, measure: true }),

@@ -2,12 +2,34 @@
 // pulled by long-polling or polling. All call the same handlers:
 // status(state, detail), snapshot(quotes, step), quotes(quotes, step),
 // request() (an HTTP request or WebSocket frame sent), and, when created with
-// failFast, failed(reason) if the transport never delivered anything. The Lab
-// also passes wire({payload, overhead, direction}) to see each message's bytes.
+// failFast, failed(reason) if the transport never delivered anything. Optional:
+// feedState("live" | "interrupted"), the server's word on the market feed
+// (heartbeats), and wire({payload, overhead, direction}) for the Lab's byte counts.
 
 import { requestHeaderBytes, responseHeaderBytes, sseOverhead, utf8Length, wsFrameHeader } from "./wire.js";
 
 const CONNECT_TIMEOUT_MS = 5000;
+// The server sends a heartbeat every 5 s: this long without any message and a
+// push connection is taken for dead (half-open) and opened again.
+export const SILENCE_MS = 12000;
+
+/** Calls onSilence() when kick() has not been called for `ms`. */
+export class Watchdog {
+  constructor(onSilence, ms = SILENCE_MS) {
+    this.onSilence = onSilence;
+    this.ms = ms;
+    this.timer = null;
+  }
+
+  kick() {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.onSilence(), this.ms);
+  }
+
+  clear() {
+    clearTimeout(this.timer);
+  }
+}
 
 /**
  * Fail-fast bookkeeping shared by the feeds: a feed "works" once it has
@@ -54,7 +76,7 @@ export function wsUrl(loc = window.location, path = "/ws/quotes/") {
 }
 
 /** Exponential backoff with full jitter: a random wait in [0, min(max, base * 2^attempt)]. */
-export function backoffDelay(attempt, { base = 500, max = 15000, random = Math.random } = {}) {
+export function backoffDelay(attempt, { base = 500, max = 5000, random = Math.random } = {}) {
   return Math.round(random() * Math.min(max, base * 2 ** attempt));
 }
 
@@ -75,6 +97,7 @@ export class WebSocketFeed {
     this.stopped = false;
     this.timer = null;
     this.failFast = new FailFast(this, failFast);
+    this.watchdog = new Watchdog(() => this.silent());
   }
 
   start() {
@@ -85,11 +108,13 @@ export class WebSocketFeed {
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.attempt = 0;
+      this.watchdog.kick();
       this.handlers.status("live", "WebSocket");
       if (this.symbols.length) this.send({ action: "subscribe", symbols: this.symbols });
       else this.failFast.succeeded();
     });
     socket.addEventListener("message", (event) => {
+      this.watchdog.kick();
       if (this.handlers.wire) {
         const payload = utf8Length(event.data);
         this.handlers.wire({ payload, overhead: wsFrameHeader(payload), direction: "in" });
@@ -98,11 +123,25 @@ export class WebSocketFeed {
     });
     socket.addEventListener("close", () => {
       if (this.socket !== socket || this.stopped) return;
-      if (this.failFast.fail("WebSocket closed before any data")) return;
-      const delay = backoffDelay(this.attempt++);
-      this.handlers.status("reconnecting", `WebSocket, retry in ${(delay / 1000).toFixed(1)} s`);
-      this.timer = setTimeout(() => this.start(), delay);
+      this.reconnect("WebSocket closed before any data");
     });
+  }
+
+  /** No message, not even a heartbeat, for SILENCE_MS: the connection is dead even if the browser has not noticed. */
+  silent() {
+    if (this.stopped || !this.socket) return;
+    const socket = this.socket;
+    this.socket = null;
+    socket.close(4000, "no heartbeat");
+    this.reconnect("WebSocket silent");
+  }
+
+  reconnect(reason) {
+    this.watchdog.clear();
+    if (this.failFast.fail(reason)) return;
+    const delay = backoffDelay(this.attempt++);
+    this.handlers.status("reconnecting", `WebSocket, retry in ${(delay / 1000).toFixed(1)} s`);
+    this.timer = setTimeout(() => this.start(), delay);
   }
 
   onMessage(frame) {
@@ -111,6 +150,7 @@ export class WebSocketFeed {
       this.handlers.snapshot(frame.quotes, frame.step);
     }
     else if (frame.type === "quotes") this.handlers.quotes(frame.quotes, frame.step);
+    else if (frame.type === "heartbeat") this.handlers.feedState?.(frame.feed);
     else if (frame.type === "error") console.warn("ticker server error", frame.code, frame.message);
   }
 
@@ -140,6 +180,7 @@ export class WebSocketFeed {
     this.stopped = true;
     clearTimeout(this.timer);
     this.failFast.clear();
+    this.watchdog.clear();
     this.socket?.close(1000);
     this.socket = null;
   }
@@ -156,6 +197,7 @@ export class SseFeed {
     this.attempt = 0;
     this.timer = null;
     this.failFast = new FailFast(this, failFast);
+    this.watchdog = new Watchdog(() => this.silent());
   }
 
   start() {
@@ -173,9 +215,11 @@ export class SseFeed {
     this.handlers.request();
     source.addEventListener("open", () => {
       this.attempt = 0;
+      this.watchdog.kick();
       this.handlers.status("live", "Server-Sent Events");
     });
     const wire = (event) => {
+      this.watchdog.kick();
       const payload = utf8Length(event.data);
       this.handlers.wire?.({ payload, overhead: sseOverhead(event.type, event.lastEventId, payload), direction: "in" });
     };
@@ -188,6 +232,10 @@ export class SseFeed {
       wire(event);
       const frame = JSON.parse(event.data);
       this.handlers.quotes(frame.quotes, frame.step);
+    });
+    source.addEventListener("heartbeat", (event) => {
+      wire(event);
+      this.handlers.feedState?.(JSON.parse(event.data).feed);
     });
     source.addEventListener("error", () => {
       if (this.source !== source || this.stopped) return;
@@ -215,6 +263,13 @@ export class SseFeed {
     this.restart();
   }
 
+  /** No event, not even a heartbeat, for SILENCE_MS: reopen the stream, which starts with a fresh snapshot. */
+  silent() {
+    if (this.stopped || !this.source) return;
+    this.handlers.status("reconnecting", "Server-Sent Events silent");
+    this.restart();
+  }
+
   restart() {
     if (this.stopped) return;
     this.source?.close();
@@ -225,6 +280,7 @@ export class SseFeed {
     this.stopped = true;
     clearTimeout(this.timer);
     this.failFast.clear();
+    this.watchdog.clear();
     this.source?.close();
     this.source = null;
   }
@@ -283,6 +339,7 @@ export class LongPollFeed {
       // trip spans several steps, seq skips on purpose, so it is a snapshot.
       if (this.since === null) this.failFast.succeeded();
       if (body.quotes.length || this.since === null) this.handlers.snapshot(body.quotes, body.step);
+      if (body.feed) this.handlers.feedState?.(body.feed);
       // A resync() during this request asked for a full answer next: keep since at null.
       if (!this.resyncing) this.since = body.step;
       this.resyncing = false;

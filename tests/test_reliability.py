@@ -1,0 +1,211 @@
+"""Faults on real processes: Redis away, the market stopped, SIGTERM. Each test owns what it breaks.
+
+The figures these tests print (recovery times) are quoted in docs/reliability.md;
+the tests assert only what a user would notice and the bounds the issue sets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+import pytest
+import websockets
+
+from .conftest import RedisServer
+from .processes import running_site
+
+pytestmark = pytest.mark.processes
+
+FAST_HEARTBEAT = {"TICKER_HEARTBEAT_S": "1"}
+
+
+@dataclass
+class Follower:
+    """A WebSocket client on all symbols that keeps the client's side of the protocol.
+
+    It records every frame with its arrival time, counts seq gaps in quotes
+    frames (a snapshot resets the baseline, as the protocol says), and the
+    feed states its heartbeats announced.
+    """
+
+    base: str
+    seq: dict[str, int] = field(default_factory=dict)
+    gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    frames: list[tuple[float, dict]] = field(default_factory=list)
+    close_code: int | None = None
+
+    async def run(self, ready: asyncio.Event) -> None:
+        url = self.base.replace("http", "ws") + "/ws/quotes/"
+        try:
+            async with websockets.connect(url, origin=self.base) as ws:
+                await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
+                async for text in ws:
+                    self.take(json.loads(text))
+                    ready.set()
+        except websockets.ConnectionClosed as closed:
+            self.close_code = closed.rcvd.code if closed.rcvd else None
+        else:
+            self.close_code = ws.close_code
+
+    def take(self, frame: dict) -> None:
+        self.frames.append((time.monotonic(), frame))
+        if frame["type"] == "snapshot":
+            for quote in frame["quotes"]:
+                assert quote["seq"] >= self.seq.get(quote["symbol"], 0), "a snapshot went back in time"
+                self.seq[quote["symbol"]] = quote["seq"]
+        elif frame["type"] == "quotes":
+            for quote in frame["quotes"]:
+                held = self.seq.get(quote["symbol"])
+                if held is not None and quote["seq"] != held + 1:
+                    self.gaps.append((quote["symbol"], held, quote["seq"]))
+                self.seq[quote["symbol"]] = quote["seq"]
+
+    def feeds_since(self, t: float) -> list[str]:
+        return [f["feed"] for at, f in self.frames if at >= t and f["type"] == "heartbeat"]
+
+    def quotes_since(self, t: float) -> list[dict]:
+        return [f for at, f in self.frames if at >= t and f["type"] in ("quotes", "snapshot") and f["quotes"]]
+
+
+def get_json(base: str, path: str) -> dict:
+    with urllib.request.urlopen(base + path, timeout=5) as response:
+        return json.loads(response.read())
+
+
+async def until(predicate, *, limit: float, what: str) -> float:
+    """Wait (asynchronously) until predicate() is true; return the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > limit:
+            raise AssertionError(f"timed out after {limit} s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def follow(site, count: int) -> tuple[list[Follower], list[asyncio.Task]]:
+    followers = [Follower(site.base) for _ in range(count)]
+    readies = [asyncio.Event() for _ in followers]
+    tasks = [asyncio.create_task(f.run(r)) for f, r in zip(followers, readies, strict=True)]
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 15)
+    # The market is stepping (not still starting) once quotes frames arrive.
+    await until(lambda: all(f.quotes_since(0)[1:] for f in followers), limit=15, what="the market's first steps")
+    return followers, tasks
+
+
+async def stop_following(tasks) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def test_redis_outage_shows_interrupted_then_every_client_is_whole_again(tmp_path):
+    """Redis stopped for 5 s mid-stream: processes stay up, clients are told, then made whole within 5 s."""
+    redis_server = RedisServer(tmp_path)
+    redis_server.start()
+    try:
+        with running_site(tmp_path, redis_server.url, market=True, env=FAST_HEARTBEAT) as site:
+            asyncio.run(_redis_outage(site, redis_server))
+    finally:
+        redis_server.stop()
+
+
+async def _redis_outage(site, redis_server) -> None:
+    followers, tasks = await follow(site, 3)
+    try:
+        await until(lambda: all(f.feeds_since(0) for f in followers), limit=5, what="a first heartbeat")
+        assert all(f.feeds_since(0)[-1] == "live" for f in followers)
+        web, market = site.processes["web"], site.processes["market"]
+
+        redis_server.stop()
+        stopped = time.monotonic()
+        told = await until(
+            lambda: all("interrupted" in f.feeds_since(stopped) for f in followers),
+            limit=5,
+            what="every client to be told the feed is interrupted",
+        )
+        # Polling reads the database, which the market still writes: it keeps serving.
+        assert get_json(site.base, "/api/quotes/")["quotes"]
+        await asyncio.sleep(max(0.0, 5 - (time.monotonic() - stopped)))
+        assert web.poll() is None and market.poll() is None, "web and market must survive the outage"
+
+        redis_server.start()
+        back = time.monotonic()
+        # The market kept stepping into the database: what clients must reach is at least this.
+        stored = {q["symbol"]: q["seq"] for q in get_json(site.base, "/api/quotes/")["quotes"]}
+        recovered = await until(
+            lambda: all(all(f.seq.get(s, 0) >= seq for s, seq in stored.items()) for f in followers),
+            limit=5,
+            what="every client to hold the current prices again",
+        )
+        await until(lambda: all(f.quotes_since(back + recovered + 0.5) for f in followers), limit=5, what="live frames")
+        await until(
+            lambda: all(f.feeds_since(back)[-1:] == ["live"] for f in followers),
+            limit=3,
+            what="the heartbeat to say live again",
+        )
+        assert web.poll() is None and market.poll() is None
+        assert [f.gaps for f in followers] == [[], [], []], "every change after recovery continues seq"
+        print(f"\nredis outage: clients told in {told:.2f} s; current prices {recovered:.2f} s after Redis returned")
+    finally:
+        await stop_following(tasks)
+
+
+def test_market_stopped_is_announced_and_its_return_resumes_the_stream(tmp_path, redis_server):
+    """No batches for a few seconds: heartbeats say 'interrupted'; a restarted market resumes seq exactly."""
+    with running_site(tmp_path, redis_server.url, market=True, env=FAST_HEARTBEAT) as site:
+        asyncio.run(_market_stop(site))
+
+
+async def _market_stop(site) -> None:
+    followers, tasks = await follow(site, 2)
+    try:
+        assert site.stop("market") == 0
+        stopped = time.monotonic()
+        told = await until(
+            lambda: all("interrupted" in f.feeds_since(stopped) for f in followers),
+            limit=6,
+            what="the heartbeat to say the feed is interrupted",
+        )
+        site.start_market()
+        restarted = time.monotonic()
+        await until(lambda: all(f.quotes_since(restarted) for f in followers), limit=10, what="quotes again")
+        await until(
+            lambda: all(f.feeds_since(restarted)[-1:] == ["live"] for f in followers),
+            limit=5,
+            what="the heartbeat to say live again",
+        )
+        assert [f.gaps for f in followers] == [[], []]
+        print(f"\nmarket stopped: clients told in {told:.2f} s")
+    finally:
+        await stop_following(tasks)
+
+
+def test_sigterm_closes_websockets_with_1001_and_the_market_finishes_its_step(tmp_path, redis_server):
+    """SIGTERM: every WebSocket gets close code 1001 (going away); daphne and the market exit 0."""
+    with running_site(tmp_path, redis_server.url, market=True) as site:
+        asyncio.run(_sigterm(site))
+
+
+async def _sigterm(site) -> None:
+    followers, tasks = await follow(site, 3)
+    assert site.stop("web", signal.SIGTERM) == 0
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    assert [f.close_code for f in followers] == [1001, 1001, 1001]
+    before = get_json_or_none(site.base)
+    assert before is None, "the web process is gone"
+    market = site.processes["market"]
+    assert site.stop("market", signal.SIGTERM) == 0
+    assert "market stopped after" in (site.tmp / "market.log").read_text()
+    assert market.returncode == 0
+
+
+def get_json_or_none(base: str) -> dict | None:
+    try:
+        return get_json(base, "/api/quotes/")
+    except OSError:
+        return None
