@@ -48,14 +48,22 @@ async def connect() -> WebsocketCommunicator:
     return communicator
 
 
+async def next_frame(ws: WebsocketCommunicator) -> dict:
+    """The next frame that is not a heartbeat (those come every few seconds, whatever the client does)."""
+    while (frame := await ws.receive_json_from(timeout=3))["type"] == "heartbeat":
+        pass
+    return frame
+
+
 async def outputs_until_close(ws: WebsocketCommunicator) -> tuple[list[dict], int]:
-    """Every frame the server sends until it closes the socket, and the close code."""
+    """Every frame but heartbeats the server sends until it closes the socket, and the close code."""
     frames = []
     while True:
         output = await ws.receive_output(timeout=3)
         if output["type"] == "websocket.close":
             return frames, output.get("code")
-        frames.append(json.loads(output["text"]))
+        if (frame := json.loads(output["text"]))["type"] != "heartbeat":
+            frames.append(frame)
 
 
 def padded_ping(size: int) -> str:
@@ -71,7 +79,7 @@ async def test_a_flooding_client_gets_one_rate_limited_error_and_close_4008(mark
     flooder, bystander = await connect(), await connect()
     for ws in (flooder, bystander):
         await ws.send_to(text_data='{"action": "subscribe", "symbols": ["*"]}')
-        assert json.loads(await ws.receive_from(timeout=3))["type"] == "snapshot"
+        assert (await next_frame(ws))["type"] == "snapshot"
     for _ in range(200):
         await flooder.send_to(text_data=PING)
     frames, code = await outputs_until_close(flooder)
@@ -82,7 +90,7 @@ async def test_a_flooding_client_gets_one_rate_limited_error_and_close_4008(mark
     assert "messages a second" in rest[0]["message"]
     assert code == 4008
     await step(market, until={"AAA"})
-    assert (await bystander.receive_json_from(timeout=3))["type"] == "quotes"
+    assert (await next_frame(bystander))["type"] == "quotes"
     assert await flooder.receive_nothing(timeout=0.3)
     await bystander.disconnect()
 
@@ -97,9 +105,10 @@ async def test_a_client_within_the_limit_is_never_refused(market, settings):
         for _ in range(5):
             await ws.send_to(text_data=PING)
         for _ in range(5):
-            assert (await ws.receive_json_from(timeout=3))["type"] == "pong"
+            assert (await next_frame(ws))["type"] == "pong"
         await asyncio.sleep(0.15)  # 7.5 tokens at 50/s, capped at the burst of 5
-    assert await ws.receive_nothing(timeout=0.2)
+    await ws.send_to(text_data=PING)
+    assert (await next_frame(ws))["type"] == "pong"
     await ws.disconnect()
 
 
@@ -109,7 +118,7 @@ async def test_a_message_of_exactly_the_size_limit_is_answered(market):
     """16 KiB on the dot is allowed: the padded ping gets its pong."""
     ws = await connect()
     await ws.send_to(text_data=padded_ping(MAX_MESSAGE_BYTES))
-    assert (await ws.receive_json_from(timeout=3))["type"] == "pong"
+    assert (await next_frame(ws))["type"] == "pong"
     await ws.disconnect()
 
 
@@ -160,13 +169,20 @@ def ws_url(site) -> str:
     return f"ws://127.0.0.1:{site.port}/ws/quotes/"
 
 
+async def recv_answer(ws) -> dict:
+    """The next frame that is not a heartbeat."""
+    while (frame := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] == "heartbeat":
+        pass
+    return frame
+
+
 async def closing_frames(ws) -> list[dict]:
-    """The frames the server sends before it closes the connection (which must happen within 10 s)."""
+    """The frames but heartbeats the server sends before it closes the connection (within 10 s)."""
     frames = []
     with pytest.raises(websockets.ConnectionClosed):
         while True:
             frames.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
-    return frames
+    return [f for f in frames if f["type"] != "heartbeat"]
 
 
 class Watcher:
@@ -181,13 +197,15 @@ class Watcher:
     async def run(self, subscribed: asyncio.Event, stop: asyncio.Event) -> None:
         async with websockets.connect(self.url, origin=self.origin) as ws:
             await ws.send('{"action": "subscribe", "symbols": ["*"]}')
-            snapshot = json.loads(await ws.recv())
+            snapshot = await recv_answer(ws)
             self.seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
             subscribed.set()
             while not stop.is_set():
                 try:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
                 except TimeoutError:
+                    continue
+                if frame["type"] != "quotes":
                     continue
                 self.frames += 1
                 for quote in frame["quotes"]:
@@ -199,7 +217,7 @@ class Watcher:
 async def ping_pong(site) -> dict:
     async with websockets.connect(ws_url(site), origin=site.base) as ws:
         await ws.send(PING)
-        return json.loads(await asyncio.wait_for(ws.recv(), 10))
+        return await recv_answer(ws)
 
 
 @pytest.mark.processes
@@ -240,7 +258,7 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
         await asyncio.wait_for(subscribed.wait(), 10)
         async with websockets.connect(ws_url(site), origin=site.base) as ws:
             await ws.send(PING)
-            assert json.loads(await ws.recv())["type"] == "pong"
+            assert (await recv_answer(ws))["type"] == "pong"
             frames_before = watcher.frames
             # daphne may drop us while the 2 MiB are still going out.
             with contextlib.suppress(websockets.ConnectionClosed):
