@@ -136,3 +136,55 @@ def test_hsts_is_sent_over_https_only(client, traded, settings):
     settings.SECURE_HSTS_SECONDS = 31_536_000
     assert "Strict-Transport-Security" not in client.get("/api/quotes/")
     assert client.get("/api/quotes/", secure=True)["Strict-Transport-Security"].startswith("max-age=31536000")
+
+
+MANY = ",".join(f"S{i}" for i in range(101))
+
+
+@pytest.mark.parametrize(
+    "path, status, code",
+    [
+        # Polling.
+        ("/api/quotes/?symbols=,", 400, "bad_symbols"),
+        ("/api/quotes/?symbols=*,AAA", 400, "bad_symbols"),
+        ("/api/quotes/?symbols=AAA,%00", 400, "unknown_symbol"),  # PostgreSQL refuses NUL: never sent to it
+        pytest.param("/api/quotes/?symbols=" + "X" * 5000, 400, "unknown_symbol", id="5000-character-symbol"),
+        # Long-polling: bad values are refused before anything waits.
+        ("/api/quotes/?since=%C2%B2", 400, "bad_since"),  # "²" is a digit to str.isdigit(), not to int()
+        # Past int()'s 4300-digit limit.
+        pytest.param("/api/quotes/?since=" + "9" * 5000, 400, "bad_since", id="since-of-5000-digits"),
+        ("/api/quotes/?since=1.5", 400, "bad_since"),
+        ("/api/quotes/?since=", 400, "bad_since"),
+        ("/api/quotes/?since=0&wait=", 400, "bad_wait"),
+        ("/api/quotes/?since=0&wait=-inf", 400, "bad_wait"),
+        ("/api/quotes/?since=0&symbols=,", 400, "bad_symbols"),
+        pytest.param("/api/quotes/?since=0&symbols=" + MANY, 400, "too_many_symbols", id="long-poll-101-symbols"),
+        # Server-Sent Events.
+        ("/api/quotes/stream/?symbols=*,AAA", 400, "bad_symbols"),
+        pytest.param("/api/quotes/stream/?symbols=" + MANY, 400, "too_many_symbols", id="stream-101-symbols"),
+        # History.
+        ("/api/quotes/%00/history/", 404, "unknown_symbol"),
+        ("/api/quotes/AAA/history/?limit=", 400, "bad_limit"),
+        ("/api/quotes/AAA/history/?limit=1.5", 400, "bad_limit"),
+        ("/api/quotes/AAA/history/?limit=%C2%B2", 400, "bad_limit"),
+    ],
+)
+def test_bad_parameters_get_a_json_error_naming_the_problem(client, traded, path, status, code):
+    """Every bad query parameter is answered with its status and one JSON error shape, never a 500."""
+    response = client.get(path)
+    assert response.status_code == status and response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["type"] == "error" and body["code"] == code and body["message"]
+
+
+@pytest.mark.parametrize("last_id", ["x", "-1", "\u00b2", pytest.param("9" * 5000, id="5000-digits")])
+def test_sse_bad_last_event_id_is_a_400(client, traded, last_id):
+    """A Last-Event-ID that is not a market step is refused before the stream starts."""
+    response = client.get("/api/quotes/stream/", headers={"Last-Event-ID": last_id})
+    assert response.status_code == 400 and response.json()["code"] == "bad_last_event_id"
+
+
+def test_empty_symbols_parameter_means_all(client, traded):
+    """?symbols= with nothing in it is the same as no filter, as documented."""
+    body = client.get("/api/quotes/?symbols=").json()
+    assert [q["symbol"] for q in body["quotes"]] == ["AAA", "BBB", "CCC"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
@@ -16,26 +17,47 @@ from django.views.decorators.http import require_GET
 
 from . import handshake, protocol, selectors
 from .hub import get_hub
+from .models import symbol_validator
+from .protocol import ProtocolError
 
 HISTORY_DEFAULT, HISTORY_MAX = 240, 2400
 LONG_POLL_MAX_WAIT_S = 30.0
 # A stream whose reader falls this many steps behind is closed; the browser
 # reconnects with Last-Event-ID and catches up from a snapshot.
 SSE_MAX_QUEUED = 64
+# A market step as a client sends it back (since=, Last-Event-ID): ASCII digits
+# only, as str.isdigit() also takes "²", which int() refuses; and short enough
+# for int(), which refuses strings of more than 4300 digits.
+STEP = re.compile(r"[0-9]{1,19}")
 
 
 def error(status: int, code: str, message: str, **extra) -> JsonResponse:
     return JsonResponse({"type": "error", "code": code, "message": message, **extra}, status=status)
 
 
+def refused(problem: ProtocolError) -> JsonResponse:
+    """A bad request parameter, as a 400 in the same shape as the WebSocket's error frames."""
+    return error(400, problem.code, problem.message, **problem.extra)
+
+
 def _symbols_param(request: HttpRequest) -> list[str] | None:
+    """The ``?symbols=A,B`` filter: None for all (absent, empty or ``*``); raises ProtocolError when unusable."""
     raw = request.GET.get("symbols", "").strip()
     if not raw or raw == protocol.ALL:
         return None
     symbols = list(dict.fromkeys(s.strip().upper() for s in raw.split(",") if s.strip()))
+    if not symbols:
+        raise ProtocolError("bad_symbols", 'symbols is a comma-separated list such as AAPL,MSFT, or "*" for all.')
     if len(symbols) > protocol.MAX_SYMBOLS_PER_MESSAGE:
-        raise ValueError(f"At most {protocol.MAX_SYMBOLS_PER_MESSAGE} symbols per request.")
+        raise ProtocolError("too_many_symbols", f"At most {protocol.MAX_SYMBOLS_PER_MESSAGE} symbols per request.")
+    if protocol.ALL in symbols:
+        raise ProtocolError("bad_symbols", '"*" means every symbol; send it alone.')
     return symbols
+
+
+def _could_be_listed(symbol: str) -> bool:
+    """Only strings shaped like a symbol reach the database (PostgreSQL refuses NUL in a query, a 500)."""
+    return symbol_validator.regex.fullmatch(symbol) is not None
 
 
 @require_GET
@@ -69,8 +91,8 @@ async def _hub_symbols(request: HttpRequest):
     """(hub, symbols or None, error response or None) for the streaming and long-poll endpoints."""
     try:
         symbols = _symbols_param(request)
-    except ValueError as exc:
-        return None, None, error(400, "too_many_symbols", str(exc))
+    except ProtocolError as problem:
+        return None, None, refused(problem)
     hub = await get_hub()
     if symbols is not None:
         unknown = [s for s in symbols if not hub.known(s)]
@@ -107,16 +129,13 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
             raise ValueError
     except ValueError:
         return error(400, "bad_wait", f"wait must be a number of seconds from 0 to {LONG_POLL_MAX_WAIT_S:g}.")
+    since_raw = request.GET.get("since")
+    if since_raw is not None and not STEP.fullmatch(since_raw):
+        return error(400, "bad_since", "since must be a market step: a whole number from 0.")
     hub, symbols, problem = await _hub_symbols(request)
     if problem:
         return problem
-    since_raw = request.GET.get("since")
-    if since_raw is None:
-        since = hub.step
-    elif since_raw.isdigit():
-        since = int(since_raw)
-    else:
-        return error(400, "bad_since", "since must be a market step: a whole number from 0.")
+    since = hub.step if since_raw is None else int(since_raw)
     changed = await hub.wait_for_change(since, symbols, min(wait, LONG_POLL_MAX_WAIT_S))
     body = protocol.encode({"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed})
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
@@ -151,12 +170,12 @@ async def stream(request: HttpRequest) -> HttpResponse:
     """
     if _foreign_origin(request):
         return error(403, "foreign_origin", "This origin may not read the feed.")
+    last_id = request.headers.get("Last-Event-ID", "").strip()
+    if last_id and not STEP.fullmatch(last_id):
+        return error(400, "bad_last_event_id", "Last-Event-ID must be a market step (a whole number).")
     hub, symbols, problem = await _hub_symbols(request)
     if problem:
         return problem
-    last_id = request.headers.get("Last-Event-ID", "").strip()
-    if last_id and not last_id.isdigit():
-        return error(400, "bad_last_event_id", "Last-Event-ID must be a market step (a whole number).")
     subscriber = _StreamSubscriber(symbols)
 
     async def events():
@@ -187,9 +206,9 @@ def poll(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/?symbols=A,B: the latest quotes from the database, with an ETag for cheap re-polls."""
     try:
         symbols = _symbols_param(request)
-    except ValueError as exc:
-        return error(400, "too_many_symbols", str(exc))
-    stocks = list(selectors.listed_stocks(symbols))
+    except ProtocolError as problem:
+        return refused(problem)
+    stocks = list(selectors.listed_stocks(None if symbols is None else filter(_could_be_listed, symbols)))
     if symbols is not None:
         unknown = sorted(set(symbols) - {s.symbol for s in stocks})
         if unknown:
@@ -215,7 +234,7 @@ def history(request: HttpRequest, symbol: str) -> HttpResponse:
         return error(400, "bad_limit", f"limit must be a whole number from 1 to {HISTORY_MAX}.")
     if not 1 <= limit <= HISTORY_MAX:
         return error(400, "bad_limit", f"limit must be a whole number from 1 to {HISTORY_MAX}.")
-    if not selectors.listed_stocks([symbol]).exists():
+    if not _could_be_listed(symbol) or not selectors.listed_stocks([symbol]).exists():
         return error(404, "unknown_symbol", f"Unknown symbol: {symbol}.", symbols=[symbol])
     return JsonResponse({"symbol": symbol, "points": selectors.history(symbol, limit=limit)})
 
