@@ -7,8 +7,10 @@ the tests assert only what a user would notice and the bounds the issue sets.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import signal
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -209,3 +211,29 @@ def get_json_or_none(base: str) -> dict | None:
         return get_json(base, "/api/quotes/")
     except OSError:
         return None
+
+
+def test_sigterm_with_long_polls_and_streams_in_flight_exits_at_once(tmp_path, redis_server):
+    """Requests waiting in async views do not keep a stopping web process alive (it used to hang)."""
+    with running_site(tmp_path, redis_server.url) as site:
+        step = get_json(site.base, "/api/quotes/")["step"]
+        answers: list[str] = []
+
+        def wait_on(path: str) -> None:
+            try:
+                with urllib.request.urlopen(site.base + path, timeout=30) as response:
+                    response.read()
+                answers.append("answered")
+            except (OSError, http.client.HTTPException) as exc:  # a stream cut mid-chunk: IncompleteRead
+                answers.append(type(exc).__name__)
+
+        waiting = [f"/api/quotes/?since={step + 1000}&wait=25"] * 20 + ["/api/quotes/stream/"] * 5
+        threads = [threading.Thread(target=wait_on, args=(path,), daemon=True) for path in waiting]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)  # all of them inside the views, waiting
+        assert answers == []
+        assert site.stop("web", signal.SIGTERM, timeout=5) == 0
+        for thread in threads:
+            thread.join(10)
+        assert len(answers) == len(waiting), "every waiting client got an answer or a closed connection"
