@@ -92,6 +92,8 @@ async def test_a_flooding_client_gets_one_rate_limited_error_and_close_4008(mark
     await step(market, until={"AAA"})
     assert (await next_frame(bystander))["type"] == "quotes"
     assert await flooder.receive_nothing(timeout=0.3)
+    # The client's half of the closing handshake: the consumer ends.
+    await flooder.disconnect()
     await bystander.disconnect()
 
 
@@ -134,6 +136,7 @@ async def test_a_message_over_the_size_limit_gets_too_large_and_close_4009(marke
     assert [(f["type"], f["code"]) for f in frames] == [("error", "too_large")]
     assert str(MAX_MESSAGE_BYTES) in frames[0]["message"]
     assert code == 4009
+    await ws.disconnect()
 
 
 def test_limits_come_from_the_environment_and_nonsense_fails_at_start_up():
