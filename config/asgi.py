@@ -25,8 +25,8 @@ application = ProtocolTypeRouter(
     }
 )
 
-from ticker import shutdown  # noqa: E402
+from ticker import daphne_support  # noqa: E402
 from ticker.heap import freeze_startup_objects  # noqa: E402
 
-shutdown.install()
+daphne_support.install()
 freeze_startup_objects()

@@ -7,13 +7,17 @@ the tests assert only what a user would notice and the bounds the issue sets.
 from __future__ import annotations
 
 import asyncio
+import base64
 import http.client
 import json
+import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import websockets
@@ -237,3 +241,90 @@ def test_sigterm_with_long_polls_and_streams_in_flight_exits_at_once(tmp_path, r
         for thread in threads:
             thread.join(10)
         assert len(answers) == len(waiting), "every waiting client got an answer or a closed connection"
+
+
+@pytest.mark.soak
+def test_a_client_that_stops_reading_for_30_s_gets_the_latest_prices_not_a_backlog(tmp_path, redis_server):
+    """A stalled reader: the others keep every update; on reading again it gets a bounded backlog, then a snapshot."""
+    with running_site(tmp_path, redis_server.url, market=True) as site:
+        asyncio.run(_slow_reader(site))
+
+
+async def _slow_reader(site) -> None:
+    from ticker.benchmark import take_ws_frame, ws_frame
+
+    followers, tasks = await follow(site, 1)
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    raw.connect(("127.0.0.1", site.port))
+    raw.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=raw, limit=4096)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        f"GET /ws/quotes/ HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {site.base}\r\n\r\n".encode()
+    )
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    writer.write(ws_frame(json.dumps({"action": "subscribe", "symbols": ["*"]}).encode()))
+    buffer = bytearray()
+
+    async def next_frame() -> tuple[dict, int]:
+        """The next text frame, and how many bytes were read for it."""
+        read = 0
+        while (frame := take_ws_frame(buffer)) is None:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, "the server closed the slow reader's connection"
+            buffer.extend(chunk)
+            read += len(chunk)
+        opcode, payload = frame
+        if opcode == 0x9:
+            writer.write(ws_frame(payload, opcode=0xA))
+        return (json.loads(payload) if opcode == 0x1 else {"type": "control"}), read
+
+    while (await next_frame())[0]["type"] != "snapshot":
+        pass
+    try:
+        pid = site.processes["web"].pid
+        rss_before = rss_kib(pid)
+        stalled = time.monotonic()
+        await asyncio.sleep(30)  # not reading
+        during = [f for at, f in followers[0].frames if at >= stalled and f["type"] == "quotes"]
+        rss_after = rss_kib(pid)
+        stored = {q["symbol"]: q["seq"] for q in get_json(site.base, "/api/quotes/")["quotes"]}
+
+        backlog_bytes, backlog_frames = 0, 0
+        while True:
+            frame, read = await next_frame()
+            backlog_bytes += read
+            if frame["type"] == "snapshot":
+                break
+            backlog_frames += frame["type"] == "quotes"
+            # Replaying the whole stall would be ~360 KiB of old frames: stop well past the bound.
+            assert backlog_bytes < 512 * 1024, f"no snapshot after {backlog_frames} old frames: a replayed backlog"
+        held = {q["symbol"]: q["seq"] for q in frame["quotes"]}
+        assert held.keys() == stored.keys() and all(held[s] >= stored[s] for s in stored), "the latest prices"
+        for _ in range(4):  # and then the stream goes on from the snapshot, seq by seq
+            frame, _ = await next_frame()
+            for quote in frame.get("quotes", ()) if frame["type"] == "quotes" else ():
+                assert quote["seq"] == held[quote["symbol"]] + 1
+                held[quote["symbol"]] = quote["seq"]
+    finally:
+        writer.close()
+        await stop_following(tasks)
+    print(
+        f"\nslow reader: 30 s stalled; backlog on resuming {backlog_bytes / 1024:.0f} KiB ({backlog_frames} old "
+        f"frames), then a snapshot; daphne RSS {rss_before / 1024:.1f} -> {rss_after / 1024:.1f} MiB; "
+        f"the other client got {len(during)} frames meanwhile, gaps {followers[0].gaps}"
+    )
+    # What sat in the buffers is bounded (the whole 30 s at the default feed is ~360 KiB), ...
+    assert backlog_bytes < 192 * 1024
+    # ... and the others were not held up: a frame for nearly every 250 ms step, none missing.
+    assert len(during) >= 30 * 4 * 0.8 and followers[0].gaps == []
+    assert rss_after - rss_before < 8 * 1024
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")

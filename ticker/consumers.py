@@ -8,7 +8,7 @@ from functools import cached_property
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import protocol
+from . import daphne_support, protocol
 from .hub import QuoteHub, get_hub
 from .protocol import ALL, Command, ProtocolError
 from .ratelimit import TokenBucket
@@ -37,11 +37,22 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     # None means every symbol; an empty set means nothing yet.
     subscription: frozenset[str] | None = frozenset()
 
+    # The Twisted transport under this socket (daphne only): see ticker/daphne_support.py.
+    transport = None
+    behind = False
+
     async def connect(self) -> None:
         """Called when a WebSocket connection is opened."""
         self.hub = await get_hub()
         await self.accept()
+        self.transport = daphne_support.connection_transport(self.scope)
+        daphne_support.limit_buffers(self.transport)
         self.hub.attach(self)
+
+    @property
+    def backlogged(self) -> bool:
+        """The client is not reading and its buffers are full: the hub holds frames back."""
+        return daphne_support.backlogged(self.transport)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""

@@ -1,21 +1,40 @@
-"""Going away: on SIGTERM, daphne's WebSocket clients get a 1001 close frame, not a dropped connection.
+"""What the app needs from daphne that ASGI does not offer: a clean shutdown and write backpressure.
 
-daphne stops its Twisted reactor on SIGTERM and cancels every application;
+Both rely on daphne's HTTPFactory.server and Server.connections and on the
+Twisted transports under them (daphne and Twisted are pinned; the tests run
+the real thing: tests/test_reliability.py). Outside daphne every function
+here does nothing, and the app still works, without these two guarantees.
+
+**Going away.** On SIGTERM, daphne's WebSocket clients get a 1001 close frame, not a dropped
+connection. daphne stops its Twisted reactor on SIGTERM and cancels every application;
 the sockets are then simply cut, and browsers see close code 1006 (abnormal).
 An application cannot send 1001 itself: autobahn, under daphne, lets an ASGI
 ``websocket.close`` carry only 1000 or 3000-4999 (django/daphne#374). So a
 shutdown trigger, registered before daphne registers its own, sends 1001
 ("going away", RFC 6455 7.4.1) on every open WebSocket through autobahn's
 frame API and gives clients a moment to answer before the reactor stops.
-Depends on daphne's HTTPFactory.server and Server.connections (daphne is
-pinned; tests/test_shutdown.py runs the real thing).
+
+**Slow readers.** ASGI's ``send`` never waits under daphne: a client that
+stops reading makes Twisted buffer every frame for it, without bound. Each
+connection's transport is found by its peer address; its kernel send buffer
+is capped, and once Twisted's own buffer for it passes ``bufferSize`` the
+transport flags ``producerPaused``. The hub then stops sending to that
+client and, once the buffers have drained, sends it one snapshot of the
+latest prices (conflation) instead of the frames it missed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import sys
 
 GOING_AWAY = 1001
+# Per connection: at most this much queued in Twisted before the hub holds
+# frames back, and this kernel send buffer (Linux doubles it), so a stalled
+# client has at most ~100 KiB (about 30 frames of all symbols) in flight.
+WRITE_BUFFER_BYTES = 16 * 1024
+KERNEL_SEND_BUFFER_BYTES = 32 * 1024
 GRACE_S = 1.0
 _installed = False
 
@@ -31,17 +50,52 @@ def install() -> None:
     _installed = True
 
 
-def _open_websockets() -> list:
-    from daphne.ws_protocol import WebSocketProtocol
+def _servers() -> set:
     from twisted.internet import reactor
 
-    servers = {getattr(getattr(reader, "factory", None), "server", None) for reader in reactor.getReaders()} - {None}
+    found = {getattr(getattr(reader, "factory", None), "server", None) for reader in reactor.getReaders()}
+    return {server for server in found if hasattr(server, "connections")}
+
+
+def _open_websockets() -> list:
+    from daphne.ws_protocol import WebSocketProtocol
+
     return [
         protocol
-        for server in servers
-        for protocol in list(getattr(server, "connections", ()))
+        for server in _servers()
+        for protocol in list(server.connections)
         if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN
     ]
+
+
+def connection_transport(scope: dict):
+    """The Twisted transport carrying this ASGI connection (found by peer address), or None outside daphne."""
+    client = scope.get("client")
+    if not client or "daphne.server" not in sys.modules:
+        return None
+    host, port = client[0], int(client[1])
+    for server in _servers():
+        # Newest first: the connection asking is one of the last to arrive.
+        for protocol in reversed(server.connections):
+            transport = getattr(protocol, "transport", None)
+            peer = transport.getPeer() if transport is not None else None
+            if getattr(peer, "port", None) == port and getattr(peer, "host", None) == host:
+                return transport
+    return None
+
+
+def limit_buffers(transport) -> None:
+    """Cap what a stalled client can have queued for it (see the module docstring)."""
+    if transport is None:
+        return
+    transport.bufferSize = WRITE_BUFFER_BYTES
+    with contextlib.suppress(OSError, AttributeError):
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER_BYTES)
+
+
+def backlogged(transport) -> bool:
+    """True while Twisted holds more than bufferSize bytes for this client (it is not reading)."""
+    return transport is not None and transport.producerPaused
 
 
 def close_websockets():

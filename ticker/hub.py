@@ -41,6 +41,10 @@ class Subscriber(Protocol):
     """What the hub needs of a connection (QuoteConsumer implements it)."""
 
     subscription: frozenset[str] | None  # None: every symbol
+    # True while the client is not reading and its buffers are full: the hub
+    # sends it nothing, marks it ``behind``, and later sends a snapshot.
+    backlogged: bool
+    behind: bool
 
     async def send_frame(self, text: str, step: int, event: str = "quotes") -> None: ...
 
@@ -122,13 +126,7 @@ class QuoteHub:
             await self.publish(step, quotes, steps)
             return
         self.apply(step, quotes, steps)
-
-        def render(key):
-            if key is not None and not key:
-                return None
-            return protocol.encode(protocol.snapshot_frame(self.snapshot(key), step=self.step))
-
-        await self._fan_out(self.step, "snapshot", render)
+        await self._fan_out(self.step, "snapshot", self._snapshot_text)
 
     def known(self, symbol: str) -> bool:
         return symbol in self.latest
@@ -198,18 +196,36 @@ class QuoteHub:
         # goes out got it in its snapshot already and must not get it twice.
         targets = list(self.subscribers)
         encoded: dict[frozenset[str] | None, str | None] = {}
+        snapshots: dict[frozenset[str] | None, str | None] = {}
         for subscriber in targets:
             key = subscriber.subscription
-            if key not in encoded:
-                encoded[key] = render(key)
-            text = encoded[key]
+            if subscriber.backlogged:
+                # Not reading: queue nothing more for it (memory stays bounded,
+                # the others are not held up); it gets a snapshot later.
+                subscriber.behind = True
+                continue
+            if subscriber.behind:
+                # Reading again: the latest price of each symbol, not a backlog.
+                if key not in snapshots:
+                    snapshots[key] = self._snapshot_text(key)
+                text, kind = snapshots[key], "snapshot"
+                subscriber.behind = False
+            else:
+                if key not in encoded:
+                    encoded[key] = render(key)
+                text, kind = encoded[key], event
             if text is None:
                 continue
             try:
-                await subscriber.send_frame(text, step, event)
+                await subscriber.send_frame(text, step, kind)
             except Exception:  # one broken connection must not stop the others
                 log.exception("sending a frame failed; dropping that subscriber")
                 self.detach(subscriber)
+
+    def _snapshot_text(self, key: frozenset[str] | None) -> str | None:
+        if key is not None and not key:
+            return None
+        return protocol.encode(protocol.snapshot_frame(self.snapshot(key), step=self.step))
 
     async def _watch(self) -> None:
         """Heartbeats every ``heartbeat_s``, and one at once when the feed's state changes."""

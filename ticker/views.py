@@ -15,7 +15,7 @@ from django.shortcuts import render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
-from . import handshake, protocol, selectors
+from . import daphne_support, handshake, protocol, selectors
 from .hub import get_hub
 from .models import symbol_validator
 from .protocol import ProtocolError
@@ -144,10 +144,17 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
 class _StreamSubscriber:
     """An SSE connection as the hub sees it: frames go into a bounded queue."""
 
-    def __init__(self, subscription: frozenset[str] | None):
+    behind = False
+
+    def __init__(self, subscription: frozenset[str] | None, transport=None):
         self.subscription = subscription
+        self.transport = transport
         self.queue: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue(SSE_MAX_QUEUED)
         self.overflowed = False
+
+    @property
+    def backlogged(self) -> bool:
+        return daphne_support.backlogged(self.transport)
 
     async def send_frame(self, text: str, step: int, event: str = "quotes") -> None:
         try:
@@ -176,7 +183,9 @@ async def stream(request: HttpRequest) -> HttpResponse:
     hub, symbols, problem = await _hub_symbols(request)
     if problem:
         return problem
-    subscriber = _StreamSubscriber(symbols)
+    transport = daphne_support.connection_transport(getattr(request, "scope", {}))
+    daphne_support.limit_buffers(transport)
+    subscriber = _StreamSubscriber(symbols, transport)
 
     async def events():
         # Snapshot and attach happen here, inside the generator, in one step of
