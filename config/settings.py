@@ -148,7 +148,7 @@ if not 0.1 <= TICKER_HEARTBEAT_S <= 10:
 # Client messages per WebSocket connection (a token bucket, ticker.ratelimit):
 # TICKER_WS_RATE a second sustained, bursts of TICKER_WS_BURST. The dashboard
 # sends a few a minute; a client over the limit gets a "rate_limited" error
-# frame and close code 4008 (docs/protocol.md, "Limits and errors").
+# frame and close code 1008 (docs/protocol.md, "Limits and errors").
 TICKER_WS_RATE = env.float("TICKER_WS_RATE", default=20.0)
 TICKER_WS_BURST = env.int("TICKER_WS_BURST", default=40)
 if not (TICKER_WS_RATE > 0 and TICKER_WS_BURST >= 1):

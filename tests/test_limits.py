@@ -74,8 +74,8 @@ def padded_ping(size: int) -> str:
 
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
-async def test_a_flooding_client_gets_one_rate_limited_error_and_close_4008(market):
-    """Past the default burst of 40 messages the client gets one rate_limited error, close 4008, no more quotes."""
+async def test_a_flooding_client_gets_one_rate_limited_error_and_close_1008(market):
+    """Past the default burst of 40 messages the client gets one rate_limited error, close 1008, no more quotes."""
     flooder, bystander = await connect(), await connect()
     for ws in (flooder, bystander):
         await ws.send_to(text_data='{"action": "subscribe", "symbols": ["*"]}')
@@ -88,7 +88,7 @@ async def test_a_flooding_client_gets_one_rate_limited_error_and_close_4008(mark
     assert 39 <= len(pongs) < 199
     assert len(rest) == 1 and rest[0]["type"] == "error" and rest[0]["code"] == "rate_limited"
     assert "messages a second" in rest[0]["message"]
-    assert code == 4008
+    assert code == 1008
     await step(market, until={"AAA"})
     assert (await next_frame(bystander))["type"] == "quotes"
     assert await flooder.receive_nothing(timeout=0.3)
@@ -127,15 +127,15 @@ async def test_a_message_of_exactly_the_size_limit_is_answered(market):
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", ["text", "bytes"])
-async def test_a_message_over_the_size_limit_gets_too_large_and_close_4009(market, kind):
-    """One byte over 16 KiB, text or binary: one too_large error frame, then close 4009."""
+async def test_a_message_over_the_size_limit_gets_too_large_and_close_1009(market, kind):
+    """One byte over 16 KiB, text or binary: one too_large error frame, then close 1009."""
     ws = await connect()
     text = padded_ping(MAX_MESSAGE_BYTES + 1)
     await ws.send_to(**({"text_data": text} if kind == "text" else {"bytes_data": text.encode()}))
     frames, code = await outputs_until_close(ws)
     assert [(f["type"], f["code"]) for f in frames] == [("error", "too_large")]
     assert str(MAX_MESSAGE_BYTES) in frames[0]["message"]
-    assert code == 4009
+    assert code == 1009
     await ws.disconnect()
 
 
@@ -224,8 +224,8 @@ async def ping_pong(site) -> dict:
 
 
 @pytest.mark.processes
-def test_daphne_closes_a_flooding_client_with_4008(site):
-    """Over real daphne the flooder sees pongs, one rate_limited error, then close code 4008."""
+def test_daphne_closes_a_flooding_client_with_1008(site):
+    """Over real daphne the flooder sees pongs, one rate_limited error, then close code 1008."""
 
     async def main():
         async with websockets.connect(ws_url(site), origin=site.base) as ws:
@@ -237,7 +237,7 @@ def test_daphne_closes_a_flooding_client_with_4008(site):
     frames, code = asyncio.run(main())
     assert frames[-1]["type"] == "error" and frames[-1]["code"] == "rate_limited"
     assert {f["type"] for f in frames[:-1]} == {"pong"} and len(frames) >= 40
-    assert code == 4008
+    assert code == 1008
 
 
 @pytest.mark.processes
@@ -276,7 +276,7 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
     frames, code, watcher, frames_before, pong = asyncio.run(main())
     if expect_frame:
         assert [(f["type"], f["code"]) for f in frames] == [("error", "too_large")]
-        assert code == 4009
+        assert code == 1009
     else:
         assert frames == []
         # No close frame reaches the client, only the dropped connection: 1006 (abnormal closure).

@@ -13,13 +13,10 @@ from .hub import QuoteHub, get_hub
 from .protocol import ALL, Command, ProtocolError
 from .ratelimit import TokenBucket
 
-# The errors after which the server closes the socket, and its close code.
-# RFC 6455 (7.4.1) has 1008 "policy violation" and 1009 "message too big", but
-# autobahn, under daphne, lets an application close only with 1000 or
-# 3000-4999 (django/daphne#374, crossbario/autobahn-python#1642), so these are
-# the private-use codes 4008 and 4009, named after them. Every other error
-# frame leaves the connection open.
-CLOSE_CODES = {"rate_limited": 4008, "too_large": 4009}
+# The errors after which the server closes the socket, and its close code
+# (RFC 6455 7.4.1: 1008 policy violation, 1009 message too big). Every other
+# error frame leaves the connection open.
+CLOSE_CODES = {"rate_limited": 1008, "too_large": 1009}
 
 
 class QuoteConsumer(AsyncWebsocketConsumer):
@@ -100,7 +97,10 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         # Detached first: the hub must not send into a socket that is closing
         # (daphne refuses sends once the close frame is out).
         self.hub.detach(self)
-        await self.close(code=code)
+        # autobahn, under daphne, lets an ASGI close carry only 1000 or
+        # 3000-4999 (django/daphne#374); daphne_support sends the RFC code.
+        if not daphne_support.close_websocket(self.transport, code):
+            await self.close(code=code)
 
     async def send_frame(self, text: str, step: int = 0, event: str = "quotes") -> None:
         await self.send(text_data=text)

@@ -13,6 +13,8 @@ An application cannot send 1001 itself: autobahn, under daphne, lets an ASGI
 shutdown trigger, registered before daphne registers its own, sends 1001
 ("going away", RFC 6455 7.4.1) on every open WebSocket through autobahn's
 frame API and gives clients a moment to answer before the reactor stops.
+The same restriction is why ``close_websocket`` exists: the rate and size
+limits close with 1008 and 1009, as RFC 6455 names them.
 
 **Slow readers.** ASGI's ``send`` never waits under daphne: a client that
 stops reading makes Twisted buffer every frame for it, without bound. Each
@@ -91,6 +93,20 @@ def limit_buffers(transport) -> None:
     transport.bufferSize = WRITE_BUFFER_BYTES
     with contextlib.suppress(OSError, AttributeError):
         transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER_BYTES)
+
+
+def close_websocket(transport, code: int) -> bool:
+    """Close a daphne WebSocket with any RFC 6455 code (1008, 1009, ...); False when not under daphne."""
+    protocol = getattr(transport, "protocol", None)
+    if protocol is None or "daphne.ws_protocol" not in sys.modules:
+        return False
+    from daphne.ws_protocol import WebSocketProtocol
+
+    if not isinstance(protocol, WebSocketProtocol):
+        return False
+    if protocol.state == protocol.STATE_OPEN:
+        protocol.sendCloseFrame(code=code, isReply=False)
+    return True
 
 
 def backlogged(transport) -> bool:

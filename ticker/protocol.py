@@ -3,7 +3,8 @@
 docs/protocol.md is the reader's version of this module. Every client
 message is parsed by ``parse_client_message``, which either returns a
 ``Command`` or raises ``ProtocolError``; the consumer turns that error into
-one ``{"type": "error", ...}`` frame and keeps the connection open.
+one ``{"type": "error", ...}`` frame and keeps the connection open (except
+past the rate or size limit: ticker.consumers.CLOSE_CODES).
 """
 
 from __future__ import annotations
