@@ -328,3 +328,34 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+@pytest.mark.soak
+def test_the_server_drops_a_client_that_never_answers_its_pings(tmp_path, redis_server):
+    """Half-open from the server's side: a client that reads nothing, so answers no ping, is dropped within 60 s."""
+    with running_site(tmp_path, redis_server.url, market=True) as site:
+        raw = socket.create_connection(("127.0.0.1", site.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        raw.sendall(
+            f"GET /ws/quotes/ HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Origin: {site.base}\r\n\r\n".encode()
+        )
+        assert b" 101 " in raw.recv(4096)
+        from ticker.benchmark import ws_frame
+
+        raw.sendall(ws_frame(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}).encode()))
+        silent_from = time.monotonic()
+        time.sleep(55)  # daphne pings every 20 s and gives up 30 s after an unanswered ping
+        raw.settimeout(5)
+        closed = False
+        try:
+            while raw.recv(65536):  # what was sent before the drop, then the end
+                pass
+            closed = True
+        except ConnectionResetError:
+            closed = True
+        except TimeoutError:
+            closed = False
+        raw.close()
+        assert closed, f"still open {time.monotonic() - silent_from:.0f} s after the client went silent"

@@ -1,0 +1,41 @@
+"""Production settings refuse to start unsafe: each case runs the real settings module in a fresh process."""
+
+import subprocess
+import sys
+
+from .conftest import ROOT, child_env
+
+
+def start(**env: str) -> subprocess.CompletedProcess:
+    """Load config.settings the way every process does, with this environment (None removes a variable)."""
+    environment = child_env()
+    for name, value in env.items():
+        if value is None:
+            environment.pop(name, None)
+        else:
+            environment[name] = value
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_debug_is_off_unless_asked_for():
+    """Without DJANGO_DEBUG the site runs with debug off."""
+    result = start(DJANGO_DEBUG=None)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_a_secret_key_is_required_outside_development():
+    """Debug off and no DJANGO_SECRET_KEY: start-up fails and says what to set."""
+    result = start(DJANGO_DEBUG=None, DJANGO_SECRET_KEY=None)
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is not set" in result.stderr
+
+
+def test_allowed_hosts_star_is_refused_outside_development():
+    """'*' would also switch off the WebSocket Origin check, so it is refused when debug is off."""
+    result = start(DJANGO_DEBUG=None, DJANGO_ALLOWED_HOSTS="*")
+    assert result.returncode != 0
+    assert "DJANGO_ALLOWED_HOSTS contains '*'" in result.stderr
