@@ -15,6 +15,7 @@ from config.asgi import application
 from ticker import hub as hub_module
 from ticker import services
 from ticker.feed import publish
+from ticker.models import Stock
 from ticker.protocol import QUOTES_GROUP
 
 from .conftest import make_stocks
@@ -56,7 +57,10 @@ async def send(communicator, message) -> None:
 
 
 async def receive(communicator) -> dict:
-    return json.loads(await communicator.receive_from(timeout=3))
+    """The next frame, heartbeats skipped (they come every few seconds; test_reliability covers them)."""
+    while (frame := json.loads(await communicator.receive_from(timeout=3)))["type"] == "heartbeat":
+        pass
+    return frame
 
 
 async def test_subscribe_answers_with_a_snapshot(market):
@@ -187,4 +191,68 @@ async def test_deactivated_symbol_is_dropped_from_the_feed(market):
     while (frame := await receive(ws))["type"] != "snapshot":
         pass
     assert "CCC" not in {q["symbol"] for q in frame["quotes"]}
+    await ws.disconnect()
+
+
+async def collect(ws, seconds: float) -> list[dict]:
+    """Every non-heartbeat frame that arrives within ``seconds``."""
+    frames = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        # receive_nothing, not a timed-out receive_from, which would cancel the consumer
+        if await ws.receive_nothing(timeout=0.05, interval=0.01):
+            continue
+        frame = json.loads(await ws.receive_from())
+        if frame["type"] != "heartbeat":
+            frames.append(frame)
+    return frames
+
+
+async def test_max_rate_conflates_and_the_latest_price_wins(market):
+    """With max_rate 2, six quick steps become fewer frames; the last holds the latest seq, jumps are flagged."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA"], "max_rate": 2})
+    seq = (await receive(ws))["quotes"][0]["seq"]
+    for _ in range(6):
+        await step(market, until={"AAA"})
+    frames = await collect(ws, 1.5)
+    stored = await database_sync_to_async(lambda: Stock.objects.get(symbol="AAA").seq)()
+    assert 1 <= len(frames) < 6, "six steps, capped at two frames a second"
+    for frame in frames:
+        assert frame["type"] == "quotes" and [q["symbol"] for q in frame["quotes"]] == ["AAA"]
+        new = frame["quotes"][0]["seq"]
+        assert new > seq
+        # A jump is conflation, and the frame says so; without the flag seq goes up by one.
+        assert frame.get("conflated", False) == (new > seq + 1)
+        seq = new
+    assert seq == stored == frames[-1]["quotes"][0]["seq"], "the latest price is never held back"
+    assert any(frame.get("conflated") for frame in frames)
+    await ws.disconnect()
+
+
+async def test_max_rate_null_lifts_the_cap(market):
+    """A later subscribe with "max_rate": null gets every step again, seq by seq."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA"], "max_rate": 0.5})
+    await receive(ws)
+    await send(ws, {"action": "subscribe", "symbols": ["AAA"], "max_rate": None})
+    seq = (await receive(ws))["quotes"][0]["seq"]
+    for _ in range(4):
+        await step(market, until={"AAA"})
+        frame = await receive(ws)
+        assert frame["quotes"][0]["seq"] == seq + 1 and "conflated" not in frame
+        seq += 1
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("value", ["fast", 0, -1, 1000, True, [2]])
+async def test_a_bad_max_rate_is_an_error_and_the_connection_stays(market, value):
+    """max_rate must be a number of frames per second from 0.1 to 100 (or null)."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA"], "max_rate": value})
+    frame = await receive(ws)
+    assert frame["type"] == "error" and frame["code"] == "bad_max_rate"
+    await send(ws, {"action": "ping"})
+    assert (await receive(ws))["type"] == "pong"
     await ws.disconnect()

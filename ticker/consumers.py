@@ -9,7 +9,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import daphne_support, protocol
-from .hub import QuoteHub, get_hub
+from .hub import QuoteHub, RateCap, get_hub
 from .protocol import ALL, Command, ProtocolError
 from .ratelimit import TokenBucket
 
@@ -37,6 +37,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     # The Twisted transport under this socket (daphne only): see ticker/daphne_support.py.
     transport = None
     behind = False
+    cap: RateCap | None = None  # the client's max_rate
 
     async def connect(self) -> None:
         """Called when a WebSocket connection is opened."""
@@ -117,6 +118,12 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             added = frozenset(known)
             if self.subscription is not None:
                 self.subscription = self.subscription | added
+        if command.max_rate is not protocol.UNCHANGED:
+            if self.cap is not None:
+                self.cap.cancel()
+            self.cap = None if command.max_rate is None else RateCap(command.max_rate)
+        if self.cap is not None:
+            self.cap.forget(added)  # the snapshot below is newer
         # Snapshot and subscription change in the same step of the event
         # loop, so the next batch continues exactly where the snapshot ends.
         snapshot = protocol.snapshot_frame(self.hub.snapshot(added), step=self.hub.step)

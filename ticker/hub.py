@@ -37,6 +37,53 @@ WATCH_EVERY_S = 0.5
 LIVE, INTERRUPTED = "live", "interrupted"
 
 
+class RateCap:
+    """A connection's ``max_rate``: at most one quotes frame per interval.
+
+    Between two frames the latest quote of each symbol wins (conflation);
+    a frame that folded several updates of a symbol says ``"conflated":
+    true``, so the client knows its seq jumps are not losses.
+    """
+
+    def __init__(self, max_rate: float):
+        self.interval = 1 / max_rate
+        self.next_at = 0.0
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.merged = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def hold(self, quotes: list[dict[str, Any]]) -> None:
+        for quote in quotes:
+            self.merged |= quote["symbol"] in self.pending
+            self.pending[quote["symbol"]] = quote
+
+    def forget(self, symbols: frozenset[str] | None) -> None:
+        """Drop held quotes a fresh snapshot has just superseded (None: all)."""
+        if symbols is None:
+            self.pending.clear()
+        else:
+            for symbol in symbols:
+                self.pending.pop(symbol, None)
+
+    def take(self, key: frozenset[str] | None, step: int, now: float) -> str | None:
+        """The frame to send now (held quotes still subscribed to), or None; starts the next interval."""
+        quotes = [q for s, q in sorted(self.pending.items()) if key is None or s in key]
+        frame = protocol.quotes_frame(quotes, step=step)
+        if self.merged:
+            frame["conflated"] = True
+        self.pending.clear()
+        self.merged = False
+        if not quotes:
+            return None
+        self.next_at = now + self.interval
+        return protocol.encode(frame)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
 class Subscriber(Protocol):
     """What the hub needs of a connection (QuoteConsumer implements it)."""
 
@@ -45,6 +92,7 @@ class Subscriber(Protocol):
     # sends it nothing, marks it ``behind``, and later sends a snapshot.
     backlogged: bool
     behind: bool
+    cap: RateCap | None  # max_rate, if the client asked for one
 
     async def send_frame(self, text: str, step: int, event: str = "quotes") -> None: ...
 
@@ -105,6 +153,8 @@ class QuoteHub:
 
     def detach(self, subscriber: Subscriber) -> None:
         self.subscribers.pop(subscriber, None)
+        if getattr(subscriber, "cap", None) is not None:
+            subscriber.cap.cancel()
 
     def delist(self, symbols) -> None:
         """Forget symbols the operator deactivated: no longer in snapshots, not subscribable."""
@@ -182,7 +232,7 @@ class QuoteHub:
             wanted = fresh if key is None else [q for q in fresh if q["symbol"] in key]
             return protocol.encode(protocol.quotes_frame(wanted, step=step)) if wanted else None
 
-        await self._fan_out(step, "quotes", render)
+        await self._fan_out(step, "quotes", render, fresh)
 
     async def heartbeat(self) -> None:
         """Tell every connection the feed's state and step (also proves the connection is alive)."""
@@ -190,8 +240,12 @@ class QuoteHub:
         text = protocol.encode(protocol.heartbeat_frame(feed=feed, step=self.step))
         await self._fan_out(self.step, "heartbeat", lambda key: text)
 
-    async def _fan_out(self, step: int, event: str, render) -> None:
-        """Send ``render(subscription)`` to every subscriber, encoded once per distinct subscription."""
+    async def _fan_out(self, step: int, event: str, render, fresh: list[dict] | None = None) -> None:
+        """Send ``render(subscription)`` to every subscriber, encoded once per distinct subscription.
+
+        ``fresh`` (a quotes batch) goes through the rate cap of subscribers
+        that have one: held, or sent conflated with what was held.
+        """
         # Taken before any await: a subscriber that attaches while this batch
         # goes out got it in its snapshot already and must not get it twice.
         targets = list(self.subscribers)
@@ -210,17 +264,49 @@ class QuoteHub:
                     snapshots[key] = self._snapshot_text(key)
                 text, kind = snapshots[key], "snapshot"
                 subscriber.behind = False
+                if subscriber.cap is not None:
+                    subscriber.cap.forget(None)
+            elif fresh is not None and subscriber.cap is not None:
+                await self._capped(subscriber, key, fresh, step)
+                continue
             else:
                 if key not in encoded:
                     encoded[key] = render(key)
                 text, kind = encoded[key], event
-            if text is None:
-                continue
-            try:
-                await subscriber.send_frame(text, step, kind)
-            except Exception:  # one broken connection must not stop the others
-                log.exception("sending a frame failed; dropping that subscriber")
-                self.detach(subscriber)
+            if text is not None:
+                await self._send(subscriber, text, step, kind)
+
+    async def _capped(self, subscriber: Subscriber, key, fresh: list[dict], step: int) -> None:
+        cap = subscriber.cap
+        cap.hold(fresh if key is None else [q for q in fresh if q["symbol"] in key])
+        now = asyncio.get_running_loop().time()
+        if now < cap.next_at:
+            if cap.pending and cap.timer is None:
+                cap.timer = asyncio.get_running_loop().call_at(cap.next_at, self._flush_later, subscriber)
+            return
+        text = cap.take(key, step, now)
+        if text is not None:
+            await self._send(subscriber, text, step, "quotes")
+
+    def _flush_later(self, subscriber: Subscriber) -> None:
+        """The interval ran out with quotes held and no step since: send them now."""
+        subscriber.cap.timer = None
+        asyncio.ensure_future(self._flush(subscriber))
+
+    async def _flush(self, subscriber: Subscriber) -> None:
+        cap = subscriber.cap
+        if cap is None or subscriber not in self.subscribers or subscriber.backlogged:
+            return
+        text = cap.take(subscriber.subscription, self.step, asyncio.get_running_loop().time())
+        if text is not None:
+            await self._send(subscriber, text, self.step, "quotes")
+
+    async def _send(self, subscriber: Subscriber, text: str, step: int, event: str) -> None:
+        try:
+            await subscriber.send_frame(text, step, event)
+        except Exception:  # one broken connection must not stop the others
+            log.exception("sending a frame failed; dropping that subscriber")
+            self.detach(subscriber)
 
     def _snapshot_text(self, key: frozenset[str] | None) -> str | None:
         if key is not None and not key:

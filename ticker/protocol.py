@@ -41,10 +41,17 @@ class ProtocolError(Exception):
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
 
 
+# Per-connection frame rate cap a subscribe may ask for ("max_rate").
+MAX_RATE_LIMITS = (0.1, 100.0)
+UNCHANGED = object()  # a subscribe without "max_rate" leaves the connection's cap as it is
+
+
 @dataclass(frozen=True, slots=True)
 class Command:
     action: str
     symbols: tuple[str, ...] = ()
+    # Frames per second at most (None: no cap), or UNCHANGED.
+    max_rate: float | None | object = UNCHANGED
 
 
 def parse_client_message(text: str | None) -> Command:
@@ -81,7 +88,20 @@ def parse_client_message(text: str | None) -> Command:
     cleaned = tuple(dict.fromkeys(s.strip().upper() for s in symbols))
     if ALL in cleaned and len(cleaned) > 1:
         raise ProtocolError("bad_symbols", '"*" means every symbol; send it alone.')
+    if action == "subscribe" and "max_rate" in data:
+        return Command(action, cleaned, _max_rate(data["max_rate"]))
     return Command(action, cleaned)
+
+
+def _max_rate(value: Any) -> float | None:
+    low, high = MAX_RATE_LIMITS
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+        raise ProtocolError(
+            "bad_max_rate", f'"max_rate" is frames per second, from {low:g} to {high:g}, or null for no cap.'
+        )
+    return float(value)
 
 
 def quote(tick: Tick) -> dict[str, Any]:

@@ -145,6 +145,7 @@ class _StreamSubscriber:
     """An SSE connection as the hub sees it: frames go into a bounded queue."""
 
     behind = False
+    cap = None  # SSE has no max_rate
 
     def __init__(self, subscription: frozenset[str] | None, transport=None):
         self.subscription = subscription
