@@ -12,7 +12,7 @@ readme = (ROOT / "README.md").read_text()
 
 def test_compose_runs_redis_postgres_migrations_web_and_market():
     """Every part of the site is a service, with health checks on the ones others wait for."""
-    assert set(services) == {"redis", "db", "migrate", "web", "market"}
+    assert set(services) == {"redis", "db", "migrate", "web", "lb", "market"}
     for name in ("redis", "db", "web"):
         assert services[name]["healthcheck"]["test"]
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -44,3 +44,16 @@ def test_dockerfile_installs_the_pinned_requirements_and_serves_with_daphne():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "pip install --no-cache-dir -r requirements.txt" in dockerfile
     assert 'CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]' in dockerfile
+
+
+def test_compose_runs_several_web_replicas_behind_the_nginx_config_the_tests_run():
+    """Scale-out: two web replicas on one Redis, reached only through nginx with deploy/nginx.conf."""
+    assert services["web"]["deploy"]["replicas"] >= 2
+    assert "ports" not in services["web"], "replicas cannot share a host port; the load balancer has it"
+    lb = services["lb"]
+    assert lb["ports"] == ["${PORT:-8000}:8000"]
+    assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in lb["volumes"]
+    assert lb["depends_on"]["web"]["condition"] == "service_healthy"
+    conf = (ROOT / "deploy" / "nginx.conf").read_text()
+    assert "server web:8000;" in conf and "listen 8000;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf

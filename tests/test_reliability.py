@@ -16,97 +16,17 @@ import socket
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import websockets
 
+from .clients import follow, get_json, stop_following, until
 from .conftest import RedisServer
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
 
 FAST_HEARTBEAT = {"TICKER_HEARTBEAT_S": "1"}
-
-
-@dataclass
-class Follower:
-    """A WebSocket client on all symbols that keeps the client's side of the protocol.
-
-    It records every frame with its arrival time, counts seq gaps in quotes
-    frames (a snapshot resets the baseline, as the protocol says), and the
-    feed states its heartbeats announced.
-    """
-
-    base: str
-    seq: dict[str, int] = field(default_factory=dict)
-    gaps: list[tuple[str, int, int]] = field(default_factory=list)
-    frames: list[tuple[float, dict]] = field(default_factory=list)
-    close_code: int | None = None
-
-    async def run(self, ready: asyncio.Event) -> None:
-        url = self.base.replace("http", "ws") + "/ws/quotes/"
-        try:
-            async with websockets.connect(url, origin=self.base) as ws:
-                await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
-                async for text in ws:
-                    self.take(json.loads(text))
-                    ready.set()
-        except websockets.ConnectionClosed as closed:
-            self.close_code = closed.rcvd.code if closed.rcvd else None
-        else:
-            self.close_code = ws.close_code
-
-    def take(self, frame: dict) -> None:
-        self.frames.append((time.monotonic(), frame))
-        if frame["type"] == "snapshot":
-            for quote in frame["quotes"]:
-                assert quote["seq"] >= self.seq.get(quote["symbol"], 0), "a snapshot went back in time"
-                self.seq[quote["symbol"]] = quote["seq"]
-        elif frame["type"] == "quotes":
-            for quote in frame["quotes"]:
-                held = self.seq.get(quote["symbol"])
-                if held is not None and quote["seq"] != held + 1:
-                    self.gaps.append((quote["symbol"], held, quote["seq"]))
-                self.seq[quote["symbol"]] = quote["seq"]
-
-    def feeds_since(self, t: float) -> list[str]:
-        return [f["feed"] for at, f in self.frames if at >= t and f["type"] == "heartbeat"]
-
-    def quotes_since(self, t: float) -> list[dict]:
-        return [f for at, f in self.frames if at >= t and f["type"] in ("quotes", "snapshot") and f["quotes"]]
-
-
-def get_json(base: str, path: str) -> dict:
-    with urllib.request.urlopen(base + path, timeout=5) as response:
-        return json.loads(response.read())
-
-
-async def until(predicate, *, limit: float, what: str) -> float:
-    """Wait (asynchronously) until predicate() is true; return the seconds it took."""
-    started = time.monotonic()
-    while not predicate():
-        if time.monotonic() - started > limit:
-            raise AssertionError(f"timed out after {limit} s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
-
-
-async def follow(site, count: int) -> tuple[list[Follower], list[asyncio.Task]]:
-    followers = [Follower(site.base) for _ in range(count)]
-    readies = [asyncio.Event() for _ in followers]
-    tasks = [asyncio.create_task(f.run(r)) for f, r in zip(followers, readies, strict=True)]
-    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), 15)
-    # The market is stepping (not still starting) once quotes frames arrive.
-    await until(lambda: all(f.quotes_since(0)[1:] for f in followers), limit=15, what="the market's first steps")
-    return followers, tasks
-
-
-async def stop_following(tasks) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def test_redis_outage_shows_interrupted_then_every_client_is_whole_again(tmp_path):
@@ -121,7 +41,7 @@ def test_redis_outage_shows_interrupted_then_every_client_is_whole_again(tmp_pat
 
 
 async def _redis_outage(site, redis_server) -> None:
-    followers, tasks = await follow(site, 3)
+    followers, tasks = await follow(site.base, 3)
     try:
         await until(lambda: all(f.feeds_since(0) for f in followers), limit=5, what="a first heartbeat")
         assert all(f.feeds_since(0)[-1] == "live" for f in followers)
@@ -168,7 +88,7 @@ def test_market_stopped_is_announced_and_its_return_resumes_the_stream(tmp_path,
 
 
 async def _market_stop(site) -> None:
-    followers, tasks = await follow(site, 2)
+    followers, tasks = await follow(site.base, 2)
     try:
         assert site.stop("market") == 0
         stopped = time.monotonic()
@@ -198,7 +118,7 @@ def test_sigterm_closes_websockets_with_1001_and_the_market_finishes_its_step(tm
 
 
 async def _sigterm(site) -> None:
-    followers, tasks = await follow(site, 3)
+    followers, tasks = await follow(site.base, 3)
     assert site.stop("web", signal.SIGTERM) == 0
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert [f.close_code for f in followers] == [1001, 1001, 1001]
@@ -253,7 +173,7 @@ def test_a_client_that_stops_reading_for_30_s_gets_the_latest_prices_not_a_backl
 async def _slow_reader(site) -> None:
     from ticker.benchmark import take_ws_frame, ws_frame
 
-    followers, tasks = await follow(site, 1)
+    followers, tasks = await follow(site.base, 1)
     raw = socket.socket()
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
     raw.connect(("127.0.0.1", site.port))
