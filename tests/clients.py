@@ -89,3 +89,10 @@ async def stop_following(tasks) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def recv_data(ws, limit: float = 10) -> dict:
+    """The next frame that is not a heartbeat (heartbeats may come at any time, even before a snapshot)."""
+    while (frame := json.loads(await asyncio.wait_for(ws.recv(), limit)))["type"] == "heartbeat":
+        pass
+    return frame

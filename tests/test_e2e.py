@@ -10,6 +10,7 @@ import time
 import pytest
 import websockets
 
+from .clients import recv_data
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
@@ -38,7 +39,7 @@ class Client:
         origin = self.url.replace("ws://", "http://").split("/ws/")[0]
         async with websockets.connect(self.url, origin=origin) as ws:
             await ws.send(json.dumps({"action": "subscribe", "symbols": self.symbols}))
-            snapshot = json.loads(await ws.recv())
+            snapshot = await recv_data(ws)
             assert snapshot["type"] == "snapshot"
             self.seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
             subscribed.set()
@@ -102,9 +103,9 @@ def test_market_restart_continues_from_persisted_prices(site):
         origin = site.base
         async with websockets.connect(f"ws://127.0.0.1:{site.port}/ws/quotes/", origin=origin) as ws:
             await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
-            snapshot = json.loads(await ws.recv())
+            snapshot = await recv_data(ws)
             site.start_market("--seed", "2")
-            return snapshot, json.loads(await asyncio.wait_for(ws.recv(), 20))
+            return snapshot, await recv_data(ws, 20)
 
     snapshot, frame = asyncio.run(first_frame())
     assert {q["symbol"]: q["seq"] for q in snapshot["quotes"]} == {s: q["seq"] for s, q in before.items()}

@@ -14,6 +14,7 @@ import websockets
 
 from ticker.launcher import choose_redis, redis_answers
 
+from .clients import recv_data
 from .conftest import ROOT, child_env, free_port, wait_for
 from .processes import _drop_database, _fresh_database_url
 
@@ -70,8 +71,8 @@ async def _first_quotes_frame(port: int) -> dict:
     url = f"ws://127.0.0.1:{port}/ws/quotes/"
     async with websockets.connect(url, origin=f"http://127.0.0.1:{port}") as ws:
         await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
-        assert json.loads(await ws.recv())["type"] == "snapshot"
-        return json.loads(await asyncio.wait_for(ws.recv(), 15))
+        assert (await recv_data(ws))["type"] == "snapshot"
+        return await recv_data(ws, 15)
 
 
 @pytest.mark.processes

@@ -41,7 +41,9 @@ async def _client(
     try:
         async with websockets.connect(url, origin=origin, max_size=2**22, open_timeout=60) as ws:
             await ws.send('{"action":"subscribe","symbols":["*"]}')
-            snapshot = json.loads(await ws.recv())
+            # Heartbeats may come first (they go to every connection).
+            while (snapshot := json.loads(await ws.recv()))["type"] != "snapshot":
+                pass
             seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
             last_step = snapshot["step"]
             stats.connected = True
