@@ -25,6 +25,7 @@ from websockets.sync.client import connect
 
 from ticker.protocol import ACTIONS, ALL, MAX_MESSAGE_BYTES, MAX_SYMBOLS_PER_MESSAGE
 
+from .conftest import wait_for
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
@@ -272,17 +273,17 @@ def test_fuzzed_messages_get_documented_answers_and_leave_the_feed_intact(site):
         fuzzed = time.monotonic()
         assert fuzzer.ping()["type"] == "pong", "the fuzzed connection is still usable"
 
-    time.sleep(1.0)  # the watcher sees a few more steps after the fuzz
+    wait_for(lambda: any(t > fuzzed for t in watcher.arrivals), timeout=10, what="frames after the fuzz")
     site.stop("market")
-    time.sleep(1.0)  # the last step's frame is on its way
+    stored = {q["symbol"]: q["seq"] for q in site.get_json("/api/quotes/")["quotes"]}
+    # The watcher comes to hold the stored seq of every symbol: nothing was lost at the end either.
+    wait_for(lambda: watcher.seq == stored, timeout=10, what="the watcher to hold every stored seq")
     watcher.stop.set()
     watcher.join(10)
     assert watcher.error is None, watcher.error
     assert fuzzer.sent >= MESSAGES
     assert watcher.gaps == []
-    # The watcher holds the stored seq of every symbol: nothing was lost at the end either.
-    assert watcher.seq == {q["symbol"]: q["seq"] for q in site.get_json("/api/quotes/")["quotes"]}
     # It kept receiving all along: frames during the fuzz with no long silence, and after it.
     during = [t for t in watcher.arrivals if started <= t <= fuzzed]
-    assert during and max(b - a for a, b in zip([started, *during], [*during, fuzzed], strict=True)) < 5.0
+    assert during and max(b - a for a, b in zip([started, *during], [*during, fuzzed], strict=True)) < 10.0
     assert any(t > fuzzed for t in watcher.arrivals)

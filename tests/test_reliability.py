@@ -47,7 +47,7 @@ async def _redis_outage(site, redis_server) -> None:
         assert all(f.feeds_since(0)[-1] == "live" for f in followers)
         web, market = site.processes["web"], site.processes["market"]
 
-        redis_server.stop()
+        await asyncio.to_thread(redis_server.stop)
         stopped = time.monotonic()
         told = await until(
             lambda: all("interrupted" in f.feeds_since(stopped) for f in followers),
@@ -59,7 +59,7 @@ async def _redis_outage(site, redis_server) -> None:
         await asyncio.sleep(max(0.0, 5 - (time.monotonic() - stopped)))
         assert web.poll() is None and market.poll() is None, "web and market must survive the outage"
 
-        redis_server.start()
+        await asyncio.to_thread(redis_server.start)
         back = time.monotonic()
         # The market kept stepping into the database: what clients must reach is at least this.
         stored = {q["symbol"]: q["seq"] for q in get_json(site.base, "/api/quotes/")["quotes"]}
@@ -90,14 +90,14 @@ def test_market_stopped_is_announced_and_its_return_resumes_the_stream(tmp_path,
 async def _market_stop(site) -> None:
     followers, tasks = await follow(site.base, 2)
     try:
-        assert site.stop("market") == 0
+        assert await asyncio.to_thread(site.stop, "market") == 0
         stopped = time.monotonic()
         told = await until(
             lambda: all("interrupted" in f.feeds_since(stopped) for f in followers),
             limit=6,
             what="the heartbeat to say the feed is interrupted",
         )
-        site.start_market()
+        await asyncio.to_thread(site.start_market)
         restarted = time.monotonic()
         await until(lambda: all(f.quotes_since(restarted) for f in followers), limit=10, what="quotes again")
         await until(
@@ -119,7 +119,8 @@ def test_sigterm_closes_websockets_with_1001_and_the_market_finishes_its_step(tm
 
 async def _sigterm(site) -> None:
     followers, tasks = await follow(site.base, 3)
-    assert site.stop("web", signal.SIGTERM) == 0
+    # In a thread: the followers must keep reading to answer the close.
+    assert await asyncio.to_thread(site.stop, "web", signal.SIGTERM) == 0
     await asyncio.wait_for(asyncio.gather(*tasks), 10)
     assert [f.close_code for f in followers] == [1001, 1001, 1001]
     before = get_json_or_none(site.base)

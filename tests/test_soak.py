@@ -270,10 +270,13 @@ def test_connection_churn_leaves_redis_the_group_and_memory_as_they_were(tmp_pat
             # Behaviour first: a fresh client is served, and the watcher missed nothing.
             await fresh_client_gets_live_quotes(url, origin, listed)
             market_exit = await asyncio.to_thread(site.stop, "market")
-            await asyncio.sleep(1)  # the last step's frame is on its way
+            stored = {q["symbol"]: q["seq"] for q in site.get_json("/api/quotes/")["quotes"]}
+            for _ in range(200):  # the last step's frame is on its way
+                if watcher.seq == stored:
+                    break
+                await asyncio.sleep(0.05)
             watcher.stop.set()
             await watching
-            stored = {q["symbol"]: q["seq"] for q in site.get_json("/api/quotes/")["quotes"]}
             print(
                 f"soak: the watcher got {watcher.updates} updates and {watcher.heartbeats} heartbeats; "
                 f"market exited {market_exit}"

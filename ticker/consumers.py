@@ -100,8 +100,12 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.hub.detach(self)
         # autobahn, under daphne, lets an ASGI close carry only 1000 or
         # 3000-4999 (django/daphne#374); daphne_support sends the RFC code.
-        if not daphne_support.close_websocket(self.transport, code):
+        if daphne_support.close_websocket(self.transport, code):
+            return
+        try:
             await self.close(code=code)
+        except Exception:  # daphne without a transport found: autobahn refuses RFC codes from an app
+            await self.close(code=4000 + code % 1000)
 
     async def send_frame(self, text: str, step: int = 0, event: str = "quotes") -> None:
         await self.send(text_data=text)
@@ -119,9 +123,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             if self.subscription is not None:
                 self.subscription = self.subscription | added
         if command.max_rate is not protocol.UNCHANGED:
-            if self.cap is not None:
-                self.cap.cancel()
-            self.cap = None if command.max_rate is None else RateCap(command.max_rate)
+            await self._set_max_rate(command.max_rate)
         if self.cap is not None:
             self.cap.forget(added)  # the snapshot below is newer
         # Snapshot and subscription change in the same step of the event
@@ -130,6 +132,17 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         if added is None or added:
             await self.send_frame(protocol.encode(snapshot))
         self._reject(unknown)
+
+    async def _set_max_rate(self, max_rate: float | None) -> None:
+        """A new cap keeps what the old one held; lifting the cap sends it at once."""
+        old, self.cap = self.cap, None if max_rate is None else RateCap(max_rate)
+        if old is None:
+            return
+        old.cancel()
+        if self.cap is not None:
+            self.cap.pending, self.cap.merged = old.pending, old.merged
+        elif (text := old.take(self.subscription, self.hub.step, 0.0)) is not None:
+            await self.send_frame(text)
 
     async def on_unsubscribe(self, command: Command) -> None:
         known, unknown = self._split(command)

@@ -27,6 +27,7 @@ latest prices (conflation) instead of the frames it missed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
@@ -71,17 +72,31 @@ def _open_websockets() -> list:
 
 
 def connection_transport(scope: dict):
-    """The Twisted transport carrying this ASGI connection (found by peer address), or None outside daphne."""
-    client = scope.get("client")
-    if not client or "daphne.server" not in sys.modules:
+    """The Twisted transport carrying this ASGI connection, or None outside daphne.
+
+    A WebSocket consumer runs in the task daphne created for it, so that task
+    identifies its connection; an HTTP view runs in a task of Django's, so it
+    is matched by peer address (which ``--proxy-headers`` would replace: then
+    nothing is found and the stream simply has no backpressure).
+    """
+    if "daphne.server" not in sys.modules:
         return None
-    host, port = client[0], int(client[1])
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    client = scope.get("client")
+    host, port = (client[0], int(client[1])) if client else (None, None)
     for server in _servers():
         # Newest first: the connection asking is one of the last to arrive.
         for protocol in reversed(server.connections):
             transport = getattr(protocol, "transport", None)
-            peer = transport.getPeer() if transport is not None else None
-            if getattr(peer, "port", None) == port and getattr(peer, "host", None) == host:
+            if transport is None:
+                continue
+            if task is not None and server.connections[protocol].get("application_instance") is task:
+                return transport
+            peer = transport.getPeer()
+            if port is not None and getattr(peer, "port", None) == port and getattr(peer, "host", None) == host:
                 return transport
     return None
 

@@ -131,6 +131,9 @@ class QuoteHub:
         self._ready = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._watch_task: asyncio.Task | None = None
+        self._resync_task: asyncio.Task | None = None
+        self._flushes: set[asyncio.Task] = set()  # RateCap flushes in flight (kept referenced)
+        self.channel: str | None = None  # this process's channel in the quotes group
 
     @property
     def feed(self) -> str:
@@ -264,8 +267,6 @@ class QuoteHub:
                     snapshots[key] = self._snapshot_text(key)
                 text, kind = snapshots[key], "snapshot"
                 subscriber.behind = False
-                if subscriber.cap is not None:
-                    subscriber.cap.forget(None)
             elif fresh is not None and subscriber.cap is not None:
                 await self._capped(subscriber, key, fresh, step)
                 continue
@@ -274,6 +275,8 @@ class QuoteHub:
                     encoded[key] = render(key)
                 text, kind = encoded[key], event
             if text is not None:
+                if kind == "snapshot" and subscriber.cap is not None:
+                    subscriber.cap.forget(None)  # what it held is older than this snapshot
                 await self._send(subscriber, text, step, kind)
 
     async def _capped(self, subscriber: Subscriber, key, fresh: list[dict], step: int) -> None:
@@ -291,11 +294,16 @@ class QuoteHub:
     def _flush_later(self, subscriber: Subscriber) -> None:
         """The interval ran out with quotes held and no step since: send them now."""
         subscriber.cap.timer = None
-        asyncio.ensure_future(self._flush(subscriber))
+        task = asyncio.ensure_future(self._flush(subscriber))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
 
     async def _flush(self, subscriber: Subscriber) -> None:
         cap = subscriber.cap
-        if cap is None or subscriber not in self.subscribers or subscriber.backlogged:
+        if cap is None or subscriber not in self.subscribers:
+            return
+        if subscriber.backlogged:
+            subscriber.behind = True  # it gets a snapshot once it reads again
             return
         text = cap.take(subscriber.subscription, self.step, asyncio.get_running_loop().time())
         if text is not None:
@@ -320,30 +328,32 @@ class QuoteHub:
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             feed = self.feed
-            if feed != self.announced:
-                if feed == INTERRUPTED:
-                    log.warning("quote feed interrupted: no batch for %.1f s", loop.time() - self.last_batch_at)
-                    if self.connected:
-                        # Batches stopped while Redis answers: the market may be
-                        # down, or our membership lost (a Redis restart empties
-                        # the group). Joining again is cheap and harmless.
-                        await self._join_again()
-                else:
-                    log.info("quote feed live again")
-            elif loop.time() - last_beat < self.heartbeat_s:
+            changed = feed != self.announced
+            if not changed and loop.time() - last_beat < self.heartbeat_s:
                 continue
             last_beat = loop.time()
             try:
-                await self.heartbeat()
+                await self.heartbeat()  # first: nothing below may hold it up
             except Exception:
                 log.exception("heartbeat failed")
+            if changed and feed == INTERRUPTED:
+                log.warning("quote feed interrupted: no batch for %.1f s", loop.time() - self.last_batch_at)
+                if self.connected and (self._resync_task is None or self._resync_task.done()):
+                    # Batches stopped while Redis answers: the market may be
+                    # down, or our membership lost (a Redis restart empties
+                    # the group). Join again and take the database's word.
+                    self._resync_task = asyncio.create_task(self._join_again())
+            elif changed:
+                log.info("quote feed live again")
 
     async def _join_again(self) -> None:
-        channel = getattr(self, "channel", None)
-        if channel is None or self.layer is None:
+        """Re-join the group, then reload from the database and resnapshot: batches may have been missed."""
+        if self.channel is None or self.layer is None:
             return
         try:
-            await self.layer.group_add(protocol.QUOTES_GROUP, channel)
+            async with asyncio.timeout(RETRY_MAX_S * 2):
+                await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
+                await self.reload(await database_sync_to_async(_load_latest)(), resnapshot=True)
         except Exception as exc:
             log.warning("could not join the quotes group again: %s", exc)
 
@@ -384,6 +394,11 @@ class QuoteHub:
             except Exception as exc:
                 self.connected, recovering = False, self._ready.is_set()
                 log.warning("quote feed interrupted (%s); retrying in %.1fs", exc, delay)
+                if self.channel is not None and self.layer is not None:
+                    # A new channel is made on retry: leave no second membership behind.
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1):
+                            await self.layer.group_discard(protocol.QUOTES_GROUP, self.channel)
                 # Serve snapshots from the database even while Redis is away.
                 if not self._ready.is_set():
                     try:
@@ -400,10 +415,11 @@ class QuoteHub:
 
     async def close(self) -> None:
         """Stop following the feed (tests; a web process simply exits)."""
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            await asyncio.wait({self._watch_task}, timeout=1)
-            self._watch_task = None
+        for helper in (self._watch_task, self._resync_task):
+            if helper is not None and not helper.done():
+                helper.cancel()
+                await asyncio.wait({helper}, timeout=1)
+        self._watch_task = self._resync_task = None
         task, self._task = self._task, None
         # Cancel until it is done: on Python 3.11 a cancellation that lands
         # while a wait_for inside redis-py completes can be swallowed, and the

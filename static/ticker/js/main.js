@@ -31,22 +31,30 @@ let chart = { symbol: localStorage.getItem("ticker.chart") || [...rows.keys()][0
 let feed = null;
 
 /**
- * Old prices must never look live: while the connection is lost or the server
- * says the market feed is interrupted, the board is greyed out under a banner
- * until fresh quotes arrive.
+ * Old prices must never look live. Two things can make them stale: the
+ * connection is lost (the feed reports "reconnecting"), or the server says its
+ * market feed is interrupted (a heartbeat, or a long-poll answer). Each clears
+ * only on its own evidence: any message after a reconnect for the first, a
+ * "live" heartbeat or a live quotes batch for the second. Meanwhile the board
+ * is greyed out under a banner.
  */
-let staleCause = null; // null (live), "connection" or "feed"
+const stale = { connection: false, feed: false };
 
-function setFeed(live, cause = null, why = "") {
-  staleCause = live ? null : cause;
-  el.banner.hidden = live;
-  el.banner.textContent = live ? "" : `${why} Prices shown are the last received, not live.`;
-  el.board.classList.toggle("stale", !live);
+function showStale() {
+  const why = stale.connection ? "Connection lost, reconnecting." : stale.feed ? "Market feed interrupted." : "";
+  el.banner.hidden = !why;
+  el.banner.textContent = why ? `${why} Prices shown are the last received, not live.` : "";
+  el.board.classList.toggle("stale", Boolean(why));
+}
+
+function setStale(part, value) {
+  if (stale[part] === value) return;
+  stale[part] = value;
+  showStale();
 }
 
 function receive(quotes, { snapshot, measure }) {
   const now = Date.now();
-  if (quotes.length) setFeed(true);
   const { changed, gapped } = book.apply(quotes, { snapshot });
   for (const { quote, prev } of changed) {
     const row = rows.get(quote.symbol);
@@ -71,16 +79,26 @@ function receive(quotes, { snapshot, measure }) {
 const handlers = {
   status: (state, detail, transport) => {
     renderBadge(el.badge, state, detail, transport);
-    if (state === "reconnecting") setFeed(false, "connection", "Connection lost, reconnecting.");
+    setStale("connection", state === "reconnecting");
+  },
+  // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
+  snapshot: (quotes) => {
+    setStale("connection", false);
+    // Polling reads the database, which the market writes even while Redis is away.
+    if (feed.transport === "polling") setStale("feed", false);
+    receive(quotes, { snapshot: true, measure: measuresSnapshots(feed.transport) });
+  },
+  // A pushed batch comes straight from the market: the feed is live.
+  quotes: (quotes) => {
+    setStale("connection", false);
+    setStale("feed", false);
+    receive(quotes, { snapshot: false, measure: true });
   },
   // The server's heartbeat: "interrupted" while it gets no market data (Redis or the market down).
   feedState: (state) => {
-    if (state !== "live") setFeed(false, "feed", "Market feed interrupted.");
-    else if (staleCause === "feed") setFeed(true);
+    setStale("connection", false);
+    setStale("feed", state !== "live");
   },
-  // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
-  snapshot: (quotes) => receive(quotes, { snapshot: true, measure: measuresSnapshots(feed.transport) }),
-  quotes: (quotes) => receive(quotes, { snapshot: false, measure: true }),
   request: () => (stats.requests += 1),
 };
 
