@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 import redis
 from django.test.utils import override_settings
 
@@ -145,3 +147,22 @@ def make_stocks(*specs: tuple[str, str]) -> list:
 @pytest.fixture
 def stocks(db):
     return make_stocks(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
+
+
+@pytest_asyncio.fixture
+async def market(clean_redis):
+    """A three-symbol market in the database (for in-process consumer tests), and this loop's hub closed after.
+
+    Modules that run real processes define their own ``market`` fixture.
+    """
+    from channels.db import database_sync_to_async
+
+    from ticker import hub as hub_module
+    from ticker import services
+
+    await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
+    market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)
+    yield market
+    loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
+    if loop_hub is not None:
+        await loop_hub.close()

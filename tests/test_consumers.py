@@ -6,33 +6,18 @@ import asyncio
 import json
 
 import pytest
-import pytest_asyncio
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from ticker import hub as hub_module
 from ticker import services
 from ticker.feed import publish
 from ticker.models import Stock
 from ticker.protocol import QUOTES_GROUP
 
-from .conftest import make_stocks
-
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 ORIGIN = (b"origin", b"http://127.0.0.1")
-
-
-@pytest_asyncio.fixture
-async def market(clean_redis):
-    """A three-symbol market in the database, and a cleanup of this loop's hub."""
-    await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
-    market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)
-    yield market
-    loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
-    if loop_hub is not None:
-        await loop_hub.close()
 
 
 async def step(market, *, until: set[str] | None = None):

@@ -13,32 +13,17 @@ import subprocess
 import sys
 
 import pytest
-import pytest_asyncio
 import websockets
-from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from ticker import hub as hub_module
-from ticker import services
 from ticker.protocol import MAX_MESSAGE_BYTES
 
-from .conftest import ROOT, child_env, make_stocks
+from .conftest import ROOT, child_env
 from .processes import running_site
 from .test_consumers import ORIGIN, step
 
 PING = json.dumps({"action": "ping"})
-
-
-@pytest_asyncio.fixture
-async def market(clean_redis):
-    """A three-symbol market in the database, and a cleanup of this loop's hub."""
-    await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
-    market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)
-    yield market
-    loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
-    if loop_hub is not None:
-        await loop_hub.close()
 
 
 async def connect() -> WebsocketCommunicator:
