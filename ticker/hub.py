@@ -156,7 +156,7 @@ class QuoteHub:
 
     def detach(self, subscriber: Subscriber) -> None:
         self.subscribers.pop(subscriber, None)
-        if getattr(subscriber, "cap", None) is not None:
+        if subscriber.cap is not None:
             subscriber.cap.cancel()
 
     def delist(self, symbols) -> None:
