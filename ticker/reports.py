@@ -101,3 +101,65 @@ def chart(results: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+FANOUT_COLUMNS = [
+    ("server", "server under test", lambda r: r["label"]),
+    ("clients", "connected clients", lambda r: r["clients"]),
+    ("frames/s", "quotes frames delivered per second", lambda r: r["frames_per_s"]),
+    ("p50 ms", "latency p50, market to client socket", lambda r: r["latency_ms"]["p50"]),
+    ("p99 ms", "latency p99", lambda r: r["latency_ms"]["p99"]),
+    (
+        "lost",
+        "frames missed by some client (by step) + updates missed in sampled clients (by seq)",
+        lambda r: f"{r['lost_frames']}+{r['lost_updates_sampled']}",
+    ),
+    ("server us/frame", "server CPU per delivered frame", lambda r: r["server_cpu_us_per_frame"]),
+    ("server CPU", "share of one core the server used", lambda r: r["server_cpu_share"]),
+    ("generator us/frame", "load generator CPU per frame", lambda r: r["generator_cpu_us_per_frame"]),
+    ("KiB/conn", "server memory per connection (RSS growth)", lambda r: r["server_kib_per_connection"]),
+]
+
+
+def fanout_markdown(config: dict, rows: list[dict], ratios: list[str]) -> str:
+    lines = [
+        f"Machine: {config['machine']}. {config['date']}. Market step {config['market_interval_ms']} ms, "
+        f"{config['symbols']} symbols, every client on all of them; {config['duration_s']:g} s measured per step. "
+        "Each server pinned to core 0, the load generator to core 1.",
+        "",
+        "| " + " | ".join(short for short, _, _ in FANOUT_COLUMNS) + " |",
+        "|" + "---|" * len(FANOUT_COLUMNS),
+    ]
+    for row in rows:
+        lines.append("| " + " | ".join(_cell(get(row)) for _, _, get in FANOUT_COLUMNS) + " |")
+    lines += ["", "Columns: " + "; ".join(f"**{short}** = {long}" for short, long, _ in FANOUT_COLUMNS) + ".", ""]
+    if ratios:
+        lines += ["Ratios, measured in this run:", "", *(f"- {line}" for line in ratios), ""]
+    return "\n".join(lines)
+
+
+def fanout_chart(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    for label in dict.fromkeys(r["label"] for r in rows if r["processes"] == 1):
+        mine = [r for r in rows if r["label"] == label]
+        clients = [r["clients"] for r in mine]
+        axes[0].plot(clients, [r["server_cpu_us_per_frame"] or 0 for r in mine], marker="o", label=label)
+        axes[1].plot(clients, [r["latency_ms"]["p99"] or 0 for r in mine], marker="o", label=label)
+    for row in rows:
+        if row["processes"] > 1:
+            axes[1].scatter([row["clients"]], [row["latency_ms"]["p99"] or 0], marker="*", s=150, label=row["label"])
+    axes[0].set_title("server CPU per delivered frame (us)")
+    axes[1].set_title("latency p99, market to client (ms)")
+    axes[1].axhline(100, color="#999999", linestyle="--", linewidth=1)
+    for axis in axes:
+        axis.set_xlabel("connected clients")
+        axis.set_ylim(bottom=0)
+        axis.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,322 @@
+"""A lean WebSocket load generator for ``bench_fanout``: thousands of clients per process.
+
+The fan-out benchmark measures the server's CPU per delivered frame, so the
+clients must cost much less than the server they measure. Each client is a
+bare ``asyncio.Protocol``: it parses RFC 6455 frame headers itself, and of
+each quotes frame it reads only two numbers, the market step and the
+market's timestamp, with a regular expression on the raw bytes (latency =
+arrival - timestamp). Only a sample of the clients keep whole frames, which
+are decoded as JSON after the measured window to check every symbol's
+``seq`` for gaps. Every other client is checked for lost frames by the
+steps it saw (see ``bench_fanout``).
+
+Workers run in their own processes (``Workers``), each pinned to a core if
+asked, and report their own CPU time so the benchmark can show the load
+generator was not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import multiprocessing
+import os
+import re
+import time
+from dataclasses import dataclass
+
+STEP = re.compile(rb'"step": ?(\d+)')
+TS = re.compile(rb'"ts": ?(\d+)')
+HANDSHAKE_TIMEOUT_S = 30
+CONNECTS_AT_ONCE = 100
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the clients connect, and how they talk to that server."""
+
+    host: str
+    port: int
+    path: str
+    # "ticker" (sends a subscribe), "plain" (just listens), "socketio" (Engine.IO v4 over WebSocket).
+    dialect: str = "ticker"
+
+
+def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    """A masked client frame (RFC 6455 5.3: clients must mask; any mask key will do for a benchmark)."""
+    mask = os.urandom(4)
+    length = len(payload)
+    if length < 126:
+        header = bytes([0x80 | opcode, 0x80 | length])
+    else:
+        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
+    key = (mask * (length // 4 + 1))[:length]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
+    return header + mask + masked
+
+
+SUBSCRIBE_ALL = client_frame(b'{"action":"subscribe","symbols":["*"]}')
+
+
+class LeanClient(asyncio.BufferedProtocol):
+    """One WebSocket client; counts quotes frames while its worker's window is open.
+
+    A BufferedProtocol: the event loop reads straight into this client's own
+    buffer (no new bytes object per read, no 256 KiB allocation per recv).
+    """
+
+    BUFFER = 64 * 1024
+
+    def __init__(self, worker: Worker, target: Target, sampled: bool):
+        self.worker, self.target, self.sampled = worker, target, sampled
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray(self.BUFFER)
+        self.view = memoryview(self.buffer)
+        self.filled = 0
+        self.open = False
+        self.ready = asyncio.get_running_loop().create_future()
+        self.steps: list[int] = []
+        self.kept: list[bytes] = []  # whole frames of a sampled client, decoded after the window
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        key = base64.b64encode(os.urandom(16)).decode()
+        netloc = f"{self.target.host}:{self.target.port}"
+        transport.write(
+            f"GET {self.target.path} HTTP/1.1\r\nHost: {netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{netloc}\r\n\r\n".encode()
+        )
+
+    def connection_lost(self, exc) -> None:
+        if self.open:
+            self.worker.dropped += 1
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"closed during the handshake: {exc}"))
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.filled == len(self.buffer):  # one frame larger than the buffer: grow
+            self.view.release()
+            self.buffer.extend(bytes(len(self.buffer)))
+            self.view = memoryview(self.buffer)
+        return self.view[self.filled :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.filled += nbytes
+        data, n, pos = self.buffer, self.filled, 0
+        if not self.open:
+            end = data.find(b"\r\n\r\n", 0, n)
+            if end < 0:
+                return
+            if not data.startswith(b"HTTP/1.1 101"):
+                self.ready.set_exception(ConnectionError(bytes(data[: data.find(b"\r\n")]).decode("latin-1")))
+                self.transport.close()
+                return
+            self.open, pos = True, end + 4
+            if self.target.dialect == "ticker":
+                self.transport.write(SUBSCRIBE_ALL)
+                self.ready.set_result(None)
+            elif self.target.dialect == "plain":
+                self.ready.set_result(None)
+        worker = self.worker
+        while n - pos >= 2:
+            length, header = data[pos + 1] & 0x7F, 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length, header = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length, header = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
+            end = pos + header + length
+            if end > n:
+                break
+            opcode = data[pos] & 0x0F
+            if opcode == 0x1:
+                self.text(worker, data, pos + header, end)
+            elif opcode == 0x9:  # ping: answer it, or the server drops us
+                self.transport.write(client_frame(bytes(data[pos + header : end]), opcode=0xA))
+            elif opcode == 0x8:
+                self.transport.close()
+                return
+            pos = end
+        if pos:  # keep the unfinished frame at the front
+            data[: n - pos] = data[pos:n]
+            self.filled = n - pos
+
+    def text(self, worker: Worker, data: bytes, start: int, end: int) -> None:
+        if self.target.dialect == "socketio":
+            kind = data[start : start + 2]
+            if kind != b"42":  # Engine.IO: 0 open, 2 ping, 40 connected
+                if kind[:1] == b"0":
+                    self.transport.write(client_frame(b"40"))
+                elif kind == b"2":
+                    self.transport.write(client_frame(b"3"))
+                elif kind == b"40" and not self.ready.done():
+                    self.ready.set_result(None)
+                return
+        elif data[start + 9 : start + 15] != b"quotes":
+            return  # not {"type":"quotes",...: snapshots and heartbeats are not counted
+        if not worker.counting:
+            return
+        worker.frames += 1
+        worker.latencies_ms.append(time.time() * 1000 - int(TS.search(data, start, end).group(1)))
+        self.steps.append(int(STEP.search(data, start, end).group(1)))
+        if self.sampled:
+            self.kept.append(bytes(data[start:end]))
+
+    def seq_gaps(self) -> tuple[int, int]:
+        """(updates seen, updates missing) in the kept frames, by each symbol's seq."""
+        seen, missing, held = 0, 0, {}
+        for raw in self.kept:
+            message = json.loads(raw[2:] if raw[:2] == b"42" else raw)
+            quotes = (message[1] if isinstance(message, list) else message)["quotes"]
+            for quote in quotes:
+                last = held.get(quote["symbol"])
+                if last is not None:
+                    seen += 1
+                    missing += max(0, quote["seq"] - last - 1)
+                held[quote["symbol"]] = quote["seq"]
+        return seen, missing
+
+
+class Worker:
+    """The clients of one load-generator process, driven by commands from a pipe."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.clients: list[LeanClient] = []
+        self.counting = False
+        self.frames = 0
+        self.dropped = 0
+        self.latencies_ms: list[float] = []
+        self.cpu_at = 0.0
+        self.done = asyncio.Event()
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_reader(self.pipe.fileno(), self.command)
+        await self.done.wait()
+
+    def command(self) -> None:
+        name, *args = self.pipe.recv()
+        task = asyncio.ensure_future(getattr(self, name)(*args))
+        task.add_done_callback(self.answer)
+
+    def answer(self, task: asyncio.Task) -> None:
+        self.pipe.send(("error", repr(task.exception())) if task.exception() else ("ok", task.result()))
+
+    async def connect(self, target: Target, count: int, sample_every: int) -> dict:
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+        errors: list[str] = []
+
+        async def one(i: int) -> None:
+            async with gate:
+                client = LeanClient(self, target, sampled=(len(self.clients) + i) % sample_every == 0)
+                try:
+                    await loop.create_connection(lambda: client, target.host, target.port)
+                    await asyncio.wait_for(client.ready, HANDSHAKE_TIMEOUT_S)
+                except (OSError, ConnectionError, TimeoutError) as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                    if client.transport is not None:
+                        client.transport.close()
+                else:
+                    self.clients.append(client)
+
+        await asyncio.gather(*(one(i) for i in range(count)))
+        return {"connected": len(self.clients), "errors": errors}
+
+    async def start(self) -> None:
+        for client in self.clients:
+            client.steps, client.kept = [], []
+        self.frames, self.dropped, self.latencies_ms = 0, 0, []
+        self.cpu_at, self.counting = time.process_time(), True
+
+    async def stop(self) -> dict:
+        self.counting = False
+        cpu_s = time.process_time() - self.cpu_at
+        seen = missing = 0
+        for client in self.clients:
+            if client.sampled:
+                s, m = client.seq_gaps()
+                seen, missing = seen + s, missing + m
+        return {
+            "frames": self.frames,
+            "cpu_s": cpu_s,
+            "latencies_ms": self.latencies_ms,
+            "steps": [client.steps for client in self.clients],
+            "dropped": self.dropped,
+            "sampled_updates": seen,
+            "sampled_missing": missing,
+        }
+
+    async def close(self) -> None:
+        for client in self.clients:
+            if client.transport is not None:
+                client.transport.close()
+        self.clients = []
+        await asyncio.sleep(0.5)
+
+    async def exit(self) -> None:
+        self.done.set()
+
+
+def _worker_main(pipe, cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    import gc
+
+    gc.collect()
+    gc.freeze()  # see ticker/heap.py: no full-collection pauses in the measured window
+    asyncio.run(Worker(pipe).serve())
+
+
+class Workers:
+    """Load-generator processes; clients are spread evenly over them."""
+
+    def __init__(self, count: int, cpu: int | None = None):
+        context = multiprocessing.get_context("spawn")
+        self.pipes, self.processes = [], []
+        for _ in range(count):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_worker_main, args=(theirs, cpu), daemon=True)
+            process.start()
+            self.pipes.append(mine)
+            self.processes.append(process)
+
+    def ask(self, name: str, *args, each=None) -> list:
+        """Send one command to every worker (``each(i)`` gives per-worker args); return their answers."""
+        for i, pipe in enumerate(self.pipes):
+            pipe.send((name, *(each(i) if each else args)))
+        answers = []
+        for pipe in self.pipes:
+            status, value = pipe.recv()
+            if status != "ok":
+                raise RuntimeError(f"load generator failed on {name}: {value}")
+            answers.append(value)
+        return answers
+
+    def connect(self, target: Target, count: int, sample_every: int = 20) -> dict:
+        shares = [count // len(self.pipes) + (i < count % len(self.pipes)) for i in range(len(self.pipes))]
+        answers = self.ask("connect", each=lambda i: (target, shares[i], sample_every))
+        return {"connected": sum(a["connected"] for a in answers), "errors": [e for a in answers for e in a["errors"]]}
+
+    def window(self, seconds: float) -> list[dict]:
+        """Count frames for ``seconds``; each worker's figures."""
+        self.ask("start")
+        time.sleep(seconds)
+        return self.ask("stop")
+
+    def close_clients(self) -> None:
+        self.ask("close")
+
+    def shutdown(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ask("exit")
+        for process in self.processes:
+            process.join(5)
+            if process.is_alive():
+                process.kill()

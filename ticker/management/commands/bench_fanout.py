@@ -1,0 +1,89 @@
+import json
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from ticker import fanout_bench, reports
+from ticker.heap import freeze_startup_objects
+
+
+class Command(BaseCommand):
+    help = (
+        "Ramp the number of WebSocket clients on one server process and measure latency, lost frames, server CPU "
+        "per frame and memory per connection: the site on daphne and reference servers on the same feed. "
+        "Writes results.json, results.md and results.png."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--steps", default="500,1000,2000", help="client counts to ramp through (comma list)")
+        parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per step")
+        parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after connecting")
+        names = ",".join(fanout_bench.SERVERS)
+        parser.add_argument("--servers", default=names, help=f"which servers, in order (default {names})")
+        parser.add_argument("--generators", type=int, default=1, help="load-generator processes (on core 1)")
+        parser.add_argument(
+            "--machine", default="5000x2", help="CLIENTSxPROCESSES for the whole-machine run of the site, or 'none'"
+        )
+        parser.add_argument("--interval", type=int, default=settings.MARKET_INTERVAL_MS, help="market step, ms")
+        parser.add_argument("--out", type=Path, default=Path("bench-results/fanout"))
+
+    def handle(self, *args, steps, duration, settle, servers, generators, machine, interval, out, **options):
+        try:
+            counts = sorted({int(s) for s in steps.split(",") if s.strip()})
+            chosen = [s.strip() for s in servers.split(",") if s.strip()]
+            whole = None if machine == "none" else tuple(int(x) for x in machine.lower().split("x"))
+        except ValueError:
+            raise CommandError("--steps is a comma list of client counts; --machine is CLIENTSxPROCESSES") from None
+        unknown = sorted(set(chosen) - set(fanout_bench.SERVERS))
+        if unknown or not counts or counts[0] < 1 or duration <= 0 or (whole and len(whole) != 2):
+            raise CommandError(
+                f"--servers takes a comma list of {', '.join(fanout_bench.SERVERS)}; --steps positive counts; "
+                "--duration positive; --machine CLIENTSxPROCESSES or none"
+            )
+        freeze_startup_objects()
+        rig = fanout_bench.Rig(interval_ms=interval, log=self.say)
+        rows = []
+        try:
+            time.sleep(2)  # the market's first steps
+            for name in chosen:
+                self.say(f"{name}: ramping through {', '.join(map(str, counts))} clients ...")
+                rows += fanout_bench.ramp(
+                    rig,
+                    fanout_bench.SERVERS[name],
+                    counts,
+                    seconds=duration,
+                    settle=settle,
+                    generators=generators,
+                    log=self.say,
+                )
+            if whole:
+                self.say(f"ticker on the whole machine: {whole[0]} clients over {whole[1]} daphne processes ...")
+                rows.append(
+                    fanout_bench.machine(rig, whole[0], whole[1], seconds=duration, settle=settle, log=self.say)
+                )
+        finally:
+            rig.close()
+        config = {
+            "steps": counts,
+            "duration_s": duration,
+            "market_interval_ms": interval,
+            "symbols": rig.symbols,
+            "machine": reports.machine(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+        ratios = fanout_bench.ratios(rows, at=max(counts))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(
+            json.dumps({"config": config, "rows": rows, "ratios": ratios}, indent=2) + "\n"
+        )
+        table = reports.fanout_markdown(config, rows, ratios)
+        (out / "results.md").write_text(table)
+        reports.fanout_chart(rows, out / "results.png")
+        self.stdout.write(table)
+        self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}\n")
+
+    def say(self, line: str) -> None:
+        self.stdout.write(line)
+        self.stdout.flush()
