@@ -36,6 +36,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
 
     # The Twisted transport under this socket (daphne only): see ticker/daphne_support.py.
     transport = None
+    wire: daphne_support.Wire | None = None  # the broadcast path to the socket (daphne only)
     behind = False
     cap: RateCap | None = None  # the client's max_rate
 
@@ -45,6 +46,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         await self.accept()
         self.transport = daphne_support.connection_transport(self.scope)
         daphne_support.limit_buffers(self.transport)
+        self.wire = daphne_support.Wire.of(self.transport)
         self.hub.attach(self)
 
     @property

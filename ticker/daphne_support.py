@@ -1,4 +1,4 @@
-"""What the app needs from daphne that ASGI does not offer: a clean shutdown and write backpressure.
+"""What the app needs from daphne that ASGI does not offer: a clean shutdown, write backpressure, a cheap broadcast.
 
 Both rely on daphne's HTTPFactory.server and Server.connections and on the
 Twisted transports under them (daphne and Twisted are pinned; the tests run
@@ -23,6 +23,17 @@ is capped, and once Twisted's own buffer for it passes ``bufferSize`` the
 transport flags ``producerPaused``. The hub then stops sending to that
 client and, once the buffers have drained, sends it one snapshot of the
 latest prices (conflation) instead of the frames it missed.
+
+**Broadcast.** Through ASGI, every frame to every client costs a trip
+through Channels' and daphne's send layers, a WebSocket framing, and a
+buffered Twisted write that registers the socket with the event loop and
+sends on the loop's next turn (two epoll_ctl calls and a namedtuple copy in
+asyncio's selector per frame). A py-spy profile at 2,000 clients put 60% of
+daphne's time there (docs/benchmarks.md, "Fan-out"). ``Wire`` sends a frame
+framed once per step (autobahn's PreparedMessage, made for broadcast)
+straight to the socket when nothing is queued for it, as asyncio's own
+transports do, and leaves the rest to Twisted's buffer, which keeps the
+order, the backpressure above and the connection-loss handling.
 """
 
 from __future__ import annotations
@@ -122,6 +133,55 @@ def close_websocket(transport, code: int) -> bool:
     if protocol.state == protocol.STATE_OPEN:
         protocol.sendCloseFrame(code=code, isReply=False)
     return True
+
+
+def prepare(text: str):
+    """One text frame, framed once, for any number of ``Wire.write`` calls."""
+    from autobahn.websocket.protocol import PreparedMessage
+
+    return PreparedMessage(text.encode(), isBinary=False, applyMask=False, doNotCompress=False)
+
+
+class Wire:
+    """The broadcast path to one daphne WebSocket (see the module docstring)."""
+
+    __slots__ = ("protocol", "transport")
+
+    def __init__(self, protocol, transport):
+        self.protocol, self.transport = protocol, transport
+
+    @classmethod
+    def of(cls, transport) -> Wire | None:
+        """The wire of a daphne WebSocket's plain TCP transport; None elsewhere (the caller uses ASGI send)."""
+        protocol = getattr(transport, "protocol", None)
+        if protocol is None or "daphne.ws_protocol" not in sys.modules or getattr(transport, "TLS", True):
+            return None
+        from daphne.ws_protocol import WebSocketProtocol
+
+        return cls(protocol, transport) if isinstance(protocol, WebSocketProtocol) else None
+
+    def write(self, prepared) -> None:
+        """Send a prepared frame, or drop it once the WebSocket is closing (as daphne's own send does)."""
+        protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        if protocol._perMessageCompress is not None or protocol.send_queue:
+            protocol.sendPreparedMessage(prepared)  # compressed per connection, or behind autobahn's own queue
+            return
+        data, transport = prepared.payloadHybi, self.transport
+        # Twisted's write only buffers, and sends on a later turn of the loop;
+        # when nothing is queued the socket can take the frame right now.
+        if transport.connected and not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
+            try:
+                sent = transport.socket.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                sent = 0  # a broken connection: Twisted's own write finds out and closes it
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
 
 
 def backlogged(transport) -> bool:

@@ -146,6 +146,7 @@ class _StreamSubscriber:
 
     behind = False
     cap = None  # SSE has no max_rate
+    wire = None  # events go through send_frame
 
     def __init__(self, subscription: frozenset[str] | None, transport=None):
         self.subscription = subscription
