@@ -55,6 +55,9 @@ SERVERS = {
         Server(
             "ticker", (*DAPHNE, "config.asgi:application"), "/ws/quotes/", "ticker", "ticker (Channels, daphne)", True
         ),
+        Server(
+            "ticker-uvicorn", (*UVICORN, "config.asgi:application"), "/ws/quotes/", "ticker", "ticker on uvicorn", True
+        ),
         Server("daphne-floor", (*DAPHNE, "ticker.fanout_refs:floor_app"), "/", "plain", "bare ASGI on daphne"),
         Server("uvicorn-floor", (*UVICORN, "ticker.fanout_refs:floor_app"), "/", "plain", "bare ASGI on uvicorn"),
         Server(

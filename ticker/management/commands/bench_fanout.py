@@ -17,7 +17,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--steps", default="500,1000,2000", help="client counts to ramp through (comma list)")
+        parser.add_argument("--steps", default="500,1000,2000,3000", help="client counts to ramp through (comma list)")
         parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per step")
         parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after connecting")
         names = ",".join(fanout_bench.SERVERS)

@@ -1,0 +1,64 @@
+"""bench_fanout on a tiny run: the site and every reference server on one feed, reports written."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ticker.fanout_bench import SERVERS
+
+from .conftest import ROOT, child_env
+
+# It starts its own site on its own SQLite database: one run proves what two would.
+pytestmark = [pytest.mark.processes, pytest.mark.once]
+
+
+def _bench(*args: str, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "manage.py", "bench_fanout", *args],
+        cwd=ROOT,
+        env=child_env(DJANGO_DEBUG="1", **env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_tiny_fanout_run_measures_every_server_side_by_side(tmp_path, redis_server):
+    """2 then 4 clients per server, and 6 over two daphne processes: all delivered, nothing lost, reports written."""
+    out = tmp_path / "fanout"
+    result = _bench(
+        "--steps", "2,4", "--duration", "2", "--settle", "1", "--machine", "6x2", "--out", str(out),
+        REDIS_URL=redis_server.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((out / "results.json").read_text())
+    rows = data["rows"]
+    assert [(r["server"], r["clients"]) for r in rows] == [
+        *((name, n) for name in SERVERS for n in (2, 4)),
+        ("ticker-machine", 6),
+    ]
+    for row in rows:
+        assert row["frames_per_s"] > 0, row
+        assert row["lost_frames"] == 0 and row["lost_updates_sampled"] == 0 and row["dropped_connections"] == 0, row
+        assert row["sampled_updates"] > 0, row  # the seq check saw updates, so it could have seen a gap
+        assert row["server_cpu_us_per_frame"] > 0 and row["generator_cpu_us_per_frame"] > 0, row
+        assert row["latency_ms"]["p99"] is not None
+    assert rows[-1]["processes"] == 2
+    ratios = "\n".join(data["ratios"])
+    assert "bare ASGI on daphne" in ratios and "python-socketio" in ratios
+    table = (out / "results.md").read_text()
+    assert "| server | clients | frames/s |" in table and "| ticker (Channels, daphne) | 4 |" in table
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--servers", "ticker,carrier-pigeon"), ("--steps", "ten"), ("--steps", "0"), ("--machine", "5000")],
+)
+def test_bad_options_are_refused_before_anything_starts(args):
+    """A typo in --servers, --steps or --machine is a clear error, not a half-run benchmark."""
+    result = _bench(*args, timeout=60)
+    assert result.returncode != 0
+    assert "--servers takes" in result.stderr or "--steps is" in result.stderr, result.stderr

@@ -1,0 +1,81 @@
+"""The fan-out load generator's own logic: frame parsing, what it counts, how losses are found."""
+
+import json
+
+import pytest
+
+from ticker.benchmark import take_ws_frame
+from ticker.fanout_bench import lost_by_steps
+from ticker.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker, client_frame
+
+
+def server_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+    n = len(payload)
+    header = bytes([0x80 | opcode, n]) if n < 126 else bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+    return header + payload
+
+
+def quotes(step: int, seq: int, ts: int) -> bytes:
+    frame = {"type": "quotes", "step": step, "quotes": [{"symbol": "ACME", "price": 1.5, "seq": seq, "ts": ts}]}
+    return json.dumps(frame, separators=(",", ":")).encode()
+
+
+class Wire:
+    """Stands in for the socket: what the client wrote."""
+
+    def __init__(self):
+        self.written = []
+
+    def write(self, data):
+        self.written.append(data)
+
+    def close(self):
+        pass
+
+
+def feed(client: LeanClient, data: bytes, cut: int) -> None:
+    """Deliver ``data`` in reads of ``cut`` bytes, as the event loop would."""
+    for i in range(0, len(data), cut):
+        piece = data[i : i + cut]
+        client.get_buffer(len(piece))[: len(piece)] = piece
+        client.buffer_updated(len(piece))
+
+
+def test_client_frames_are_masked_and_read_back_whole():
+    """What the generator sends is a valid masked client frame (RFC 6455 5.3), short or long."""
+    for payload in (b"", b"3", b'{"action":"subscribe","symbols":["*"]}', b"x" * 300):
+        assert take_ws_frame(bytearray(client_frame(payload))) == (1, payload)
+
+
+@pytest.mark.asyncio
+async def test_quotes_frames_split_anywhere_are_counted_once_with_step_and_latency():
+    """Frames cut at any byte still count once each; heartbeats and snapshots do not count; pings are answered."""
+    worker = Worker(pipe=None)
+    for cut in (1, 7, 100, 10_000):
+        client = LeanClient(worker, Target("h", 1, "/ws/quotes/"), sampled=True)
+        client.transport = Wire()
+        worker.counting, worker.frames, worker.latencies_ms = True, 0, []
+        stream = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
+        stream += server_frame(b'{"type":"snapshot","step":1,"quotes":[]}')
+        stream += server_frame(b'{"type":"heartbeat","feed":"live","step":1,"ts":1}')
+        stream += server_frame(quotes(2, 5, 1_000))
+        stream += server_frame(b"are you there", opcode=0x9)
+        stream += server_frame(quotes(3, 7, 2_000) + b" " * 200)  # a 2-byte length header
+        feed(client, stream, cut)
+        assert client.ready.done() and client.steps == [2, 3]
+        assert worker.frames == 2 and len(worker.latencies_ms) == 2
+        # Latency is arrival time minus the market's ts: the frame stamped 1 s earlier waited 1 s longer.
+        assert abs(worker.latencies_ms[0] - worker.latencies_ms[1] - 1_000) < 100
+        assert client.transport.written[0] == SUBSCRIBE_ALL  # a ticker client follows every symbol
+        pong = [w for w in client.transport.written if w[0] == 0x8A]
+        assert len(pong) == 1 and take_ws_frame(bytearray(pong[0])) == (0xA, b"are you there")
+        assert client.seq_gaps() == (1, 1)  # ACME went from seq 5 to 7: one update missing
+
+
+def test_losses_are_the_steps_a_client_missed_that_others_got():
+    """A step some clients saw and one did not is that one's loss; steps at the window's edges are not."""
+    assert lost_by_steps([[1, 2, 3, 4], [1, 2, 3, 4]]) == 0
+    assert lost_by_steps([[1, 2, 3, 4], [1, 3, 4]]) == 1
+    # Window edges: one client's first frame came before the window, another's last after it.
+    assert lost_by_steps([[2, 3, 4, 5], [1, 2, 3, 4]]) == 0
+    assert lost_by_steps([[1, 2, 3], []]) == 1  # a client that got nothing at all
