@@ -22,7 +22,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import daphne_support, protocol, selectors
+from . import daphne_support, heap, protocol, selectors
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +137,9 @@ class QuoteHub:
         self._resync_task: asyncio.Task | None = None
         self._flushes: set[asyncio.Task] = set()  # RateCap flushes in flight (kept referenced)
         self.channel: str | None = None  # this process's channel in the quotes group
+        # Full garbage collections between broadcasts (ticker/heap.py); only
+        # the process's own hub (get_hub) takes them over.
+        self.collections = heap.FullCollections()
 
     @property
     def feed(self) -> str:
@@ -348,6 +351,12 @@ class QuoteHub:
             return None
         return protocol.encode(protocol.snapshot_frame(self.snapshot(key), step=self.step))
 
+    def _collect(self, now: float) -> None:
+        """A full garbage collection, if one is due, now that a broadcast is out and the next is a step away."""
+        took_ms = self.collections.between_broadcasts(now)
+        if took_ms is not None:
+            log.info("full garbage collection between broadcasts: %.0f ms", took_ms)
+
     async def _watch(self) -> None:
         """Heartbeats every ``heartbeat_s``, and one at once when the feed's state changes."""
         loop = asyncio.get_running_loop()
@@ -355,6 +364,8 @@ class QuoteHub:
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             feed = self.feed
+            if feed == INTERRUPTED:
+                self._collect(loop.time())  # no broadcasts to wait for
             changed = feed != self.announced
             if not changed and loop.time() - last_beat < self.heartbeat_s:
                 continue
@@ -416,6 +427,7 @@ class QuoteHub:
                         self.last_batch_at = loop.time()
                         self.delist(message.get("delisted", ()))
                         await self.publish(message["step"], message["quotes"])
+                        self._collect(loop.time())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -477,4 +489,5 @@ async def get_hub() -> QuoteHub:
         hub = _hubs[loop] = QuoteHub(
             get_channel_layer(), stale_after_s=stale_after_s, heartbeat_s=settings.TICKER_HEARTBEAT_S
         )
+        hub.collections.take_over()
     return await hub.ready()
