@@ -56,3 +56,13 @@ def test_full_collections_skip_small_growth_and_check_at_most_every_interval(thr
     big = old_garbage(collections.baseline)
     assert collections.between_broadcasts(5.0) is None and big() is not None  # checked at 0.0; next at 10.0
     assert collections.between_broadcasts(10.0) is not None and big() is None and small() is None
+
+
+def test_handing_back_restores_pythons_own_full_collections(thresholds):
+    """When the hub stops, Python schedules full collections again, as before the take-over."""
+    before = gc.get_threshold()
+    collections = FullCollections()
+    collections.take_over()
+    collections.hand_back()
+    assert gc.get_threshold() == before
+    assert collections.between_broadcasts(100.0) is None  # no longer the caller's job

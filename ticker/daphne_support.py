@@ -28,8 +28,8 @@ latest prices (conflation) instead of the frames it missed.
 through Channels' and daphne's send layers, a WebSocket framing, and a
 buffered Twisted write that registers the socket with the event loop and
 sends on the loop's next turn (two epoll_ctl calls and a namedtuple copy in
-asyncio's selector per frame). A py-spy profile at 2,000 clients put 60% of
-daphne's time there (docs/benchmarks.md, "Fan-out"). ``Wire`` sends a frame
+asyncio's selector per frame). A py-spy profile at 2,000 clients found most
+of daphne's busy time there (docs/benchmarks.md, "Fan-out at scale"). ``Wire`` sends a frame
 framed once per step (autobahn's PreparedMessage, made for broadcast)
 straight to the socket when nothing is queued for it, as asyncio's own
 transports do, and leaves the rest to Twisted's buffer, which keeps the

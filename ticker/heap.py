@@ -37,13 +37,20 @@ class FullCollections:
         self.next_check = 0.0
         self.baseline = 0
         self.active = False
+        self.saved = gc.get_threshold()
 
     def take_over(self) -> None:
         """Stop Python's automatic full collections in this process; from now on the caller runs them."""
-        young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, AUTOMATIC_FULL_OFF)
+        self.saved = gc.get_threshold()
+        gc.set_threshold(self.saved[0], self.saved[1], AUTOMATIC_FULL_OFF)
         self.baseline = len(gc.get_objects(generation=2))
         self.active = True
+
+    def hand_back(self) -> None:
+        """Give full collections back to Python (the hub stopped: nobody would run them any more)."""
+        if self.active:
+            gc.set_threshold(*self.saved)
+            self.active = False
 
     def between_broadcasts(self, now: float) -> float | None:
         """Run a full collection if the old generation grew by ``growth`` since the last; its duration in ms."""

@@ -459,6 +459,7 @@ class QuoteHub:
                 helper.cancel()
                 await asyncio.wait({helper}, timeout=1)
         self._watch_task = self._resync_task = None
+        self.collections.hand_back()
         task, self._task = self._task, None
         # Cancel until it is done: on Python 3.11 a cancellation that lands
         # while a wait_for inside redis-py completes can be swallowed, and the
