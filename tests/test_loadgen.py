@@ -35,10 +35,13 @@ class Wire:
 
 def feed(client: LeanClient, data: bytes, cut: int) -> None:
     """Deliver ``data`` in reads of ``cut`` bytes, as the event loop would."""
-    for i in range(0, len(data), cut):
-        piece = data[i : i + cut]
-        client.get_buffer(len(piece))[: len(piece)] = piece
-        client.buffer_updated(len(piece))
+    at = 0
+    while at < len(data):
+        view = client.get_buffer(-1)
+        n = min(len(view), cut, len(data) - at)  # a read never fills more than the buffer offered
+        view[:n] = data[at : at + n]
+        client.buffer_updated(n)
+        at += n
 
 
 def test_client_frames_are_masked_and_read_back_whole():
@@ -72,10 +75,26 @@ async def test_quotes_frames_split_anywhere_are_counted_once_with_step_and_laten
         assert client.seq_gaps() == (1, 1)  # ACME went from seq 5 to 7: one update missing
 
 
-def test_losses_are_the_steps_a_client_missed_that_others_got():
-    """A step some clients saw and one did not is that one's loss; steps at the window's edges are not."""
+def test_losses_are_the_steps_a_client_missed_between_two_it_received():
+    """A step others got, missing between two a client received, is lost; before its first or after its last, late."""
     assert lost_by_steps([[1, 2, 3, 4], [1, 2, 3, 4]]) == 0
     assert lost_by_steps([[1, 2, 3, 4], [1, 3, 4]]) == 1
-    # Window edges: one client's first frame came before the window, another's last after it.
+    assert lost_by_steps([[1, 2, 3, 4, 5, 6], [1, 3, 6]]) == 3
+    # Window edges and stalls: frames still on their way are not counted as lost.
     assert lost_by_steps([[2, 3, 4, 5], [1, 2, 3, 4]]) == 0
-    assert lost_by_steps([[1, 2, 3], []]) == 1  # a client that got nothing at all
+    assert lost_by_steps([[1, 2, 3, 4, 5, 6], [1, 2]]) == 0
+    assert lost_by_steps([[1, 2, 3], []]) == 0  # silent: reported apart (silent_clients)
+
+
+@pytest.mark.asyncio
+async def test_a_frame_larger_than_the_read_buffer_is_read_whole():
+    """A 100 KB frame (8-byte length) arriving in pieces grows the client's buffer and still counts once."""
+    worker = Worker(pipe=None)
+    worker.counting = True
+    client = LeanClient(worker, Target("h", 1, "/", dialect="plain"), sampled=True)
+    client.transport = Wire()
+    big = quotes(7, 1, 1_000)[:-1] + b"," + b'"pad":"' + b"x" * 100_000 + b'"}'
+    frame = bytes([0x81, 127]) + len(big).to_bytes(8, "big") + big
+    feed(client, b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + frame + server_frame(quotes(8, 2, 1_000)), 4096)
+    assert client.steps == [7, 8] and worker.frames == 2
+    assert client.kept[0] == big

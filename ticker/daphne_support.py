@@ -154,10 +154,13 @@ class Wire:
     def of(cls, transport) -> Wire | None:
         """The wire of a daphne WebSocket's plain TCP transport; None elsewhere (the caller uses ASGI send)."""
         protocol = getattr(transport, "protocol", None)
-        if protocol is None or "daphne.ws_protocol" not in sys.modules or getattr(transport, "TLS", True):
+        if protocol is None or "daphne.ws_protocol" not in sys.modules:
             return None
         from daphne.ws_protocol import WebSocketProtocol
 
+        # Plain TCP only: on daphne's ssl: endpoint the transport's protocol is
+        # Twisted's TLSMemoryBIOProtocol, not daphne's, and the frames must be
+        # encrypted, so such a socket keeps the ASGI path.
         return cls(protocol, transport) if isinstance(protocol, WebSocketProtocol) else None
 
     def write(self, prepared) -> None:

@@ -15,6 +15,7 @@ generator to core 1 (the market and Redis float), as in issue 5's anchors.
 
 from __future__ import annotations
 
+import bisect
 import os
 import socket
 import sqlite3
@@ -158,19 +159,25 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def lost_by_steps(step_lists: list[list[int]]) -> int:
-    """Frames each client missed, of the steps every client's window covers.
+    """Frames each client missed between two it received: steps that other clients got in that span.
 
-    A step that some client received and another did not is a lost frame of
-    the other. Steps at the window's edges (before the latest first step, or
-    after the earliest last step) are left out: a client that got its frame of
-    step S a moment before the window opened is not missing it.
+    TCP keeps order and every server sends the steps in order, so a step
+    missing between two a client did receive will never come: it is lost.
+    Before a client's first frame of the window or after its last, a missing
+    step may only be late (the window opened or closed while that step's
+    fan-out was under way), so it is not counted here; a batch that reached
+    no client at all is caught by the sampled seq check instead, and a client
+    that received nothing in the window is counted as silent.
     """
-    lists = [steps for steps in step_lists if steps]
-    if not lists or len(lists) < len(step_lists):
-        return sum(1 for steps in step_lists if not steps)  # a client that got nothing lost everything
-    low, high = max(steps[0] for steps in lists), min(steps[-1] for steps in lists)
-    wanted = {s for steps in lists for s in steps if low <= s <= high}
-    return sum(len(wanted - set(steps)) for steps in lists)
+    wanted = sorted({s for steps in step_lists for s in steps})
+    lost = 0
+    for steps in step_lists:
+        if len(steps) < 2:
+            continue
+        span = wanted[bisect.bisect_right(wanted, steps[0]) : bisect.bisect_left(wanted, steps[-1])]
+        got = set(steps)
+        lost += sum(1 for s in span if s not in got)
+    return lost
 
 
 def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, idle_rss_kib: int) -> dict:
@@ -194,6 +201,7 @@ def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, 
         "frames_per_s": round(frames / elapsed, 1),
         "latency_ms": {p: percentile(latencies, n) for p, n in (("p50", 50), ("p99", 99), ("max", 100))},
         "lost_frames": lost_by_steps(steps),
+        "silent_clients": sum(1 for client_steps in steps if not client_steps),
         "lost_updates_sampled": sum(f["sampled_missing"] for f in figures),
         "sampled_updates": sum(f["sampled_updates"] for f in figures),
         "dropped_connections": sum(f["dropped"] for f in figures),
@@ -261,6 +269,7 @@ def summary(row: dict) -> str:
     return (
         f"  {row['server']:>15} {row['clients']:>6} clients: {row['frames_per_s']:>8} frames/s, "
         f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, lost {row['lost_frames']}+{row['lost_updates_sampled']}, "
+        f"silent {row['silent_clients']}, "
         f"server {row['server_cpu_us_per_frame']} us/frame, generator {row['generator_cpu_us_per_frame']} us/frame, "
         f"{row['server_kib_per_connection']} KiB/conn"
     )

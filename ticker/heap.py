@@ -27,6 +27,11 @@ def freeze_startup_objects() -> None:
 # takes the decision over: same growth rule, but checked between two
 # broadcasts, so the pause delays no frame already due.
 AUTOMATIC_FULL_OFF = 1_000_000  # gen1 collections before Python would consider a full one
+# Several hubs can run in one process (tests: one per event loop): Python gets
+# its schedule back when the last one stops. On Python 3.14 and later, whose
+# collector is incremental, the third threshold may mean nothing (untested).
+_owners = 0
+_python_thresholds = gc.get_threshold()
 
 
 class FullCollections:
@@ -37,20 +42,28 @@ class FullCollections:
         self.next_check = 0.0
         self.baseline = 0
         self.active = False
-        self.saved = gc.get_threshold()
 
     def take_over(self) -> None:
         """Stop Python's automatic full collections in this process; from now on the caller runs them."""
-        self.saved = gc.get_threshold()
-        gc.set_threshold(self.saved[0], self.saved[1], AUTOMATIC_FULL_OFF)
+        global _owners, _python_thresholds
+        if self.active:
+            return
+        if _owners == 0:
+            _python_thresholds = gc.get_threshold()
+            gc.set_threshold(_python_thresholds[0], _python_thresholds[1], AUTOMATIC_FULL_OFF)
+        _owners += 1
         self.baseline = len(gc.get_objects(generation=2))
         self.active = True
 
     def hand_back(self) -> None:
-        """Give full collections back to Python (the hub stopped: nobody would run them any more)."""
-        if self.active:
-            gc.set_threshold(*self.saved)
-            self.active = False
+        """Give full collections back to Python once no caller runs them any more (the last hub stopped)."""
+        global _owners
+        if not self.active:
+            return
+        self.active = False
+        _owners -= 1
+        if _owners == 0:
+            gc.set_threshold(*_python_thresholds)
 
     def between_broadcasts(self, now: float) -> float | None:
         """Run a full collection if the old generation grew by ``growth`` since the last; its duration in ms."""

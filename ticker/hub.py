@@ -34,6 +34,9 @@ RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
 # feed's state changes (docs/protocol.md, "Heartbeats and feed state").
 HEARTBEAT_S = 5.0
 WATCH_EVERY_S = 0.5
+# A full collection waits this long after a broadcast: the loop first writes
+# out what Twisted buffered and what SSE streams queued (ticker/heap.py).
+COLLECT_AFTER_S = 0.02
 LIVE, INTERRUPTED = "live", "interrupted"
 
 
@@ -140,6 +143,7 @@ class QuoteHub:
         # Full garbage collections between broadcasts (ticker/heap.py); only
         # the process's own hub (get_hub) takes them over.
         self.collections = heap.FullCollections()
+        self._collect_timer: asyncio.TimerHandle | None = None
 
     @property
     def feed(self) -> str:
@@ -282,6 +286,8 @@ class QuoteHub:
                 if key not in encoded:
                     encoded[key] = render(key)
                 if (text := encoded[key]) is not None:
+                    if event == "snapshot" and subscriber.cap is not None:
+                        subscriber.cap.forget(None)  # what it held is older than this snapshot
                     self._write(subscriber, text, framed)
                 continue
             else:
@@ -351,8 +357,17 @@ class QuoteHub:
             return None
         return protocol.encode(protocol.snapshot_frame(self.snapshot(key), step=self.step))
 
+    def _collect_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """After a broadcast: collect once the loop has flushed what was buffered (Twisted writes on its next turns)."""
+        if self._collect_timer is None:
+            self._collect_timer = loop.call_later(COLLECT_AFTER_S, self._collect_due)
+
+    def _collect_due(self) -> None:
+        self._collect_timer = None
+        self._collect(asyncio.get_running_loop().time())
+
     def _collect(self, now: float) -> None:
-        """A full garbage collection, if one is due, now that a broadcast is out and the next is a step away."""
+        """A full garbage collection, if one is due (ticker/heap.py)."""
         took_ms = self.collections.between_broadcasts(now)
         if took_ms is not None:
             log.info("full garbage collection between broadcasts: %.0f ms", took_ms)
@@ -427,7 +442,7 @@ class QuoteHub:
                         self.last_batch_at = loop.time()
                         self.delist(message.get("delisted", ()))
                         await self.publish(message["step"], message["quotes"])
-                        self._collect(loop.time())
+                        self._collect_soon(loop)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -459,6 +474,9 @@ class QuoteHub:
                 helper.cancel()
                 await asyncio.wait({helper}, timeout=1)
         self._watch_task = self._resync_task = None
+        if self._collect_timer is not None:
+            self._collect_timer.cancel()
+            self._collect_timer = None
         self.collections.hand_back()
         task, self._task = self._task, None
         # Cancel until it is done: on Python 3.11 a cancellation that lands

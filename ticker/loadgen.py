@@ -96,10 +96,10 @@ class LeanClient(asyncio.BufferedProtocol):
             self.ready.set_exception(ConnectionError(f"closed during the handshake: {exc}"))
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self.filled == len(self.buffer):  # one frame larger than the buffer: grow
-            self.view.release()
-            self.buffer.extend(bytes(len(self.buffer)))
-            self.view = memoryview(self.buffer)
+        if self.filled == len(self.buffer):  # one frame larger than the buffer: move to one twice the size
+            grown = bytearray(2 * len(self.buffer))
+            grown[: self.filled] = self.buffer
+            self.buffer, self.view = grown, memoryview(grown)
         return self.view[self.filled :]
 
     def buffer_updated(self, nbytes: int) -> None:

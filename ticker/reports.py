@@ -111,8 +111,9 @@ FANOUT_COLUMNS = [
     ("p99 ms", "latency p99", lambda r: r["latency_ms"]["p99"]),
     (
         "lost",
-        "frames missed by some client (by step) + updates missed in sampled clients (by seq)",
-        lambda r: f"{r['lost_frames']}+{r['lost_updates_sampled']}",
+        "frames a client missed between two it received (by step) + updates missed by one client in 20"
+        " (by seq) / clients that received nothing",
+        lambda r: f"{r['lost_frames']}+{r['lost_updates_sampled']} / {r.get('silent_clients', 0)}",
     ),
     ("server us/frame", "server CPU per delivered frame", lambda r: r["server_cpu_us_per_frame"]),
     ("server CPU", "share of one core the server used", lambda r: r["server_cpu_share"]),
