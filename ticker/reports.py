@@ -42,13 +42,16 @@ def markdown(config: dict, results: list[dict]) -> str:
         f"poll interval {config['poll_interval_s']:g} s, "
         f"market step {config['market_interval_ms']} ms.",
         "",
-        "| " + " | ".join(short for short, _, _ in COLUMNS) + " |",
-        "|" + "---|" * len(COLUMNS),
+        *_table(COLUMNS, results),
     ]
-    for result in results:
-        lines.append("| " + " | ".join(_cell(get(result)) for _, _, get in COLUMNS) + " |")
-    lines += ["", "Columns: " + "; ".join(f"**{short}** = {long}" for short, long, _ in COLUMNS) + ".", ""]
     return "\n".join(lines)
+
+
+def _table(columns: list, rows: list[dict]) -> list[str]:
+    """A Markdown table of ``rows`` (one per result), then a line saying what each column means."""
+    lines = ["| " + " | ".join(short for short, _, _ in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(get(row)) for _, _, get in columns) + " |" for row in rows]
+    return [*lines, "", "Columns: " + "; ".join(f"**{short}** = {long}" for short, long, _ in columns) + ".", ""]
 
 
 def _cell(value) -> str:
@@ -128,12 +131,8 @@ def fanout_markdown(config: dict, rows: list[dict], ratios: list[str]) -> str:
         f"{config['symbols']} symbols, every client on all of them; {config['duration_s']:g} s measured per step. "
         "Each server pinned to core 0, the load generator to core 1.",
         "",
-        "| " + " | ".join(short for short, _, _ in FANOUT_COLUMNS) + " |",
-        "|" + "---|" * len(FANOUT_COLUMNS),
+        *_table(FANOUT_COLUMNS, rows),
     ]
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(get(row)) for _, _, get in FANOUT_COLUMNS) + " |")
-    lines += ["", "Columns: " + "; ".join(f"**{short}** = {long}" for short, long, _ in FANOUT_COLUMNS) + ".", ""]
     if ratios:
         lines += ["Ratios, measured in this run:", "", *(f"- {line}" for line in ratios), ""]
     return "\n".join(lines)
