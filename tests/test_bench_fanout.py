@@ -62,10 +62,12 @@ def test_tiny_fanout_run_measures_every_server_side_by_side(tmp_path, redis_serv
         (("--steps", "ten"), "--steps is a comma list"),
         (("--steps", "0"), "--steps positive counts"),
         (("--machine", "5000"), "--machine CLIENTSxPROCESSES or none"),
+        (("--machine", "5000x0"), "--machine CLIENTSxPROCESSES or none"),
+        (("--generators", "0"), "--generators at least 1"),
     ],
 )
 def test_bad_options_are_refused_before_anything_starts(args, message):
-    """A typo in --servers, --steps or --machine is a clear error, not a half-run benchmark."""
+    """A typo in --servers, --steps, --machine or --generators is a clear error, not a half-run benchmark."""
     result = _bench(*args, timeout=60)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr

@@ -93,8 +93,7 @@ def _pin(cpu: int | None):
 class Rig:
     """A throwaway feed: fresh SQLite, Redis, the site's run_market; servers started on demand."""
 
-    def __init__(self, *, interval_ms: int, log):
-        self.log = log
+    def __init__(self, *, interval_ms: int):
         self.tmp = tempfile.TemporaryDirectory(prefix="ticker-fanout-")
         self.redis = choose_redis(dict(os.environ))
         if self.redis.url is None:
@@ -112,7 +111,12 @@ class Rig:
         }
         self.output = open(Path(self.tmp.name) / "servers.log", "ab")  # noqa: SIM115 (closed in close)
         manage = (PY, str(BASE_DIR / "manage.py"))
-        subprocess.run((*manage, "migrate", "-v0"), env=self.env, check=True, cwd=BASE_DIR)
+        self.market = None
+        try:
+            subprocess.run((*manage, "migrate", "-v0"), env=self.env, check=True, cwd=BASE_DIR)
+        except subprocess.CalledProcessError:
+            self.close()
+            raise RuntimeError("migrate failed for the benchmark's SQLite database (output above)") from None
         self.market = self.spawn((*manage, "run_market", "--interval", str(interval_ms)))
         with sqlite3.connect(f"{self.tmp.name}/bench.sqlite3") as db:
             self.symbols = db.execute("SELECT count(*) FROM ticker_stock WHERE active").fetchone()[0]
@@ -128,7 +132,7 @@ class Rig:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                raise RuntimeError(f"{server.name} exited with {process.returncode}; see {self.output.name}")
+                raise RuntimeError(f"{server.name} exited with {process.returncode}:\n{self.output_tail()}")
             try:
                 if server.django:
                     urllib.request.urlopen(f"http://127.0.0.1:{port}/api/quotes/", timeout=1)
@@ -138,7 +142,12 @@ class Rig:
             except OSError:
                 time.sleep(0.2)
         stop(process)
-        raise RuntimeError(f"{server.name} did not start listening within 60 s")
+        raise RuntimeError(f"{server.name} did not start listening within 60 s:\n{self.output_tail()}")
+
+    def output_tail(self, lines: int = 20) -> str:
+        """The servers' last lines of output (the log itself goes with the temporary directory)."""
+        self.output.flush()
+        return "\n".join(Path(self.output.name).read_text(errors="replace").splitlines()[-lines:])
 
     def close(self) -> None:
         for process in (self.market, self.redis.process):
