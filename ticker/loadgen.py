@@ -27,6 +27,8 @@ import re
 import time
 from dataclasses import dataclass
 
+from .heap import freeze_startup_objects
+
 STEP = re.compile(rb'"step": ?(\d+)')
 TS = re.compile(rb'"ts": ?(\d+)')
 HANDSHAKE_TIMEOUT_S = 30
@@ -267,10 +269,7 @@ class Worker:
 def _worker_main(pipe, cpu: int | None) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
-    import gc
-
-    gc.collect()
-    gc.freeze()  # see ticker/heap.py: no full-collection pauses in the measured window
+    freeze_startup_objects()  # no full-collection pauses of start-up objects in the measured window
     asyncio.run(Worker(pipe).serve())
 
 
