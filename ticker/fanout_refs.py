@@ -12,7 +12,9 @@ What differs is only what sits between that text and the socket:
 - ``socketio_app``: python-socketio on ASGI, ``emit`` to everyone: the peer
   a Django user might pick instead of Channels.
 
-No Django here: a reference must not pay for what it is compared against.
+No Django project here (no settings, no ORM, no middleware): a reference
+must not pay for what it is compared against. The group, the event and the
+frame come from ticker.protocol, which needs none of that.
 The channel layer is configured from the same environment variables as the
 site's settings (REDIS_URL, TICKER_CHANNEL_PREFIX).
 """
@@ -21,14 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 from collections.abc import Callable
 
 from channels_redis.core import RedisChannelLayer
 
-QUOTES_GROUP = "quotes"  # ticker.protocol.QUOTES_GROUP, without importing Django
-BATCH_EVENT = "quote.batch"
+from . import protocol
 
 
 def feed_layer() -> RedisChannelLayer:
@@ -43,25 +43,25 @@ def feed_layer() -> RedisChannelLayer:
 
 
 def frame(message: dict) -> dict:
-    """The quotes frame the site sends for a batch (ticker.protocol.quotes_frame)."""
-    return {"type": "quotes", "step": message["step"], "quotes": message["quotes"]}
+    """The quotes frame the site sends for a batch."""
+    return protocol.quotes_frame(message["quotes"], step=message["step"])
 
 
 async def follow_feed(on_batch: Callable) -> None:
     """Call ``on_batch(message)`` (and await it if it is a coroutine) for every batch with quotes."""
     layer = feed_layer()
     channel = await layer.new_channel()
-    await layer.group_add(QUOTES_GROUP, channel)
+    await layer.group_add(protocol.QUOTES_GROUP, channel)
     while True:
         message = await layer.receive(channel)
-        if message.get("type") == BATCH_EVENT and message["quotes"]:
+        if message.get("type") == protocol.BATCH_EVENT and message["quotes"]:
             result = on_batch(message)
             if asyncio.iscoroutine(result):
                 await result
 
 
 def encode(message: dict) -> str:
-    return json.dumps(frame(message), separators=(",", ":"))
+    return protocol.encode(frame(message))
 
 
 # --- bare ASGI: one subscription per process, a direct send per client ------
