@@ -5,7 +5,7 @@ import json
 import pytest
 
 from ticker.benchmark import take_ws_frame
-from ticker.fanout_bench import lost_by_steps
+from ticker.fanout_bench import lost_by_steps, ratios
 from ticker.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker, client_frame
 
 
@@ -98,3 +98,23 @@ async def test_a_frame_larger_than_the_read_buffer_is_read_whole():
     feed(client, b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + frame + server_frame(quotes(8, 2, 1_000)), 4096)
     assert client.steps == [7, 8] and worker.frames == 2
     assert client.kept[0] == big
+
+
+def test_ratios_compare_the_site_with_every_reference_at_the_chosen_step():
+    """Each reference gets one line at the chosen step, with issue 5's targets named; unmeasurable figures none."""
+
+    def row(server, label, clients, us):
+        return {"server": server, "label": label, "processes": 1, "clients": clients, "server_cpu_us_per_frame": us}
+
+    rows = [
+        row("ticker", "ticker", 1000, 20.0),
+        row("ticker", "ticker", 2000, 16.0),
+        row("daphne-floor", "bare ASGI on daphne", 2000, 64.0),
+        row("socketio", "python-socketio", 2000, 96.0),
+        row("socketio", "python-socketio", 3000, 120.0),
+        row("websockets", "bare websockets", 2000, 0.0),
+    ]
+    assert ratios(rows, at=2000) == [
+        "ticker / bare ASGI on daphne at 2000 vs 2000 clients: 0.25x (16.0 vs 64.0 us/frame) (issue 5: at most 1.5x)",
+        "ticker / python-socketio at 2000 vs 2000 clients: 0.17x (16.0 vs 96.0 us/frame) (issue 5: below 1x)",
+    ]
