@@ -25,8 +25,8 @@ application = ProtocolTypeRouter(
     }
 )
 
-from ticker import daphne_support  # noqa: E402
-from ticker.heap import freeze_startup_objects  # noqa: E402
+from ticker import server  # noqa: E402
+from ticker.gc_schedule import freeze_startup_objects  # noqa: E402
 
-daphne_support.install()
+server.install()
 freeze_startup_objects()

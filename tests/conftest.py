@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -157,12 +156,10 @@ async def market(clean_redis):
     """
     from channels.db import database_sync_to_async
 
-    from ticker import hub as hub_module
     from ticker import services
+    from ticker.hub import close_hub
 
     await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
     market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)
     yield market
-    loop_hub = hub_module._hubs.get(asyncio.get_running_loop())
-    if loop_hub is not None:
-        await loop_hub.close()
+    await close_hub()

@@ -12,7 +12,7 @@ from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
 from ticker import services
-from ticker.feed import publish
+from ticker.market_loop import publish
 from ticker.models import Stock
 from ticker.protocol import QUOTES_GROUP
 
@@ -166,7 +166,11 @@ async def test_deactivated_symbol_is_dropped_from_the_feed(market):
     await send(ws, {"action": "subscribe", "symbols": ["*"]})
     await receive(ws)
     await database_sync_to_async(Stock.objects.filter(symbol="CCC").update)(active=False)
-    await step(market)
+    result = await step(market, until={"AAA"})
+    # The delisting reaches this process's hub through Redis, like every step:
+    # once the frame of a later step has arrived here, the hub has applied it.
+    while not ((frame := await receive(ws))["type"] == "quotes" and frame["step"] >= result.step):
+        pass
     await send(ws, {"action": "subscribe", "symbols": ["CCC"]})
     frames = [await receive(ws)]
     while frames[-1]["type"] != "error":
@@ -176,6 +180,25 @@ async def test_deactivated_symbol_is_dropped_from_the_feed(market):
     while (frame := await receive(ws))["type"] != "snapshot":
         pass
     assert "CCC" not in {q["symbol"] for q in frame["quotes"]}
+    await ws.disconnect()
+
+
+async def test_unsubscribing_one_symbol_from_all_still_brings_symbols_listed_later(market):
+    """On ["*"] less one symbol, a symbol listed afterwards streams like any other (docs/protocol.md)."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["*"]})
+    await receive(ws)
+    await send(ws, {"action": "unsubscribe", "symbols": ["BBB"]})
+    assert (await receive(ws))["type"] == "unsubscribed"
+    await database_sync_to_async(Stock.objects.create)(
+        symbol="DDD", name="DDD Corp.", price="10.00", reference_price="10.00", volatility=0.3, drift=0.05
+    )
+    result = await step(market, until={"DDD"})
+    seen: set[str] = set()
+    while not ((frame := await receive(ws))["type"] == "quotes" and frame["step"] >= result.step):
+        seen |= {q["symbol"] for q in frame["quotes"]}
+    seen |= {q["symbol"] for q in frame["quotes"]}
+    assert "DDD" in seen and "BBB" not in seen
     await ws.disconnect()
 
 

@@ -4,7 +4,6 @@ import gc
 import weakref
 
 import pytest
-
 from ticker.heap import AUTOMATIC_FULL_OFF, FullCollections
 
 

@@ -1,84 +1,181 @@
-"""The hub's broadcast path for subscribers with a wire (daphne's WebSockets), and its garbage-collection duty."""
+"""The hub's pieces on their own: the store, interests, fan-out with rate caps and backlogs, heartbeats.
+
+Pure logic with a hand-moved clock (ticker.hub.clock.ManualClock): no sleeps, no processes.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import json
 
 import pytest
 
-from ticker import heap
-from ticker.hub import QuoteHub, RateCap, get_hub
+from ticker import gc_schedule
+from ticker.hub import EVERYTHING, NOTHING, Interest, QuoteHub, close_hub, get_hub
+from ticker.hub.clock import ManualClock
+from ticker.hub.fanout import Fanout
+from ticker.hub.follower import INTERRUPTED, LIVE
+from ticker.hub.heartbeats import Heartbeats
+from ticker.hub.store import QuoteStore
+from ticker.selectors import Listed
 
-pytestmark = pytest.mark.asyncio
 
-
-class RecordingWire:
-    """Stands in for daphne_support.Wire: keeps each prepared frame it is asked to write."""
+class Outlet:
+    """Stands in for a server outlet (ticker/server.py): keeps every frame written to it."""
 
     def __init__(self):
-        self.prepared = []
+        self.written = []
+        self.backlogged = False
 
-    def write(self, prepared) -> None:
-        self.prepared.append(prepared)
+    def write(self, frame) -> None:
+        self.written.append(frame)
 
     @property
     def frames(self) -> list[dict]:
-        return [json.loads(p.payload) for p in self.prepared]
+        return [json.loads(f.text) for f in self.written]
 
-
-class Client:
-    """A subscriber with a wire, as QuoteConsumer is under daphne; every symbol."""
-
-    subscription = None
-    backlogged = False
-    behind = False
-
-    def __init__(self, cap: RateCap | None = None):
-        self.cap, self.wire = cap, RecordingWire()
-
-    async def send_frame(self, text: str, step: int, event: str = "quotes") -> None:
-        raise AssertionError("a subscriber with a wire gets its frames down the wire")
+    def seqs(self) -> list[tuple[str, list[int]]]:
+        return [(f["type"], [q["seq"] for q in f["quotes"]]) for f in self.frames]
 
 
 def quote(symbol: str, seq: int) -> dict:
     return {"symbol": symbol, "price": 100.0 + seq, "change": 0.0, "change_pct": 0.0, "seq": seq, "ts": 1}
 
 
-async def test_wire_subscribers_get_each_step_framed_once():
-    """Every wire subscriber gets each step's frame, and the frame is built once for all of them."""
-    hub = QuoteHub(None)
-    first, second = Client(), Client()
-    hub.attach(first)
-    hub.attach(second)
-    await hub.publish(1, [quote("AAA", 1), quote("BBB", 1)])
-    await hub.publish(2, [quote("AAA", 2)])
-    assert [(f["step"], [q["seq"] for q in f["quotes"]]) for f in first.wire.frames] == [(1, [1, 1]), (2, [2])]
-    assert [id(p) for p in first.wire.prepared] == [id(p) for p in second.wire.prepared]
+def fanout(*quotes: dict) -> tuple[Fanout, ManualClock]:
+    store, clock = QuoteStore(), ManualClock(now=100.0)
+    store.apply(1, list(quotes))
+    return Fanout(store, clock), clock
 
 
-async def test_a_capped_wire_subscriber_gets_nothing_older_than_a_fresh_snapshot():
+def publish(f: Fanout, step: int, *quotes: dict) -> None:
+    f.quotes(step, f.store.apply(step, list(quotes)))
+
+
+def test_an_interest_in_everything_but_one_symbol_still_wants_symbols_listed_later():
+    """Unsubscribing one symbol from ["*"] keeps every other symbol, those listed later too."""
+    interest = EVERYTHING.minus(["BBB"])
+    assert interest.wants("AAA") and not interest.wants("BBB") and interest.wants("NEWCO")
+    assert interest.plus(["BBB"]) == EVERYTHING
+    assert NOTHING.plus(["AAA"]).minus(["AAA"]).empty
+
+
+def test_the_store_keeps_only_newer_quotes_and_forgets_delisted_ones():
+    store = QuoteStore()
+    assert store.apply(1, [quote("AAA", 1), quote("BBB", 1)]) == [quote("AAA", 1), quote("BBB", 1)]
+    assert store.apply(2, [quote("AAA", 1), quote("BBB", 2)]) == [quote("BBB", 2)]  # AAA seq 1 is a duplicate
+    assert store.changed_since(1, EVERYTHING) == [quote("BBB", 2)]
+    store.delist(["AAA"])
+    assert not store.known("AAA") and store.snapshot(EVERYTHING) == [quote("BBB", 2)]
+
+
+def test_each_step_is_encoded_once_for_every_connection_with_the_same_interest():
+    f, _ = fanout(quote("AAA", 1), quote("BBB", 1))
+    first, second, only_b = Outlet(), Outlet(), Outlet()
+    f.attach(first, EVERYTHING)
+    f.attach(second, EVERYTHING)
+    f.attach(only_b, Interest(False, frozenset({"BBB"})))
+    publish(f, 2, quote("AAA", 2), quote("BBB", 2))
+    publish(f, 3, quote("AAA", 3))
+    assert first.seqs() == [("quotes", [2, 2]), ("quotes", [3])]
+    assert [id(frame) for frame in first.written] == [id(frame) for frame in second.written]
+    assert only_b.seqs() == [("quotes", [2])]  # nothing at all for step 3
+
+
+def test_a_connection_that_stops_reading_gets_a_snapshot_not_a_backlog_and_holds_up_no_one():
+    f, _ = fanout(quote("AAA", 1))
+    slow, other = Outlet(), Outlet()
+    f.attach(slow, EVERYTHING)
+    f.attach(other, EVERYTHING)
+    slow.backlogged = True
+    publish(f, 2, quote("AAA", 2))
+    publish(f, 3, quote("AAA", 3))
+    slow.backlogged = False
+    publish(f, 4, quote("AAA", 4))
+    assert slow.seqs() == [("snapshot", [4])]
+    assert other.seqs() == [("quotes", [2]), ("quotes", [3]), ("quotes", [4])]
+
+
+def test_max_rate_conflates_and_flushes_when_the_interval_ends():
+    """At most one frame per interval; held quotes go out when it ends, marked conflated."""
+    f, clock = fanout(quote("AAA", 1), quote("BBB", 1))
+    capped = Outlet()
+    f.attach(capped, EVERYTHING)
+    f.set_max_rate(capped, 2)  # one frame per 0.5 s
+    publish(f, 2, quote("AAA", 2))  # goes out at once
+    publish(f, 3, quote("AAA", 3), quote("BBB", 3))  # held
+    publish(f, 4, quote("AAA", 4))  # held: AAA conflated
+    assert capped.seqs() == [("quotes", [2])]
+    clock.advance(0.5)
+    assert capped.seqs() == [("quotes", [2]), ("quotes", [4, 3])]
+    assert capped.frames[-1]["conflated"] is True
+
+
+def test_a_capped_connection_gets_nothing_older_than_a_fresh_snapshot():
     """Quotes held by max_rate before an outage are dropped once the snapshot after it has gone out."""
-    hub = QuoteHub(None)
-    client = Client(cap=RateCap(max_rate=2))  # at most one frame per 0.5 s
-    hub.attach(client)
-    await hub.publish(1, [quote("AAA", 1)])  # goes out at once
-    await hub.publish(2, [quote("AAA", 2)])  # held until the interval ends
-    await hub.reload((5, [(quote("AAA", 5), 5)]), resnapshot=True)  # back after an outage: AAA is at seq 5
-    await asyncio.sleep(0.8)  # past the interval, when a held frame would be flushed
-    assert [(f["type"], [q["seq"] for q in f["quotes"]]) for f in client.wire.frames] == [
-        ("quotes", [1]),
-        ("snapshot", [5]),
-    ]
+    f, clock = fanout(quote("AAA", 1))
+    capped = Outlet()
+    f.attach(capped, EVERYTHING)
+    f.set_max_rate(capped, 2)
+    publish(f, 2, quote("AAA", 2))  # goes out at once
+    publish(f, 3, quote("AAA", 3))  # held until the interval ends
+    f.store.apply(5, [quote("AAA", 5)])  # back after an outage: AAA is at seq 5
+    f.resnapshot()
+    clock.advance(1.0)  # past the interval, when a held frame would be flushed
+    assert capped.seqs() == [("quotes", [2]), ("snapshot", [5])]
 
 
+def test_lifting_the_cap_sends_what_it_held_at_once():
+    f, _ = fanout(quote("AAA", 1))
+    capped = Outlet()
+    f.attach(capped, EVERYTHING)
+    f.set_max_rate(capped, 1)
+    publish(f, 2, quote("AAA", 2))
+    publish(f, 3, quote("AAA", 3))
+    f.set_max_rate(capped, None)
+    assert capped.seqs() == [("quotes", [2]), ("quotes", [3])]
+
+
+def test_a_connection_whose_outlet_breaks_is_dropped_and_the_others_still_get_the_step():
+    f, _ = fanout(quote("AAA", 1))
+    broken, fine = Outlet(), Outlet()
+    broken.write = lambda frame: (_ for _ in ()).throw(OSError("gone"))
+    f.attach(broken, EVERYTHING)
+    f.attach(fine, EVERYTHING)
+    publish(f, 2, quote("AAA", 2))
+    assert len(f) == 1 and fine.seqs() == [("quotes", [2])]
+
+
+def test_heartbeats_are_periodic_and_announce_a_change_of_state_at_once():
+    beats = Heartbeats(5.0, started_at=0.0, announced=LIVE)
+    assert beats.due(LIVE, 4.9) is None
+    assert beats.due(LIVE, 5.0).changed is False
+    change = beats.due(INTERRUPTED, 5.5)
+    assert change.state == INTERRUPTED and change.changed
+    assert beats.due(INTERRUPTED, 6.0) is None
+
+
+@pytest.mark.asyncio
+async def test_a_hub_that_gets_no_snapshot_says_so_instead_of_waiting_forever():
+    """Redis and the database unreachable: waiting for the hub ends with FeedUnavailable after the bound."""
+    from ticker.hub import FeedUnavailable
+
+    async def unreachable() -> Listed:
+        raise OSError("connection refused")
+
+    hub = QuoteHub(None, load=unreachable)
+    with pytest.raises(FeedUnavailable):
+        await hub.ready(0.3)
+    await hub.close()
+
+
+@pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_the_process_hub_runs_full_collections_until_it_stops(market):
     """While a web process's hub runs, Python's own full collections are off; closing it gives them back."""
     before = gc.get_threshold()
     hub = await get_hub()
-    assert gc.get_threshold()[2] == heap.AUTOMATIC_FULL_OFF
+    assert gc.get_threshold()[2] == gc_schedule.AUTOMATIC_FULL_OFF
     assert hub.collections.active
-    await hub.close()
+    await close_hub()
     assert gc.get_threshold() == before

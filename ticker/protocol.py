@@ -29,16 +29,37 @@ MAX_SYMBOLS_PER_MESSAGE = 100
 
 
 class ProtocolError(Exception):
-    """A client message the server will not act on; becomes an error frame."""
+    """A request the server will not act on: an error frame on a WebSocket, a JSON error over HTTP.
 
-    def __init__(self, code: str, message: str, **extra: Any):
+    ``status`` and ``headers`` are for HTTP (ticker.views answers every
+    ProtocolError the same way); ``extra`` goes into the error body.
+    """
+
+    def __init__(self, code: str, message: str, *, status: int = 400, headers: dict | None = None, **extra: Any):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.status = status
+        self.headers = headers or {}
         self.extra = extra
 
     def frame(self) -> dict[str, Any]:
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
+
+
+def unknown_symbols(symbols: list[str], *, status: int = 400) -> ProtocolError:
+    """The one answer to symbols that are not listed (WebSocket, SSE, polling, history)."""
+    return ProtocolError("unknown_symbol", f"Unknown symbol(s): {', '.join(symbols)}.", status=status, symbols=symbols)
+
+
+def unavailable(retry_after_s: int) -> ProtocolError:
+    """No quotes to serve yet (Redis and the database both unreachable since start-up): come back later."""
+    return ProtocolError(
+        "unavailable",
+        f"The live feed is not available yet; try again in {retry_after_s} s.",
+        status=503,
+        headers={"Retry-After": str(retry_after_s)},
+    )
 
 
 # Per-connection frame rate cap a subscribe may ask for ("max_rate").

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
+from . import protocol
 from .market import Instrument, Tick
 from .models import PricePoint, Stock
 
@@ -24,6 +27,34 @@ def listed_stocks(symbols: Iterable[str] | None = None):
     if symbols is not None:
         qs = qs.filter(symbol__in=list(symbols))
     return qs.order_by("symbol")
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """Listed stocks, by symbol, as one read: what the dashboard, polling and the hub start from."""
+
+    stocks: list[Stock]
+
+    @property
+    def step(self) -> int:
+        """The latest market step among these stocks (0 when there are none)."""
+        return max((s.step for s in self.stocks), default=0)
+
+    @property
+    def symbols(self) -> set[str]:
+        return {s.symbol for s in self.stocks}
+
+    def quotes(self) -> list[dict[str, Any]]:
+        return [protocol.quote(tick_of(s)) for s in self.stocks]
+
+    def changed_steps(self) -> list[int]:
+        """The step in which each stock's quote last changed, in the order of ``quotes()``."""
+        return [s.step for s in self.stocks]
+
+
+def listed(symbols: Iterable[str] | None = None) -> Listed:
+    """Every listed stock, or those named that are listed."""
+    return Listed(list(listed_stocks(symbols)))
 
 
 def latest_ticks(symbols: Iterable[str] | None = None) -> list[Tick]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import inspect
 import re
 from urllib.parse import urlsplit
 
@@ -15,8 +17,9 @@ from django.shortcuts import render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
-from . import daphne_support, handshake, protocol, selectors
-from .hub import get_hub
+from . import handshake, protocol, selectors, server
+from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
+from .hub import interest as interests
 from .models import symbol_validator
 from .protocol import ProtocolError
 
@@ -31,13 +34,34 @@ SSE_MAX_QUEUED = 64
 STEP = re.compile(r"[0-9]{1,19}")
 
 
-def error(status: int, code: str, message: str, **extra) -> JsonResponse:
-    return JsonResponse({"type": "error", "code": code, "message": message, **extra}, status=status)
+def answer_errors(view):
+    """The one HTTP error path: a ProtocolError raised by the view becomes its JSON error answer."""
 
+    def answer(error: ProtocolError) -> JsonResponse:
+        response = JsonResponse(error.frame(), status=error.status)
+        for name, value in error.headers.items():
+            response[name] = value
+        return response
 
-def refused(problem: ProtocolError) -> JsonResponse:
-    """A bad request parameter, as a 400 in the same shape as the WebSocket's error frames."""
-    return error(400, problem.code, problem.message, **problem.extra)
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def async_view(request, *args, **kwargs):
+            try:
+                return await view(request, *args, **kwargs)
+            except ProtocolError as error:
+                return answer(error)
+
+        return async_view
+
+    @functools.wraps(view)
+    def sync_view(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except ProtocolError as error:
+            return answer(error)
+
+    return sync_view
 
 
 def _symbols_param(request: HttpRequest) -> list[str] | None:
@@ -55,58 +79,51 @@ def _symbols_param(request: HttpRequest) -> list[str] | None:
     return symbols
 
 
+def _step_param(raw: str | None, code: str, message: str) -> int | None:
+    """A market step a client sends back (``since``, ``Last-Event-ID``), or None when absent."""
+    if raw is None:
+        return None
+    if not STEP.fullmatch(raw):
+        raise ProtocolError(code, message)
+    return int(raw)
+
+
 def _could_be_listed(symbol: str) -> bool:
     """Only strings shaped like a symbol reach the database (PostgreSQL refuses NUL in a query, a 500)."""
     return symbol_validator.regex.fullmatch(symbol) is not None
 
 
-@require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
-    stocks = list(selectors.listed_stocks())
-    quotes = [protocol.quote(selectors.tick_of(s)) for s in stocks]
-    return render(
-        request,
-        "ticker/dashboard.html",
-        {
-            "stocks": stocks,
-            "initial": {
-                "step": max((s.step for s in stocks), default=0),
-                "quotes": quotes,
-                "names": {s.symbol: s.name for s in stocks},
-            },
-        },
-    )
-
-
-def _foreign_origin(request: HttpRequest) -> bool:
-    """True when the request names an Origin outside ALLOWED_HOSTS (same rule as the WebSocket)."""
+def _refuse_foreign_origin(request: HttpRequest) -> None:
+    """403 when the request names an Origin outside ALLOWED_HOSTS (same rule as the WebSocket)."""
     origin = request.headers.get("Origin")
     if not origin:
-        return False
+        return
     host = urlsplit(origin).hostname
-    return not host or not validate_host(host, settings.ALLOWED_HOSTS)
-
-
-async def _hub_symbols(request: HttpRequest):
-    """(hub, symbols or None, error response or None) for the streaming and long-poll endpoints."""
-    try:
-        symbols = _symbols_param(request)
-    except ProtocolError as problem:
-        return None, None, refused(problem)
-    hub = await get_hub()
-    if symbols is not None:
-        unknown = [s for s in symbols if not hub.known(s)]
-        if unknown:
-            return (
-                None,
-                None,
-                error(400, "unknown_symbol", f"Unknown symbol(s): {', '.join(unknown)}.", symbols=unknown),
-            )
-        return hub, frozenset(symbols), None
-    return hub, None, None
+    if not host or not validate_host(host, settings.ALLOWED_HOSTS):
+        raise ProtocolError("foreign_origin", "This origin may not read the feed.", status=403)
 
 
 @require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    listed = selectors.listed()
+    initial = {"step": listed.step, "quotes": listed.quotes(), "names": {s.symbol: s.name for s in listed.stocks}}
+    return render(request, "ticker/dashboard.html", {"stocks": listed.stocks, "initial": initial})
+
+
+async def _hub_and_interest(request: HttpRequest) -> tuple[QuoteHub, Interest]:
+    """The process's hub and the ``?symbols=`` asked for, for the streaming and long-poll endpoints."""
+    symbols = _symbols_param(request)
+    try:
+        hub = await get_hub()
+    except FeedUnavailable as unavailable:
+        raise protocol.unavailable(unavailable.retry_after_s) from None
+    if symbols is not None and (unknown := [s for s in symbols if not hub.store.known(s)]):
+        raise protocol.unknown_symbols(unknown)
+    return hub, interests.of(symbols)
+
+
+@require_GET
+@answer_errors
 async def quotes(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/: polling (latest quotes with an ETag), or long-polling with ?since= / ?wait=."""
     if "since" in request.GET or "wait" in request.GET:
@@ -121,46 +138,38 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     after ``since``, and the step to pass as ``since`` next time. When
     ``wait`` runs out first the quotes list is empty.
     """
-    if _foreign_origin(request):
-        return error(403, "foreign_origin", "This origin may not read the feed.")
+    _refuse_foreign_origin(request)
     try:
         wait = float(request.GET.get("wait", "0"))
         if not wait >= 0:  # also refuses NaN
             raise ValueError
     except ValueError:
-        return error(400, "bad_wait", f"wait must be a number of seconds from 0 to {LONG_POLL_MAX_WAIT_S:g}.")
-    since_raw = request.GET.get("since")
-    if since_raw is not None and not STEP.fullmatch(since_raw):
-        return error(400, "bad_since", "since must be a market step: a whole number from 0.")
-    hub, symbols, problem = await _hub_symbols(request)
-    if problem:
-        return problem
-    since = hub.step if since_raw is None else int(since_raw)
-    changed = await hub.wait_for_change(since, symbols, min(wait, LONG_POLL_MAX_WAIT_S))
+        raise ProtocolError(
+            "bad_wait", f"wait must be a number of seconds from 0 to {LONG_POLL_MAX_WAIT_S:g}."
+        ) from None
+    since = _step_param(request.GET.get("since"), "bad_since", "since must be a market step: a whole number from 0.")
+    hub, interest = await _hub_and_interest(request)
+    since = hub.step if since is None else since
+    changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
     body = protocol.encode({"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed})
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-class _StreamSubscriber:
-    """An SSE connection as the hub sees it: frames go into a bounded queue."""
+class _StreamOutlet:
+    """An SSE connection's outlet (ticker/server.py): frames go into a bounded queue the response drains."""
 
-    behind = False
-    cap = None  # SSE has no max_rate
-    wire = None  # events go through send_frame
-
-    def __init__(self, subscription: frozenset[str] | None, transport=None):
-        self.subscription = subscription
-        self.transport = transport
-        self.queue: asyncio.Queue[tuple[int, str, str]] = asyncio.Queue(SSE_MAX_QUEUED)
+    def __init__(self, backpressure: server.StreamBackpressure):
+        self.backpressure = backpressure
+        self.queue: asyncio.Queue[server.Frame] = asyncio.Queue(SSE_MAX_QUEUED)
         self.overflowed = False
 
     @property
     def backlogged(self) -> bool:
-        return daphne_support.backlogged(self.transport)
+        return self.backpressure.backlogged
 
-    async def send_frame(self, text: str, step: int, event: str = "quotes") -> None:
+    def write(self, frame: server.Frame) -> None:
         try:
-            self.queue.put_nowait((step, text, event))
+            self.queue.put_nowait(frame)
         except asyncio.QueueFull:
             self.overflowed = True
 
@@ -170,6 +179,7 @@ def _sse(event: str, step: int, data: str) -> str:
 
 
 @require_GET
+@answer_errors
 async def stream(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/stream/?symbols=A,B: Server-Sent Events, one event per market step.
 
@@ -177,34 +187,31 @@ async def stream(request: HttpRequest) -> HttpResponse:
     Last-Event-ID (the browser's automatic reconnect) just the quotes that
     changed after that step. Then one ``quotes`` event per step, ``id`` = step.
     """
-    if _foreign_origin(request):
-        return error(403, "foreign_origin", "This origin may not read the feed.")
-    last_id = request.headers.get("Last-Event-ID", "").strip()
-    if last_id and not STEP.fullmatch(last_id):
-        return error(400, "bad_last_event_id", "Last-Event-ID must be a market step (a whole number).")
-    hub, symbols, problem = await _hub_symbols(request)
-    if problem:
-        return problem
-    transport = daphne_support.connection_transport(getattr(request, "scope", {}))
-    daphne_support.limit_buffers(transport)
-    subscriber = _StreamSubscriber(symbols, transport)
+    _refuse_foreign_origin(request)
+    last_id = _step_param(
+        request.headers.get("Last-Event-ID", "").strip() or None,
+        "bad_last_event_id",
+        "Last-Event-ID must be a market step (a whole number).",
+    )
+    hub, interest = await _hub_and_interest(request)
+    outlet = _StreamOutlet(server.StreamBackpressure(getattr(request, "scope", {})))
 
     async def events():
         # Snapshot and attach happen here, inside the generator, in one step of
         # the event loop: a client that leaves before the stream starts never
-        # leaves a subscriber behind, and the next event continues the snapshot.
-        quotes = hub.changed_since(int(last_id), symbols) if last_id else hub.snapshot(symbols)
+        # leaves a connection behind, and the next event continues the snapshot.
+        quotes = hub.store.snapshot(interest) if last_id is None else hub.store.changed_since(last_id, interest)
         first = _sse("snapshot", hub.step, protocol.encode(protocol.snapshot_frame(quotes, step=hub.step)))
-        hub.attach(subscriber)
+        hub.fanout.attach(outlet, interest)
         try:
             yield "retry: 1000\n" + first
             # The hub's heartbeat events (every few seconds) keep proxies from
             # closing an idle stream and let the browser notice a dead one.
-            while not subscriber.overflowed:
-                step, text, event = await subscriber.queue.get()
-                yield _sse(event, step, text)
+            while not outlet.overflowed:
+                frame = await outlet.queue.get()
+                yield _sse(frame.kind, frame.step, frame.text)
         finally:
-            hub.detach(subscriber)
+            hub.fanout.detach(outlet)
 
     return StreamingHttpResponse(
         events(),
@@ -215,19 +222,13 @@ async def stream(request: HttpRequest) -> HttpResponse:
 
 def poll(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/?symbols=A,B: the latest quotes from the database, with an ETag for cheap re-polls."""
-    try:
-        symbols = _symbols_param(request)
-    except ProtocolError as problem:
-        return refused(problem)
-    stocks = list(selectors.listed_stocks(None if symbols is None else filter(_could_be_listed, symbols)))
-    if symbols is not None:
-        unknown = sorted(set(symbols) - {s.symbol for s in stocks})
-        if unknown:
-            return error(400, "unknown_symbol", f"Unknown symbol(s): {', '.join(unknown)}.", symbols=unknown)
+    symbols = _symbols_param(request)
+    listed = selectors.listed(None if symbols is None else filter(_could_be_listed, symbols))
+    if symbols is not None and (unknown := sorted(set(symbols) - listed.symbols)):
+        raise protocol.unknown_symbols(unknown)
     # step: the latest market step among the returned quotes, so a filtered
     # poll of quiet (e.g. halted) symbols keeps its ETag and gets 304s.
-    step = max((s.step for s in stocks), default=0)
-    body = protocol.encode({"step": step, "quotes": [protocol.quote(selectors.tick_of(s)) for s in stocks]}).encode()
+    body = protocol.encode({"step": listed.step, "quotes": listed.quotes()}).encode()
     etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
@@ -236,17 +237,16 @@ def poll(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@answer_errors
 def history(request: HttpRequest, symbol: str) -> HttpResponse:
     """GET /api/quotes/<symbol>/history/?limit=N: recent prices, oldest first, for the chart."""
     symbol = symbol.upper()
-    try:
-        limit = int(request.GET.get("limit", HISTORY_DEFAULT))
-    except ValueError:
-        return error(400, "bad_limit", f"limit must be a whole number from 1 to {HISTORY_MAX}.")
-    if not 1 <= limit <= HISTORY_MAX:
-        return error(400, "bad_limit", f"limit must be a whole number from 1 to {HISTORY_MAX}.")
+    raw = request.GET.get("limit", str(HISTORY_DEFAULT))
+    if not STEP.fullmatch(raw) or not 1 <= int(raw) <= HISTORY_MAX:
+        raise ProtocolError("bad_limit", f"limit must be a whole number from 1 to {HISTORY_MAX}.")
+    limit = int(raw)
     if not _could_be_listed(symbol) or not selectors.listed_stocks([symbol]).exists():
-        return error(404, "unknown_symbol", f"Unknown symbol: {symbol}.", symbols=[symbol])
+        raise protocol.unknown_symbols([symbol], status=404)
     return JsonResponse({"symbol": symbol, "points": selectors.history(symbol, limit=limit)})
 
 
@@ -264,6 +264,7 @@ def lab(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
+@answer_errors
 async def lab_handshake(request: HttpRequest) -> HttpResponse:
     """GET /api/lab/handshake/: a real WebSocket opening handshake with this server, byte for byte."""
     server = request.scope.get("server") if hasattr(request, "scope") else None
@@ -278,5 +279,7 @@ async def lab_handshake(request: HttpRequest) -> HttpResponse:
             origin=f"{request.scheme}://{request.get_host()}",
         )
     except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        return error(502, "handshake_failed", f"Could not open a WebSocket to this server: {exc}.")
+        raise ProtocolError(
+            "handshake_failed", f"Could not open a WebSocket to this server: {exc}.", status=502
+        ) from None
     return JsonResponse(captured)

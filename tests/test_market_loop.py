@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from ticker.feed import Publisher
+from ticker.market_loop import Publisher
 from ticker.market import Tick
 from ticker.services import StepResult
 

@@ -1,0 +1,147 @@
+"""Following the market's feed for one web process: group membership, receiving batches, resync, liveness.
+
+The feed is the stream of ``quote.batch`` messages the market sends to the
+channel-layer group ``quotes`` once per step (ticker/market_loop.py). Each web
+process holds one channel in that group; this module keeps it there and
+says whether the feed is live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .. import protocol
+from ..selectors import Listed
+
+log = logging.getLogger(__name__)
+
+# Re-join the group well inside the layer's group_expiry (settings), so a
+# live process never ages out while a dead one does.
+REJOIN_EVERY_S = 60
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
+LIVE, INTERRUPTED = "live", "interrupted"
+
+
+class FeedFollower:
+    """Joins the quotes group, receives batches until cancelled, and recovers from outages.
+
+    ``load`` reads the stored market; ``on_load(listed, resnapshot)`` is
+    called with it on start and after an outage (``resnapshot`` then true:
+    batches may have been missed); ``on_batch(message)`` is called for every
+    batch received.
+    """
+
+    def __init__(
+        self,
+        layer,
+        *,
+        stale_after_s: float,
+        load: Callable[[], Awaitable[Listed]],
+        on_load: Callable[[Listed, bool], None],
+        on_batch: Callable[[dict[str, Any]], None],
+    ):
+        self.layer = layer
+        # The market publishes every step, changed or not; this long without
+        # a batch and the feed counts as interrupted (market down, or our
+        # group membership lost) even while Redis still answers.
+        self.stale_after_s = stale_after_s
+        self.load, self.on_load, self.on_batch = load, on_load, on_batch
+        self.connected = False  # receiving from the channel layer
+        self.last_batch_at = 0.0
+        self.channel: str | None = None  # this process's channel in the quotes group
+        self.ready = asyncio.Event()  # set once a snapshot is held (from Redis and the database, or the database)
+        self._resync: asyncio.Task | None = None
+
+    def state(self, now: float) -> str:
+        """LIVE while batches arrive from the channel layer; INTERRUPTED otherwise."""
+        if not self.connected:
+            return INTERRUPTED
+        return LIVE if now - self.last_batch_at <= self.stale_after_s else INTERRUPTED
+
+    def resync(self) -> None:
+        """Batches stopped while Redis answers: join again and take the database's word (in the background)."""
+        if self.connected and (self._resync is None or self._resync.done()):
+            self._resync = asyncio.create_task(self._join_again(), name="quote-feed-resync")
+
+    async def _join_again(self) -> None:
+        if self.channel is None or self.layer is None:
+            return
+        try:
+            async with asyncio.timeout(RETRY_MAX_S * 2):
+                await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
+                self.on_load(await self.load(), True)
+        except Exception as exc:
+            log.warning("could not join the quotes group again: %s", exc)
+
+    async def run(self) -> None:
+        """Join the feed, load the snapshot, then hand over batches until cancelled."""
+        delay = RETRY_MIN_S
+        rejoin: asyncio.Task | None = None
+        loop = asyncio.get_running_loop()
+        recovering = False
+        while True:
+            self.channel = None
+            try:
+                if self.layer is not None:
+                    # The default prefix matters: channels_redis receives every
+                    # process-local channel through one shared Redis key, and a
+                    # different prefix would wait behind the consumers' receives.
+                    self.channel = await self.layer.new_channel()
+                    await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
+                    rejoin = asyncio.create_task(self._rejoin(self.channel))
+                # Joined first, loaded second: a batch published in between is
+                # queued on our channel and deduplicated by seq in the store.
+                self.on_load(await self.load(), recovering)
+                self.connected, self.last_batch_at, recovering = True, loop.time(), False
+                self.ready.set()
+                delay = RETRY_MIN_S
+                if self.layer is None:
+                    log.warning("no channel layer configured: quotes will not update live")
+                    self.connected = False
+                    return
+                while True:
+                    message = await self.layer.receive(self.channel)
+                    if message.get("type") == protocol.BATCH_EVENT:
+                        self.last_batch_at = loop.time()
+                        self.on_batch(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected, recovering = False, self.ready.is_set()
+                log.warning("quote feed interrupted (%s); retrying in %.1fs", exc, delay)
+                if self.channel is not None and self.layer is not None:
+                    # A new channel is made on retry: leave no second membership behind.
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(1):
+                            await self.layer.group_discard(protocol.QUOTES_GROUP, self.channel)
+                # Serve snapshots from the database even while Redis is away.
+                if not self.ready.is_set():
+                    try:
+                        self.on_load(await self.load(), False)
+                        self.ready.set()
+                    except Exception:
+                        log.exception("could not load quotes from the database either")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            finally:
+                if rejoin is not None:
+                    rejoin.cancel()
+                    rejoin = None
+
+    async def _rejoin(self, channel: str) -> None:
+        while True:
+            await asyncio.sleep(REJOIN_EVERY_S)
+            try:
+                await self.layer.group_add(protocol.QUOTES_GROUP, channel)
+            except Exception as exc:
+                log.warning("could not refresh the quotes group membership: %s", exc)
+
+    async def close(self) -> None:
+        if self._resync is not None and not self._resync.done():
+            self._resync.cancel()
+            await asyncio.wait({self._resync}, timeout=1)
+        self._resync = None

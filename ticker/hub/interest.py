@@ -1,0 +1,53 @@
+"""What one connection wants: a set of symbols, or every symbol (those listed later too) but some."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Interest:
+    """Every symbol except ``symbols`` (``everything``), or exactly ``symbols``.
+
+    Hashable: the hub encodes each frame once per distinct interest. Kept as
+    "every symbol but these" rather than as the symbols listed today, so a
+    client on ``["*"]`` that unsubscribes one symbol still gets symbols listed
+    later (docs/protocol.md, "every symbol, including ones listed later").
+    """
+
+    everything: bool
+    symbols: frozenset[str] = frozenset()
+
+    def wants(self, symbol: str) -> bool:
+        return (symbol in self.symbols) != self.everything
+
+    @property
+    def empty(self) -> bool:
+        return not self.everything and not self.symbols
+
+    def plus(self, symbols: Iterable[str]) -> Interest:
+        if self.everything:
+            return Interest(True, self.symbols.difference(symbols))
+        return Interest(False, self.symbols.union(symbols))
+
+    def minus(self, symbols: Iterable[str]) -> Interest:
+        if self.everything:
+            return Interest(True, self.symbols.union(symbols))
+        return Interest(False, self.symbols.difference(symbols))
+
+    def select(self, quotes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The quotes this interest wants, in their order."""
+        if self.everything and not self.symbols:
+            return list(quotes)
+        return [q for q in quotes if self.wants(q["symbol"])]
+
+
+EVERYTHING = Interest(True)
+NOTHING = Interest(False)
+
+
+def of(symbols: Iterable[str] | None) -> Interest:
+    """``None``: every symbol; otherwise just those named."""
+    return EVERYTHING if symbols is None else Interest(False, frozenset(symbols))

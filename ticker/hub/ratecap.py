@@ -1,0 +1,68 @@
+"""A connection's ``max_rate``: at most one quotes frame per interval, the latest quote of each symbol winning."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import protocol
+from .clock import Timer
+from .interest import Interest
+
+
+class RateCap:
+    """Conflation for one connection. Pure: the caller passes the time and owns the timer.
+
+    Between two frames the latest quote of each symbol wins; a frame that
+    folded several updates of a symbol says ``"conflated": true``, so the
+    client knows its seq jumps are not losses.
+    """
+
+    __slots__ = ("interval", "next_at", "pending", "merged", "timer")
+
+    def __init__(self, max_rate: float):
+        self.interval = 1 / max_rate
+        self.next_at = 0.0
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.merged = False
+        self.timer: Timer | None = None  # the flush scheduled for next_at, if any
+
+    def hold(self, quotes: list[dict[str, Any]]) -> None:
+        for quote in quotes:
+            self.merged |= quote["symbol"] in self.pending
+            self.pending[quote["symbol"]] = quote
+
+    def forget(self, interest: Interest | None = None) -> None:
+        """Drop held quotes a fresh snapshot has just superseded (None: all of them)."""
+        if interest is None:
+            self.pending.clear()
+        else:
+            for symbol in [s for s in self.pending if interest.wants(s)]:
+                del self.pending[symbol]
+
+    def retimed(self, max_rate: float | None) -> RateCap | None:
+        """This cap with a new rate (what it holds kept), or None to lift it."""
+        self.cancel()
+        if max_rate is None:
+            return None
+        cap = RateCap(max_rate)
+        cap.pending, cap.merged = self.pending, self.merged
+        return cap
+
+    def take(self, interest: Interest, step: int, now: float) -> str | None:
+        """The frame to send now (held quotes still wanted), or None; starts the next interval."""
+        quotes = interest.select(q for _, q in sorted(self.pending.items()))
+        merged = self.merged
+        self.pending = {}
+        self.merged = False
+        if not quotes:
+            return None
+        self.next_at = now + self.interval
+        frame = protocol.quotes_frame(quotes, step=step)
+        if merged:
+            frame["conflated"] = True
+        return protocol.encode(frame)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None

@@ -1,0 +1,325 @@
+"""The one module that knows the ASGI server: what a connection needs from it, on daphne and elsewhere.
+
+A connection (a WebSocket consumer, an SSE stream) asks this module for an
+**outlet**: something it, and the hub, can hand frames to without awaiting
+anything. An outlet gives
+
+- ``write(frame)``: send a frame; the frame carries its text and, once the
+  first outlet has framed it, its server-specific encoding, so a frame that
+  goes to thousands of connections is framed once (``Frame.prepared``);
+- ``backlogged``: True while the client is not reading and what is queued
+  for it has reached its bound; the hub then sends it nothing more and,
+  once it reads again, one snapshot instead of the frames it missed;
+- ``close(code)``: close with any RFC 6455 code (1008, 1009, 1013, ...);
+- ``stop()``: forget the connection (called once it has gone).
+
+**On daphne** (verified against daphne 4.2.3, autobahn 26.10.2 and Twisted
+26.10.0, the versions pinned in requirements.txt) a WebSocket's outlet is its
+Twisted transport, found through daphne's ``HTTPFactory.server`` and
+``Server.connections``. Each frame is framed once (autobahn's
+``PreparedMessage``, made for broadcast) and written straight to the socket
+when nothing is queued for it, as asyncio's own transports do; the rest goes
+to Twisted's buffer, which keeps order and connection-loss handling. Through
+ASGI, every frame to every client cost a trip through Channels' and daphne's
+send layers, a framing, and a deferred Twisted write with two epoll_ctl calls
+per frame: most of daphne's busy time at 2,000 clients (docs/benchmarks.md,
+"Fan-out at scale"). That direct write reads private attributes of Twisted's
+and autobahn's (``_tempDataLen``, ``offset``, ``dataBuffer``,
+``_perMessageCompress``, ``send_queue``); ``fast_path_missing`` checks them on
+the first connection and, if any is gone, logs once and uses autobahn's public
+``sendPreparedMessage`` instead (still framed once, written through Twisted).
+Backpressure: each transport's kernel send buffer is capped and Twisted flags
+``producerPaused`` once its own buffer passes ``bufferSize``.
+
+daphne and autobahn let an application's ``websocket.close`` carry only 1000
+or 3000-4999 (django/daphne#374), so ``close`` sends the RFC code through
+autobahn's frame API. On SIGTERM daphne cancels every application and cuts
+the sockets (browsers see 1006); ``install`` registers a trigger that first
+sends 1001 ("going away") on every open WebSocket and gives clients a moment.
+
+**On any other ASGI server** (uvicorn, hypercorn) and for daphne's TLS
+endpoint, an outlet is a bounded queue drained by its own task through ASGI
+``send``: a client that stops reading blocks only its own task (its queue
+fills, it is backlogged) and never the hub or another client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import socket
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+VERIFIED_WITH = {"daphne": "4.2.3", "autobahn": "26.10.2", "Twisted": "26.10.0"}
+GOING_AWAY = 1001
+# Per daphne connection: at most this much queued in Twisted before the
+# connection counts as backlogged, and this kernel send buffer (Linux doubles
+# it), so a stalled client has at most ~100 KiB (about 30 frames of all
+# symbols) in flight.
+WRITE_BUFFER_BYTES = 16 * 1024
+KERNEL_SEND_BUFFER_BYTES = 32 * 1024
+# Per queued (non-daphne) connection: frames waiting for ASGI send. A client
+# that reads keeps this near zero; one that stops reading fills it within
+# seconds and is then sent nothing until it drains.
+QUEUED_FRAMES = 32
+GRACE_S = 1.0
+_installed = False
+
+
+class Frame:
+    """One frame's text, its kind and step, and its encoding for the server, made once for every outlet."""
+
+    __slots__ = ("text", "step", "kind", "prepared")
+
+    def __init__(self, text: str, step: int = 0, kind: str = "quotes"):
+        self.text, self.step, self.kind = text, step, kind
+        self.prepared: Any = None  # filled by the first daphne outlet that writes it
+
+
+class Outlet(Protocol):
+    """What a connection gives the hub: see the module docstring."""
+
+    @property
+    def backlogged(self) -> bool: ...
+
+    def write(self, frame: Frame) -> None: ...
+
+
+def under_daphne() -> bool:
+    return "daphne.server" in sys.modules
+
+
+# -- daphne ---------------------------------------------------------------
+
+
+def install() -> None:
+    """Register the shutdown notice with daphne's reactor, and say if the versions differ from the verified ones."""
+    global _installed
+    if _installed or not under_daphne():
+        return
+    from twisted.internet import reactor
+
+    for package, verified in VERIFIED_WITH.items():
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            if (found := importlib.metadata.version(package)) != verified:
+                log.warning("%s %s is installed; ticker.server was verified with %s", package, found, verified)
+    reactor.addSystemEventTrigger("before", "shutdown", close_websockets)
+    _installed = True
+
+
+def _servers() -> set:
+    from twisted.internet import reactor
+
+    found = {getattr(getattr(reader, "factory", None), "server", None) for reader in reactor.getReaders()}
+    return {server for server in found if hasattr(server, "connections")}
+
+
+def _transport(scope: dict):
+    """The Twisted transport carrying this ASGI connection, or None outside daphne.
+
+    A WebSocket consumer runs in the task daphne created for it, so that task
+    identifies its connection; an HTTP view runs in a task of Django's, so it
+    is matched by peer address (which ``--proxy-headers`` would replace: then
+    nothing is found and the stream simply has no backpressure).
+    """
+    if not under_daphne():
+        return None
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        task = None
+    client = scope.get("client")
+    host, port = (client[0], int(client[1])) if client else (None, None)
+    for server in _servers():
+        # Newest first: the connection asking is one of the last to arrive.
+        for protocol in reversed(server.connections):
+            transport = getattr(protocol, "transport", None)
+            if transport is None:
+                continue
+            if task is not None and server.connections[protocol].get("application_instance") is task:
+                return transport
+            peer = transport.getPeer()
+            if port is not None and getattr(peer, "port", None) == port and getattr(peer, "host", None) == host:
+                return transport
+    return None
+
+
+def _limit_buffers(transport) -> None:
+    transport.bufferSize = WRITE_BUFFER_BYTES
+    with contextlib.suppress(OSError, AttributeError):
+        transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, KERNEL_SEND_BUFFER_BYTES)
+
+
+def _websocket_protocol(transport):
+    """daphne's WebSocket protocol on this transport, or None (plain HTTP, or TLS, whose transport wraps it)."""
+    from daphne.ws_protocol import WebSocketProtocol
+
+    protocol = getattr(transport, "protocol", None)
+    return protocol if isinstance(protocol, WebSocketProtocol) else None
+
+
+_PRIVATE = (("transport", ("_tempDataLen", "offset", "dataBuffer", "socket")), ("protocol", ("_perMessageCompress",)))
+_fast_path: bool | None = None  # decided on the first daphne WebSocket
+
+
+def fast_path_missing(transport, protocol) -> list[str]:
+    """The private attributes the direct write needs that this transport or protocol lacks."""
+    owners = {"transport": transport, "protocol": protocol}
+    missing = [f"{owner}.{name}" for owner, names in _PRIVATE for name in names if not hasattr(owners[owner], name)]
+    if not hasattr(protocol, "send_queue"):
+        missing.append("protocol.send_queue")
+    return missing
+
+
+class DaphneOutlet:
+    """A daphne WebSocket on plain TCP: frames prepared once, written straight to the socket when it can take them."""
+
+    __slots__ = ("protocol", "transport", "direct")
+
+    def __init__(self, protocol, transport, direct: bool):
+        self.protocol, self.transport, self.direct = protocol, transport, direct
+
+    @property
+    def backlogged(self) -> bool:
+        return self.transport.producerPaused
+
+    def write(self, frame: Frame) -> None:
+        """Send a frame, or drop it once the WebSocket is closing (as daphne's own send does)."""
+        protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        prepared = frame.prepared
+        if prepared is None:
+            from autobahn.websocket.protocol import PreparedMessage
+
+            prepared = frame.prepared = PreparedMessage(
+                frame.text.encode(), isBinary=False, applyMask=False, doNotCompress=False
+            )
+        if not self.direct or protocol._perMessageCompress is not None or protocol.send_queue:
+            protocol.sendPreparedMessage(prepared)  # compressed per connection, or behind autobahn's own queue
+            return
+        data, transport = prepared.payloadHybi, self.transport
+        # Twisted's write only buffers, and sends on a later turn of the loop;
+        # when nothing is queued the socket can take the frame right now.
+        if transport.connected and not transport._tempDataLen and transport.offset == len(transport.dataBuffer):
+            try:
+                sent = transport.socket.send(data)
+            except OSError:
+                sent = 0  # would block, or broken: Twisted's own write finds out and closes it
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
+    def close(self, code: int, reason: str = "") -> None:
+        if self.protocol.state == self.protocol.STATE_OPEN:
+            self.protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode() or None, isReply=False)
+
+    def stop(self) -> None:
+        pass
+
+
+def close_websockets():
+    """Send 1001 on every open WebSocket; the Deferred fires once all closed, or after GRACE_S."""
+    from daphne.ws_protocol import WebSocketProtocol
+    from twisted.internet import reactor, task
+
+    sockets = [
+        protocol
+        for server in _servers()
+        for protocol in list(server.connections)
+        if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN
+    ]
+    for protocol in sockets:
+        protocol.sendCloseFrame(code=GOING_AWAY, reasonUtf8=b"server shutting down", isReply=False)
+    if not sockets:
+        return None
+    deadline = reactor.seconds() + GRACE_S
+
+    def check():
+        if reactor.seconds() >= deadline or all(p.state == p.STATE_CLOSED for p in sockets):
+            loop.stop()
+
+    loop = task.LoopingCall(check)
+    return loop.start(0.05)
+
+
+# -- every server ---------------------------------------------------------
+
+
+class QueuedOutlet:
+    """A WebSocket through ASGI ``send``: a bounded queue drained by the connection's own task."""
+
+    def __init__(self, send: Callable[[dict], Awaitable[None]], transport=None, limit: int = QUEUED_FRAMES):
+        self._send = send
+        self._transport = transport  # daphne over TLS: Twisted's backpressure still applies
+        self._queue: asyncio.Queue[dict] = asyncio.Queue()
+        self._limit = limit
+        self._task = asyncio.create_task(self._drain(), name="websocket-outlet")
+
+    @property
+    def backlogged(self) -> bool:
+        return self._queue.qsize() >= self._limit or bool(
+            self._transport is not None and self._transport.producerPaused
+        )
+
+    def write(self, frame: Frame) -> None:
+        self._queue.put_nowait({"type": "websocket.send", "text": frame.text})
+
+    def close(self, code: int, reason: str = "") -> None:
+        self._queue.put_nowait({"type": "websocket.close", "code": code, "reason": reason})
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    async def _drain(self) -> None:
+        while True:
+            message = await self._queue.get()
+            try:
+                await self._send(message)
+            except Exception as exc:
+                if message["type"] != "websocket.close":
+                    log.info("a WebSocket send failed (%s); the connection is going away", exc)
+                    return
+                # autobahn, under daphne, refuses RFC codes from an application (django/daphne#374).
+                with contextlib.suppress(Exception):
+                    await self._send({**message, "code": 4000 + message["code"] % 1000})
+
+
+def websocket_outlet(scope: dict, send: Callable[[dict], Awaitable[None]]) -> DaphneOutlet | QueuedOutlet:
+    """The outlet for an accepted WebSocket; call it from the consumer's own task (``connect``)."""
+    global _fast_path
+    transport = _transport(scope)
+    if transport is None:
+        return QueuedOutlet(send)
+    _limit_buffers(transport)
+    protocol = _websocket_protocol(transport)
+    if protocol is None:
+        return QueuedOutlet(send, transport)
+    if _fast_path is None:
+        missing = fast_path_missing(transport, protocol)
+        if missing:
+            log.warning("daphne's direct write is off: %s no longer exist (see ticker/server.py)", ", ".join(missing))
+        _fast_path = not missing
+    return DaphneOutlet(protocol, transport, _fast_path)
+
+
+class StreamBackpressure:
+    """An HTTP stream's (SSE's) backpressure signal: True while daphne holds more than its bound for the client."""
+
+    __slots__ = ("transport",)
+
+    def __init__(self, scope: dict):
+        self.transport = _transport(scope)
+        if self.transport is not None:
+            _limit_buffers(self.transport)
+
+    @property
+    def backlogged(self) -> bool:
+        return self.transport is not None and self.transport.producerPaused
