@@ -212,6 +212,9 @@ def test_every_page_reconnects_on_its_own_within_10_s_of_a_web_restart(fault_sit
         for page in pages:
             page.goto(fault_site.base + "/")
             expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+            # "live" shows once the socket opens; a transport has proven itself (and reconnects on its
+            # own rather than falling back) only once data came through it: wait for a price update.
+            wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
         assert fault_site.stop("web") == 0
         for page in pages:
             expect(page.locator("#feed-banner")).to_contain_text("Connection lost", timeout=5_000)

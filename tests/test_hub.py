@@ -179,3 +179,14 @@ async def test_the_process_hub_runs_full_collections_until_it_stops(market):
     assert hub.collections.active
     await close_hub()
     assert gc.get_threshold() == before
+
+
+def test_time_the_process_itself_was_busy_does_not_count_as_a_silent_feed():
+    """A loop that could not receive for 4 s (a burst of connects) does not call a live feed interrupted."""
+    from ticker.hub.follower import FeedFollower
+
+    follower = FeedFollower(None, stale_after_s=3.0, load=None, on_load=None, on_batch=None)
+    follower.connected, follower.last_batch_at = True, 10.0
+    assert follower.state(14.0) == INTERRUPTED
+    follower.excuse(4.0)
+    assert follower.state(14.0) == LIVE

@@ -253,7 +253,12 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
                 await ws.send(padded_ping(size))
             frames = await closing_frames(ws)
             code = ws.close_code
-        await asyncio.sleep(1.0)  # a few market steps after the oversized frame
+        # A few market steps after the oversized frame (a condition, not a sleep: a busy machine may
+        # hold the market back; the 30 s bound only turns a hang into a failure).
+        closed_at = watcher.frames
+        async with asyncio.timeout(30):
+            while watcher.frames < closed_at + 3:
+                await asyncio.sleep(0.05)
         stop.set()
         await watching
         return frames, code, watcher, frames_before, await ping_pong(site)

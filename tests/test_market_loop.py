@@ -4,8 +4,8 @@ from decimal import Decimal
 
 import pytest
 
-from ticker.market_loop import Publisher
 from ticker.market import Tick
+from ticker.market_loop import Publisher
 from ticker.services import StepResult
 
 pytestmark = pytest.mark.asyncio

@@ -152,9 +152,13 @@ class QuoteHub:
 
     async def _heartbeats(self) -> None:
         beats = Heartbeats(self.heartbeat_s, started_at=self.clock.now(), announced=LIVE)
+        woke = self.clock.now()
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
-            now = self.clock.now()
+            now, woke_before = self.clock.now(), woke
+            woke = now
+            if (lag := now - woke_before - WATCH_EVERY_S) > WATCH_EVERY_S:
+                self.follower.excuse(lag)  # the loop was busy: that time is ours, not the feed's
             state = self.follower.state(now)
             if state == INTERRUPTED:
                 self._collect(now)  # no broadcasts to wait for

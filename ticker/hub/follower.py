@@ -62,6 +62,16 @@ class FeedFollower:
             return INTERRUPTED
         return LIVE if now - self.last_batch_at <= self.stale_after_s else INTERRUPTED
 
+    def excuse(self, seconds: float) -> None:
+        """The process itself could not receive for ``seconds`` (its event loop was busy): not the feed's silence.
+
+        During a burst of connections the loop can fall seconds behind; a
+        batch waiting in Redis meanwhile is not a dead market, and resyncing
+        then (a Redis round trip, a database read and a snapshot to every
+        client) would only add to the load.
+        """
+        self.last_batch_at += seconds
+
     def resync(self) -> None:
         """Batches stopped while Redis answers: join again and take the database's word (in the background)."""
         if self.connected and (self._resync is None or self._resync.done()):

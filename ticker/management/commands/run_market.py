@@ -3,8 +3,8 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ticker.market_loop import run_market
 from ticker.gc_schedule import freeze_startup_objects
+from ticker.market_loop import run_market
 
 
 class Command(BaseCommand):
