@@ -1,7 +1,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { PollingFeed, SILENCE_MS, WebSocketFeed, backoffDelay, wsUrl } from "../../static/ticker/js/transport.js";
+import { PollingTransport, SILENCE_MS, WebSocketTransport, backoffDelay, wsUrl } from "../../static/ticker/js/transport.js";
 
 // --- wsUrl -------------------------------------------------------------------
 
@@ -63,7 +63,7 @@ test("backoffDelay falls back to Math.random", (t) => {
 
 // --- fakes for the browser globals --------------------------------------------
 
-/** Records every status/snapshot/quotes/request call the feed makes. */
+/** Records every status/snapshot/quotes/request call the transport makes. */
 function recorder() {
   const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [] };
   const handlers = {
@@ -161,23 +161,23 @@ function installWebSocket(t) {
 
 const WS_URL = "ws://test.invalid/ws/quotes/";
 
-// --- WebSocketFeed -------------------------------------------------------------
+// --- WebSocketTransport -------------------------------------------------------------
 
-test("WebSocketFeed shows 'connecting' and opens a socket to its url on start", (t) => {
+test("WebSocketTransport shows 'connecting' and opens a socket to its url on start", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   assert.equal(sockets.length, 1);
   assert.equal(sockets[0].url, WS_URL);
   assert.deepEqual(calls.status, [["connecting", "WebSocket"]]);
 });
 
-test("WebSocketFeed goes live and subscribes to its symbols once the socket opens", (t) => {
+test("WebSocketTransport goes live and subscribes to its symbols once the socket opens", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL, symbols: ["AAPL", "MSFT"] }).start();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL", "MSFT"] }).start();
   assert.deepEqual(sockets[0].sent, [], "nothing is sent before the socket is open");
   sockets[0].serverOpens();
   assert.deepEqual(lastStatus(), ["live", "WebSocket"]);
@@ -185,30 +185,30 @@ test("WebSocketFeed goes live and subscribes to its symbols once the socket open
   assert.equal(calls.request, 1);
 });
 
-test("WebSocketFeed subscribes to every symbol by default", (t) => {
+test("WebSocketTransport subscribes to every symbol by default", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
-  new WebSocketFeed(recorder().handlers, { url: WS_URL }).start();
+  new WebSocketTransport(recorder().handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["*"] }]);
 });
 
-test("WebSocketFeed with an empty watchlist opens the socket but subscribes to nothing", (t) => {
+test("WebSocketTransport with an empty watchlist opens the socket but subscribes to nothing", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL, symbols: [] }).start();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: [] }).start();
   sockets[0].serverOpens();
   assert.deepEqual(lastStatus(), ["live", "WebSocket"]);
   assert.deepEqual(sockets[0].sent, []);
   assert.equal(calls.request, 0);
 });
 
-test("WebSocketFeed hands snapshot and quotes frames to the matching handler", (t) => {
+test("WebSocketTransport hands snapshot and quotes frames to the matching handler", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   const a = { symbol: "AAPL", seq: 1, price: 100 };
   const b = { symbol: "AAPL", seq: 2, price: 101 };
@@ -218,12 +218,12 @@ test("WebSocketFeed hands snapshot and quotes frames to the matching handler", (
   assert.deepEqual(calls.quotes, [[[b], 11]]);
 });
 
-test("WebSocketFeed logs server error frames without treating them as quotes", (t) => {
+test("WebSocketTransport logs server error frames without treating them as quotes", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const warn = t.mock.method(console, "warn", () => {});
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "error", code: "bad_symbol", message: "unknown symbol ZZZZ" });
   assert.equal(warn.mock.callCount(), 1);
@@ -232,15 +232,15 @@ test("WebSocketFeed logs server error frames without treating them as quotes", (
   assert.deepEqual(calls.quotes, []);
 });
 
-test("WebSocketFeed.setSymbols drops the old subscription and subscribes to the new symbols", (t) => {
+test("WebSocketTransport.setSymbols drops the old subscription and subscribes to the new symbols", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  const feed = new WebSocketFeed(handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   sockets[0].sent.length = 0;
-  feed.setSymbols(["TSLA"]);
+  transport.setSymbols(["TSLA"]);
   assert.deepEqual(sockets[0].sent, [
     { action: "unsubscribe", symbols: ["*"] },
     { action: "subscribe", symbols: ["TSLA"] },
@@ -248,47 +248,47 @@ test("WebSocketFeed.setSymbols drops the old subscription and subscribes to the 
   assert.equal(calls.request, 3);
 });
 
-test("WebSocketFeed.setSymbols with an empty list only unsubscribes", (t) => {
+test("WebSocketTransport.setSymbols with an empty list only unsubscribes", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
-  const feed = new WebSocketFeed(recorder().handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   sockets[0].sent.length = 0;
-  feed.setSymbols([]);
+  transport.setSymbols([]);
   assert.deepEqual(sockets[0].sent, [{ action: "unsubscribe", symbols: ["*"] }]);
 });
 
-test("WebSocketFeed.setSymbols before the socket is open subscribes to the new symbols on open", (t) => {
+test("WebSocketTransport.setSymbols before the socket is open subscribes to the new symbols on open", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  const feed = new WebSocketFeed(handlers, { url: WS_URL });
-  feed.start();
-  feed.setSymbols(["NVDA"]);
+  const transport = new WebSocketTransport(handlers, { url: WS_URL });
+  transport.start();
+  transport.setSymbols(["NVDA"]);
   assert.deepEqual(sockets[0].sent, []);
   assert.equal(calls.request, 0);
   sockets[0].serverOpens();
   assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["NVDA"] }]);
 });
 
-test("WebSocketFeed.resync asks again for the gapped symbols", (t) => {
+test("WebSocketTransport.resync asks again for the gapped symbols", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
-  const feed = new WebSocketFeed(recorder().handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   sockets[0].sent.length = 0;
-  feed.resync(["AAPL", "MSFT"]);
+  transport.resync(["AAPL", "MSFT"]);
   assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["AAPL", "MSFT"] }]);
 });
 
-test("WebSocketFeed reconnects with a growing backoff after the connection drops", (t) => {
+test("WebSocketTransport reconnects with a growing backoff after the connection drops", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   const { handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
 
   sockets[0].connectionDrops();
@@ -306,12 +306,12 @@ test("WebSocketFeed reconnects with a growing backoff after the connection drops
   assert.equal(sockets.length, 3);
 });
 
-test("WebSocketFeed goes back to the shortest backoff once a reconnect succeeds", (t) => {
+test("WebSocketTransport goes back to the shortest backoff once a reconnect succeeds", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   const { handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
   sockets[0].connectionDrops();
   timers.fire();
   sockets[1].connectionDrops();
@@ -323,11 +323,11 @@ test("WebSocketFeed goes back to the shortest backoff once a reconnect succeeds"
   assert.deepEqual(timers.delays(), [500]);
 });
 
-test("WebSocketFeed passes the heartbeat's feed state on, and nothing else from it", (t) => {
+test("WebSocketTransport passes the heartbeat's feed state on, and nothing else from it", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "heartbeat", feed: "interrupted", step: 9, ts: 1 });
   sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 9, ts: 2 });
@@ -336,12 +336,12 @@ test("WebSocketFeed passes the heartbeat's feed state on, and nothing else from 
   assert.deepEqual(calls.snapshot, []);
 });
 
-test("WebSocketFeed takes a socket silent for SILENCE_MS (no heartbeat) for dead and reconnects", (t) => {
+test("WebSocketTransport takes a socket silent for SILENCE_MS (no heartbeat) for dead and reconnects", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   const { lastStatus, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 1, ts: 1 });
   assert.deepEqual(timers.delays(), [SILENCE_MS], "every frame re-arms the one silence timer");
@@ -354,15 +354,15 @@ test("WebSocketFeed takes a socket silent for SILENCE_MS (no heartbeat) for dead
   assert.equal(sockets.length, 2);
 });
 
-test("WebSocketFeed.stop closes the socket normally and does not reconnect", (t) => {
+test("WebSocketTransport.stop closes the socket normally and does not reconnect", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   const { calls, handlers } = recorder();
-  const feed = new WebSocketFeed(handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   const statusesBefore = calls.status.length;
-  feed.stop();
+  transport.stop();
   assert.equal(sockets[0].closedWith, 1000);
   sockets[0].emit("close", { code: 1000 });
   assert.deepEqual(timers.delays(), []);
@@ -370,19 +370,19 @@ test("WebSocketFeed.stop closes the socket normally and does not reconnect", (t)
   assert.equal(calls.status.length, statusesBefore);
 });
 
-test("WebSocketFeed.stop during a reconnect wait cancels the pending retry", (t) => {
+test("WebSocketTransport.stop during a reconnect wait cancels the pending retry", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
-  const feed = new WebSocketFeed(recorder().handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL });
+  transport.start();
   sockets[0].connectionDrops();
   assert.equal(timers.delays().length, 1);
-  feed.stop();
+  transport.stop();
   assert.deepEqual(timers.delays(), []);
   assert.equal(sockets.length, 1);
 });
 
-// --- PollingFeed ---------------------------------------------------------------
+// --- PollingTransport ---------------------------------------------------------------
 
 /** A fetch stand-in: answers each call with the next scripted response and records requests. */
 function fakeFetch(t, responses) {
@@ -407,16 +407,16 @@ function response(status, body = null, etag = null) {
   };
 }
 
-/** Let the feed's awaited fetch/json promises settle. */
+/** Let the transport's awaited fetch/json promises settle. */
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
-test("PollingFeed fetches every symbol and hands the answer on as a snapshot", async (t) => {
+test("PollingTransport fetches every symbol and hands the answer on as a snapshot", async (t) => {
   const timers = fakeTimers(t);
   const quotes = [{ symbol: "AAPL", seq: 3, price: 100 }];
   const requests = fakeFetch(t, [response(200, { quotes, step: 7 }, '"v1"')]);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { url: "/api/quotes/", interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { url: "/api/quotes/", interval: 1000 });
+  transport.start();
   await settle();
   assert.equal(requests.length, 1);
   assert.equal(requests[0].url, "/api/quotes/");
@@ -427,25 +427,25 @@ test("PollingFeed fetches every symbol and hands the answer on as a snapshot", a
   assert.deepEqual(calls.status[0], ["connecting", "HTTP polling"]);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling every 1 s"]);
   assert.deepEqual(timers.delays(), [1000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed asks only for the watched symbols, URL-encoded", async (t) => {
+test("PollingTransport asks only for the watched symbols, URL-encoded", async (t) => {
   fakeTimers(t);
   const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 })]);
-  const feed = new PollingFeed(recorder().handlers, { symbols: ["AAPL", "BRK.B"] });
-  feed.start();
+  const transport = new PollingTransport(recorder().handlers, { symbols: ["AAPL", "BRK.B"] });
+  transport.start();
   await settle();
   assert.equal(requests[0].url, "/api/quotes/?symbols=AAPL%2CBRK.B");
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed re-polls with the last ETag and a 304 delivers nothing new", async (t) => {
+test("PollingTransport re-polls with the last ETag and a 304 delivers nothing new", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 }, '"v1"'), response(304)]);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { interval: 2000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { interval: 2000 });
+  transport.start();
   await settle();
   timers.fire();
   await settle();
@@ -455,33 +455,33 @@ test("PollingFeed re-polls with the last ETag and a 304 delivers nothing new", a
   assert.equal(calls.request, 2);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling every 2 s"]);
   assert.deepEqual(timers.delays(), [2000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed forgets the ETag when the symbols change", async (t) => {
+test("PollingTransport forgets the ETag when the symbols change", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, [
     response(200, { quotes: [], step: 1 }, '"all"'),
     response(200, { quotes: [], step: 2 }, '"aapl"'),
   ]);
-  const feed = new PollingFeed(recorder().handlers);
-  feed.start();
+  const transport = new PollingTransport(recorder().handlers);
+  transport.start();
   await settle();
-  feed.setSymbols(["AAPL"]);
+  transport.setSymbols(["AAPL"]);
   timers.fire();
   await settle();
   assert.equal(requests[1].url, "/api/quotes/?symbols=AAPL");
   assert.deepEqual(requests[1].headers, {});
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed shows 'reconnecting' on an HTTP error and keeps polling no faster than the interval", async (t) => {
+test("PollingTransport shows 'reconnecting' on an HTTP error and keeps polling no faster than the interval", async (t) => {
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 0);
   const requests = fakeFetch(t, [response(503), response(200, { quotes: [], step: 1 })]);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { interval: 1000 });
+  transport.start();
   await settle();
   assert.deepEqual(lastStatus(), ["reconnecting", "HTTP polling failed (HTTP 503)"]);
   assert.deepEqual(calls.snapshot, []);
@@ -490,10 +490,10 @@ test("PollingFeed shows 'reconnecting' on an HTTP error and keeps polling no fas
   await settle();
   assert.equal(requests.length, 2);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling every 1 s"]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed backs off exponentially while the network keeps failing", async (t) => {
+test("PollingTransport backs off exponentially while the network keeps failing", async (t) => {
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   fakeFetch(t, [
@@ -505,8 +505,8 @@ test("PollingFeed backs off exponentially while the network keeps failing", asyn
     new TypeError("Failed to fetch"),
   ]);
   const { handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { interval: 1000 });
+  transport.start();
   const waits = [];
   for (let i = 0; i < 5; i++) {
     await settle();
@@ -518,41 +518,41 @@ test("PollingFeed backs off exponentially while the network keeps failing", asyn
   waits.push(timers.delays()[0]);
   // 500 and 1000 ms backoffs are raised to the 1 s interval; a success resets the backoff.
   assert.deepEqual(waits, [1000, 1000, 2000, 4000, 1000, 1000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed with an empty watchlist waits without fetching", async (t) => {
+test("PollingTransport with an empty watchlist waits without fetching", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, []);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { symbols: [], interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { symbols: [], interval: 1000 });
+  transport.start();
   await settle();
   assert.equal(requests.length, 0);
   assert.equal(calls.request, 0);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling (watchlist empty)"]);
   assert.deepEqual(timers.delays(), [1000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed.stop cancels the next poll", async (t) => {
+test("PollingTransport.stop cancels the next poll", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 })]);
-  const feed = new PollingFeed(recorder().handlers);
-  feed.start();
+  const transport = new PollingTransport(recorder().handlers);
+  transport.start();
   await settle();
-  feed.stop();
+  transport.stop();
   assert.deepEqual(timers.delays(), []);
   assert.equal(requests.length, 1);
 });
 
-test("PollingFeed.stop while a request is in flight drops its answer", async (t) => {
+test("PollingTransport.stop while a request is in flight drops its answer", async (t) => {
   const timers = fakeTimers(t);
   fakeFetch(t, [response(200, { quotes: [{ symbol: "AAPL", seq: 1, price: 1 }], step: 1 })]);
   const { calls, handlers } = recorder();
-  const feed = new PollingFeed(handlers);
-  feed.start();
-  feed.stop(); // before the fetch promise resolves
+  const transport = new PollingTransport(handlers);
+  transport.start();
+  transport.stop(); // before the fetch promise resolves
   await settle();
   assert.deepEqual(calls.snapshot, []);
   assert.deepEqual(calls.status, [["connecting", "HTTP polling"]]);
@@ -560,15 +560,15 @@ test("PollingFeed.stop while a request is in flight drops its answer", async (t)
 });
 
 test(
-  "PollingFeed.stop while a request is in flight stays silent even if that request then fails",
+  "PollingTransport.stop while a request is in flight stays silent even if that request then fails",
   async (t) => {
     const timers = fakeTimers(t);
     let fail;
     t.mock.method(globalThis, "fetch", () => new Promise((_, reject) => (fail = reject)));
     const { calls, handlers } = recorder();
-    const feed = new PollingFeed(handlers);
-    feed.start();
-    feed.stop();
+    const transport = new PollingTransport(handlers);
+    transport.start();
+    transport.stop();
     fail(new TypeError("Failed to fetch"));
     await settle();
     assert.deepEqual(calls.status, [["connecting", "HTTP polling"]]);
@@ -577,7 +577,7 @@ test(
 );
 
 test(
-  "PollingFeed.stop while the response body is being read stays silent",
+  "PollingTransport.stop while the response body is being read stays silent",
   async (t) => {
     const timers = fakeTimers(t);
     let finishBody;
@@ -588,10 +588,10 @@ test(
     };
     t.mock.method(globalThis, "fetch", async () => slowBody);
     const { calls, handlers } = recorder();
-    const feed = new PollingFeed(handlers);
-    feed.start();
+    const transport = new PollingTransport(handlers);
+    transport.start();
     await settle();
-    feed.stop();
+    transport.stop();
     finishBody({ quotes: [{ symbol: "AAPL", seq: 1, price: 1 }], step: 1 });
     await settle();
     assert.deepEqual(calls.snapshot, []);

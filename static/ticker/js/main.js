@@ -28,11 +28,11 @@ const el = {
   board: document.querySelector(".board"),
 };
 let chart = { symbol: localStorage.getItem("ticker.chart") || [...rows.keys()][0], points: [] };
-let feed = null;
+let chain = null;
 
 /**
  * Old prices must never look live. Two things can make them stale: the
- * connection is lost (the feed reports "reconnecting"), or the server says its
+ * connection is lost (the transport reports "reconnecting"), or the server says its
  * market feed is interrupted (a heartbeat, or a long-poll answer). Each clears
  * only on its own evidence: any message after a reconnect for the first, a
  * "live" heartbeat or a live quotes batch for the second. Meanwhile the board
@@ -73,7 +73,7 @@ function receive(quotes, { snapshot, measure }) {
   }
   stats.updates += changed.length;
   // A seq gap means an update was lost on the way: ask for a fresh snapshot.
-  if (gapped.length) feed.resync(gapped);
+  if (gapped.length) chain.resync(gapped);
 }
 
 const handlers = {
@@ -85,8 +85,8 @@ const handlers = {
   snapshot: (quotes) => {
     setStale("connection", false);
     // Polling reads the database, which the market writes even while Redis is away.
-    if (feed.transport === "polling") setStale("feed", false);
-    receive(quotes, { snapshot: true, measure: measuresSnapshots(feed.transport) });
+    if (chain.transport === "polling") setStale("feed", false);
+    receive(quotes, { snapshot: true, measure: measuresSnapshots(chain.transport) });
   },
   // A pushed batch comes straight from the market: the feed is live.
   quotes: (quotes) => {
@@ -103,14 +103,14 @@ const handlers = {
 };
 
 /** "auto" runs the chain (WebSocket, SSE, long-poll, polling); a transport name pins that one. */
-function startFeed(choice) {
-  feed?.stop();
-  feed = new TransportChain(handlers, {
+function connect(choice) {
+  chain?.stop();
+  chain = new TransportChain(handlers, {
     symbols: watchlist.subscription(),
     pinned: TRANSPORTS.includes(choice) ? choice : null,
   });
   latency.samples = [];
-  feed.start();
+  chain.start();
 }
 
 function applyWatchlist() {
@@ -159,7 +159,7 @@ document.querySelector("#quotes tbody").addEventListener("click", (event) => {
   if (event.target.closest(".star")) {
     watchlist.toggle(symbol);
     applyWatchlist();
-    if (watchlist.only) feed.setSymbols(watchlist.subscription());
+    if (watchlist.only) chain.setSymbols(watchlist.subscription());
   } else if (event.target.closest(".pick")) {
     selectChart(symbol);
   }
@@ -168,11 +168,11 @@ document.querySelector("#quotes tbody").addEventListener("click", (event) => {
 el.watchOnly.addEventListener("change", () => {
   watchlist.setOnly(el.watchOnly.checked);
   applyWatchlist();
-  feed.setSymbols(watchlist.subscription());
+  chain.setSymbols(watchlist.subscription());
 });
 
 for (const radio of document.querySelectorAll("input[name=transport]")) {
-  radio.addEventListener("change", () => radio.checked && startFeed(radio.value));
+  radio.addEventListener("change", () => radio.checked && connect(radio.value));
 }
 
 setInterval(() => {
@@ -187,6 +187,6 @@ const pinned = new URLSearchParams(window.location.search).get("transport");
 const choice = TRANSPORTS.includes(pinned) ? pinned : "auto";
 document.querySelector(`input[name=transport][value=${choice}]`).checked = true;
 applyWatchlist();
-startFeed(choice);
+connect(choice);
 if (chart.symbol && rows.has(chart.symbol)) selectChart(chart.symbol);
 loadSparklines();
