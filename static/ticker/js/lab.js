@@ -1,9 +1,11 @@
 // The Lab: the four transports side by side on the same symbols, measured live.
 import { makeTransport, measuresSnapshots } from "./chain.js";
+import { readConfig } from "./config.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { renderBadge } from "./render.js";
 import { tcpIpOverhead, trafficBytes } from "./wire.js";
 
+const config = readConfig();
 const cards = [...document.querySelectorAll(".lab-card")];
 const symbolsInput = document.getElementById("lab-symbols");
 let runs = [];
@@ -28,7 +30,7 @@ class Run {
         request: () => (this.requests += 1),
         traffic: (record) => this.count(record),
       },
-      { symbols },
+      { symbols, silenceMs: config.silenceMs },
     );
     this.transport.start();
   }

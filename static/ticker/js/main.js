@@ -1,13 +1,14 @@
 // The dashboard: wires the transports to the quotes table, chart and badge.
 import { drawChart, drawSparkline } from "./chart.js";
+import { readConfig } from "./config.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { indexRows, renderBadge, renderQuote, renderStar } from "./render.js";
 import { TRANSPORTS, TransportChain, measuresSnapshots } from "./chain.js";
 import { Watchlist } from "./watchlist.js";
 
 const SPARK_POINTS = 60;
-const CHART_POINTS = 2400;
 
+const config = readConfig();
 const initial = JSON.parse(document.getElementById("initial-quotes").textContent);
 const book = new QuoteBook(initial.quotes);
 const rows = indexRows(document.querySelector("#quotes tbody"));
@@ -66,7 +67,8 @@ function receive(quotes, { snapshot, measure }) {
     drawSparkline(row.spark, spark);
     if (quote.symbol === chart.symbol) {
       chart.points.push({ price: quote.price, ts: quote.ts });
-      if (chart.points.length > CHART_POINTS) chart.points.shift();
+      // The chart holds as much as the server keeps: MARKET_HISTORY_STEPS.
+      if (chart.points.length > config.historySteps) chart.points.shift();
       drawChart(el.chart, chart.points);
     }
     if (measure && prev) latency.add(now - quote.ts);
@@ -108,6 +110,7 @@ function connect(choice) {
   chain = new TransportChain(handlers, {
     symbols: watchlist.subscription(),
     pinned: TRANSPORTS.includes(choice) ? choice : null,
+    transportOptions: { silenceMs: config.silenceMs },
   });
   latency.samples = [];
   chain.start();
@@ -127,7 +130,8 @@ async function selectChart(symbol) {
   el.chartTitle.textContent = `Chart · ${symbol}`;
   for (const [s, row] of rows) row.tr.classList.toggle("selected", s === symbol);
   drawChart(el.chart, []);
-  const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/?limit=240`);
+  // No limit: the server's default length is the chart's (ticker/views.py HISTORY_DEFAULT).
+  const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/`);
   if (!response.ok || chart.symbol !== symbol) return;
   const { points } = await response.json();
   if (chart.symbol !== symbol) return; // another symbol was picked while this one loaded
