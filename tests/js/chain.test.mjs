@@ -6,7 +6,7 @@ import { TransportChain } from "../../static/ticker/js/chain.js";
 function fakes() {
   const made = [];
   const make = (name, handlers, options) => {
-    const transport = { name, handlers, options, started: 0, stopped: false };
+    const transport = { name, label: `label of ${name}`, handlers, options, started: 0, stopped: false };
     transport.start = () => (transport.started += 1);
     transport.stop = () => (transport.stopped = true);
     transport.setSymbols = (symbols) => (transport.symbols = symbols);
@@ -88,6 +88,25 @@ test("an upgrade probe replaces the fallback only once it delivers a snapshot", 
   assert.equal(chain.transport, "websocket");
   assert.equal(made[1].stopped, true);
   assert.equal(seen.snapshot.length, 1);
+  assert.deepEqual(seen.status.at(-1), ["live", "label of websocket", "websocket"], "the badge names the new transport");
+  chain.stop();
+});
+
+test("the chain hands its transport options to every transport it makes, probes included", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { made, make, handlers } = fakes();
+  const chain = new TransportChain(handlers, { make, symbols: ["A"], transportOptions: { silenceMs: 3000 } });
+  chain.start();
+  made[0].handlers.failed("refused");
+  t.mock.timers.tick(30000);
+  assert.deepEqual(
+    made.map((transport) => [transport.name, transport.options]),
+    [
+      ["websocket", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+      ["sse", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+      ["websocket", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+    ],
+  );
   chain.stop();
 });
 

@@ -1,7 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { PollingTransport, SILENCE_MS, WebSocketTransport, backoffDelay, wsUrl } from "../../static/ticker/js/transport.js";
+import {
+  LongPollTransport,
+  PollingTransport,
+  SILENCE_MS,
+  SseTransport,
+  Transport,
+  WebSocketTransport,
+  backoffDelay,
+  quotesQuery,
+  wsUrl,
+} from "../../static/ticker/js/transport.js";
 
 // --- wsUrl -------------------------------------------------------------------
 
@@ -15,6 +25,18 @@ test("wsUrl uses ws: on a plain http: page", () => {
 
 test("wsUrl keeps the page's port and takes a custom path", () => {
   assert.equal(wsUrl({ protocol: "http:", host: "127.0.0.1:8000" }, "/ws/other/"), "ws://127.0.0.1:8000/ws/other/");
+});
+
+// --- quotesQuery -------------------------------------------------------------
+
+test("quotesQuery leaves the symbols out for all symbols, so the URL is bare", () => {
+  assert.equal(quotesQuery(["*"]), "");
+});
+
+test("quotesQuery names the symbols, URL-encoded, then the other parameters in order", () => {
+  assert.equal(quotesQuery(["AAPL", "BRK.B"]), "?symbols=AAPL%2CBRK.B");
+  assert.equal(quotesQuery(["AAPL"], { since: 12, wait: 25 }), "?symbols=AAPL&since=12&wait=25");
+  assert.equal(quotesQuery(["*"], { since: 0 }), "?since=0");
 });
 
 // --- backoffDelay ------------------------------------------------------------
@@ -63,15 +85,17 @@ test("backoffDelay falls back to Math.random", (t) => {
 
 // --- fakes for the browser globals --------------------------------------------
 
-/** Records every status/snapshot/quotes/request call the transport makes. */
+/** Records every handler call the transport makes. */
 function recorder() {
-  const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [] };
+  const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [], failed: [], traffic: [] };
   const handlers = {
     status: (state, detail) => calls.status.push([state, detail]),
     feedState: (state) => calls.feedState.push(state),
     snapshot: (quotes, step) => calls.snapshot.push([quotes, step]),
     quotes: (quotes, step) => calls.quotes.push([quotes, step]),
     request: () => (calls.request += 1),
+    failed: (reason) => calls.failed.push(reason),
+    traffic: (record) => calls.traffic.push(record),
   };
   return { calls, handlers, lastStatus: () => calls.status.at(-1) };
 }
@@ -92,6 +116,14 @@ function fakeTimers(t) {
     fire() {
       assert.equal(pending.size, 1, "expected exactly one pending timer");
       const [[id, { fn }]] = pending;
+      pending.delete(id);
+      return fn();
+    },
+    /** Run the single pending timer set for `ms` (there must be exactly one). */
+    fireAfter(ms) {
+      const due = [...pending].filter(([, timer]) => timer.ms === ms);
+      assert.equal(due.length, 1, `expected exactly one pending timer of ${ms} ms`);
+      const [[id, { fn }]] = due;
       pending.delete(id);
       return fn();
     },
@@ -160,6 +192,141 @@ function installWebSocket(t) {
 }
 
 const WS_URL = "ws://test.invalid/ws/quotes/";
+
+// --- Transport: the lifecycle every transport shares -------------------------
+
+/** The smallest transport: counts what the base asks of it. */
+class CountingTransport extends Transport {
+  static label = "counting";
+
+  constructor(handlers, options) {
+    super(handlers, options);
+    this.opened = 0;
+    this.closed = 0;
+    this.silences = 0;
+  }
+
+  open() {
+    this.opened += 1;
+  }
+
+  close() {
+    this.closed += 1;
+  }
+
+  silent() {
+    this.silences += 1;
+  }
+}
+
+test("Transport.start says 'connecting' with the transport's label and opens it", (t) => {
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers);
+  transport.start();
+  assert.deepEqual(calls.status, [["connecting", "counting"]]);
+  assert.equal(transport.opened, 1);
+  assert.equal(transport.stopped, false);
+});
+
+test("Transport.retry reopens after a growing backoff, says 'reconnecting' until connected, then starts over", (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new CountingTransport(handlers);
+  transport.start();
+  transport.retry("lost");
+  assert.deepEqual(lastStatus(), ["reconnecting", "counting, retry in 0.5 s"]);
+  assert.deepEqual(timers.delays(), [500]);
+  timers.fire();
+  assert.deepEqual([transport.closed, transport.opened], [1, 2], "a retry closes, then opens again");
+  assert.deepEqual(lastStatus(), ["reconnecting", "counting"]);
+  transport.retry("lost again");
+  assert.deepEqual(timers.delays(), [1000]);
+  timers.fire();
+  transport.connected();
+  assert.deepEqual(lastStatus(), ["live", "counting"]);
+  transport.retry("lost after working");
+  assert.deepEqual(timers.delays(), [500], "connected() resets the backoff");
+  assert.deepEqual(calls.failed, [], "without failFast a transport never gives up");
+});
+
+test("Transport with failFast gives up on its first failure before any snapshot: stopped, failed(reason) once", (t) => {
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  transport.retry("refused");
+  assert.deepEqual(calls.failed, ["refused"]);
+  assert.equal(transport.stopped, true);
+  assert.equal(transport.closed, 1);
+  assert.deepEqual(timers.delays(), [], "no retry and no connect timer left");
+  transport.retry("refused again");
+  assert.deepEqual(calls.failed, ["refused"], "a stopped transport reports nothing more");
+});
+
+test("Transport with failFast gives up when no snapshot comes within 5 s of starting", (t) => {
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  assert.deepEqual(timers.delays(), [5000]);
+  timers.fire();
+  assert.deepEqual(calls.failed, ["no data in time"]);
+  assert.equal(transport.stopped, true);
+});
+
+test("Transport with failFast retries like any other once it has delivered a snapshot", (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  transport.delivered();
+  assert.deepEqual(timers.delays(), [], "the snapshot cancels the connect timer");
+  transport.retry("server restarted");
+  assert.deepEqual(calls.failed, []);
+  assert.deepEqual(lastStatus(), ["reconnecting", "counting, retry in 0.5 s"]);
+  timers.fire();
+  assert.deepEqual(timers.delays(), [], "a transport that has worked arms no connect timer on restart");
+});
+
+test("Transport calls silent() after silenceMs without heard(), and each message re-arms the one timer", (t) => {
+  const timers = fakeTimers(t);
+  const transport = new CountingTransport(recorder().handlers, { silenceMs: 3000 });
+  transport.start();
+  transport.connected();
+  transport.heard();
+  transport.heard();
+  assert.deepEqual(timers.delays(), [3000]);
+  timers.fire();
+  assert.equal(transport.silences, 1);
+});
+
+test("Transport.stop cancels the retry, connect and silence timers, closes, and a later restart does nothing", (t) => {
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  transport.connected();
+  transport.later(() => assert.fail("a stopped transport ran its timer"), 1000);
+  assert.equal(timers.delays().length, 3);
+  const statuses = calls.status.length;
+  transport.stop();
+  assert.deepEqual(timers.delays(), []);
+  assert.equal(transport.closed, 1);
+  transport.restart();
+  assert.equal(transport.opened, 1);
+  assert.equal(calls.status.length, statuses);
+});
+
+test("Transport.later keeps one pending timer: a new one replaces the old", (t) => {
+  const timers = fakeTimers(t);
+  const transport = new CountingTransport(recorder().handlers);
+  transport.later(() => assert.fail("the replaced timer ran"), 1000);
+  transport.later(() => {}, 2000);
+  assert.deepEqual(timers.delays(), [2000]);
+});
 
 // --- WebSocketTransport -------------------------------------------------------------
 
@@ -382,6 +549,205 @@ test("WebSocketTransport.stop during a reconnect wait cancels the pending retry"
   assert.equal(sockets.length, 1);
 });
 
+test("WebSocketTransport takes its silence timeout from its options (the page's config)", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  new WebSocketTransport(recorder().handlers, { url: WS_URL, silenceMs: 3000 }).start();
+  sockets[0].serverOpens();
+  assert.deepEqual(timers.delays(), [3000]);
+  timers.fire();
+  assert.equal(sockets[0].closedWith, 4000);
+});
+
+test("WebSocketTransport reports each frame it sends and receives, as text, through traffic", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  sockets[0].serverOpens();
+  sockets[0].serverSends({ type: "snapshot", quotes: [], step: 1 });
+  assert.deepEqual(calls.traffic, [
+    { kind: "websocket", direction: "out", text: JSON.stringify({ action: "subscribe", symbols: ["AAPL"] }) },
+    { kind: "websocket", direction: "in", text: JSON.stringify({ type: "snapshot", quotes: [], step: 1 }) },
+  ]);
+});
+
+test("WebSocketTransport with failFast reports a socket closed before any snapshot as failed", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, failFast: true }).start();
+  sockets[0].connectionDrops();
+  assert.deepEqual(calls.failed, ["WebSocket closed before any data"]);
+  assert.deepEqual(timers.delays(), []);
+  assert.equal(sockets.length, 1);
+});
+
+// --- SseTransport ------------------------------------------------------------
+
+class FakeEventSource {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSED = 2;
+  static instances = [];
+
+  constructor(url) {
+    this.url = url;
+    this.readyState = FakeEventSource.CONNECTING;
+    this.listeners = {};
+    FakeEventSource.instances.push(this);
+  }
+
+  addEventListener(type, fn) {
+    (this.listeners[type] ??= []).push(fn);
+  }
+
+  emit(type, event = {}) {
+    for (const fn of this.listeners[type] ?? []) fn({ type, ...event });
+  }
+
+  close() {
+    this.readyState = FakeEventSource.CLOSED;
+  }
+
+  // Test-side controls.
+  serverOpens() {
+    this.readyState = FakeEventSource.OPEN;
+    this.emit("open");
+  }
+
+  serverSends(type, id, frame) {
+    this.emit(type, { lastEventId: String(id), data: JSON.stringify(frame) });
+  }
+
+  fails({ closed }) {
+    this.readyState = closed ? FakeEventSource.CLOSED : FakeEventSource.CONNECTING;
+    this.emit("error");
+  }
+}
+
+function installEventSource(t) {
+  FakeEventSource.instances = [];
+  globalThis.EventSource = FakeEventSource;
+  t.after(() => delete globalThis.EventSource);
+  return FakeEventSource.instances;
+}
+
+test("SseTransport opens the stream for its symbols and goes live when it opens", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: ["AAPL", "MSFT"] }).start();
+  assert.equal(sources[0].url, "/api/quotes/stream/?symbols=AAPL%2CMSFT");
+  assert.deepEqual(lastStatus(), ["connecting", "Server-Sent Events"]);
+  assert.equal(calls.request, 1);
+  sources[0].serverOpens();
+  assert.deepEqual(lastStatus(), ["live", "Server-Sent Events"]);
+});
+
+test("SseTransport hands snapshot, quotes and heartbeat events on, and reports each one through traffic", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new SseTransport(handlers).start();
+  assert.equal(sources[0].url, "/api/quotes/stream/");
+  sources[0].serverOpens();
+  const a = { symbol: "AAPL", seq: 1, price: 100 };
+  const b = { symbol: "AAPL", seq: 2, price: 101 };
+  sources[0].serverSends("snapshot", 10, { type: "snapshot", quotes: [a], step: 10 });
+  sources[0].serverSends("quotes", 11, { type: "quotes", quotes: [b], step: 11 });
+  sources[0].serverSends("heartbeat", 11, { type: "heartbeat", feed: "interrupted", step: 11, ts: 1 });
+  assert.deepEqual(calls.snapshot, [[[a], 10]]);
+  assert.deepEqual(calls.quotes, [[[b], 11]]);
+  assert.deepEqual(calls.feedState, ["interrupted"]);
+  assert.deepEqual(
+    calls.traffic.map(({ kind, event, id }) => [kind, event, id]),
+    [
+      ["sse", "snapshot", "10"],
+      ["sse", "quotes", "11"],
+      ["sse", "heartbeat", "11"],
+    ],
+  );
+  assert.equal(calls.traffic[1].text, JSON.stringify({ type: "quotes", quotes: [b], step: 11 }));
+});
+
+test("SseTransport with an empty watchlist opens no stream", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: [] }).start();
+  assert.equal(sources.length, 0);
+  assert.equal(calls.request, 0);
+  assert.deepEqual(lastStatus(), ["live", "Server-Sent Events (watchlist empty)"]);
+});
+
+test("SseTransport leaves a dropped stream to the browser's own reconnect (Last-Event-ID), saying 'reconnecting'", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers).start();
+  sources[0].serverOpens();
+  sources[0].fails({ closed: false });
+  assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events"]);
+  assert.equal(calls.request, 2, "the browser's reconnect is a request");
+  assert.equal(sources.length, 1);
+  assert.deepEqual(timers.delays(), [SILENCE_MS], "only the silence watchdog is pending");
+});
+
+test("SseTransport reopens a stream the browser gave up on (a non-200 answer) after a growing backoff", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: ["AAPL"] }).start();
+  sources[0].serverOpens();
+  sources[0].fails({ closed: true });
+  assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events, retry in 0.5 s"]);
+  assert.deepEqual(timers.delays(), [500], "the silence watchdog is off while waiting");
+  timers.fire();
+  assert.equal(sources.length, 2);
+  assert.equal(sources[1].url, "/api/quotes/stream/?symbols=AAPL");
+  assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events"], "still reconnecting until the stream opens");
+  sources[1].fails({ closed: true });
+  assert.deepEqual(timers.delays(), [1000]);
+});
+
+test("SseTransport with failFast reports a stream that fails before any snapshot as failed", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new SseTransport(handlers, { failFast: true }).start();
+  sources[0].fails({ closed: false });
+  assert.deepEqual(calls.failed, ["event stream failed before any data"]);
+  assert.equal(sources[0].readyState, FakeEventSource.CLOSED);
+  assert.deepEqual(timers.delays(), []);
+});
+
+test("SseTransport reopens a stream silent for silenceMs, and a new symbol set or a resync reopens it too", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new SseTransport(handlers, { silenceMs: 3000 });
+  transport.start();
+  sources[0].serverOpens();
+  timers.fire();
+  assert.equal(sources[0].readyState, FakeEventSource.CLOSED);
+  assert.equal(sources.length, 2);
+  assert.deepEqual(calls.status.slice(-2), [
+    ["reconnecting", "Server-Sent Events silent"],
+    ["connecting", "Server-Sent Events"],
+  ]);
+  transport.setSymbols(["TSLA"]);
+  assert.equal(sources[1].readyState, FakeEventSource.CLOSED);
+  assert.equal(sources[2].url, "/api/quotes/stream/?symbols=TSLA");
+  transport.resync(["TSLA"]);
+  assert.equal(sources.length, 4);
+  transport.stop();
+  assert.equal(sources[3].readyState, FakeEventSource.CLOSED);
+  sources[3].fails({ closed: true });
+  assert.equal(sources.length, 4, "a stopped transport does not reopen");
+});
+
 // --- PollingTransport ---------------------------------------------------------------
 
 /** A fetch stand-in: answers each call with the next scripted response and records requests. */
@@ -401,6 +767,7 @@ function fakeFetch(t, responses) {
 function response(status, body = null, etag = null) {
   return {
     status,
+    ok: status >= 200 && status < 300,
     headers: { get: (name) => (name.toLowerCase() === "etag" ? etag : null) },
     json: async () => body,
     text: async () => JSON.stringify(body),
@@ -599,3 +966,131 @@ test(
     assert.deepEqual(timers.delays(), []);
   },
 );
+
+test("PollingTransport reports each request and its answer through traffic", async (t) => {
+  const timers = fakeTimers(t);
+  const answer = response(200, { quotes: [], step: 1 }, '"v1"');
+  fakeFetch(t, [answer, response(304)]);
+  const { calls, handlers } = recorder();
+  const transport = new PollingTransport(handlers, { symbols: ["AAPL"] });
+  transport.start();
+  await settle();
+  timers.fire();
+  await settle();
+  assert.deepEqual(calls.traffic[0], {
+    kind: "http",
+    path: "/api/quotes/?symbols=AAPL",
+    headers: {},
+    response: answer,
+    text: JSON.stringify({ quotes: [], step: 1 }),
+  });
+  assert.deepEqual(calls.traffic[1].headers, { "If-None-Match": '"v1"' });
+  transport.stop();
+});
+
+// --- LongPollTransport ---------------------------------------------------------
+
+test("LongPollTransport asks for the full picture first, then waits at the server for changes after its step", async (t) => {
+  const timers = fakeTimers(t);
+  const a = { symbol: "AAPL", seq: 3, price: 100 };
+  const b = { symbol: "AAPL", seq: 5, price: 101 };
+  const requests = fakeFetch(t, [
+    response(200, { quotes: [a], step: 7, feed: "live" }),
+    response(200, { quotes: [b], step: 9, feed: "live" }),
+    response(200, { quotes: [], step: 9, feed: "interrupted" }),
+  ]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers, { symbols: ["AAPL"], wait: 20 });
+  transport.start();
+  assert.deepEqual(calls.status[0], ["connecting", "long-polling"]);
+  for (let i = 0; i < 2; i++) {
+    await settle();
+    timers.fire();
+  }
+  await settle();
+  assert.deepEqual(
+    requests.map((r) => r.url),
+    ["/api/quotes/?symbols=AAPL", "/api/quotes/?symbols=AAPL&since=7&wait=20", "/api/quotes/?symbols=AAPL&since=9&wait=20"],
+  );
+  assert.deepEqual(calls.snapshot, [[[a], 7], [[b], 9]], "an answer without quotes (the wait ran out) is no snapshot");
+  assert.deepEqual(calls.feedState, ["live", "live", "interrupted"]);
+  assert.deepEqual(lastStatus(), ["live", "long-polling"]);
+  assert.deepEqual(timers.delays(), [0], "the next request goes out at once");
+  transport.stop();
+});
+
+test("LongPollTransport.resync aborts the waiting request and asks for the full picture once", async (t) => {
+  const timers = fakeTimers(t);
+  const requests = [];
+  const answers = [{ quotes: [], step: 7 }, null, { quotes: [], step: 8 }, null];
+  t.mock.method(globalThis, "fetch", (url, init) => {
+    requests.push(url);
+    const body = answers.shift();
+    if (body) return Promise.resolve(response(200, body));
+    // A long-poll that waits until it is aborted.
+    return new Promise((_, reject) =>
+      init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
+    );
+  });
+  const { calls, handlers } = recorder();
+  const transport = new LongPollTransport(handlers);
+  transport.start();
+  await settle();
+  timers.fire(); // the waiting request (since=7)
+  await settle();
+  transport.resync(["AAPL"]);
+  await settle();
+  assert.deepEqual(timers.delays(), [0]);
+  timers.fire(); // the full picture
+  await settle();
+  timers.fire(); // waiting again, after the full picture's step
+  await settle();
+  assert.deepEqual(requests, ["/api/quotes/", "/api/quotes/?since=7&wait=25", "/api/quotes/", "/api/quotes/?since=8&wait=25"]);
+  assert.equal(calls.snapshot.length, 2);
+  assert.deepEqual(calls.status.filter(([state]) => state === "reconnecting"), [], "an abort on purpose is no failure");
+  transport.stop();
+});
+
+test("LongPollTransport backs off after a failed request and says why", async (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  fakeFetch(t, [response(502), new TypeError("Failed to fetch"), response(200, { quotes: [], step: 1 })]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers);
+  transport.start();
+  await settle();
+  assert.deepEqual(lastStatus(), ["reconnecting", "long-polling failed (HTTP 502)"]);
+  assert.deepEqual(timers.delays(), [500]);
+  timers.fire();
+  await settle();
+  assert.deepEqual(lastStatus(), ["reconnecting", "long-polling failed (Failed to fetch)"]);
+  assert.deepEqual(timers.delays(), [1000]);
+  timers.fire();
+  await settle();
+  assert.deepEqual(lastStatus(), ["live", "long-polling"]);
+  assert.deepEqual(calls.failed, []);
+  transport.stop();
+});
+
+test("LongPollTransport with failFast reports a request that fails before any answer as failed", async (t) => {
+  const timers = fakeTimers(t);
+  fakeFetch(t, [new TypeError("Failed to fetch")]);
+  const { calls, handlers } = recorder();
+  new LongPollTransport(handlers, { failFast: true }).start();
+  await settle();
+  assert.deepEqual(calls.failed, ["long-polling failed (Failed to fetch)"]);
+  assert.deepEqual(timers.delays(), []);
+});
+
+test("LongPollTransport with an empty watchlist waits without fetching and counts as working", async (t) => {
+  const timers = fakeTimers(t);
+  const requests = fakeFetch(t, []);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers, { symbols: [], failFast: true });
+  transport.start();
+  await settle();
+  assert.equal(requests.length, 0);
+  assert.deepEqual(lastStatus(), ["live", "long-polling (watchlist empty)"]);
+  assert.deepEqual(timers.delays(), [1000], "no connect timer: an empty watchlist is not a failure");
+  transport.stop();
+});
