@@ -130,20 +130,15 @@ function fakeTimers(t) {
   };
 }
 
-class FakeWebSocket {
-  static CONNECTING = 0;
-  static OPEN = 1;
-  static CLOSING = 2;
-  static CLOSED = 3;
+/** What the browser's WebSocket and EventSource share: a url, a readyState and listeners. */
+class FakeConnection {
   static instances = [];
 
   constructor(url) {
     this.url = url;
-    this.readyState = FakeWebSocket.CONNECTING;
-    this.sent = [];
-    this.closedWith = null;
+    this.readyState = this.constructor.CONNECTING;
     this.listeners = {};
-    FakeWebSocket.instances.push(this);
+    this.constructor.instances.push(this);
   }
 
   addEventListener(type, fn) {
@@ -151,7 +146,33 @@ class FakeWebSocket {
   }
 
   emit(type, event = {}) {
-    for (const fn of this.listeners[type] ?? []) fn(event);
+    for (const fn of this.listeners[type] ?? []) fn({ type, ...event });
+  }
+}
+
+/** Puts Fake in place of the browser global `name` for one test; returns the list of instances it makes. */
+function installFake(t, name, Fake) {
+  Fake.instances = [];
+  const had = Object.hasOwn(globalThis, name);
+  const original = globalThis[name];
+  globalThis[name] = Fake;
+  t.after(() => {
+    if (had) globalThis[name] = original;
+    else delete globalThis[name];
+  });
+  return Fake.instances;
+}
+
+class FakeWebSocket extends FakeConnection {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+
+  constructor(url) {
+    super(url);
+    this.sent = [];
+    this.closedWith = null;
   }
 
   send(data) {
@@ -179,17 +200,7 @@ class FakeWebSocket {
   }
 }
 
-function installWebSocket(t) {
-  FakeWebSocket.instances = [];
-  const had = Object.hasOwn(globalThis, "WebSocket");
-  const original = globalThis.WebSocket;
-  globalThis.WebSocket = FakeWebSocket;
-  t.after(() => {
-    if (had) globalThis.WebSocket = original;
-    else delete globalThis.WebSocket;
-  });
-  return FakeWebSocket.instances;
-}
+const installWebSocket = (t) => installFake(t, "WebSocket", FakeWebSocket);
 
 const WS_URL = "ws://test.invalid/ws/quotes/";
 
@@ -585,26 +596,10 @@ test("WebSocketTransport with failFast reports a socket closed before any snapsh
 
 // --- SseTransport ------------------------------------------------------------
 
-class FakeEventSource {
+class FakeEventSource extends FakeConnection {
   static CONNECTING = 0;
   static OPEN = 1;
   static CLOSED = 2;
-  static instances = [];
-
-  constructor(url) {
-    this.url = url;
-    this.readyState = FakeEventSource.CONNECTING;
-    this.listeners = {};
-    FakeEventSource.instances.push(this);
-  }
-
-  addEventListener(type, fn) {
-    (this.listeners[type] ??= []).push(fn);
-  }
-
-  emit(type, event = {}) {
-    for (const fn of this.listeners[type] ?? []) fn({ type, ...event });
-  }
 
   close() {
     this.readyState = FakeEventSource.CLOSED;
@@ -626,12 +621,7 @@ class FakeEventSource {
   }
 }
 
-function installEventSource(t) {
-  FakeEventSource.instances = [];
-  globalThis.EventSource = FakeEventSource;
-  t.after(() => delete globalThis.EventSource);
-  return FakeEventSource.instances;
-}
+const installEventSource = (t) => installFake(t, "EventSource", FakeEventSource);
 
 test("SseTransport opens the stream for its symbols and goes live when it opens", (t) => {
   const sources = installEventSource(t);
