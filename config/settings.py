@@ -137,12 +137,18 @@ MARKET_HISTORY_STEPS = env.int("MARKET_HISTORY_STEPS", default=2400)
 # Simulated seconds per real second: at 60, one real second is one trading
 # minute, so a 30% annual volatility moves a $150 stock a few cents a step.
 MARKET_SPEED = env.float("MARKET_SPEED", default=60.0)
+# Seconds a browser waits without any frame (heartbeats included) before it
+# takes a connection for dead and opens a new one; pages hand it to the
+# browser (ticker.context_processors.site).
+TICKER_CLIENT_SILENCE_S = env.float("TICKER_CLIENT_SILENCE_S", default=12.0)
 # Seconds between the heartbeat frames every live connection gets (WebSocket
-# and SSE); the browser takes a connection for dead after 12 s of silence.
+# and SSE): at least 2 s inside the browser's silence timeout, so a late
+# heartbeat does not cost a reconnect.
 TICKER_HEARTBEAT_S = env.float("TICKER_HEARTBEAT_S", default=5.0)
-if not 0.1 <= TICKER_HEARTBEAT_S <= 10:
+if not 0.1 <= TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
     raise ImproperlyConfigured(
-        f"TICKER_HEARTBEAT_S={TICKER_HEARTBEAT_S!r}: use 0.1 to 10 seconds (browsers give up after 12 s of silence)."
+        f"TICKER_HEARTBEAT_S={TICKER_HEARTBEAT_S!r}: use 0.1 seconds up to 2 s less than "
+        f"TICKER_CLIENT_SILENCE_S={TICKER_CLIENT_SILENCE_S!r} (browsers give up after that long without a frame)."
     )
 
 # Client messages per WebSocket connection (a token bucket, ticker.ratelimit):

@@ -39,3 +39,12 @@ def test_allowed_hosts_star_is_refused_outside_development():
     result = start(DJANGO_DEBUG=None, DJANGO_ALLOWED_HOSTS="*")
     assert result.returncode != 0
     assert "DJANGO_ALLOWED_HOSTS contains '*'" in result.stderr
+
+
+def test_heartbeat_period_is_bounded_by_the_browsers_silence_timeout():
+    """A heartbeat must come at least 2 s inside TICKER_CLIENT_SILENCE_S; the error names both settings."""
+    result = start(TICKER_CLIENT_SILENCE_S="6", TICKER_HEARTBEAT_S="5")
+    assert result.returncode != 0
+    assert "TICKER_HEARTBEAT_S=5.0" in result.stderr and "TICKER_CLIENT_SILENCE_S=6.0" in result.stderr
+    longer = start(TICKER_CLIENT_SILENCE_S="30", TICKER_HEARTBEAT_S="20")
+    assert longer.returncode == 0, longer.stderr

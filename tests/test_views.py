@@ -100,6 +100,13 @@ def test_history_of_unknown_symbol_is_a_404(client, traded):
     assert response.status_code == 404 and response.json()["code"] == "unknown_symbol"
 
 
+def json_script(html: str, element_id: str):
+    """The data of a page's json_script block."""
+    opening = f'<script id="{element_id}" type="application/json">'
+    start = html.index(opening) + len(opening)
+    return json.loads(html[start : html.index("</script>", start)])
+
+
 def test_dashboard_renders_the_first_table_on_the_server(client, traded):
     """The first paint has every symbol's price, and the same data for the script."""
     response = client.get("/")
@@ -108,12 +115,19 @@ def test_dashboard_renders_the_first_table_on_the_server(client, traded):
     for stock in Stock.objects.all():
         assert f'data-symbol="{stock.symbol}"' in html and str(stock.price) in html
     assert "Simulated prices" in html
-    start = html.index('<script id="initial-quotes" type="application/json">') + len(
-        '<script id="initial-quotes" type="application/json">'
-    )
-    initial = json.loads(html[start : html.index("</script>", start)])
+    initial = json_script(html, "initial-quotes")
     assert {q["symbol"] for q in initial["quotes"]} == {"AAA", "BBB", "CCC"}
     assert '<script type="module"' in html
+
+
+@pytest.mark.parametrize("path", ["/", "/lab/"])
+def test_pages_hand_the_browser_its_settings(client, traded, settings, path):
+    """Dashboard and Lab carry the silence timeout and history length from settings, for the scripts to read."""
+    settings.TICKER_CLIENT_SILENCE_S = 7.5
+    settings.MARKET_HISTORY_STEPS = 1200
+    response = client.get(path)
+    assert response.status_code == 200
+    assert json_script(response.content.decode(), "ticker-config") == {"silence_s": 7.5, "history_steps": 1200}
 
 
 def test_post_is_not_allowed(client, traded):

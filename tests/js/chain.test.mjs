@@ -6,13 +6,13 @@ import { TransportChain } from "../../static/ticker/js/chain.js";
 function fakes() {
   const made = [];
   const make = (name, handlers, options) => {
-    const feed = { name, handlers, options, started: 0, stopped: false };
-    feed.start = () => (feed.started += 1);
-    feed.stop = () => (feed.stopped = true);
-    feed.setSymbols = (symbols) => (feed.symbols = symbols);
-    feed.resync = (symbols) => (feed.resynced = symbols);
-    made.push(feed);
-    return feed;
+    const transport = { name, label: `label of ${name}`, handlers, options, started: 0, stopped: false };
+    transport.start = () => (transport.started += 1);
+    transport.stop = () => (transport.stopped = true);
+    transport.setSymbols = (symbols) => (transport.symbols = symbols);
+    transport.resync = (symbols) => (transport.resynced = symbols);
+    made.push(transport);
+    return transport;
   };
   const seen = { status: [], snapshot: [], quotes: [], request: [] };
   const handlers = {
@@ -38,8 +38,8 @@ test("a failing transport falls back to the next one, in order", () => {
   made[0].handlers.failed("refused");
   made[1].handlers.failed("refused");
   made[2].handlers.failed("refused");
-  assert.deepEqual(made.map((f) => f.name), ["websocket", "sse", "longpoll", "polling"]);
-  assert.deepEqual(made.slice(0, 3).map((f) => f.stopped), [true, true, true]);
+  assert.deepEqual(made.map((t) => t.name), ["websocket", "sse", "longpoll", "polling"]);
+  assert.deepEqual(made.slice(0, 3).map((t) => t.stopped), [true, true, true]);
   assert.equal(chain.transport, "polling");
   chain.stop();
 });
@@ -88,6 +88,25 @@ test("an upgrade probe replaces the fallback only once it delivers a snapshot", 
   assert.equal(chain.transport, "websocket");
   assert.equal(made[1].stopped, true);
   assert.equal(seen.snapshot.length, 1);
+  assert.deepEqual(seen.status.at(-1), ["live", "label of websocket", "websocket"], "the badge names the new transport");
+  chain.stop();
+});
+
+test("the chain hands its transport options to every transport it makes, probes included", (t) => {
+  t.mock.timers.enable({ apis: ["setTimeout"] });
+  const { made, make, handlers } = fakes();
+  const chain = new TransportChain(handlers, { make, symbols: ["A"], transportOptions: { silenceMs: 3000 } });
+  chain.start();
+  made[0].handlers.failed("refused");
+  t.mock.timers.tick(30000);
+  assert.deepEqual(
+    made.map((transport) => [transport.name, transport.options]),
+    [
+      ["websocket", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+      ["sse", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+      ["websocket", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+    ],
+  );
   chain.stop();
 });
 
@@ -110,7 +129,7 @@ test("a failed probe tries the next better transport, then waits for the next ro
   chain.stop();
 });
 
-test("symbol changes and resyncs go to the live feed", () => {
+test("symbol changes and resyncs go to the live transport", () => {
   const { made, make, handlers } = fakes();
   const chain = new TransportChain(handlers, { make });
   chain.start();

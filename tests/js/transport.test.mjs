@@ -1,7 +1,17 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { PollingFeed, SILENCE_MS, WebSocketFeed, backoffDelay, wsUrl } from "../../static/ticker/js/transport.js";
+import {
+  LongPollTransport,
+  PollingTransport,
+  SILENCE_MS,
+  SseTransport,
+  Transport,
+  WebSocketTransport,
+  backoffDelay,
+  quotesQuery,
+  wsUrl,
+} from "../../static/ticker/js/transport.js";
 
 // --- wsUrl -------------------------------------------------------------------
 
@@ -15,6 +25,18 @@ test("wsUrl uses ws: on a plain http: page", () => {
 
 test("wsUrl keeps the page's port and takes a custom path", () => {
   assert.equal(wsUrl({ protocol: "http:", host: "127.0.0.1:8000" }, "/ws/other/"), "ws://127.0.0.1:8000/ws/other/");
+});
+
+// --- quotesQuery -------------------------------------------------------------
+
+test("quotesQuery leaves the symbols out for all symbols, so the URL is bare", () => {
+  assert.equal(quotesQuery(["*"]), "");
+});
+
+test("quotesQuery names the symbols, URL-encoded, then the other parameters in order", () => {
+  assert.equal(quotesQuery(["AAPL", "BRK.B"]), "?symbols=AAPL%2CBRK.B");
+  assert.equal(quotesQuery(["AAPL"], { since: 12, wait: 25 }), "?symbols=AAPL&since=12&wait=25");
+  assert.equal(quotesQuery(["*"], { since: 0 }), "?since=0");
 });
 
 // --- backoffDelay ------------------------------------------------------------
@@ -63,15 +85,17 @@ test("backoffDelay falls back to Math.random", (t) => {
 
 // --- fakes for the browser globals --------------------------------------------
 
-/** Records every status/snapshot/quotes/request call the feed makes. */
+/** Records every handler call the transport makes. */
 function recorder() {
-  const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [] };
+  const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [], failed: [], traffic: [] };
   const handlers = {
     status: (state, detail) => calls.status.push([state, detail]),
     feedState: (state) => calls.feedState.push(state),
     snapshot: (quotes, step) => calls.snapshot.push([quotes, step]),
     quotes: (quotes, step) => calls.quotes.push([quotes, step]),
     request: () => (calls.request += 1),
+    failed: (reason) => calls.failed.push(reason),
+    traffic: (record) => calls.traffic.push(record),
   };
   return { calls, handlers, lastStatus: () => calls.status.at(-1) };
 }
@@ -95,23 +119,26 @@ function fakeTimers(t) {
       pending.delete(id);
       return fn();
     },
+    /** Run the single pending timer set for `ms` (there must be exactly one). */
+    fireAfter(ms) {
+      const due = [...pending].filter(([, timer]) => timer.ms === ms);
+      assert.equal(due.length, 1, `expected exactly one pending timer of ${ms} ms`);
+      const [[id, { fn }]] = due;
+      pending.delete(id);
+      return fn();
+    },
   };
 }
 
-class FakeWebSocket {
-  static CONNECTING = 0;
-  static OPEN = 1;
-  static CLOSING = 2;
-  static CLOSED = 3;
+/** What the browser's WebSocket and EventSource share: a url, a readyState and listeners. */
+class FakeConnection {
   static instances = [];
 
   constructor(url) {
     this.url = url;
-    this.readyState = FakeWebSocket.CONNECTING;
-    this.sent = [];
-    this.closedWith = null;
+    this.readyState = this.constructor.CONNECTING;
     this.listeners = {};
-    FakeWebSocket.instances.push(this);
+    this.constructor.instances.push(this);
   }
 
   addEventListener(type, fn) {
@@ -119,7 +146,33 @@ class FakeWebSocket {
   }
 
   emit(type, event = {}) {
-    for (const fn of this.listeners[type] ?? []) fn(event);
+    for (const fn of this.listeners[type] ?? []) fn({ type, ...event });
+  }
+}
+
+/** Puts Fake in place of the browser global `name` for one test; returns the list of instances it makes. */
+function installFake(t, name, Fake) {
+  Fake.instances = [];
+  const had = Object.hasOwn(globalThis, name);
+  const original = globalThis[name];
+  globalThis[name] = Fake;
+  t.after(() => {
+    if (had) globalThis[name] = original;
+    else delete globalThis[name];
+  });
+  return Fake.instances;
+}
+
+class FakeWebSocket extends FakeConnection {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSING = 2;
+  static CLOSED = 3;
+
+  constructor(url) {
+    super(url);
+    this.sent = [];
+    this.closedWith = null;
   }
 
   send(data) {
@@ -147,37 +200,162 @@ class FakeWebSocket {
   }
 }
 
-function installWebSocket(t) {
-  FakeWebSocket.instances = [];
-  const had = Object.hasOwn(globalThis, "WebSocket");
-  const original = globalThis.WebSocket;
-  globalThis.WebSocket = FakeWebSocket;
-  t.after(() => {
-    if (had) globalThis.WebSocket = original;
-    else delete globalThis.WebSocket;
-  });
-  return FakeWebSocket.instances;
-}
+const installWebSocket = (t) => installFake(t, "WebSocket", FakeWebSocket);
 
 const WS_URL = "ws://test.invalid/ws/quotes/";
 
-// --- WebSocketFeed -------------------------------------------------------------
+// --- Transport: the lifecycle every transport shares -------------------------
 
-test("WebSocketFeed shows 'connecting' and opens a socket to its url on start", (t) => {
+/** The smallest transport: counts what the base asks of it. */
+class CountingTransport extends Transport {
+  static label = "counting";
+
+  constructor(handlers, options) {
+    super(handlers, options);
+    this.opened = 0;
+    this.closed = 0;
+    this.silences = 0;
+  }
+
+  open() {
+    this.opened += 1;
+  }
+
+  close() {
+    this.closed += 1;
+  }
+
+  silent() {
+    this.silences += 1;
+  }
+}
+
+test("Transport.start says 'connecting' with the transport's label and opens it", (t) => {
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers);
+  transport.start();
+  assert.deepEqual(calls.status, [["connecting", "counting"]]);
+  assert.equal(transport.opened, 1);
+  assert.equal(transport.stopped, false);
+});
+
+test("Transport.retry reopens after a growing backoff, says 'reconnecting' until connected, then starts over", (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new CountingTransport(handlers);
+  transport.start();
+  transport.retry("lost");
+  assert.deepEqual(lastStatus(), ["reconnecting", "counting, retry in 0.5 s"]);
+  assert.deepEqual(timers.delays(), [500]);
+  timers.fire();
+  assert.deepEqual([transport.closed, transport.opened], [1, 2], "a retry closes, then opens again");
+  assert.deepEqual(lastStatus(), ["reconnecting", "counting"]);
+  transport.retry("lost again");
+  assert.deepEqual(timers.delays(), [1000]);
+  timers.fire();
+  transport.connected();
+  assert.deepEqual(lastStatus(), ["live", "counting"]);
+  transport.retry("lost after working");
+  assert.deepEqual(timers.delays(), [500], "connected() resets the backoff");
+  assert.deepEqual(calls.failed, [], "without failFast a transport never gives up");
+});
+
+test("Transport with failFast gives up on its first failure before any snapshot: stopped, failed(reason) once", (t) => {
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  transport.retry("refused");
+  assert.deepEqual(calls.failed, ["refused"]);
+  assert.equal(transport.stopped, true);
+  assert.equal(transport.closed, 1);
+  assert.deepEqual(timers.delays(), [], "no retry and no connect timer left");
+  transport.retry("refused again");
+  assert.deepEqual(calls.failed, ["refused"], "a stopped transport reports nothing more");
+});
+
+test("Transport with failFast gives up when no snapshot comes within 5 s of starting", (t) => {
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  assert.deepEqual(timers.delays(), [5000]);
+  timers.fire();
+  assert.deepEqual(calls.failed, ["no data in time"]);
+  assert.equal(transport.stopped, true);
+});
+
+test("Transport with failFast retries like any other once it has delivered a snapshot", (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  transport.delivered();
+  assert.deepEqual(timers.delays(), [], "the snapshot cancels the connect timer");
+  transport.retry("server restarted");
+  assert.deepEqual(calls.failed, []);
+  assert.deepEqual(lastStatus(), ["reconnecting", "counting, retry in 0.5 s"]);
+  timers.fire();
+  assert.deepEqual(timers.delays(), [], "a transport that has worked arms no connect timer on restart");
+});
+
+test("Transport calls silent() after silenceMs without heard(), and each message re-arms the one timer", (t) => {
+  const timers = fakeTimers(t);
+  const transport = new CountingTransport(recorder().handlers, { silenceMs: 3000 });
+  transport.start();
+  transport.connected();
+  transport.heard();
+  transport.heard();
+  assert.deepEqual(timers.delays(), [3000]);
+  timers.fire();
+  assert.equal(transport.silences, 1);
+});
+
+test("Transport.stop cancels the retry, connect and silence timers, closes, and a later restart does nothing", (t) => {
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new CountingTransport(handlers, { failFast: true });
+  transport.start();
+  transport.connected();
+  transport.later(() => assert.fail("a stopped transport ran its timer"), 1000);
+  assert.equal(timers.delays().length, 3);
+  const statuses = calls.status.length;
+  transport.stop();
+  assert.deepEqual(timers.delays(), []);
+  assert.equal(transport.closed, 1);
+  transport.restart();
+  assert.equal(transport.opened, 1);
+  assert.equal(calls.status.length, statuses);
+});
+
+test("Transport.later keeps one pending timer: a new one replaces the old", (t) => {
+  const timers = fakeTimers(t);
+  const transport = new CountingTransport(recorder().handlers);
+  transport.later(() => assert.fail("the replaced timer ran"), 1000);
+  transport.later(() => {}, 2000);
+  assert.deepEqual(timers.delays(), [2000]);
+});
+
+// --- WebSocketTransport -------------------------------------------------------------
+
+test("WebSocketTransport shows 'connecting' and opens a socket to its url on start", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   assert.equal(sockets.length, 1);
   assert.equal(sockets[0].url, WS_URL);
   assert.deepEqual(calls.status, [["connecting", "WebSocket"]]);
 });
 
-test("WebSocketFeed goes live and subscribes to its symbols once the socket opens", (t) => {
+test("WebSocketTransport goes live and subscribes to its symbols once the socket opens", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL, symbols: ["AAPL", "MSFT"] }).start();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL", "MSFT"] }).start();
   assert.deepEqual(sockets[0].sent, [], "nothing is sent before the socket is open");
   sockets[0].serverOpens();
   assert.deepEqual(lastStatus(), ["live", "WebSocket"]);
@@ -185,30 +363,30 @@ test("WebSocketFeed goes live and subscribes to its symbols once the socket open
   assert.equal(calls.request, 1);
 });
 
-test("WebSocketFeed subscribes to every symbol by default", (t) => {
+test("WebSocketTransport subscribes to every symbol by default", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
-  new WebSocketFeed(recorder().handlers, { url: WS_URL }).start();
+  new WebSocketTransport(recorder().handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["*"] }]);
 });
 
-test("WebSocketFeed with an empty watchlist opens the socket but subscribes to nothing", (t) => {
+test("WebSocketTransport with an empty watchlist opens the socket but subscribes to nothing", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL, symbols: [] }).start();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: [] }).start();
   sockets[0].serverOpens();
   assert.deepEqual(lastStatus(), ["live", "WebSocket"]);
   assert.deepEqual(sockets[0].sent, []);
   assert.equal(calls.request, 0);
 });
 
-test("WebSocketFeed hands snapshot and quotes frames to the matching handler", (t) => {
+test("WebSocketTransport hands snapshot and quotes frames to the matching handler", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   const a = { symbol: "AAPL", seq: 1, price: 100 };
   const b = { symbol: "AAPL", seq: 2, price: 101 };
@@ -218,12 +396,12 @@ test("WebSocketFeed hands snapshot and quotes frames to the matching handler", (
   assert.deepEqual(calls.quotes, [[[b], 11]]);
 });
 
-test("WebSocketFeed logs server error frames without treating them as quotes", (t) => {
+test("WebSocketTransport logs server error frames without treating them as quotes", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const warn = t.mock.method(console, "warn", () => {});
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "error", code: "bad_symbol", message: "unknown symbol ZZZZ" });
   assert.equal(warn.mock.callCount(), 1);
@@ -232,15 +410,15 @@ test("WebSocketFeed logs server error frames without treating them as quotes", (
   assert.deepEqual(calls.quotes, []);
 });
 
-test("WebSocketFeed.setSymbols drops the old subscription and subscribes to the new symbols", (t) => {
+test("WebSocketTransport.setSymbols drops the old subscription and subscribes to the new symbols", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  const feed = new WebSocketFeed(handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   sockets[0].sent.length = 0;
-  feed.setSymbols(["TSLA"]);
+  transport.setSymbols(["TSLA"]);
   assert.deepEqual(sockets[0].sent, [
     { action: "unsubscribe", symbols: ["*"] },
     { action: "subscribe", symbols: ["TSLA"] },
@@ -248,47 +426,47 @@ test("WebSocketFeed.setSymbols drops the old subscription and subscribes to the 
   assert.equal(calls.request, 3);
 });
 
-test("WebSocketFeed.setSymbols with an empty list only unsubscribes", (t) => {
+test("WebSocketTransport.setSymbols with an empty list only unsubscribes", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
-  const feed = new WebSocketFeed(recorder().handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   sockets[0].sent.length = 0;
-  feed.setSymbols([]);
+  transport.setSymbols([]);
   assert.deepEqual(sockets[0].sent, [{ action: "unsubscribe", symbols: ["*"] }]);
 });
 
-test("WebSocketFeed.setSymbols before the socket is open subscribes to the new symbols on open", (t) => {
+test("WebSocketTransport.setSymbols before the socket is open subscribes to the new symbols on open", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  const feed = new WebSocketFeed(handlers, { url: WS_URL });
-  feed.start();
-  feed.setSymbols(["NVDA"]);
+  const transport = new WebSocketTransport(handlers, { url: WS_URL });
+  transport.start();
+  transport.setSymbols(["NVDA"]);
   assert.deepEqual(sockets[0].sent, []);
   assert.equal(calls.request, 0);
   sockets[0].serverOpens();
   assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["NVDA"] }]);
 });
 
-test("WebSocketFeed.resync asks again for the gapped symbols", (t) => {
+test("WebSocketTransport.resync asks again for the gapped symbols", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
-  const feed = new WebSocketFeed(recorder().handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   sockets[0].sent.length = 0;
-  feed.resync(["AAPL", "MSFT"]);
+  transport.resync(["AAPL", "MSFT"]);
   assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["AAPL", "MSFT"] }]);
 });
 
-test("WebSocketFeed reconnects with a growing backoff after the connection drops", (t) => {
+test("WebSocketTransport reconnects with a growing backoff after the connection drops", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   const { handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
 
   sockets[0].connectionDrops();
@@ -306,12 +484,12 @@ test("WebSocketFeed reconnects with a growing backoff after the connection drops
   assert.equal(sockets.length, 3);
 });
 
-test("WebSocketFeed goes back to the shortest backoff once a reconnect succeeds", (t) => {
+test("WebSocketTransport goes back to the shortest backoff once a reconnect succeeds", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   const { handlers, lastStatus } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
   sockets[0].connectionDrops();
   timers.fire();
   sockets[1].connectionDrops();
@@ -323,11 +501,11 @@ test("WebSocketFeed goes back to the shortest backoff once a reconnect succeeds"
   assert.deepEqual(timers.delays(), [500]);
 });
 
-test("WebSocketFeed passes the heartbeat's feed state on, and nothing else from it", (t) => {
+test("WebSocketTransport passes the heartbeat's feed state on, and nothing else from it", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);
   const { calls, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "heartbeat", feed: "interrupted", step: 9, ts: 1 });
   sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 9, ts: 2 });
@@ -336,12 +514,12 @@ test("WebSocketFeed passes the heartbeat's feed state on, and nothing else from 
   assert.deepEqual(calls.snapshot, []);
 });
 
-test("WebSocketFeed takes a socket silent for SILENCE_MS (no heartbeat) for dead and reconnects", (t) => {
+test("WebSocketTransport takes a socket silent for SILENCE_MS (no heartbeat) for dead and reconnects", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   const { lastStatus, handlers } = recorder();
-  new WebSocketFeed(handlers, { url: WS_URL }).start();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 1, ts: 1 });
   assert.deepEqual(timers.delays(), [SILENCE_MS], "every frame re-arms the one silence timer");
@@ -354,15 +532,15 @@ test("WebSocketFeed takes a socket silent for SILENCE_MS (no heartbeat) for dead
   assert.equal(sockets.length, 2);
 });
 
-test("WebSocketFeed.stop closes the socket normally and does not reconnect", (t) => {
+test("WebSocketTransport.stop closes the socket normally and does not reconnect", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
   const { calls, handlers } = recorder();
-  const feed = new WebSocketFeed(handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(handlers, { url: WS_URL });
+  transport.start();
   sockets[0].serverOpens();
   const statusesBefore = calls.status.length;
-  feed.stop();
+  transport.stop();
   assert.equal(sockets[0].closedWith, 1000);
   sockets[0].emit("close", { code: 1000 });
   assert.deepEqual(timers.delays(), []);
@@ -370,19 +548,197 @@ test("WebSocketFeed.stop closes the socket normally and does not reconnect", (t)
   assert.equal(calls.status.length, statusesBefore);
 });
 
-test("WebSocketFeed.stop during a reconnect wait cancels the pending retry", (t) => {
+test("WebSocketTransport.stop during a reconnect wait cancels the pending retry", (t) => {
   const sockets = installWebSocket(t);
   const timers = fakeTimers(t);
-  const feed = new WebSocketFeed(recorder().handlers, { url: WS_URL });
-  feed.start();
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL });
+  transport.start();
   sockets[0].connectionDrops();
   assert.equal(timers.delays().length, 1);
-  feed.stop();
+  transport.stop();
   assert.deepEqual(timers.delays(), []);
   assert.equal(sockets.length, 1);
 });
 
-// --- PollingFeed ---------------------------------------------------------------
+test("WebSocketTransport takes its silence timeout from its options (the page's config)", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  new WebSocketTransport(recorder().handlers, { url: WS_URL, silenceMs: 3000 }).start();
+  sockets[0].serverOpens();
+  assert.deepEqual(timers.delays(), [3000]);
+  timers.fire();
+  assert.equal(sockets[0].closedWith, 4000);
+});
+
+test("WebSocketTransport reports each frame it sends and receives, as text, through traffic", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  sockets[0].serverOpens();
+  sockets[0].serverSends({ type: "snapshot", quotes: [], step: 1 });
+  assert.deepEqual(calls.traffic, [
+    { kind: "websocket", direction: "out", text: JSON.stringify({ action: "subscribe", symbols: ["AAPL"] }) },
+    { kind: "websocket", direction: "in", text: JSON.stringify({ type: "snapshot", quotes: [], step: 1 }) },
+  ]);
+});
+
+test("WebSocketTransport with failFast reports a socket closed before any snapshot as failed", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, failFast: true }).start();
+  sockets[0].connectionDrops();
+  assert.deepEqual(calls.failed, ["WebSocket closed before any data"]);
+  assert.deepEqual(timers.delays(), []);
+  assert.equal(sockets.length, 1);
+});
+
+// --- SseTransport ------------------------------------------------------------
+
+class FakeEventSource extends FakeConnection {
+  static CONNECTING = 0;
+  static OPEN = 1;
+  static CLOSED = 2;
+
+  close() {
+    this.readyState = FakeEventSource.CLOSED;
+  }
+
+  // Test-side controls.
+  serverOpens() {
+    this.readyState = FakeEventSource.OPEN;
+    this.emit("open");
+  }
+
+  serverSends(type, id, frame) {
+    this.emit(type, { lastEventId: String(id), data: JSON.stringify(frame) });
+  }
+
+  fails({ closed }) {
+    this.readyState = closed ? FakeEventSource.CLOSED : FakeEventSource.CONNECTING;
+    this.emit("error");
+  }
+}
+
+const installEventSource = (t) => installFake(t, "EventSource", FakeEventSource);
+
+test("SseTransport opens the stream for its symbols and goes live when it opens", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: ["AAPL", "MSFT"] }).start();
+  assert.equal(sources[0].url, "/api/quotes/stream/?symbols=AAPL%2CMSFT");
+  assert.deepEqual(lastStatus(), ["connecting", "Server-Sent Events"]);
+  assert.equal(calls.request, 1);
+  sources[0].serverOpens();
+  assert.deepEqual(lastStatus(), ["live", "Server-Sent Events"]);
+});
+
+test("SseTransport hands snapshot, quotes and heartbeat events on, and reports each one through traffic", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new SseTransport(handlers).start();
+  assert.equal(sources[0].url, "/api/quotes/stream/");
+  sources[0].serverOpens();
+  const a = { symbol: "AAPL", seq: 1, price: 100 };
+  const b = { symbol: "AAPL", seq: 2, price: 101 };
+  sources[0].serverSends("snapshot", 10, { type: "snapshot", quotes: [a], step: 10 });
+  sources[0].serverSends("quotes", 11, { type: "quotes", quotes: [b], step: 11 });
+  sources[0].serverSends("heartbeat", 11, { type: "heartbeat", feed: "interrupted", step: 11, ts: 1 });
+  assert.deepEqual(calls.snapshot, [[[a], 10]]);
+  assert.deepEqual(calls.quotes, [[[b], 11]]);
+  assert.deepEqual(calls.feedState, ["interrupted"]);
+  assert.deepEqual(
+    calls.traffic.map(({ kind, event, id }) => [kind, event, id]),
+    [
+      ["sse", "snapshot", "10"],
+      ["sse", "quotes", "11"],
+      ["sse", "heartbeat", "11"],
+    ],
+  );
+  assert.equal(calls.traffic[1].text, JSON.stringify({ type: "quotes", quotes: [b], step: 11 }));
+});
+
+test("SseTransport with an empty watchlist opens no stream", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: [] }).start();
+  assert.equal(sources.length, 0);
+  assert.equal(calls.request, 0);
+  assert.deepEqual(lastStatus(), ["live", "Server-Sent Events (watchlist empty)"]);
+});
+
+test("SseTransport leaves a dropped stream to the browser's own reconnect (Last-Event-ID), saying 'reconnecting'", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers).start();
+  sources[0].serverOpens();
+  sources[0].fails({ closed: false });
+  assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events"]);
+  assert.equal(calls.request, 2, "the browser's reconnect is a request");
+  assert.equal(sources.length, 1);
+  assert.deepEqual(timers.delays(), [SILENCE_MS], "only the silence watchdog is pending");
+});
+
+test("SseTransport reopens a stream the browser gave up on (a non-200 answer) after a growing backoff", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  const { handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: ["AAPL"] }).start();
+  sources[0].serverOpens();
+  sources[0].fails({ closed: true });
+  assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events, retry in 0.5 s"]);
+  assert.deepEqual(timers.delays(), [500], "the silence watchdog is off while waiting");
+  timers.fire();
+  assert.equal(sources.length, 2);
+  assert.equal(sources[1].url, "/api/quotes/stream/?symbols=AAPL");
+  assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events"], "still reconnecting until the stream opens");
+  sources[1].fails({ closed: true });
+  assert.deepEqual(timers.delays(), [1000]);
+});
+
+test("SseTransport with failFast reports a stream that fails before any snapshot as failed", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new SseTransport(handlers, { failFast: true }).start();
+  sources[0].fails({ closed: false });
+  assert.deepEqual(calls.failed, ["event stream failed before any data"]);
+  assert.equal(sources[0].readyState, FakeEventSource.CLOSED);
+  assert.deepEqual(timers.delays(), []);
+});
+
+test("SseTransport reopens a stream silent for silenceMs, and a new symbol set or a resync reopens it too", (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new SseTransport(handlers, { silenceMs: 3000 });
+  transport.start();
+  sources[0].serverOpens();
+  timers.fire();
+  assert.equal(sources[0].readyState, FakeEventSource.CLOSED);
+  assert.equal(sources.length, 2);
+  assert.deepEqual(calls.status.slice(-2), [
+    ["reconnecting", "Server-Sent Events silent"],
+    ["connecting", "Server-Sent Events"],
+  ]);
+  transport.setSymbols(["TSLA"]);
+  assert.equal(sources[1].readyState, FakeEventSource.CLOSED);
+  assert.equal(sources[2].url, "/api/quotes/stream/?symbols=TSLA");
+  transport.resync(["TSLA"]);
+  assert.equal(sources.length, 4);
+  transport.stop();
+  assert.equal(sources[3].readyState, FakeEventSource.CLOSED);
+  sources[3].fails({ closed: true });
+  assert.equal(sources.length, 4, "a stopped transport does not reopen");
+});
+
+// --- PollingTransport ---------------------------------------------------------------
 
 /** A fetch stand-in: answers each call with the next scripted response and records requests. */
 function fakeFetch(t, responses) {
@@ -401,22 +757,23 @@ function fakeFetch(t, responses) {
 function response(status, body = null, etag = null) {
   return {
     status,
+    ok: status >= 200 && status < 300,
     headers: { get: (name) => (name.toLowerCase() === "etag" ? etag : null) },
     json: async () => body,
     text: async () => JSON.stringify(body),
   };
 }
 
-/** Let the feed's awaited fetch/json promises settle. */
+/** Let the transport's awaited fetch/json promises settle. */
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 
-test("PollingFeed fetches every symbol and hands the answer on as a snapshot", async (t) => {
+test("PollingTransport fetches every symbol and hands the answer on as a snapshot", async (t) => {
   const timers = fakeTimers(t);
   const quotes = [{ symbol: "AAPL", seq: 3, price: 100 }];
   const requests = fakeFetch(t, [response(200, { quotes, step: 7 }, '"v1"')]);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { url: "/api/quotes/", interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { url: "/api/quotes/", interval: 1000 });
+  transport.start();
   await settle();
   assert.equal(requests.length, 1);
   assert.equal(requests[0].url, "/api/quotes/");
@@ -427,25 +784,25 @@ test("PollingFeed fetches every symbol and hands the answer on as a snapshot", a
   assert.deepEqual(calls.status[0], ["connecting", "HTTP polling"]);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling every 1 s"]);
   assert.deepEqual(timers.delays(), [1000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed asks only for the watched symbols, URL-encoded", async (t) => {
+test("PollingTransport asks only for the watched symbols, URL-encoded", async (t) => {
   fakeTimers(t);
   const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 })]);
-  const feed = new PollingFeed(recorder().handlers, { symbols: ["AAPL", "BRK.B"] });
-  feed.start();
+  const transport = new PollingTransport(recorder().handlers, { symbols: ["AAPL", "BRK.B"] });
+  transport.start();
   await settle();
   assert.equal(requests[0].url, "/api/quotes/?symbols=AAPL%2CBRK.B");
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed re-polls with the last ETag and a 304 delivers nothing new", async (t) => {
+test("PollingTransport re-polls with the last ETag and a 304 delivers nothing new", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 }, '"v1"'), response(304)]);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { interval: 2000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { interval: 2000 });
+  transport.start();
   await settle();
   timers.fire();
   await settle();
@@ -455,33 +812,33 @@ test("PollingFeed re-polls with the last ETag and a 304 delivers nothing new", a
   assert.equal(calls.request, 2);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling every 2 s"]);
   assert.deepEqual(timers.delays(), [2000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed forgets the ETag when the symbols change", async (t) => {
+test("PollingTransport forgets the ETag when the symbols change", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, [
     response(200, { quotes: [], step: 1 }, '"all"'),
     response(200, { quotes: [], step: 2 }, '"aapl"'),
   ]);
-  const feed = new PollingFeed(recorder().handlers);
-  feed.start();
+  const transport = new PollingTransport(recorder().handlers);
+  transport.start();
   await settle();
-  feed.setSymbols(["AAPL"]);
+  transport.setSymbols(["AAPL"]);
   timers.fire();
   await settle();
   assert.equal(requests[1].url, "/api/quotes/?symbols=AAPL");
   assert.deepEqual(requests[1].headers, {});
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed shows 'reconnecting' on an HTTP error and keeps polling no faster than the interval", async (t) => {
+test("PollingTransport shows 'reconnecting' on an HTTP error and keeps polling no faster than the interval", async (t) => {
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 0);
   const requests = fakeFetch(t, [response(503), response(200, { quotes: [], step: 1 })]);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { interval: 1000 });
+  transport.start();
   await settle();
   assert.deepEqual(lastStatus(), ["reconnecting", "HTTP polling failed (HTTP 503)"]);
   assert.deepEqual(calls.snapshot, []);
@@ -490,10 +847,10 @@ test("PollingFeed shows 'reconnecting' on an HTTP error and keeps polling no fas
   await settle();
   assert.equal(requests.length, 2);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling every 1 s"]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed backs off exponentially while the network keeps failing", async (t) => {
+test("PollingTransport backs off exponentially while the network keeps failing", async (t) => {
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
   fakeFetch(t, [
@@ -505,8 +862,8 @@ test("PollingFeed backs off exponentially while the network keeps failing", asyn
     new TypeError("Failed to fetch"),
   ]);
   const { handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { interval: 1000 });
+  transport.start();
   const waits = [];
   for (let i = 0; i < 5; i++) {
     await settle();
@@ -518,41 +875,41 @@ test("PollingFeed backs off exponentially while the network keeps failing", asyn
   waits.push(timers.delays()[0]);
   // 500 and 1000 ms backoffs are raised to the 1 s interval; a success resets the backoff.
   assert.deepEqual(waits, [1000, 1000, 2000, 4000, 1000, 1000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed with an empty watchlist waits without fetching", async (t) => {
+test("PollingTransport with an empty watchlist waits without fetching", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, []);
   const { calls, handlers, lastStatus } = recorder();
-  const feed = new PollingFeed(handlers, { symbols: [], interval: 1000 });
-  feed.start();
+  const transport = new PollingTransport(handlers, { symbols: [], interval: 1000 });
+  transport.start();
   await settle();
   assert.equal(requests.length, 0);
   assert.equal(calls.request, 0);
   assert.deepEqual(lastStatus(), ["polling", "HTTP polling (watchlist empty)"]);
   assert.deepEqual(timers.delays(), [1000]);
-  feed.stop();
+  transport.stop();
 });
 
-test("PollingFeed.stop cancels the next poll", async (t) => {
+test("PollingTransport.stop cancels the next poll", async (t) => {
   const timers = fakeTimers(t);
   const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 })]);
-  const feed = new PollingFeed(recorder().handlers);
-  feed.start();
+  const transport = new PollingTransport(recorder().handlers);
+  transport.start();
   await settle();
-  feed.stop();
+  transport.stop();
   assert.deepEqual(timers.delays(), []);
   assert.equal(requests.length, 1);
 });
 
-test("PollingFeed.stop while a request is in flight drops its answer", async (t) => {
+test("PollingTransport.stop while a request is in flight drops its answer", async (t) => {
   const timers = fakeTimers(t);
   fakeFetch(t, [response(200, { quotes: [{ symbol: "AAPL", seq: 1, price: 1 }], step: 1 })]);
   const { calls, handlers } = recorder();
-  const feed = new PollingFeed(handlers);
-  feed.start();
-  feed.stop(); // before the fetch promise resolves
+  const transport = new PollingTransport(handlers);
+  transport.start();
+  transport.stop(); // before the fetch promise resolves
   await settle();
   assert.deepEqual(calls.snapshot, []);
   assert.deepEqual(calls.status, [["connecting", "HTTP polling"]]);
@@ -560,15 +917,15 @@ test("PollingFeed.stop while a request is in flight drops its answer", async (t)
 });
 
 test(
-  "PollingFeed.stop while a request is in flight stays silent even if that request then fails",
+  "PollingTransport.stop while a request is in flight stays silent even if that request then fails",
   async (t) => {
     const timers = fakeTimers(t);
     let fail;
     t.mock.method(globalThis, "fetch", () => new Promise((_, reject) => (fail = reject)));
     const { calls, handlers } = recorder();
-    const feed = new PollingFeed(handlers);
-    feed.start();
-    feed.stop();
+    const transport = new PollingTransport(handlers);
+    transport.start();
+    transport.stop();
     fail(new TypeError("Failed to fetch"));
     await settle();
     assert.deepEqual(calls.status, [["connecting", "HTTP polling"]]);
@@ -577,7 +934,7 @@ test(
 );
 
 test(
-  "PollingFeed.stop while the response body is being read stays silent",
+  "PollingTransport.stop while the response body is being read stays silent",
   async (t) => {
     const timers = fakeTimers(t);
     let finishBody;
@@ -588,10 +945,10 @@ test(
     };
     t.mock.method(globalThis, "fetch", async () => slowBody);
     const { calls, handlers } = recorder();
-    const feed = new PollingFeed(handlers);
-    feed.start();
+    const transport = new PollingTransport(handlers);
+    transport.start();
     await settle();
-    feed.stop();
+    transport.stop();
     finishBody({ quotes: [{ symbol: "AAPL", seq: 1, price: 1 }], step: 1 });
     await settle();
     assert.deepEqual(calls.snapshot, []);
@@ -599,3 +956,131 @@ test(
     assert.deepEqual(timers.delays(), []);
   },
 );
+
+test("PollingTransport reports each request and its answer through traffic", async (t) => {
+  const timers = fakeTimers(t);
+  const answer = response(200, { quotes: [], step: 1 }, '"v1"');
+  fakeFetch(t, [answer, response(304)]);
+  const { calls, handlers } = recorder();
+  const transport = new PollingTransport(handlers, { symbols: ["AAPL"] });
+  transport.start();
+  await settle();
+  timers.fire();
+  await settle();
+  assert.deepEqual(calls.traffic[0], {
+    kind: "http",
+    path: "/api/quotes/?symbols=AAPL",
+    headers: {},
+    response: answer,
+    text: JSON.stringify({ quotes: [], step: 1 }),
+  });
+  assert.deepEqual(calls.traffic[1].headers, { "If-None-Match": '"v1"' });
+  transport.stop();
+});
+
+// --- LongPollTransport ---------------------------------------------------------
+
+test("LongPollTransport asks for the full picture first, then waits at the server for changes after its step", async (t) => {
+  const timers = fakeTimers(t);
+  const a = { symbol: "AAPL", seq: 3, price: 100 };
+  const b = { symbol: "AAPL", seq: 5, price: 101 };
+  const requests = fakeFetch(t, [
+    response(200, { quotes: [a], step: 7, feed: "live" }),
+    response(200, { quotes: [b], step: 9, feed: "live" }),
+    response(200, { quotes: [], step: 9, feed: "interrupted" }),
+  ]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers, { symbols: ["AAPL"], wait: 20 });
+  transport.start();
+  assert.deepEqual(calls.status[0], ["connecting", "long-polling"]);
+  for (let i = 0; i < 2; i++) {
+    await settle();
+    timers.fire();
+  }
+  await settle();
+  assert.deepEqual(
+    requests.map((r) => r.url),
+    ["/api/quotes/?symbols=AAPL", "/api/quotes/?symbols=AAPL&since=7&wait=20", "/api/quotes/?symbols=AAPL&since=9&wait=20"],
+  );
+  assert.deepEqual(calls.snapshot, [[[a], 7], [[b], 9]], "an answer without quotes (the wait ran out) is no snapshot");
+  assert.deepEqual(calls.feedState, ["live", "live", "interrupted"]);
+  assert.deepEqual(lastStatus(), ["live", "long-polling"]);
+  assert.deepEqual(timers.delays(), [0], "the next request goes out at once");
+  transport.stop();
+});
+
+test("LongPollTransport.resync aborts the waiting request and asks for the full picture once", async (t) => {
+  const timers = fakeTimers(t);
+  const requests = [];
+  const answers = [{ quotes: [], step: 7 }, null, { quotes: [], step: 8 }, null];
+  t.mock.method(globalThis, "fetch", (url, init) => {
+    requests.push(url);
+    const body = answers.shift();
+    if (body) return Promise.resolve(response(200, body));
+    // A long-poll that waits until it is aborted.
+    return new Promise((_, reject) =>
+      init.signal.addEventListener("abort", () => reject(new DOMException("aborted", "AbortError"))),
+    );
+  });
+  const { calls, handlers } = recorder();
+  const transport = new LongPollTransport(handlers);
+  transport.start();
+  await settle();
+  timers.fire(); // the waiting request (since=7)
+  await settle();
+  transport.resync(["AAPL"]);
+  await settle();
+  assert.deepEqual(timers.delays(), [0]);
+  timers.fire(); // the full picture
+  await settle();
+  timers.fire(); // waiting again, after the full picture's step
+  await settle();
+  assert.deepEqual(requests, ["/api/quotes/", "/api/quotes/?since=7&wait=25", "/api/quotes/", "/api/quotes/?since=8&wait=25"]);
+  assert.equal(calls.snapshot.length, 2);
+  assert.deepEqual(calls.status.filter(([state]) => state === "reconnecting"), [], "an abort on purpose is no failure");
+  transport.stop();
+});
+
+test("LongPollTransport backs off after a failed request and says why", async (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 1);
+  fakeFetch(t, [response(502), new TypeError("Failed to fetch"), response(200, { quotes: [], step: 1 })]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers);
+  transport.start();
+  await settle();
+  assert.deepEqual(lastStatus(), ["reconnecting", "long-polling failed (HTTP 502)"]);
+  assert.deepEqual(timers.delays(), [500]);
+  timers.fire();
+  await settle();
+  assert.deepEqual(lastStatus(), ["reconnecting", "long-polling failed (Failed to fetch)"]);
+  assert.deepEqual(timers.delays(), [1000]);
+  timers.fire();
+  await settle();
+  assert.deepEqual(lastStatus(), ["live", "long-polling"]);
+  assert.deepEqual(calls.failed, []);
+  transport.stop();
+});
+
+test("LongPollTransport with failFast reports a request that fails before any answer as failed", async (t) => {
+  const timers = fakeTimers(t);
+  fakeFetch(t, [new TypeError("Failed to fetch")]);
+  const { calls, handlers } = recorder();
+  new LongPollTransport(handlers, { failFast: true }).start();
+  await settle();
+  assert.deepEqual(calls.failed, ["long-polling failed (Failed to fetch)"]);
+  assert.deepEqual(timers.delays(), []);
+});
+
+test("LongPollTransport with an empty watchlist waits without fetching and counts as working", async (t) => {
+  const timers = fakeTimers(t);
+  const requests = fakeFetch(t, []);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers, { symbols: [], failFast: true });
+  transport.start();
+  await settle();
+  assert.equal(requests.length, 0);
+  assert.deepEqual(lastStatus(), ["live", "long-polling (watchlist empty)"]);
+  assert.deepEqual(timers.delays(), [1000], "no connect timer: an empty watchlist is not a failure");
+  transport.stop();
+});

@@ -1,45 +1,51 @@
 // The transport chain: WebSocket, then Server-Sent Events, then long-polling,
 // then polling. Like Socket.IO or Lightstreamer, it falls back on its own when
 // a transport cannot connect (blocked by a proxy, refused, silent) and tries
-// to upgrade back later without dropping the feed it has.
-import { LongPollFeed, PollingFeed, SseFeed, WebSocketFeed } from "./transport.js";
+// to upgrade back later without dropping the transport it has.
+import { LongPollTransport, PollingTransport, SseTransport, WebSocketTransport } from "./transport.js";
 
 export const TRANSPORTS = ["websocket", "sse", "longpoll", "polling"];
-export const LABELS = {
-  websocket: "WebSocket",
-  sse: "Server-Sent Events",
-  longpoll: "long-polling",
-  polling: "HTTP polling",
-};
 /** Pulled transports hand every answer on as a snapshot; those snapshots are also their updates. */
 export function measuresSnapshots(transport) {
   return transport === "polling" || transport === "longpoll";
 }
-const FEEDS = { websocket: WebSocketFeed, sse: SseFeed, longpoll: LongPollFeed, polling: PollingFeed };
+const CLASSES = {
+  websocket: WebSocketTransport,
+  sse: SseTransport,
+  longpoll: LongPollTransport,
+  polling: PollingTransport,
+};
 
-export function makeFeed(name, handlers, options) {
-  return new FEEDS[name](handlers, options);
+/** A transport by name ("websocket", "sse", "longpoll", "polling"), not started. */
+export function makeTransport(name, handlers, options) {
+  return new CLASSES[name](handlers, options);
 }
 
 export class TransportChain {
   /**
-   * handlers: status(state, detail, transport), snapshot, quotes, request(transport).
+   * handlers: status(state, detail, transport), snapshot, quotes, feedState, request(transport).
    * pinned: a transport name to use alone (no fallback, no upgrade), or null for the chain.
+   * transportOptions: given to every transport it makes (e.g. silenceMs from the page's config).
    */
-  constructor(handlers, { symbols = ["*"], pinned = null, upgradeMs = 30000, make = makeFeed } = {}) {
+  constructor(
+    handlers,
+    { symbols = ["*"], pinned = null, upgradeMs = 30000, make = makeTransport, transportOptions = {} } = {},
+  ) {
     if (pinned !== null && !TRANSPORTS.includes(pinned)) throw new Error(`unknown transport ${pinned}`);
     this.handlers = handlers;
     this.symbols = symbols;
     this.pinned = pinned;
     this.upgradeMs = upgradeMs;
     this.make = make;
+    this.transportOptions = transportOptions;
     this.index = pinned ? TRANSPORTS.indexOf(pinned) : 0;
-    this.feed = null;
+    this.active = null;
     this.probe = null;
     this.timer = null;
     this.stopped = false;
   }
 
+  /** The name of the transport in use. */
   get transport() {
     return TRANSPORTS[this.index];
   }
@@ -50,11 +56,11 @@ export class TransportChain {
   }
 
   use(index) {
-    this.feed?.stop();
+    this.active?.stop();
     this.index = index;
     const slot = { index, live: true };
-    this.feed = this.create(slot);
-    this.feed.start();
+    this.active = this.create(slot);
+    this.active.start();
     this.scheduleUpgrade();
   }
 
@@ -72,9 +78,9 @@ export class TransportChain {
       failed: (reason) => (slot.live ? this.fallBack(slot, reason) : this.probeFailed(slot)),
     };
     // Only the chain fails fast; a pinned transport keeps retrying with backoff.
-    const feed = this.make(name, handlers, { symbols: this.symbols, failFast: this.pinned === null });
-    slot.feed = feed;
-    return feed;
+    const options = { ...this.transportOptions, symbols: this.symbols, failFast: this.pinned === null };
+    slot.transport = this.make(name, handlers, options);
+    return slot.transport;
   }
 
   fallBack(slot, reason) {
@@ -99,36 +105,36 @@ export class TransportChain {
   }
 
   probeFailed(slot) {
-    if (this.probe !== slot.feed) return;
+    if (this.probe !== slot.transport) return;
     this.probe = null;
     this.tryUpgrade(slot.index + 1);
   }
 
   promote(slot) {
-    this.feed?.stop();
+    this.active?.stop();
     this.probe = null;
     slot.live = true;
-    this.feed = slot.feed;
+    this.active = slot.transport;
     this.index = slot.index;
-    this.handlers.status("live", LABELS[TRANSPORTS[slot.index]], TRANSPORTS[slot.index]);
+    this.handlers.status("live", slot.transport.label, TRANSPORTS[slot.index]);
     this.scheduleUpgrade();
   }
 
   setSymbols(symbols) {
     this.symbols = symbols;
-    this.feed?.setSymbols(symbols);
+    this.active?.setSymbols(symbols);
     // A probe still opening follows the new set too, so a promotion keeps the watchlist.
     this.probe?.setSymbols(symbols);
   }
 
   resync(symbols) {
-    this.feed?.resync(symbols);
+    this.active?.resync(symbols);
   }
 
   stop() {
     this.stopped = true;
     clearTimeout(this.timer);
     this.probe?.stop();
-    this.feed?.stop();
+    this.active?.stop();
   }
 }

@@ -1,8 +1,11 @@
 // The Lab: the four transports side by side on the same symbols, measured live.
-import { makeFeed, measuresSnapshots } from "./chain.js";
+import { makeTransport, measuresSnapshots } from "./chain.js";
+import { readConfig } from "./config.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
-import { tcpIpOverhead } from "./wire.js";
+import { renderBadge } from "./render.js";
+import { tcpIpOverhead, trafficBytes } from "./wire.js";
 
+const config = readConfig();
 const cards = [...document.querySelectorAll(".lab-card")];
 const symbolsInput = document.getElementById("lab-symbols");
 let runs = [];
@@ -10,35 +13,35 @@ let runs = [];
 class Run {
   constructor(card, symbols) {
     this.card = card;
-    this.transport = card.dataset.transport;
+    this.name = card.dataset.transport;
     this.book = new QuoteBook();
     this.latency = new LatencyWindow(500);
     this.updates = 0;
     this.requests = 0;
     this.bytes = { payload: 0, overhead: 0, tcpip: 0 };
     this.field = (name) => card.querySelector(`[data-field=${name}]`);
-    const measure = measuresSnapshots(this.transport);
-    this.feed = makeFeed(
-      this.transport,
+    const measure = measuresSnapshots(this.name);
+    this.transport = makeTransport(
+      this.name,
       {
-        status: (state, detail) => {
-          const el = this.field("state");
-          el.className = `badge badge-${state}`;
-          el.dataset.state = state;
-          el.textContent = `${state} · ${detail}`;
-        },
+        status: (state, detail) => renderBadge(this.field("state"), state, detail, this.name),
         snapshot: (quotes) => this.take(quotes, { snapshot: true, measure }),
         quotes: (quotes) => this.take(quotes, { snapshot: false, measure: true }),
         request: () => (this.requests += 1),
-        wire: ({ payload, overhead }) => {
-          this.bytes.payload += payload;
-          this.bytes.overhead += overhead;
-          this.bytes.tcpip += tcpIpOverhead(payload + overhead);
-        },
+        traffic: (record) => this.count(record),
       },
-      { symbols },
+      { symbols, silenceMs: config.silenceMs },
     );
-    this.feed.start();
+    this.transport.start();
+  }
+
+  /** What one message cost, by layer: payload, protocol headers, TCP/IP headers (per message, at least one segment). */
+  count(record) {
+    for (const { payload, overhead } of trafficBytes(record)) {
+      this.bytes.payload += payload;
+      this.bytes.overhead += overhead;
+      this.bytes.tcpip += tcpIpOverhead(payload + overhead);
+    }
   }
 
   take(quotes, { snapshot, measure }) {
@@ -67,7 +70,7 @@ class Run {
   }
 
   stop() {
-    this.feed.stop();
+    this.transport.stop();
   }
 }
 

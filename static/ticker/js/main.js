@@ -1,13 +1,14 @@
 // The dashboard: wires the transports to the quotes table, chart and badge.
 import { drawChart, drawSparkline } from "./chart.js";
+import { readConfig } from "./config.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { indexRows, renderBadge, renderQuote, renderStar } from "./render.js";
 import { TRANSPORTS, TransportChain, measuresSnapshots } from "./chain.js";
 import { Watchlist } from "./watchlist.js";
 
 const SPARK_POINTS = 60;
-const CHART_POINTS = 2400;
 
+const config = readConfig();
 const initial = JSON.parse(document.getElementById("initial-quotes").textContent);
 const book = new QuoteBook(initial.quotes);
 const rows = indexRows(document.querySelector("#quotes tbody"));
@@ -28,11 +29,11 @@ const el = {
   board: document.querySelector(".board"),
 };
 let chart = { symbol: localStorage.getItem("ticker.chart") || [...rows.keys()][0], points: [] };
-let feed = null;
+let chain = null;
 
 /**
  * Old prices must never look live. Two things can make them stale: the
- * connection is lost (the feed reports "reconnecting"), or the server says its
+ * connection is lost (the transport reports "reconnecting"), or the server says its
  * market feed is interrupted (a heartbeat, or a long-poll answer). Each clears
  * only on its own evidence: any message after a reconnect for the first, a
  * "live" heartbeat or a live quotes batch for the second. Meanwhile the board
@@ -66,14 +67,15 @@ function receive(quotes, { snapshot, measure }) {
     drawSparkline(row.spark, spark);
     if (quote.symbol === chart.symbol) {
       chart.points.push({ price: quote.price, ts: quote.ts });
-      if (chart.points.length > CHART_POINTS) chart.points.shift();
+      // The chart holds as much as the server keeps: MARKET_HISTORY_STEPS.
+      if (chart.points.length > config.historySteps) chart.points.shift();
       drawChart(el.chart, chart.points);
     }
     if (measure && prev) latency.add(now - quote.ts);
   }
   stats.updates += changed.length;
   // A seq gap means an update was lost on the way: ask for a fresh snapshot.
-  if (gapped.length) feed.resync(gapped);
+  if (gapped.length) chain.resync(gapped);
 }
 
 const handlers = {
@@ -85,8 +87,8 @@ const handlers = {
   snapshot: (quotes) => {
     setStale("connection", false);
     // Polling reads the database, which the market writes even while Redis is away.
-    if (feed.transport === "polling") setStale("feed", false);
-    receive(quotes, { snapshot: true, measure: measuresSnapshots(feed.transport) });
+    if (chain.transport === "polling") setStale("feed", false);
+    receive(quotes, { snapshot: true, measure: measuresSnapshots(chain.transport) });
   },
   // A pushed batch comes straight from the market: the feed is live.
   quotes: (quotes) => {
@@ -103,14 +105,15 @@ const handlers = {
 };
 
 /** "auto" runs the chain (WebSocket, SSE, long-poll, polling); a transport name pins that one. */
-function startFeed(choice) {
-  feed?.stop();
-  feed = new TransportChain(handlers, {
+function connect(choice) {
+  chain?.stop();
+  chain = new TransportChain(handlers, {
     symbols: watchlist.subscription(),
     pinned: TRANSPORTS.includes(choice) ? choice : null,
+    transportOptions: { silenceMs: config.silenceMs },
   });
   latency.samples = [];
-  feed.start();
+  chain.start();
 }
 
 function applyWatchlist() {
@@ -127,7 +130,8 @@ async function selectChart(symbol) {
   el.chartTitle.textContent = `Chart · ${symbol}`;
   for (const [s, row] of rows) row.tr.classList.toggle("selected", s === symbol);
   drawChart(el.chart, []);
-  const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/?limit=240`);
+  // No limit: the server's default length is the chart's (ticker/views.py HISTORY_DEFAULT).
+  const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/`);
   if (!response.ok || chart.symbol !== symbol) return;
   const { points } = await response.json();
   if (chart.symbol !== symbol) return; // another symbol was picked while this one loaded
@@ -159,7 +163,7 @@ document.querySelector("#quotes tbody").addEventListener("click", (event) => {
   if (event.target.closest(".star")) {
     watchlist.toggle(symbol);
     applyWatchlist();
-    if (watchlist.only) feed.setSymbols(watchlist.subscription());
+    if (watchlist.only) chain.setSymbols(watchlist.subscription());
   } else if (event.target.closest(".pick")) {
     selectChart(symbol);
   }
@@ -168,11 +172,11 @@ document.querySelector("#quotes tbody").addEventListener("click", (event) => {
 el.watchOnly.addEventListener("change", () => {
   watchlist.setOnly(el.watchOnly.checked);
   applyWatchlist();
-  feed.setSymbols(watchlist.subscription());
+  chain.setSymbols(watchlist.subscription());
 });
 
 for (const radio of document.querySelectorAll("input[name=transport]")) {
-  radio.addEventListener("change", () => radio.checked && startFeed(radio.value));
+  radio.addEventListener("change", () => radio.checked && connect(radio.value));
 }
 
 setInterval(() => {
@@ -187,6 +191,6 @@ const pinned = new URLSearchParams(window.location.search).get("transport");
 const choice = TRANSPORTS.includes(pinned) ? pinned : "auto";
 document.querySelector(`input[name=transport][value=${choice}]`).checked = true;
 applyWatchlist();
-startFeed(choice);
+connect(choice);
 if (chart.symbol && rows.has(chart.symbol)) selectChart(chart.symbol);
 loadSparklines();

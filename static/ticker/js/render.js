@@ -2,12 +2,6 @@
 import { direction, formatPrice, formatSigned } from "./quotes.js";
 
 const FLASH_MS = 700;
-const BADGE_TEXT = {
-  connecting: "connecting",
-  live: "live",
-  polling: "polling",
-  reconnecting: "reconnecting",
-};
 
 export function indexRows(tbody) {
   const rows = new Map();
@@ -51,11 +45,12 @@ export function renderQuote(row, quote, prev) {
   }
 }
 
+/** A transport's status: state is "connecting", "live", "polling" or "reconnecting" (transport.js). */
 export function renderBadge(el, state, detail, transport = "") {
   el.className = `badge badge-${state}`;
   el.dataset.state = state;
   el.dataset.transport = transport;
-  el.textContent = `${BADGE_TEXT[state] ?? state} · ${detail}`;
+  el.textContent = `${state} · ${detail}`;
 }
 
 export function renderStar(row, watched) {

@@ -1,20 +1,29 @@
 // Four ways to get quotes: pushed over a WebSocket or Server-Sent Events, or
-// pulled by long-polling or polling. All call the same handlers:
-// status(state, detail), snapshot(quotes, step), quotes(quotes, step),
-// request() (an HTTP request or WebSocket frame sent), and, when created with
-// failFast, failed(reason) if the transport never delivered anything. Optional:
-// feedState("live" | "interrupted"), the server's word on the market feed
-// (heartbeats), and wire({payload, overhead, direction}) for the Lab's byte counts.
+// pulled by long-polling or polling. Each is a Transport: the base class owns
+// the lifecycle (start and stop, retries with backoff, fail-fast, the silence
+// watchdog), and each subclass only says how it connects and reads.
+//
+// All call the same handlers: status(state, detail), snapshot(quotes, step),
+// quotes(quotes, step), request() (an HTTP request or WebSocket frame sent),
+// and, when created with failFast, failed(reason) if the transport never
+// delivered anything. Optional: feedState("live" | "interrupted"), the server's
+// word on the market feed (heartbeats, long-poll answers), and traffic(record),
+// what crossed the wire as the transport saw it, for tools that measure it
+// (the Lab, wire.js):
+//   {kind: "websocket", direction: "in" | "out", text}   one frame
+//   {kind: "sse", event, id, text}                       one event received
+//   {kind: "http", path, headers, response, text}        one request and its answer
 
-import { requestHeaderBytes, responseHeaderBytes, sseOverhead, utf8Length, wsFrameHeader } from "./wire.js";
-
+// A transport that fails fast gives up after this long without a snapshot.
 const CONNECT_TIMEOUT_MS = 5000;
-// The server sends a heartbeat every 5 s: this long without any message and a
-// push connection is taken for dead (half-open) and opened again.
+// How long a push connection may stay silent (heartbeats included) before it is
+// taken for dead (half-open) and opened again. The page passes the server's
+// settings.TICKER_CLIENT_SILENCE_S (config.js); this default, the setting's own,
+// serves where there is no page (unit tests).
 export const SILENCE_MS = 12000;
 
 /** Calls onSilence() when kick() has not been called for `ms`. */
-export class Watchdog {
+class Watchdog {
   constructor(onSilence, ms = SILENCE_MS) {
     this.onSilence = onSilence;
     this.ms = ms;
@@ -24,44 +33,6 @@ export class Watchdog {
   kick() {
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.onSilence(), this.ms);
-  }
-
-  clear() {
-    clearTimeout(this.timer);
-  }
-}
-
-/**
- * Fail-fast bookkeeping shared by the feeds: a feed "works" once it has
- * delivered a snapshot. Until then, with failFast set, a close or a silent
- * CONNECT_TIMEOUT_MS is reported as failed() so a chain can fall back; after
- * that the feed reconnects on its own (a restart is not a blocked transport).
- */
-class FailFast {
-  constructor(feed, failFast) {
-    this.feed = feed;
-    this.enabled = failFast;
-    this.worked = false;
-    this.timer = null;
-  }
-
-  arm() {
-    clearTimeout(this.timer);
-    if (this.enabled && !this.worked) this.timer = setTimeout(() => this.fail("no data in time"), CONNECT_TIMEOUT_MS);
-  }
-
-  succeeded() {
-    this.worked = true;
-    clearTimeout(this.timer);
-  }
-
-  /** Returns true when the failure was reported (the feed should not retry). */
-  fail(reason) {
-    if (!this.enabled || this.worked || this.feed.stopped) return false;
-    clearTimeout(this.timer);
-    this.feed.stop();
-    this.feed.handlers.failed?.(reason);
-    return true;
   }
 
   clear() {
@@ -80,78 +51,178 @@ export function backoffDelay(attempt, { base = 500, max = 5000, random = Math.ra
   return Math.round(random() * Math.min(max, base * 2 ** attempt));
 }
 
-/** One HTTP exchange's bytes: the body is payload; request and response heads are overhead. */
-function reportHttp(handlers, path, response, text, extra = {}) {
-  if (!handlers.wire) return;
-  handlers.wire({ payload: 0, overhead: requestHeaderBytes(path, extra), direction: "out" });
-  handlers.wire({ payload: utf8Length(text), overhead: responseHeaderBytes(response), direction: "in" });
+/**
+ * The query string of an HTTP transport, "?" included ("" when there is none):
+ * `symbols` as the server reads it (absent for ["*"], all), then `params`.
+ */
+export function quotesQuery(symbols, params = {}) {
+  const query = new URLSearchParams();
+  if (!symbols.includes("*")) query.set("symbols", symbols.join(","));
+  for (const [name, value] of Object.entries(params)) query.set(name, String(value));
+  const text = query.toString();
+  return text ? `?${text}` : "";
 }
 
-export class WebSocketFeed {
-  constructor(handlers, { symbols = ["*"], url = wsUrl(), failFast = false } = {}) {
+/**
+ * The lifecycle every transport shares. A subclass implements open() (connect
+ * and start reading) and close() (drop the connection, quietly), and calls:
+ * connected() when a push connection is up, heard() on every message (which
+ * keeps the silence watchdog quiet; silent() is then called after `silenceMs`
+ * without one), delivered() on its first snapshot, and retry(reason) when the
+ * connection is lost.
+ *
+ * Fail-fast: a transport "works" once it has delivered a snapshot. Until then,
+ * with failFast set, a lost connection or CONNECT_TIMEOUT_MS without data is
+ * reported as failed(reason) so a chain can fall back; after that the
+ * transport reconnects on its own (a restart is not a blocked transport).
+ */
+export class Transport {
+  /** The name the status detail gives this transport. */
+  static label = "transport";
+
+  constructor(handlers, { symbols = ["*"], failFast = false, silenceMs = SILENCE_MS } = {}) {
     this.handlers = handlers;
+    this.label = this.constructor.label;
     this.symbols = symbols;
-    this.url = url;
-    this.attempt = 0;
-    this.socket = null;
+    this.failFast = failFast;
+    this.worked = false;
     this.stopped = false;
+    this.attempt = 0;
     this.timer = null;
-    this.failFast = new FailFast(this, failFast);
-    this.watchdog = new Watchdog(() => this.silent());
+    this.connectTimer = null;
+    this.watchdog = new Watchdog(() => this.silent(), silenceMs);
   }
 
+  /** Called to connect, by the page and again for every retry. */
   start() {
     this.stopped = false;
-    this.handlers.status(this.attempt ? "reconnecting" : "connecting", "WebSocket");
-    this.failFast.arm();
+    this.handlers.status(this.attempt ? "reconnecting" : "connecting", this.label);
+    clearTimeout(this.connectTimer);
+    if (this.failFast && !this.worked) {
+      this.connectTimer = setTimeout(() => this.giveUp("no data in time"), CONNECT_TIMEOUT_MS);
+    }
+    this.open();
+  }
+
+  /** Called when the page no longer wants this transport: after it, no handler is called again. */
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    clearTimeout(this.connectTimer);
+    this.watchdog.clear();
+    this.close();
+  }
+
+  /** Drop the connection and open a new one (which starts with a fresh snapshot). */
+  restart() {
+    if (this.stopped) return;
+    this.close();
+    this.start();
+  }
+
+  connected() {
+    this.attempt = 0;
+    this.watchdog.kick();
+    this.handlers.status("live", this.label);
+  }
+
+  heard() {
+    this.watchdog.kick();
+  }
+
+  delivered() {
+    this.worked = true;
+    clearTimeout(this.connectTimer);
+  }
+
+  /**
+   * Called on a failure: with failFast, before any snapshot, stop and report
+   * failed(reason). Returns true when it gave up (the caller must not retry).
+   */
+  giveUp(reason) {
+    if (!this.failFast || this.worked || this.stopped) return false;
+    this.stop();
+    this.handlers.failed?.(reason);
+    return true;
+  }
+
+  /** The wait before the next try after a failure (at least `floor` ms), or null when the transport gave up. */
+  backoff(reason, floor = 0) {
+    this.watchdog.clear();
+    if (this.giveUp(reason)) return null;
+    return Math.max(floor, backoffDelay(this.attempt++));
+  }
+
+  /** The connection is lost: open it again after a backoff, unless the transport gives up. */
+  retry(reason) {
+    const delay = this.backoff(reason);
+    if (delay === null) return;
+    this.handlers.status("reconnecting", `${this.label}, retry in ${(delay / 1000).toFixed(1)} s`);
+    this.later(() => this.restart(), delay);
+  }
+
+  /** Run fn after ms, unless stop() comes first. One such timer at a time. */
+  later(fn, ms) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(fn, ms);
+  }
+
+  /** One server message, the same JSON over WebSocket and SSE (docs/protocol.md), to the handlers. */
+  read(type, frame) {
+    if (type === "snapshot") {
+      this.delivered();
+      this.handlers.snapshot(frame.quotes, frame.step);
+    } else if (type === "quotes") this.handlers.quotes(frame.quotes, frame.step);
+    else if (type === "heartbeat") this.handlers.feedState?.(frame.feed);
+    else if (type === "error") console.warn("ticker server error", frame.code, frame.message);
+  }
+
+  /** Called by the watchdog; push transports that call heard() say what silence means. */
+  silent() {}
+}
+
+export class WebSocketTransport extends Transport {
+  static label = "WebSocket";
+
+  constructor(handlers, { url = wsUrl(), ...options } = {}) {
+    super(handlers, options);
+    this.url = url;
+    this.socket = null;
+  }
+
+  open() {
     const socket = new WebSocket(this.url);
     this.socket = socket;
     socket.addEventListener("open", () => {
-      this.attempt = 0;
-      this.watchdog.kick();
-      this.handlers.status("live", "WebSocket");
+      this.connected();
       if (this.symbols.length) this.send({ action: "subscribe", symbols: this.symbols });
-      else this.failFast.succeeded();
+      else this.delivered();
     });
     socket.addEventListener("message", (event) => {
-      this.watchdog.kick();
-      if (this.handlers.wire) {
-        const payload = utf8Length(event.data);
-        this.handlers.wire({ payload, overhead: wsFrameHeader(payload), direction: "in" });
-      }
-      this.onMessage(JSON.parse(event.data));
+      this.heard();
+      this.handlers.traffic?.({ kind: "websocket", direction: "in", text: event.data });
+      const frame = JSON.parse(event.data);
+      this.read(frame.type, frame);
     });
     socket.addEventListener("close", () => {
       if (this.socket !== socket || this.stopped) return;
-      this.reconnect("WebSocket closed before any data");
+      this.socket = null;
+      this.retry("WebSocket closed before any data");
     });
   }
 
-  /** No message, not even a heartbeat, for SILENCE_MS: the connection is dead even if the browser has not noticed. */
+  close() {
+    this.socket?.close(1000);
+    this.socket = null;
+  }
+
+  /** No message, not even a heartbeat, for silenceMs: the connection is dead even if the browser has not noticed. */
   silent() {
     if (this.stopped || !this.socket) return;
     const socket = this.socket;
     this.socket = null;
     socket.close(4000, "no heartbeat");
-    this.reconnect("WebSocket silent");
-  }
-
-  reconnect(reason) {
-    this.watchdog.clear();
-    if (this.failFast.fail(reason)) return;
-    const delay = backoffDelay(this.attempt++);
-    this.handlers.status("reconnecting", `WebSocket, retry in ${(delay / 1000).toFixed(1)} s`);
-    this.timer = setTimeout(() => this.start(), delay);
-  }
-
-  onMessage(frame) {
-    if (frame.type === "snapshot") {
-      this.failFast.succeeded();
-      this.handlers.snapshot(frame.quotes, frame.step);
-    }
-    else if (frame.type === "quotes") this.handlers.quotes(frame.quotes, frame.step);
-    else if (frame.type === "heartbeat") this.handlers.feedState?.(frame.feed);
-    else if (frame.type === "error") console.warn("ticker server error", frame.code, frame.message);
+    this.retry("WebSocket silent");
   }
 
   send(message) {
@@ -159,8 +230,7 @@ export class WebSocketFeed {
       const text = JSON.stringify(message);
       this.socket.send(text);
       this.handlers.request();
-      const payload = utf8Length(text);
-      this.handlers.wire?.({ payload, overhead: wsFrameHeader(payload, { masked: true }), direction: "out" });
+      this.handlers.traffic?.({ kind: "websocket", direction: "out", text });
     }
   }
 
@@ -175,82 +245,57 @@ export class WebSocketFeed {
   resync(symbols) {
     this.send({ action: "subscribe", symbols });
   }
-
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.failFast.clear();
-    this.watchdog.clear();
-    this.socket?.close(1000);
-    this.socket = null;
-  }
 }
 
 /** Server-Sent Events: one long HTTP response; the browser reconnects with Last-Event-ID by itself. */
-export class SseFeed {
-  constructor(handlers, { symbols = ["*"], url = "/api/quotes/stream/", failFast = false } = {}) {
-    this.handlers = handlers;
-    this.symbols = symbols;
+export class SseTransport extends Transport {
+  static label = "Server-Sent Events";
+
+  constructor(handlers, { url = "/api/quotes/stream/", ...options } = {}) {
+    super(handlers, options);
     this.url = url;
     this.source = null;
-    this.stopped = false;
-    this.attempt = 0;
-    this.timer = null;
-    this.failFast = new FailFast(this, failFast);
-    this.watchdog = new Watchdog(() => this.silent());
   }
 
-  start() {
-    this.stopped = false;
-    this.handlers.status("connecting", "Server-Sent Events");
+  open() {
     if (!this.symbols.length) {
-      this.failFast.succeeded();
-      this.handlers.status("live", "Server-Sent Events (watchlist empty)");
+      this.delivered();
+      this.handlers.status("live", `${this.label} (watchlist empty)`);
       return;
     }
-    this.failFast.arm();
-    const query = this.symbols.includes("*") ? "" : `?symbols=${encodeURIComponent(this.symbols.join(","))}`;
-    const source = new EventSource(this.url + query);
+    const source = new EventSource(this.url + quotesQuery(this.symbols));
     this.source = source;
     this.handlers.request();
-    source.addEventListener("open", () => {
-      this.attempt = 0;
-      this.watchdog.kick();
-      this.handlers.status("live", "Server-Sent Events");
-    });
-    const wire = (event) => {
-      this.watchdog.kick();
-      const payload = utf8Length(event.data);
-      this.handlers.wire?.({ payload, overhead: sseOverhead(event.type, event.lastEventId, payload), direction: "in" });
-    };
-    source.addEventListener("snapshot", (event) => {
-      wire(event);
-      this.failFast.succeeded();
-      this.handlers.snapshot(JSON.parse(event.data).quotes);
-    });
-    source.addEventListener("quotes", (event) => {
-      wire(event);
-      const frame = JSON.parse(event.data);
-      this.handlers.quotes(frame.quotes, frame.step);
-    });
-    source.addEventListener("heartbeat", (event) => {
-      wire(event);
-      this.handlers.feedState?.(JSON.parse(event.data).feed);
-    });
+    source.addEventListener("open", () => this.connected());
+    for (const type of ["snapshot", "quotes", "heartbeat"]) {
+      source.addEventListener(type, (event) => {
+        this.heard();
+        this.handlers.traffic?.({ kind: "sse", event: event.type, id: event.lastEventId, text: event.data });
+        this.read(type, JSON.parse(event.data));
+      });
+    }
     source.addEventListener("error", () => {
       if (this.source !== source || this.stopped) return;
-      if (this.failFast.fail("event stream failed before any data")) return;
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gives up on a non-200 answer (a proxy's 502, a restart): retry ourselves.
-        const delay = backoffDelay(this.attempt++);
-        this.handlers.status("reconnecting", `Server-Sent Events, retry in ${(delay / 1000).toFixed(1)} s`);
-        this.timer = setTimeout(() => this.restart(), delay);
-        return;
-      }
+      const reason = "event stream failed before any data";
+      // The browser gives up on a non-200 answer (a proxy's 502, a restart): retry ourselves.
+      if (source.readyState === EventSource.CLOSED) return this.retry(reason);
+      if (this.giveUp(reason)) return;
       // Otherwise EventSource retries by itself (the server asks for 1 s), resuming with Last-Event-ID.
-      this.handlers.status("reconnecting", "Server-Sent Events");
+      this.handlers.status("reconnecting", this.label);
       this.handlers.request();
     });
+  }
+
+  close() {
+    this.source?.close();
+    this.source = null;
+  }
+
+  /** No event, not even a heartbeat, for silenceMs: reopen the stream, which starts with a fresh snapshot. */
+  silent() {
+    if (this.stopped || !this.source) return;
+    this.handlers.status("reconnecting", `${this.label} silent`);
+    this.restart();
   }
 
   setSymbols(symbols) {
@@ -262,98 +307,99 @@ export class SseFeed {
   resync() {
     this.restart();
   }
-
-  /** No event, not even a heartbeat, for SILENCE_MS: reopen the stream, which starts with a fresh snapshot. */
-  silent() {
-    if (this.stopped || !this.source) return;
-    this.handlers.status("reconnecting", "Server-Sent Events silent");
-    this.restart();
-  }
-
-  restart() {
-    if (this.stopped) return;
-    this.source?.close();
-    this.start();
-  }
-
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.failFast.clear();
-    this.watchdog.clear();
-    this.source?.close();
-    this.source = null;
-  }
 }
 
-/** Long-polling: each request waits at the server until something changes after `since`. */
-export class LongPollFeed {
-  constructor(handlers, { symbols = ["*"], url = "/api/quotes/", wait = 25, failFast = false } = {}) {
-    this.handlers = handlers;
-    this.symbols = symbols;
-    this.url = url;
-    this.wait = wait;
-    this.since = null;
-    this.resyncing = false;
-    this.stopped = false;
-    this.failures = 0;
-    this.timer = null;
+/**
+ * A transport that pulls: one HTTP request after another. A subclass says what
+ * one exchange is (exchange(), resolving to the wait before the next one) and
+ * what to do with an empty watchlist (idle(), returning the wait).
+ */
+class PullTransport extends Transport {
+  constructor(handlers, options) {
+    super(handlers, options);
     this.controller = null;
-    this.failFast = new FailFast(this, failFast);
+    // The shortest wait after a failed request.
+    this.retryFloor = 0;
   }
 
-  start() {
-    this.stopped = false;
-    this.handlers.status("connecting", "long-polling");
-    this.failFast.arm();
+  open() {
     this.poll();
+  }
+
+  close() {
+    this.controller?.abort();
   }
 
   async poll() {
     if (this.stopped) return;
-    if (!this.symbols.length) {
-      this.failFast.succeeded();
-      this.handlers.status("live", "long-polling (watchlist empty)");
-      this.timer = setTimeout(() => this.poll(), 1000);
-      return;
-    }
-    const params = new URLSearchParams();
-    if (!this.symbols.includes("*")) params.set("symbols", this.symbols.join(","));
-    // The first request (and a resync) is a plain poll: the full picture and its step.
-    if (this.since !== null) {
-      params.set("since", String(this.since));
-      params.set("wait", String(this.wait));
-    }
-    this.controller = new AbortController();
-    let wait = 0;
+    let wait;
     try {
-      this.handlers.request();
-      const path = `${this.url}?${params}`;
-      const response = await fetch(path, { cache: "no-store", signal: this.controller.signal });
-      if (!response.ok) throw new Error(`HTTP ${response.status}`);
-      const text = await response.text();
-      reportHttp(this.handlers, path, response, text);
-      const body = JSON.parse(text);
-      if (this.stopped) return;
-      // An answer holds the latest quote of each changed symbol: when a round
-      // trip spans several steps, seq skips on purpose, so it is a snapshot.
-      if (this.since === null) this.failFast.succeeded();
-      if (body.quotes.length || this.since === null) this.handlers.snapshot(body.quotes, body.step);
-      if (body.feed) this.handlers.feedState?.(body.feed);
-      // A resync() during this request asked for a full answer next: keep since at null.
-      if (!this.resyncing) this.since = body.step;
-      this.resyncing = false;
-      this.failures = 0;
-      this.handlers.status("live", "long-polling");
+      wait = this.symbols.length ? await this.exchange() : this.idle();
+      if (wait === null) return; // stopped while the answer came in
+      this.attempt = 0;
     } catch (error) {
       if (this.stopped) return;
-      // resync() aborts the waiting request on purpose: ask again straight away.
-      if (error.name === "AbortError") return void (this.timer = setTimeout(() => this.poll(), 0));
-      if (this.failFast.fail(`long-poll failed (${error.message})`)) return;
-      wait = backoffDelay(this.failures++);
-      this.handlers.status("reconnecting", `long-polling failed (${error.message})`);
+      // Aborted on purpose (a resync): ask again straight away.
+      if (error.name === "AbortError") wait = 0;
+      else {
+        const reason = `${this.label} failed (${error.message})`;
+        wait = this.backoff(reason, this.retryFloor);
+        if (wait === null) return;
+        this.handlers.status("reconnecting", reason);
+      }
     }
-    this.timer = setTimeout(() => this.poll(), wait);
+    this.later(() => this.poll(), wait);
+  }
+
+  /** One GET: resolves to {response, text}, or null if the transport was stopped meanwhile. */
+  async fetchText(path, headers = {}) {
+    this.controller = new AbortController();
+    this.handlers.request();
+    const response = await fetch(path, { headers, cache: "no-store", signal: this.controller.signal });
+    if (this.stopped) return null;
+    const text = await response.text();
+    this.handlers.traffic?.({ kind: "http", path, headers, response, text });
+    // stop() may have been called while the body was read (a switch to WebSocket):
+    // a stopped transport must not touch the page any more.
+    return this.stopped ? null : { response, text };
+  }
+}
+
+/** Long-polling: each request waits at the server until something changes after `since`. */
+export class LongPollTransport extends PullTransport {
+  static label = "long-polling";
+
+  constructor(handlers, { url = "/api/quotes/", wait = 25, ...options } = {}) {
+    super(handlers, options);
+    this.url = url;
+    this.wait = wait;
+    this.since = null;
+    this.resyncing = false;
+  }
+
+  idle() {
+    this.delivered();
+    this.handlers.status("live", `${this.label} (watchlist empty)`);
+    return 1000;
+  }
+
+  async exchange() {
+    this.resyncing = false;
+    // The first request (and a resync) is a plain poll: the full picture and its step.
+    const waiting = this.since === null ? {} : { since: this.since, wait: this.wait };
+    const answer = await this.fetchText(this.url + quotesQuery(this.symbols, waiting));
+    if (!answer) return null;
+    if (!answer.response.ok) throw new Error(`HTTP ${answer.response.status}`);
+    const body = JSON.parse(answer.text);
+    // An answer holds the latest quote of each changed symbol: when a round
+    // trip spans several steps, seq skips on purpose, so it is a snapshot.
+    if (this.since === null) this.delivered();
+    if (body.quotes.length || this.since === null) this.handlers.snapshot(body.quotes, body.step);
+    if (body.feed) this.handlers.feedState?.(body.feed);
+    // A resync() during this request asked for a full answer next: keep since at null.
+    if (!this.resyncing) this.since = body.step;
+    this.handlers.status("live", this.label);
+    return 0;
   }
 
   setSymbols(symbols) {
@@ -366,70 +412,42 @@ export class LongPollFeed {
     this.resyncing = true;
     this.controller?.abort();
   }
-
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
-    this.failFast.clear();
-    this.controller?.abort();
-  }
 }
 
-export class PollingFeed {
+/** Polling: the baseline, one plain GET every `interval` ms, with the ETag so an unchanged answer is a 304. */
+export class PollingTransport extends PullTransport {
+  static label = "HTTP polling";
+
   // Polling is the last resort: it never gives up, so it takes no failFast.
-  constructor(handlers, { symbols = ["*"], interval = 1000, url = "/api/quotes/" } = {}) {
-    this.handlers = handlers;
-    this.symbols = symbols;
-    this.interval = interval;
+  constructor(handlers, { url = "/api/quotes/", interval = 1000, ...options } = {}) {
+    super(handlers, { ...options, failFast: false });
     this.url = url;
+    this.interval = interval;
+    this.retryFloor = interval;
     this.etag = null;
-    this.timer = null;
-    this.stopped = false;
-    this.failures = 0;
   }
 
-  start() {
-    this.stopped = false;
-    this.handlers.status("connecting", "HTTP polling");
-    this.poll();
+  idle() {
+    this.handlers.status("polling", `${this.label} (watchlist empty)`);
+    return this.interval;
   }
 
   // Every answer is a full picture of the requested symbols, so it is handed
   // on as a snapshot: skipped seqs between polls are expected, not gaps.
-  async poll() {
-    if (this.stopped) return;
-    if (!this.symbols.length) {
-      this.handlers.status("polling", "HTTP polling (watchlist empty)");
-      this.timer = setTimeout(() => this.poll(), this.interval);
-      return;
-    }
-    const query = this.symbols.includes("*") ? "" : `?symbols=${encodeURIComponent(this.symbols.join(","))}`;
+  async exchange() {
     const headers = this.etag ? { "If-None-Match": this.etag } : {};
-    let wait = this.interval;
-    try {
-      this.handlers.request();
-      const response = await fetch(this.url + query, { headers, cache: "no-store" });
-      if (this.stopped) return;
-      const text = await response.text();
-      reportHttp(this.handlers, this.url + query, response, text, headers);
-      if (response.status === 200) {
-        this.etag = response.headers.get("ETag");
-        const body = JSON.parse(text);
-        // stop() may have been called while the body was read (switch to WebSocket):
-        // a stopped feed must not touch the page any more.
-        if (this.stopped) return;
-        this.handlers.snapshot(body.quotes, body.step);
-      } else if (response.status !== 304) {
-        throw new Error(`HTTP ${response.status}`);
-      }
-      this.failures = 0;
-      this.handlers.status("polling", `HTTP polling every ${this.interval / 1000} s`);
-    } catch (error) {
-      if (this.stopped) return;
-      wait = Math.max(this.interval, backoffDelay(this.failures++));
-      this.handlers.status("reconnecting", `HTTP polling failed (${error.message})`);
+    const answer = await this.fetchText(this.url + quotesQuery(this.symbols), headers);
+    if (!answer) return null;
+    const { response, text } = answer;
+    if (response.status === 200) {
+      this.etag = response.headers.get("ETag");
+      const body = JSON.parse(text);
+      this.handlers.snapshot(body.quotes, body.step);
+    } else if (response.status !== 304) {
+      throw new Error(`HTTP ${response.status}`);
     }
-    this.timer = setTimeout(() => this.poll(), wait);
+    this.handlers.status("polling", `${this.label} every ${this.interval / 1000} s`);
+    return this.interval;
   }
 
   setSymbols(symbols) {
@@ -439,10 +457,5 @@ export class PollingFeed {
 
   resync() {
     // Every poll is a full snapshot of the requested symbols already.
-  }
-
-  stop() {
-    this.stopped = true;
-    clearTimeout(this.timer);
   }
 }

@@ -2,6 +2,8 @@
 // Payload sizes are measured; header sizes are computed from the protocol
 // rules (RFC 6455 frame headers, SSE field lines, HTTP/1.1 chunked encoding)
 // or, for HTTP headers the browser does not expose, estimated (marked "est.").
+// The transports know nothing of this: they report what they sent and read
+// through their traffic hook (transport.js), and the Lab counts it here.
 
 const encoder = new TextEncoder();
 // IPv4 (20) + TCP (20) + timestamp option (12); segments carry at most an MSS of 1448 bytes.
@@ -51,4 +53,27 @@ export function requestHeaderBytes(url, extra = {}) {
   ];
   if (document.cookie) lines.push(`Cookie: ${document.cookie}`);
   return lines.reduce((n, line) => n + line.length + 2, 2);
+}
+
+/**
+ * The messages one traffic record of a transport (transport.js) put on the
+ * wire, each as {payload, overhead} bytes: an HTTP exchange is two messages,
+ * the request (all overhead) and the response.
+ */
+export function trafficBytes(record) {
+  const payload = utf8Length(record.text);
+  switch (record.kind) {
+    case "websocket":
+      // Frames from a browser are masked (RFC 6455 section 5.3).
+      return [{ payload, overhead: wsFrameHeader(payload, { masked: record.direction === "out" }) }];
+    case "sse":
+      return [{ payload, overhead: sseOverhead(record.event, record.id, payload) }];
+    case "http":
+      return [
+        { payload: 0, overhead: requestHeaderBytes(record.path, record.headers) },
+        { payload, overhead: responseHeaderBytes(record.response) },
+      ];
+    default:
+      throw new Error(`unknown traffic kind ${record.kind}`);
+  }
 }
