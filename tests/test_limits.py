@@ -19,6 +19,7 @@ from channels.testing import WebsocketCommunicator
 from config.asgi import application
 from ticker.protocol import MAX_MESSAGE_BYTES
 
+from .clients import until
 from .conftest import ROOT, child_env
 from .processes import running_site
 from .test_consumers import ORIGIN, step
@@ -256,9 +257,7 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
         # A few market steps after the oversized frame (a condition, not a sleep: a busy machine may
         # hold the market back; the 30 s bound only turns a hang into a failure).
         closed_at = watcher.frames
-        async with asyncio.timeout(30):
-            while watcher.frames < closed_at + 3:
-                await asyncio.sleep(0.05)
+        await until(lambda: watcher.frames >= closed_at + 3, limit=30, what="three market steps after the frame")
         stop.set()
         await watching
         return frames, code, watcher, frames_before, await ping_pong(site)

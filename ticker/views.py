@@ -23,7 +23,9 @@ from .hub import interest as interests
 from .models import symbol_validator
 from .protocol import ProtocolError
 
-HISTORY_DEFAULT, HISTORY_MAX = 240, 2400
+HISTORY_DEFAULT = 240
+# The history endpoint can return everything the market keeps, and no more.
+HISTORY_MAX = settings.MARKET_HISTORY_STEPS
 LONG_POLL_MAX_WAIT_S = 30.0
 # A stream whose reader falls this many steps behind is closed; the browser
 # reconnects with Last-Event-ID and catches up from a snapshot.
