@@ -87,18 +87,35 @@ class Site:
             raise AssertionError(f"manage.py {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result.stdout
 
-    def _spawn(self, name: str, command: list[str]) -> subprocess.Popen:
+    def _spawn(self, name: str, command: list[str], env: dict | None = None) -> subprocess.Popen:
         log = open(self.tmp / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
-        process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log, stderr=subprocess.STDOUT
+        )
         process.log = log
         self.processes[name] = process
         return process
 
-    def start_web(self) -> None:
-        self._spawn(
-            "web", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "config.asgi:application"]
-        )
-        wait_for(lambda: self._answers("/api/quotes/"), timeout=30, what="daphne to serve /api/quotes/")
+    def start_web(self, *, server: str = "daphne", env: dict | None = None, serving: bool = True) -> None:
+        """The web process on ``server`` (daphne, as in production, or uvicorn); returns once it serves
+        /api/quotes/, or with ``serving=False`` once it accepts connections (a site that cannot serve)."""
+        address = ["127.0.0.1", str(self.port)]
+        command = {
+            "daphne": ["daphne", "-b", address[0], "-p", address[1]],
+            "uvicorn": ["uvicorn", "--host", address[0], "--port", address[1], "--log-level", "warning"],
+        }[server]
+        self._spawn("web", [sys.executable, "-m", *command, "config.asgi:application"], env)
+        if serving:
+            wait_for(lambda: self._answers("/api/quotes/"), timeout=30, what=f"{server} to serve /api/quotes/")
+        else:
+            wait_for(self._accepts, timeout=30, what=f"{server} to accept connections")
+
+    def _accepts(self) -> bool:
+        import socket
+
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
 
     def start_market(self, *args: str) -> subprocess.Popen:
         return self._spawn("market", [sys.executable, "manage.py", "run_market", *args])

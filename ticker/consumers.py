@@ -39,20 +39,21 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     closing: bool = False
 
     async def connect(self) -> None:
-        """Called when a WebSocket connection is opened."""
-        try:
-            hub = await get_hub()
-        except FeedUnavailable as unavailable:
-            # Accepted, then closed with 1013: a refused handshake would reach
-            # the browser as a bare 1006, which says nothing.
-            await self.accept()
-            self.outlet = server.websocket_outlet(self.scope, self.base_send)
-            self._close(TRY_AGAIN_LATER, f"try again in {unavailable.retry_after_s} s")
-            return
+        """Called when a WebSocket connection is opened.
+
+        Accepted before the hub is awaited: daphne drops a handshake that is
+        not answered within 5 s, and a client is better told why (1013) than
+        cut off. Client frames wait until this returns (Channels dispatches
+        them in order).
+        """
         await self.accept()
         self.outlet = server.websocket_outlet(self.scope, self.base_send)
-        self.hub = hub
-        hub.fanout.attach(self.outlet)
+        try:
+            self.hub = await get_hub()
+        except FeedUnavailable as unavailable:
+            self._close(TRY_AGAIN_LATER, f"try again in {unavailable.retry_after_s} s")
+            return
+        self.hub.fanout.attach(self.outlet)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""

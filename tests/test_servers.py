@@ -1,0 +1,107 @@
+"""Other ASGI servers and an unreachable back end, on real processes.
+
+- On uvicorn (not daphne), a client that stops reading must not delay anyone else: the generic
+  outlet (ticker/server.py) queues per connection, so only the stalled client's own queue fills.
+- A web process that can reach neither Redis nor its database answers at once, and clearly: 1013
+  on a WebSocket, 503 with Retry-After on SSE and long-polling, instead of leaving clients waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from .clients import Follower
+from .conftest import free_port
+from .processes import running_site
+
+pytestmark = pytest.mark.processes
+STALL_S = 10
+# A stalled client's buffers are uvicorn's 64 KiB plus the kernel's send buffer, which Linux grows
+# up to 4 MiB (tcp_wmem): to fill them within the 10 s stall, the market lists 300 symbols (a frame
+# of about 45 KB) and steps every 100 ms, about 450 KB a second.
+FAST_MARKET = {"MARKET_INTERVAL_MS": "100"}
+LISTED = 300
+
+
+def list_more_symbols(site) -> None:
+    site.manage(
+        "shell",
+        "-c",
+        "from ticker.models import Stock; "
+        f"Stock.objects.bulk_create(Stock(symbol=f'SIM{{i}}', name=f'Simulated {{i}}', price=100, "
+        f"reference_price=100, volatility=0.3, drift=0.05) for i in range({LISTED} - Stock.objects.count()))",
+    )
+
+
+def test_on_uvicorn_a_client_that_stops_reading_delays_no_other_client(tmp_path, redis_server):
+    with running_site(tmp_path, redis_server.url, env=FAST_MARKET, prepare=list_more_symbols) as site:
+        site.stop("web")
+        site.start_web(server="uvicorn")
+        site.start_market()
+        url = f"ws://127.0.0.1:{site.port}/ws/quotes/"
+
+        async def main():
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", site.port))
+            # max_queue=1: the client library stops reading its socket as soon as one frame waits.
+            async with websockets.connect(url, origin=site.base, sock=sock, max_queue=1) as stalled:
+                await stalled.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
+                follower, ready = Follower(site.base), asyncio.Event()
+                following = asyncio.create_task(follower.run(ready))
+                await asyncio.wait_for(ready.wait(), 15)
+                started = time.monotonic()
+                await asyncio.sleep(STALL_S)  # the stall itself: the client under test reads nothing
+                arrivals = [at for at, f in follower.frames if at >= started and f["type"] == "quotes"]
+                following.cancel()
+                # Reading again, the stalled client gets the answer to its subscribe, what was queued,
+                # then a second snapshot: proof that it was held back (behind), not sent every frame.
+                kinds = []
+                while kinds.count("snapshot") < 2:
+                    kinds.append(json.loads(await asyncio.wait_for(stalled.recv(), 15))["type"])
+            return follower, arrivals, started, kinds
+
+        follower, arrivals, started, kinds = asyncio.run(main())
+        gaps = [b - a for a, b in zip([started, *arrivals], arrivals, strict=False)]
+        print(
+            f"\nuvicorn: {len(arrivals)} frames in {STALL_S} s beside a stalled client; longest wait {max(gaps):.2f} s"
+        )
+        print(f"the stalled client, reading again: {kinds.count('quotes')} quotes frames, then a snapshot")
+        assert follower.gaps == []
+        # Steps come every 50 ms; one second without a frame would be a client held up by another.
+        assert len(arrivals) > STALL_S * 5 and max(gaps) < 1.0
+
+
+def test_without_redis_and_database_every_transport_is_told_to_come_back_later(tmp_path, redis_server):
+    """Nothing to serve: a WebSocket is closed with 1013, SSE and long-poll get 503 with Retry-After, promptly."""
+    unreachable = {
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DATABASE_URL": f"sqlite:///{tmp_path}/no-such-directory/site.sqlite3",
+    }
+    with running_site(tmp_path, redis_server.url) as site:
+        site.stop("web")
+        site.start_web(env=unreachable, serving=False)
+
+        async def websocket_close_code() -> int:
+            async with websockets.connect(f"ws://127.0.0.1:{site.port}/ws/quotes/", origin=site.base) as ws:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 30)
+                return ws.close_code
+
+        started = time.monotonic()
+        assert asyncio.run(websocket_close_code()) == 1013
+        for path in ("/api/quotes/stream/", "/api/quotes/?since=0&wait=1"):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(site.base + path, timeout=30)
+            assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "5"
+            assert json.loads(refused.value.read())["code"] == "unavailable"
+        # Each waited for the hub's 5 s bound at most, not forever (the 30 s timeouts above).
+        print(f"\nunreachable back end: three answers in {time.monotonic() - started:.1f} s")
