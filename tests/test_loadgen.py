@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from ticker.benchmark import take_ws_frame
-from ticker.fanout_bench import lost_by_steps, ratios
-from ticker.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker, client_frame
+from bench.fanout import lost_by_steps, ratios
+from bench.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker, client_frame
+from bench.transports import take_ws_frame
 
 
 def server_frame(payload: bytes, opcode: int = 0x1) -> bytes:

@@ -172,7 +172,7 @@ def test_a_client_that_stops_reading_for_30_s_gets_the_latest_prices_not_a_backl
 
 
 async def _slow_reader(site) -> None:
-    from ticker.benchmark import take_ws_frame, ws_frame
+    from bench.transports import take_ws_frame, ws_frame
 
     followers, tasks = await follow(site.base, 1)
     raw = socket.socket()
@@ -263,7 +263,7 @@ def test_the_server_drops_a_client_that_never_answers_its_pings(tmp_path, redis_
             f"Origin: {site.base}\r\n\r\n".encode()
         )
         assert b" 101 " in raw.recv(4096)
-        from ticker.benchmark import ws_frame
+        from bench.transports import ws_frame
 
         raw.sendall(ws_frame(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}).encode()))
         silent_from = time.monotonic()

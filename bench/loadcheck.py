@@ -17,7 +17,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-from .benchmark import percentile
+from .transports import percentile
 
 
 @dataclass

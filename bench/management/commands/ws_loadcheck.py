@@ -4,8 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from bench.loadcheck import raise_fd_limit, run_check
 from ticker.heap import freeze_startup_objects
-from ticker.loadcheck import raise_fd_limit, run_check
 
 
 class Command(BaseCommand):

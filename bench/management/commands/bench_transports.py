@@ -11,7 +11,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ticker import benchmark, reports
+from bench import reports, transports
 from ticker.heap import freeze_startup_objects
 from ticker.launcher import choose_redis, free_port
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         parser.add_argument("--clients", type=int, default=200, help="clients per transport (default %(default)s)")
         parser.add_argument("--duration", type=float, default=20.0, help="seconds measured per transport")
         parser.add_argument("--poll-interval", type=float, default=1.0, help="seconds between polls")
-        parser.add_argument("--transports", default=",".join(benchmark.TRANSPORTS))
+        parser.add_argument("--transports", default=",".join(transports.TRANSPORTS))
         parser.add_argument("--url", default=None, help="a running server (http://HOST:PORT); default: start one")
         parser.add_argument("--server-pid", type=int, default=None, help="with --url: the server's PID, for CPU")
         parser.add_argument("--symbols", default="*", help="what every client follows: * or A,B,C (default *)")
@@ -37,15 +37,15 @@ class Command(BaseCommand):
         self, *args, clients, duration, poll_interval, transports, url, server_pid, symbols, interval, out, **options
     ):
         chosen = [t.strip() for t in transports.split(",") if t.strip()]
-        unknown = sorted(set(chosen) - set(benchmark.TRANSPORTS))
+        unknown = sorted(set(chosen) - set(transports.TRANSPORTS))
         if unknown or not chosen:
-            raise CommandError(f"--transports takes a comma list of {', '.join(benchmark.TRANSPORTS)}")
+            raise CommandError(f"--transports takes a comma list of {', '.join(transports.TRANSPORTS)}")
         if clients < 1 or duration <= 0 or poll_interval <= 0:
             raise CommandError("--clients must be at least 1; --duration and --poll-interval positive.")
         server = None if url else LocalServer(interval_ms=interval, stdout=self.stdout)
         try:
             wanted = tuple(s.strip().upper() for s in symbols.split(",") if s.strip()) or ("*",)
-            target = benchmark.Target.from_url(url or server.url, wanted)
+            target = transports.Target.from_url(url or server.url, wanted)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         pid = server.web_pid if server else server_pid
@@ -64,7 +64,7 @@ class Command(BaseCommand):
             for transport in chosen:
                 self.stdout.write(f"{transport}: {clients} clients for {duration:g} s ...")
                 result = asyncio.run(
-                    benchmark.run_transport(
+                    transports.run_transport(
                         transport,
                         target,
                         clients=clients,

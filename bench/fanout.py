@@ -2,12 +2,12 @@
 
 Used by ``python manage.py bench_fanout``. One market (the site's own
 ``run_market``, default feed) publishes through the Redis channel layer; each
-server under test follows it, and a lean load generator (ticker/loadgen.py)
+server under test follows it, and a lean load generator (bench/loadgen.py)
 ramps the number of clients on it. Per step it reports latency (market
 timestamp to the client socket), lost frames, server CPU per delivered frame
 (from /proc), the load generator's own CPU per frame, and server memory per
 connection. The servers are the site on daphne and the references of
-ticker/fanout_refs.py, measured on the same feed in the same invocation.
+bench/refs.py, measured on the same feed in the same invocation.
 
 CPU placement: each server process is pinned to core 0 and the load
 generator to core 1 (the market and Redis float), as in issue 5's anchors.
@@ -27,9 +27,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .benchmark import percentile, process_cpu_s
-from .launcher import choose_redis, free_port
+from ticker.launcher import choose_redis, free_port
+
 from .loadgen import Target, Workers
+from .transports import percentile, process_cpu_s
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -59,18 +60,18 @@ SERVERS = {
         Server(
             "ticker-uvicorn", (*UVICORN, "config.asgi:application"), "/ws/quotes/", "ticker", "ticker on uvicorn", True
         ),
-        Server("daphne-floor", (*DAPHNE, "ticker.fanout_refs:floor_app"), "/", "plain", "bare ASGI on daphne"),
-        Server("uvicorn-floor", (*UVICORN, "ticker.fanout_refs:floor_app"), "/", "plain", "bare ASGI on uvicorn"),
+        Server("daphne-floor", (*DAPHNE, "bench.refs:floor_app"), "/", "plain", "bare ASGI on daphne"),
+        Server("uvicorn-floor", (*UVICORN, "bench.refs:floor_app"), "/", "plain", "bare ASGI on uvicorn"),
         Server(
             "websockets",
-            (PY, "-m", "ticker.fanout_refs", "websockets", "--port", "{port}"),
+            (PY, "-m", "bench.refs", "websockets", "--port", "{port}"),
             "/",
             "plain",
             "bare websockets",
         ),
         Server(
             "socketio",
-            (*UVICORN, "ticker.fanout_refs:socketio_app"),
+            (*UVICORN, "bench.refs:socketio_app"),
             "/socket.io/?EIO=4&transport=websocket",
             "socketio",
             "python-socketio on uvicorn",

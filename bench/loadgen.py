@@ -27,7 +27,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from .heap import freeze_startup_objects
+from ticker.heap import freeze_startup_objects
 
 STEP = re.compile(rb'"step": ?(\d+)')
 TS = re.compile(rb'"ts": ?(\d+)')
