@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from bench.loadcheck import raise_fd_limit
+from bench.proc import raise_fd_limit
 from ticker.protocol import QUOTES_GROUP
 
 from .conftest import wait_for

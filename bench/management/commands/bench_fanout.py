@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bench import fanout, reports
+from bench.deps import require
+from bench.rig import Rig
 from ticker.heap import freeze_startup_objects
 
 
@@ -44,12 +46,14 @@ class Command(BaseCommand):
                 "--duration positive; --settle not negative; --generators at least 1; "
                 "--machine CLIENTSxPROCESSES or none"
             )
+        # The chart (written last) and the chosen servers' packages, checked before any work.
+        require("bench_fanout", ["matplotlib", *(m for name in chosen for m in fanout.SERVERS[name].needs)])
         freeze_startup_objects()
         try:
             rows, symbols = self.run(
                 counts, chosen, whole, duration=duration, settle=settle, generators=generators, interval=interval
             )
-        except RuntimeError as exc:  # a server or the feed would not start: say which, no traceback
+        except RuntimeError as exc:  # a server, the feed or a load generator would not start: say which
             raise CommandError(str(exc)) from None
         config = {
             "steps": counts,
@@ -73,10 +77,8 @@ class Command(BaseCommand):
 
     def run(self, counts, chosen, whole, *, duration, settle, generators, interval) -> tuple[list[dict], int]:
         """Every chosen server's ramp, then the whole-machine run: the rows, and the feed's symbol count."""
-        rig = fanout.Rig(interval_ms=interval)
         rows = []
-        try:
-            time.sleep(2)  # the market's first steps
+        with Rig(interval_ms=interval, name="fanout", log=self.say) as rig:
             for name in chosen:
                 self.say(f"{name}: ramping through {', '.join(map(str, counts))} clients ...")
                 rows += fanout.ramp(
@@ -91,8 +93,6 @@ class Command(BaseCommand):
             if whole:
                 self.say(f"ticker on the whole machine: {whole[0]} clients over {whole[1]} daphne processes ...")
                 rows.append(fanout.machine(rig, whole[0], whole[1], seconds=duration, settle=settle, log=self.say))
-        finally:
-            rig.close()
         return rows, rig.symbols
 
     def say(self, line: str) -> None:
