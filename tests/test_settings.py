@@ -6,15 +6,15 @@ import sys
 from .conftest import ROOT, child_env
 
 
-def start(**env: str) -> subprocess.CompletedProcess:
-    """Load config.settings the way every process does, with this environment (None removes a variable)."""
+def start(show: str = "settings.DEBUG", **env: str) -> subprocess.CompletedProcess:
+    """Load config.settings the way every process does, with this environment (None removes a variable); print show."""
     environment = child_env()
     for name, value in env.items():
         if value is None:
             environment.pop(name, None)
         else:
             environment[name] = value
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    code = f"import django; django.setup(); from django.conf import settings; print({show})"
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
     )
@@ -39,3 +39,10 @@ def test_allowed_hosts_star_is_refused_outside_development():
     result = start(DJANGO_DEBUG=None, DJANGO_ALLOWED_HOSTS="*")
     assert result.returncode != 0
     assert "DJANGO_ALLOWED_HOSTS contains '*'" in result.stderr
+
+
+def test_the_bench_app_is_installed_only_in_development():
+    """Benchmarks and load generators (bench/) are development tooling: production settings leave them out."""
+    installed = "'bench' in settings.INSTALLED_APPS"
+    assert start(installed, DJANGO_DEBUG=None).stdout.strip() == "False"
+    assert start(installed, DJANGO_DEBUG="1").stdout.strip() == "True"
