@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "channels",
     "ticker",
 ]
+if DEBUG:
+    # Benchmarks and load generators (bench/): development tooling, never installed in production.
+    INSTALLED_APPS.append("bench")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

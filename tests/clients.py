@@ -1,4 +1,4 @@
-"""WebSocket clients for process tests: followers that keep the client's side of the protocol."""
+"""WebSocket clients for tests: the one follower that checks the feed, and the one frame reader."""
 
 from __future__ import annotations
 
@@ -9,48 +9,76 @@ import urllib.request
 from dataclasses import dataclass, field
 
 import websockets
+from channels.testing import WebsocketCommunicator
+
+from bench.seq import SeqFollower
 
 
 @dataclass
 class Follower:
-    """A WebSocket client on all symbols that keeps the client's side of the protocol.
+    """A WebSocket client that keeps the client's side of the protocol, for as long as a test runs.
 
-    It records every frame with its arrival time, counts seq gaps in quotes
-    frames (a snapshot resets the baseline, as the protocol says), and the
-    feed states its heartbeats announced.
+    It subscribes to ``symbols``, records every frame with its arrival time,
+    and checks the stream with the benchmarks' seq follower (bench/seq.py):
+    seq +1 per symbol in quotes frames (a snapshot is the new baseline, as the
+    protocol says, and never goes back), and a step that grows frame by frame.
     """
 
     base: str
-    seq: dict[str, int] = field(default_factory=dict)
-    gaps: list[tuple[str, int, int]] = field(default_factory=list)
+    symbols: list[str] = field(default_factory=lambda: ["*"])
+    check: SeqFollower = field(default_factory=SeqFollower)
     frames: list[tuple[float, dict]] = field(default_factory=list)
     close_code: int | None = None
 
     async def run(self, ready: asyncio.Event) -> None:
+        """Follow until cancelled or closed; ``ready`` is set once the subscription's snapshot is in."""
         url = self.base.replace("http", "ws") + "/ws/quotes/"
         try:
             async with websockets.connect(url, origin=self.base) as ws:
-                await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
+                await ws.send(json.dumps({"action": "subscribe", "symbols": self.symbols}))
                 async for text in ws:
-                    self.take(json.loads(text))
-                    ready.set()
+                    if self.take(json.loads(text))["type"] == "snapshot":
+                        ready.set()
         except websockets.ConnectionClosed as closed:
             self.close_code = closed.rcvd.code if closed.rcvd else None
         else:
             self.close_code = ws.close_code
 
-    def take(self, frame: dict) -> None:
+    def take(self, frame: dict) -> dict:
         self.frames.append((time.monotonic(), frame))
-        if frame["type"] == "snapshot":
-            for quote in frame["quotes"]:
-                assert quote["seq"] >= self.seq.get(quote["symbol"], 0), "a snapshot went back in time"
-                self.seq[quote["symbol"]] = quote["seq"]
-        elif frame["type"] == "quotes":
-            for quote in frame["quotes"]:
-                held = self.seq.get(quote["symbol"])
-                if held is not None and quote["seq"] != held + 1:
-                    self.gaps.append((quote["symbol"], held, quote["seq"]))
-                self.seq[quote["symbol"]] = quote["seq"]
+        self.check.take(frame)
+        assert not self.check.backwards, f"a snapshot went back in time: {self.check.backwards}"
+        return frame
+
+    @property
+    def seq(self) -> dict[str, int]:
+        """Each followed symbol's last seq."""
+        return self.check.seq
+
+    @property
+    def gaps(self) -> list[tuple[str, int, int]]:
+        """(symbol, held seq, received seq) wherever a quotes frame did not continue a seq by one."""
+        return self.check.gaps
+
+    @property
+    def steps_back(self) -> list[tuple[int, int]]:
+        """(held step, received step) wherever a quotes frame's step did not grow."""
+        return self.check.steps_back
+
+    @property
+    def updates(self) -> int:
+        """Quotes that continued a symbol's seq."""
+        return self.check.updates
+
+    def problems(self) -> list[str]:
+        """What a client of a steady feed never sees: a seq gap, a step that does not grow, a first frame that is
+        not the subscription's snapshot, or after it anything but quotes frames and heartbeats."""
+        data = [frame for _, frame in self.frames if frame["type"] != "heartbeat"]
+        found = [f"{symbol} seq {held} -> {got}" for symbol, held, got in self.gaps]
+        found += [f"step {got} after {held}" for held, got in self.steps_back]
+        if data and data[0]["type"] != "snapshot":
+            found.append(f"first frame {data[0]}")
+        return found + [f"unexpected frame {frame}" for frame in data[1:] if frame["type"] != "quotes"]
 
     def feeds_since(self, t: float) -> list[str]:
         return [f["feed"] for at, f in self.frames if at >= t and f["type"] == "heartbeat"]
@@ -92,7 +120,15 @@ async def stop_following(tasks) -> None:
 
 
 async def recv_data(ws, limit: float = 10) -> dict:
-    """The next frame that is not a heartbeat (heartbeats may come at any time, even before a snapshot)."""
-    while (frame := json.loads(await asyncio.wait_for(ws.recv(), limit)))["type"] == "heartbeat":
-        pass
-    return frame
+    """The next frame that is not a heartbeat (heartbeats may come at any time, even before a snapshot).
+
+    ``ws`` is a ``websockets`` connection or a Channels ``WebsocketCommunicator``; ``limit`` seconds per frame.
+    """
+    while True:
+        if isinstance(ws, WebsocketCommunicator):
+            # Its own timeout, not wait_for: the communicator cancels the consumer when it runs out.
+            text = await ws.receive_from(timeout=limit)
+        else:
+            text = await asyncio.wait_for(ws.recv(), limit)
+        if (frame := json.loads(text))["type"] != "heartbeat":
+            return frame

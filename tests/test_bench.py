@@ -1,8 +1,10 @@
-"""bench_transports on a tiny run: it starts its own server, drives every transport and writes its reports."""
+"""bench_transports on a tiny run, and what every benchmark command does before it starts anything."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,31 +12,23 @@ from .conftest import ROOT, child_env
 
 pytestmark = pytest.mark.processes
 
+COMMANDS = ("bench_transports", "bench_fanout", "ws_loadcheck")
+
+
+def manage(*args: str, env: dict, timeout: float = 60, python_code: str | None = None) -> subprocess.CompletedProcess:
+    """``python manage.py ARGS`` (or ``python -c python_code ARGS``, which runs manage.py itself)."""
+    head = [sys.executable, "-c", python_code] if python_code else [sys.executable, "manage.py"]
+    return subprocess.run([*head, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
 
 def test_tiny_benchmark_run_writes_json_markdown_and_png(tmp_path, redis_server):
     """Three clients per transport for two seconds: every transport delivers, reports are written."""
     out = tmp_path / "bench"
     env = child_env(REDIS_URL=redis_server.url, DJANGO_DEBUG="1")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "bench_transports",
-            "--clients",
-            "3",
-            "--duration",
-            "2",
-            "--poll-interval",
-            "0.5",
-            "--out",
-            str(out),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    result = manage(
+        "bench_transports", "--clients", "3", "--duration", "2", "--poll-interval", "0.5", "--out", str(out),
+        env=env, timeout=180,
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "results.json").read_text())
     rows = {r["transport"]: r for r in data["results"]}
@@ -54,12 +48,106 @@ def test_tiny_benchmark_run_writes_json_markdown_and_png(tmp_path, redis_server)
 
 def test_unknown_transport_is_refused(tmp_path):
     """A typo in --transports is a clear error, before anything starts."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "bench_transports", "--transports", "websocket,carrier-pigeon"],
-        cwd=ROOT,
-        env=child_env(DJANGO_DEBUG="1"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = manage("bench_transports", "--transports", "websocket,carrier-pigeon", env=child_env(DJANGO_DEBUG="1"))
     assert result.returncode != 0 and "--transports takes a comma list" in result.stderr
+
+
+def redis_servers_in(directory: Path) -> list[int]:
+    """PIDs of the redis-server processes working in ``directory`` (redis-server changes into its --dir)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            name, cwd = (proc / "comm").read_text().strip(), os.readlink(proc / "cwd")
+        except OSError:  # gone meanwhile, or not ours to look at
+            continue
+        if name == "redis-server" and cwd.startswith(str(directory)):
+            pids.append(int(proc.name))
+    return pids
+
+
+def test_a_failing_migrate_is_one_line_and_leaves_no_redis_server_or_temporary_directory(tmp_path):
+    """migrate fails on the benchmark's database: one line says so; its redis-server and temporary files are gone."""
+    settings_dir, scratch = tmp_path / "settings", tmp_path / "tmp"
+    settings_dir.mkdir()
+    scratch.mkdir()
+    # The real settings, but the benchmark's own site processes (run with DJANGO_DEBUG=0, unlike the command)
+    # get a database that cannot be opened: migrate fails there as on a full disk.
+    (settings_dir / "unopenable_bench_db.py").write_text(
+        "from config.settings import *  # noqa: F403\n"
+        "if not DEBUG:  # noqa: F405\n"
+        "    DATABASES['default']['NAME'] = '/nonexistent/bench.sqlite3'  # noqa: F405\n"
+    )
+    env = child_env(
+        DJANGO_DEBUG="1",
+        DJANGO_SETTINGS_MODULE="unopenable_bench_db",
+        PYTHONPATH=str(settings_dir),
+        TMPDIR=str(scratch),
+    )
+    env.pop("REDIS_URL", None)  # so the benchmark starts a redis-server of its own
+    result = manage("bench_transports", "--clients", "1", "--duration", "1", env=env, timeout=120)
+    assert result.returncode == 1
+    assert "Redis: a redis-server started for this run" in result.stdout, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("CommandError: migrate failed"), result.stderr
+    assert "unable to open database file" in lines[0]
+    assert redis_servers_in(scratch) == []
+    assert list(scratch.iterdir()) == []
+
+
+# Runs manage.py with one package hidden: Python refuses to import a module whose sys.modules entry is None.
+WITHOUT = (
+    "import runpy, sys; sys.modules[{module!r}] = None; "
+    "sys.argv[0] = 'manage.py'; runpy.run_path('manage.py', run_name='__main__')"
+)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "module", "package"),
+    [
+        (
+            "bench_transports",
+            ("--clients", "1", "--duration", "1", "--transports", "polling"),
+            "matplotlib",
+            "matplotlib",
+        ),
+        ("bench_fanout", ("--steps", "1", "--duration", "1", "--machine", "none"), "socketio", "python-socketio"),
+        ("bench_fanout", ("--steps", "1", "--duration", "1", "--servers", "ticker"), "matplotlib", "matplotlib"),
+        ("ws_loadcheck", ("--clients", "1", "--duration", "1"), "websockets", "websockets"),
+    ],
+)
+def test_a_missing_development_package_is_named_before_any_work(tmp_path, redis_server, command, args, module, package):
+    """Without a package of requirements-dev.txt, a command says in one line what to install, and starts nothing."""
+    out = tmp_path / "out"
+    env = child_env(DJANGO_DEBUG="1", REDIS_URL=redis_server.url)
+    extra = () if command == "ws_loadcheck" else ("--out", str(out))
+    result = manage(command, *args, *extra, env=env, timeout=120, python_code=WITHOUT.format(module=module))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"CommandError: {command} needs {package}, from the development install: "
+        "run scripts/bootstrap requirements-dev.txt"
+    ]
+    assert result.stdout == "" and not out.exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("secret_key", [True, False])
+def test_outside_development_the_commands_say_in_one_line_how_to_run_them(command, secret_key):
+    """Without DJANGO_DEBUG=1 (no bench app), with or without a secret key: one line says what to do, no traceback."""
+    env = child_env()  # no DJANGO_DEBUG: debug off, as in production
+    if not secret_key:
+        del env["DJANGO_SECRET_KEY"]
+    for args in ((command, "--help"), ("help", command)):
+        result = manage(*args, env=env)
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"{command} is a development command: run it with DJANGO_DEBUG=1, "
+            "after scripts/bootstrap requirements-dev.txt"
+        ]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_in_development_the_commands_show_their_help(command):
+    """With DJANGO_DEBUG=1 each command is there and --help lists its options."""
+    result = manage(command, "--help", env=child_env(DJANGO_DEBUG="1"))
+    assert result.returncode == 0, result.stderr
+    assert "--duration" in result.stdout

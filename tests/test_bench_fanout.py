@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from ticker.fanout_bench import SERVERS
+from bench.fanout import SERVERS
 
 from .conftest import ROOT, child_env
 

@@ -46,6 +46,11 @@ def test_dockerfile_installs_the_pinned_requirements_and_serves_with_daphne():
     assert 'CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "config.asgi:application"]' in dockerfile
 
 
+def test_the_image_leaves_out_the_development_tooling():
+    """bench/ (benchmarks, load generators) is not copied into the image."""
+    assert "bench" in (ROOT / ".dockerignore").read_text().splitlines()
+
+
 def test_compose_runs_several_web_replicas_behind_the_nginx_config_the_tests_run():
     """Scale-out: two web replicas on one Redis, reached only through nginx with deploy/nginx.conf."""
     assert services["web"]["deploy"]["replicas"] >= 2

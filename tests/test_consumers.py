@@ -16,6 +16,8 @@ from ticker.market_loop import publish
 from ticker.models import Stock
 from ticker.protocol import QUOTES_GROUP
 
+from .clients import recv_data
+
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 ORIGIN = (b"origin", b"http://127.0.0.1")
 
@@ -43,9 +45,7 @@ async def send(communicator, message) -> None:
 
 async def receive(communicator) -> dict:
     """The next frame, heartbeats skipped (they come every few seconds; test_reliability covers them)."""
-    while (frame := json.loads(await communicator.receive_from(timeout=3)))["type"] == "heartbeat":
-        pass
-    return frame
+    return await recv_data(communicator, 3)
 
 
 async def test_subscribe_answers_with_a_snapshot(market):

@@ -10,7 +10,7 @@ import time
 import pytest
 import websockets
 
-from .clients import recv_data
+from .clients import Follower, recv_data, stop_following, until
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
@@ -25,70 +25,35 @@ def site(tmp_path, redis_server):
         yield site
 
 
-class Client:
-    """A WebSocket client that checks every frame: one per step, seq +1 per symbol."""
-
-    def __init__(self, url: str, symbols: list[str]):
-        self.url, self.symbols = url, symbols
-        self.seq: dict[str, int] = {}
-        self.updates = 0
-        self.gaps: list[str] = []
-        self.last_step = -1
-
-    async def run(self, subscribed: asyncio.Event, stop: asyncio.Event) -> None:
-        origin = self.url.replace("ws://", "http://").split("/ws/")[0]
-        async with websockets.connect(self.url, origin=origin) as ws:
-            await ws.send(json.dumps({"action": "subscribe", "symbols": self.symbols}))
-            snapshot = await recv_data(ws)
-            assert snapshot["type"] == "snapshot"
-            self.seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
-            subscribed.set()
-            while not stop.is_set():
-                try:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
-                except TimeoutError:
-                    continue
-                if frame["type"] == "heartbeat":  # every 5 s; test_reliability checks what it says
-                    continue
-                assert frame["type"] == "quotes", frame
-                if frame["step"] <= self.last_step:
-                    self.gaps.append(f"step {frame['step']} after {self.last_step}")
-                self.last_step = frame["step"]
-                for quote in frame["quotes"]:
-                    symbol = quote["symbol"]
-                    if self.symbols != ["*"] and symbol not in self.symbols:
-                        self.gaps.append(f"unsubscribed {symbol}")
-                    if quote["seq"] != self.seq[symbol] + 1:
-                        self.gaps.append(f"{symbol} {self.seq[symbol]} -> {quote['seq']}")
-                    self.seq[symbol] = quote["seq"]
-                    self.updates += 1
-
-
 def test_fifty_clients_get_every_update_of_their_symbols(site):
     """50 WebSocket clients on one daphne get every update of their symbols for 5 s, with no seq gap."""
-    url = f"ws://127.0.0.1:{site.port}/ws/quotes/"
     subsets = [["*"], ["AAPL", "MSFT"], ["TSLA"], ["NVDA", "AMD", "INTC", "IBM"], ["KO", "PEP", "AAPL"]]
-    clients = [Client(url, subsets[i % len(subsets)]) for i in range(CLIENTS)]
+    followers = [Follower(site.base, subsets[i % len(subsets)]) for i in range(CLIENTS)]
 
-    async def main():
-        stop = asyncio.Event()
-        ready = [asyncio.Event() for _ in clients]
-        tasks = [asyncio.create_task(c.run(r, stop)) for c, r in zip(clients, ready, strict=True)]
-        await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
-        market = site.start_market("--run-for", str(DURATION_S), "--seed", "7")
-        await asyncio.to_thread(market.wait, DURATION_S + 30)
-        await asyncio.sleep(1.0)  # the last step's frames are on their way
-        stop.set()
-        await asyncio.gather(*tasks)
+    async def main() -> dict[str, int]:
+        ready = [asyncio.Event() for _ in followers]
+        tasks = [asyncio.create_task(f.run(r)) for f, r in zip(followers, ready, strict=True)]
+        try:
+            await asyncio.wait_for(asyncio.gather(*(r.wait() for r in ready)), 30)
+            market = site.start_market("--run-for", str(DURATION_S), "--seed", "7")
+            await asyncio.to_thread(market.wait, DURATION_S + 30)
+            final = {q["symbol"]: q["seq"] for q in site.get_json("/api/quotes/")["quotes"]}
+            # Nothing is missing at the end either: each client comes to hold the stored seq of each of its symbols.
+            await until(
+                lambda: all(f.seq == {s: final[s] for s in f.seq} for f in followers),
+                limit=10,
+                what="every client to hold the stored seq of its symbols",
+            )
+        finally:
+            await stop_following(tasks)
+        return final
 
-    asyncio.run(main())
-    final = {q["symbol"]: q["seq"] for q in site.get_json("/api/quotes/")["quotes"]}
+    final = asyncio.run(main())
     assert final["AAPL"] >= DURATION_S * 2, "the market barely moved"
-    for client in clients:
-        assert client.gaps == []
-        # Nothing is missing at the end either: the client holds the stored seq of each of its symbols.
-        assert client.seq == {s: final[s] for s in client.seq}
-        assert client.updates > 0
+    for follower in followers:
+        assert follower.problems() == []
+        assert set(follower.seq) == (set(final) if follower.symbols == ["*"] else set(follower.symbols))
+        assert follower.updates > 0
 
 
 def test_market_restart_continues_from_persisted_prices(site):

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 import websockets
@@ -48,8 +49,8 @@ def test_redis_server_is_started_when_none_answers():
     try:
         assert choice.process is not None and redis_answers(choice.url)
     finally:
-        choice.process.terminate()
-        choice.process.wait(10)
+        choice.close()
+    assert choice.process.poll() is not None and not Path(choice.workdir).exists()
 
 
 def test_no_redis_at_all_means_the_in_memory_layer(monkeypatch, tmp_path):

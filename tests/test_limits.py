@@ -19,7 +19,7 @@ from channels.testing import WebsocketCommunicator
 from config.asgi import application
 from ticker.protocol import MAX_MESSAGE_BYTES
 
-from .clients import until
+from .clients import follow, recv_data, stop_following, until
 from .conftest import ROOT, child_env
 from .processes import running_site
 from .test_consumers import ORIGIN, step
@@ -36,9 +36,7 @@ async def connect() -> WebsocketCommunicator:
 
 async def next_frame(ws: WebsocketCommunicator) -> dict:
     """The next frame that is not a heartbeat (those come every few seconds, whatever the client does)."""
-    while (frame := await ws.receive_json_from(timeout=3))["type"] == "heartbeat":
-        pass
-    return frame
+    return await recv_data(ws, 3)
 
 
 async def outputs_until_close(ws: WebsocketCommunicator) -> tuple[list[dict], int]:
@@ -158,13 +156,6 @@ def ws_url(site) -> str:
     return f"ws://127.0.0.1:{site.port}/ws/quotes/"
 
 
-async def recv_answer(ws) -> dict:
-    """The next frame that is not a heartbeat."""
-    while (frame := json.loads(await asyncio.wait_for(ws.recv(), 10)))["type"] == "heartbeat":
-        pass
-    return frame
-
-
 async def closing_frames(ws) -> list[dict]:
     """The frames but heartbeats the server sends before it closes the connection (within 10 s)."""
     frames = []
@@ -174,39 +165,10 @@ async def closing_frames(ws) -> list[dict]:
     return [f for f in frames if f["type"] != "heartbeat"]
 
 
-class Watcher:
-    """A well-behaved client subscribed to everything: counts quotes frames, notes any seq gap."""
-
-    def __init__(self, url: str, origin: str):
-        self.url, self.origin = url, origin
-        self.frames = 0
-        self.gaps: list[str] = []
-        self.seq: dict[str, int] = {}
-
-    async def run(self, subscribed: asyncio.Event, stop: asyncio.Event) -> None:
-        async with websockets.connect(self.url, origin=self.origin) as ws:
-            await ws.send('{"action": "subscribe", "symbols": ["*"]}')
-            snapshot = await recv_answer(ws)
-            self.seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
-            subscribed.set()
-            while not stop.is_set():
-                try:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
-                except TimeoutError:
-                    continue
-                if frame["type"] != "quotes":
-                    continue
-                self.frames += 1
-                for quote in frame["quotes"]:
-                    if quote["seq"] != self.seq.get(quote["symbol"], quote["seq"] - 1) + 1:
-                        self.gaps.append(f"{quote['symbol']} {self.seq.get(quote['symbol'])} -> {quote['seq']}")
-                    self.seq[quote["symbol"]] = quote["seq"]
-
-
 async def ping_pong(site) -> dict:
     async with websockets.connect(ws_url(site), origin=site.base) as ws:
         await ws.send(PING)
-        return await recv_answer(ws)
+        return await recv_data(ws)
 
 
 @pytest.mark.processes
@@ -241,14 +203,11 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
     """A huge frame ends its connection; a client watching all symbols meanwhile misses nothing; new clients work."""
 
     async def main():
-        watcher = Watcher(ws_url(site), site.base)
-        subscribed, stop = asyncio.Event(), asyncio.Event()
-        watching = asyncio.create_task(watcher.run(subscribed, stop))
-        await asyncio.wait_for(subscribed.wait(), 10)
+        (watcher,), watching = await follow(site.base, 1)
         async with websockets.connect(ws_url(site), origin=site.base) as ws:
             await ws.send(PING)
-            assert (await recv_answer(ws))["type"] == "pong"
-            frames_before = watcher.frames
+            assert (await recv_data(ws))["type"] == "pong"
+            frames_before = len(watcher.quotes_since(0))
             # daphne may drop us while the 2 MiB are still going out.
             with contextlib.suppress(websockets.ConnectionClosed):
                 await ws.send(padded_ping(size))
@@ -256,10 +215,8 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
             code = ws.close_code
         # A few market steps after the oversized frame (a condition, not a sleep: a busy machine may
         # hold the market back; the 30 s bound only turns a hang into a failure).
-        closed_at = watcher.frames
-        await until(lambda: watcher.frames >= closed_at + 3, limit=30, what="three market steps after the frame")
-        stop.set()
-        await watching
+        await until(lambda: len(watcher.quotes_since(0)) >= frames_before + 3, limit=30, what="3 more steps")
+        await stop_following(watching)
         return frames, code, watcher, frames_before, await ping_pong(site)
 
     frames, code, watcher, frames_before, pong = asyncio.run(main())
@@ -270,6 +227,6 @@ def test_oversized_frames_end_only_their_own_connection(site, size, expect_frame
         assert frames == []
         # No close frame reaches the client, only the dropped connection: 1006 (abnormal closure).
         assert code == 1006
-    assert watcher.gaps == [] and watcher.frames > frames_before
+    assert watcher.gaps == [] and len(watcher.quotes_since(0)) > frames_before
     assert pong["type"] == "pong"
     assert site.get_json("/api/quotes/")["quotes"]

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from ticker.benchmark import take_ws_frame
-from ticker.fanout_bench import lost_by_steps, ratios
-from ticker.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker, client_frame
+from bench.codec import client_frame, take_frame
+from bench.fanout import lost_by_steps, ratios
+from bench.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker
 
 
 def server_frame(payload: bytes, opcode: int = 0x1) -> bytes:
@@ -45,9 +45,9 @@ def feed(client: LeanClient, data: bytes, cut: int) -> None:
 
 
 def test_client_frames_are_masked_and_read_back_whole():
-    """What the generator sends is a valid masked client frame (RFC 6455 5.3), short or long."""
-    for payload in (b"", b"3", b'{"action":"subscribe","symbols":["*"]}', b"x" * 300):
-        assert take_ws_frame(bytearray(client_frame(payload))) == (1, payload)
+    """What the generator sends is a valid masked client frame (RFC 6455 5.3), with every length encoding."""
+    for payload in (b"", b"3", b'{"action":"subscribe","symbols":["*"]}', b"x" * 300, bytes(range(256)) * 300):
+        assert take_frame(bytearray(client_frame(payload))) == (1, payload)
 
 
 @pytest.mark.asyncio
@@ -71,7 +71,7 @@ async def test_quotes_frames_split_anywhere_are_counted_once_with_step_and_laten
         assert abs(worker.latencies_ms[0] - worker.latencies_ms[1] - 1_000) < 100
         assert client.transport.written[0] == SUBSCRIBE_ALL  # a ticker client follows every symbol
         pong = [w for w in client.transport.written if w[0] == 0x8A]
-        assert len(pong) == 1 and take_ws_frame(bytearray(pong[0])) == (0xA, b"are you there")
+        assert len(pong) == 1 and take_frame(bytearray(pong[0])) == (0xA, b"are you there")
         assert client.seq_gaps() == (1, 1)  # ACME went from seq 5 to 7: one update missing
 
 

@@ -7,10 +7,8 @@ the tests assert only what a user would notice and the bounds the issue sets.
 from __future__ import annotations
 
 import asyncio
-import base64
 import http.client
 import json
-import os
 import signal
 import socket
 import threading
@@ -172,7 +170,7 @@ def test_a_client_that_stops_reading_for_30_s_gets_the_latest_prices_not_a_backl
 
 
 async def _slow_reader(site) -> None:
-    from ticker.benchmark import take_ws_frame, ws_frame
+    from bench.codec import PING, PONG, TEXT, client_frame, take_frame, upgrade_request
 
     followers, tasks = await follow(site.base, 1)
     raw = socket.socket()
@@ -180,27 +178,23 @@ async def _slow_reader(site) -> None:
     raw.connect(("127.0.0.1", site.port))
     raw.setblocking(False)
     reader, writer = await asyncio.open_connection(sock=raw, limit=4096)
-    key = base64.b64encode(os.urandom(16)).decode()
-    writer.write(
-        f"GET /ws/quotes/ HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {site.base}\r\n\r\n".encode()
-    )
+    writer.write(upgrade_request(f"127.0.0.1:{site.port}"))
     assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
-    writer.write(ws_frame(json.dumps({"action": "subscribe", "symbols": ["*"]}).encode()))
+    writer.write(client_frame(json.dumps({"action": "subscribe", "symbols": ["*"]}).encode()))
     buffer = bytearray()
 
     async def next_frame() -> tuple[dict, int]:
         """The next text frame, and how many bytes were read for it."""
         read = 0
-        while (frame := take_ws_frame(buffer)) is None:
+        while (frame := take_frame(buffer)) is None:
             chunk = await asyncio.wait_for(reader.read(65536), 10)
             assert chunk, "the server closed the slow reader's connection"
             buffer.extend(chunk)
             read += len(chunk)
         opcode, payload = frame
-        if opcode == 0x9:
-            writer.write(ws_frame(payload, opcode=0xA))
-        return (json.loads(payload) if opcode == 0x1 else {"type": "control"}), read
+        if opcode == PING:
+            writer.write(client_frame(payload, opcode=PONG))
+        return (json.loads(payload) if opcode == TEXT else {"type": "control"}), read
 
     while (await next_frame())[0]["type"] != "snapshot":
         pass
@@ -255,17 +249,12 @@ def rss_kib(pid: int) -> int:
 def test_the_server_drops_a_client_that_never_answers_its_pings(tmp_path, redis_server):
     """Half-open from the server's side: a client that reads nothing, so answers no ping, is dropped within 60 s."""
     with running_site(tmp_path, redis_server.url, market=True) as site:
-        raw = socket.create_connection(("127.0.0.1", site.port))
-        key = base64.b64encode(os.urandom(16)).decode()
-        raw.sendall(
-            f"GET /ws/quotes/ HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {site.base}\r\n\r\n".encode()
-        )
-        assert b" 101 " in raw.recv(4096)
-        from ticker.benchmark import ws_frame
+        from bench.codec import client_frame, upgrade_request
 
-        raw.sendall(ws_frame(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}).encode()))
+        raw = socket.create_connection(("127.0.0.1", site.port))
+        raw.sendall(upgrade_request(f"127.0.0.1:{site.port}"))
+        assert b" 101 " in raw.recv(4096)
+        raw.sendall(client_frame(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}).encode()))
         silent_from = time.monotonic()
         time.sleep(55)  # daphne pings every 20 s and gives up 30 s after an unanswered ping
         raw.settimeout(5)

@@ -6,15 +6,15 @@ import sys
 from .conftest import ROOT, child_env
 
 
-def start(**env: str) -> subprocess.CompletedProcess:
-    """Load config.settings the way every process does, with this environment (None removes a variable)."""
+def start(show: str = "settings.DEBUG", **env: str) -> subprocess.CompletedProcess:
+    """Load config.settings the way every process does, with this environment (None removes a variable); print show."""
     environment = child_env()
     for name, value in env.items():
         if value is None:
             environment.pop(name, None)
         else:
             environment[name] = value
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)"
+    code = f"import django; django.setup(); from django.conf import settings; print({show})"
     return subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
     )
@@ -48,3 +48,10 @@ def test_heartbeat_period_is_bounded_by_the_browsers_silence_timeout():
     assert "TICKER_HEARTBEAT_S=5.0" in result.stderr and "TICKER_CLIENT_SILENCE_S=6.0" in result.stderr
     longer = start(TICKER_CLIENT_SILENCE_S="30", TICKER_HEARTBEAT_S="20")
     assert longer.returncode == 0, longer.stderr
+
+
+def test_the_bench_app_is_installed_only_in_development():
+    """Benchmarks and load generators (bench/) are development tooling: production settings leave them out."""
+    installed = "'bench' in settings.INSTALLED_APPS"
+    assert start(installed, DJANGO_DEBUG=None).stdout.strip() == "False"
+    assert start(installed, DJANGO_DEBUG="1").stdout.strip() == "True"

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import websockets
 
-from ticker.loadcheck import raise_fd_limit
+from bench.proc import raise_fd_limit
 from ticker.protocol import QUOTES_GROUP
 
+from .clients import follow, recv_data, stop_following
 from .conftest import wait_for
 from .processes import running_site
 
@@ -115,9 +116,7 @@ def describe(clients: list[dict]) -> list[str]:
 
 async def next_frame(ws) -> dict:
     """The next frame that is not a heartbeat (the hub sends every connection one every few seconds)."""
-    while (frame := json.loads(await asyncio.wait_for(ws.recv(), 30)))["type"] == "heartbeat":
-        pass
-    return frame
+    return await recv_data(ws, 30)
 
 
 async def subscribe(ws, symbols: list[str], listed: list[str]) -> dict:
@@ -144,52 +143,6 @@ async def next_live_frame(ws, snapshot: dict) -> dict:
 async def fresh_client_gets_live_quotes(url: str, origin: str, listed: list[str]) -> None:
     async with websockets.connect(url, origin=origin) as ws:
         await next_live_frame(ws, await subscribe(ws, ["*"], listed))
-
-
-class StreamWatcher:
-    """A client subscribed to everything for a whole test: records any seq gap, repeated step, or a
-    heartbeat announcing the feed as anything but live."""
-
-    def __init__(self):
-        self.seq: dict[str, int] = {}
-        self.last_step = -1
-        self.updates = 0
-        self.heartbeats = 0
-        self.problems: list[str] = []
-        self.subscribed = asyncio.Event()
-        self.stop = asyncio.Event()
-
-    async def run(self, url: str, origin: str, listed: list[str]) -> None:
-        async with websockets.connect(url, origin=origin) as ws:
-            snapshot = await subscribe(ws, ["*"], listed)
-            self.seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
-            self.last_step = snapshot["step"]
-            self.subscribed.set()
-            while not self.stop.is_set():
-                try:
-                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.2))
-                except TimeoutError:
-                    continue
-                self.check(frame)
-
-    def check(self, frame: dict) -> None:
-        if frame["type"] == "heartbeat":
-            self.heartbeats += 1
-            if frame["feed"] != "live":
-                self.problems.append(f"heartbeat {frame}")
-            return
-        if frame["type"] != "quotes":
-            self.problems.append(f"unexpected frame {frame}")
-            return
-        if frame["step"] <= self.last_step:
-            self.problems.append(f"step {frame['step']} after {self.last_step}")
-        self.last_step = frame["step"]
-        for quote in frame["quotes"]:
-            symbol = quote["symbol"]
-            if quote["seq"] != self.seq[symbol] + 1:
-                self.problems.append(f"{symbol} seq {self.seq[symbol]} -> {quote['seq']}")
-            self.seq[symbol] = quote["seq"]
-            self.updates += 1
 
 
 async def churn_cycle(url: str, origin: str, symbols: list[str], listed: list[str], *, abort: bool) -> None:
@@ -234,9 +187,7 @@ def test_connection_churn_leaves_redis_the_group_and_memory_as_they_were(tmp_pat
 
         async def soak():
             failures: list[str] = []
-            watcher = StreamWatcher()
-            watching = asyncio.create_task(watcher.run(url, origin, listed))
-            await asyncio.wait_for(watcher.subscribed.wait(), 30)
+            (watcher,), watching = await follow(site.base, 1)
             hub = the_hub_channel(web)
             first_join = web.joined_at(hub)
 
@@ -275,15 +226,15 @@ def test_connection_churn_leaves_redis_the_group_and_memory_as_they_were(tmp_pat
                 if watcher.seq == stored:
                     break
                 await asyncio.sleep(0.05)
-            watcher.stop.set()
-            await watching
+            await stop_following(watching)
+            feeds = watcher.feeds_since(0)
             print(
-                f"soak: the watcher got {watcher.updates} updates and {watcher.heartbeats} heartbeats; "
+                f"soak: the watcher got {watcher.updates} updates and {len(feeds)} heartbeats; "
                 f"market exited {market_exit}"
             )
 
             assert failures == [], f"{len(failures)} of {WARMUP_CYCLES + SOAK_CYCLES} cycles failed: {failures[:5]}"
-            assert watcher.problems == []
+            assert watcher.problems() == [] and set(feeds) <= {"live"}, (watcher.problems(), feeds)
             assert watcher.updates > 0
             assert watcher.seq == stored, "the watcher does not end on the stored seq of every symbol"
             assert len(after) <= len(before), (

@@ -20,10 +20,14 @@ def expected_accept(key: str) -> str:
     return base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
 
 
-async def capture(*, host: str, port: int, http_host: str, origin: str, path: str = "/ws/quotes/") -> dict:
-    """Open a WebSocket to host:port, return the request and response heads as text, then close it."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
+def new_key() -> str:
+    """A fresh Sec-WebSocket-Key: 16 random bytes, base64 (RFC 6455 section 4.1)."""
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def upgrade_request(*, path: str, http_host: str, origin: str, key: str) -> str:
+    """The HTTP Upgrade request a browser sends to open a WebSocket (RFC 6455 section 4.1)."""
+    return (
         f"GET {path} HTTP/1.1\r\n"
         f"Host: {http_host}\r\n"
         "Upgrade: websocket\r\n"
@@ -33,6 +37,12 @@ async def capture(*, host: str, port: int, http_host: str, origin: str, path: st
         f"Origin: {origin}\r\n"
         "\r\n"
     )
+
+
+async def capture(*, host: str, port: int, http_host: str, origin: str, path: str = "/ws/quotes/") -> dict:
+    """Open a WebSocket to host:port, return the request and response heads as text, then close it."""
+    key = new_key()
+    request = upgrade_request(path=path, http_host=http_host, origin=origin, key=key)
     # Async, on the server's own loop: a blocking socket in a worker thread
     # could wait on the very thread the WebSocket consumer needs.
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)

@@ -49,6 +49,13 @@ class RedisChoice:
     process: subprocess.Popen | None = None
     workdir: str | None = None
 
+    def close(self) -> None:
+        """Stop the redis-server this choice started, if any, and remove its working directory."""
+        if self.process:
+            _stop_all([self.process])
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
 
 def choose_redis(env: dict[str, str], *, default_url: str = DEFAULT_REDIS_URL) -> RedisChoice:
     """REDIS_URL if set; else Redis on localhost:6379; else start redis-server; else none.
@@ -66,24 +73,38 @@ def choose_redis(env: dict[str, str], *, default_url: str = DEFAULT_REDIS_URL) -
         return RedisChoice(url, f"REDIS_URL ({_safe(url)})")
     if redis_answers(default_url):
         return RedisChoice(default_url, f"the Redis answering at {_safe(default_url)}")
-    binary = shutil.which("redis-server")
-    if binary:
-        port = free_port()
-        workdir = tempfile.mkdtemp(prefix="ticker-redis-")
-        process = subprocess.Popen(
-            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        for _ in range(50):
-            if redis_answers(url, timeout=0.2):
-                return RedisChoice(url, f"a redis-server started for this run on port {port}", process, workdir)
-            time.sleep(0.1)
-        _stop_all([process])
-        shutil.rmtree(workdir, ignore_errors=True)
+    own = start_redis_server()
+    if own:
+        return own
+    if shutil.which("redis-server"):
         print("redis-server was found but did not start; continuing without Redis.", file=sys.stderr)
     return RedisChoice(None, "none")
+
+
+def start_redis_server() -> RedisChoice | None:
+    """A redis-server of this run's own on a free port, without persistence; None if not installed or not answering.
+
+    The caller stops it with ``RedisChoice.close()``.
+    """
+    binary = shutil.which("redis-server")
+    if not binary:
+        return None
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="ticker-redis-")
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+    choice = RedisChoice(
+        f"redis://127.0.0.1:{port}/0", f"a redis-server started for this run on port {port}", process, workdir
+    )
+    for _ in range(50):
+        if redis_answers(choice.url, timeout=0.2):
+            return choice
+        time.sleep(0.1)
+    choice.close()
+    return None
 
 
 def _safe(url: str) -> str:
@@ -166,10 +187,7 @@ def run_site(*, host: str, port: int, stdout) -> int:
         # Redis last: the web and market processes close their connections first.
         others = [p for name, p in site.processes.items() if name != "redis"]
         _stop_all(others)
-        if choice.process:
-            _stop_all([choice.process])
-        if choice.workdir:
-            shutil.rmtree(choice.workdir, ignore_errors=True)
+        choice.close()
 
 
 def _stop_all(processes: list[subprocess.Popen], timeout: float = 10) -> None:

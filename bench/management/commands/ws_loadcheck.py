@@ -3,9 +3,11 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from ticker.gc_schedule import freeze_startup_objects
 
-from ticker.heap import freeze_startup_objects
-from ticker.loadcheck import raise_fd_limit, run_check
+from bench.deps import require
+from bench.loadcheck import run_check
+from bench.proc import raise_fd_limit
 
 
 class Command(BaseCommand):
@@ -23,10 +25,7 @@ class Command(BaseCommand):
     def handle(self, *args, url, clients, duration, out, **options):
         if clients < 1 or duration <= 0:
             raise CommandError("--clients must be at least 1 and --duration positive.")
-        try:
-            import websockets  # noqa: F401
-        except ImportError:
-            raise CommandError("ws_loadcheck needs the test tools: pip install -r requirements-dev.txt") from None
+        require("ws_loadcheck", ["websockets"])
         raise_fd_limit(clients + 100)
         freeze_startup_objects()
         result = asyncio.run(run_check(url=url, clients=clients, duration=duration))

@@ -2,12 +2,12 @@
 
 Used by ``python manage.py bench_fanout``. One market (the site's own
 ``run_market``, default feed) publishes through the Redis channel layer; each
-server under test follows it, and a lean load generator (ticker/loadgen.py)
+server under test follows it, and a lean load generator (bench/loadgen.py)
 ramps the number of clients on it. Per step it reports latency (market
 timestamp to the client socket), lost frames, server CPU per delivered frame
 (from /proc), the load generator's own CPU per frame, and server memory per
 connection. The servers are the site on daphne and the references of
-ticker/fanout_refs.py, measured on the same feed in the same invocation.
+bench/refs.py, measured on the same feed in the same invocation.
 
 CPU placement: each server process is pinned to core 0 and the load
 generator to core 1 (the market and Redis float), as in issue 5's anchors.
@@ -16,155 +16,53 @@ generator to core 1 (the market and Redis float), as in issue 5's anchors.
 from __future__ import annotations
 
 import bisect
-import os
-import socket
-import sqlite3
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass
-from pathlib import Path
 
-from .benchmark import percentile, process_cpu_s
-from .launcher import choose_redis, free_port
 from .loadgen import Target, Workers
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-PY = sys.executable
-
-
-@dataclass(frozen=True)
-class Server:
-    """One server under test: how to start it and how its clients talk to it."""
-
-    name: str
-    command: tuple[str, ...]  # "{port}" is replaced
-    path: str
-    dialect: str
-    label: str
-    django: bool = False  # the site itself: wait for its HTTP API, not just the port
-
-
-UVICORN = (PY, "-m", "uvicorn", "--host", "127.0.0.1", "--port", "{port}", "--log-level", "warning", "--no-access-log")
-DAPHNE = (PY, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}")
+from .proc import process_cpu_s, rss_kib
+from .rig import DAPHNE, PY, SITE, UVICORN, UVICORN_NEEDS, Rig, Server
+from .stats import latency_summary
 
 SERVERS = {
     s.name: s
     for s in (
+        SITE,
         Server(
-            "ticker", (*DAPHNE, "config.asgi:application"), "/ws/quotes/", "ticker", "ticker (Channels, daphne)", True
+            "ticker-uvicorn",
+            (*UVICORN, "config.asgi:application"),
+            "/ws/quotes/",
+            "ticker",
+            "ticker on uvicorn",
+            django=True,
+            needs=UVICORN_NEEDS,
         ),
+        Server("daphne-floor", (*DAPHNE, "bench.refs:floor_app"), "/", "plain", "bare ASGI on daphne"),
         Server(
-            "ticker-uvicorn", (*UVICORN, "config.asgi:application"), "/ws/quotes/", "ticker", "ticker on uvicorn", True
+            "uvicorn-floor",
+            (*UVICORN, "bench.refs:floor_app"),
+            "/",
+            "plain",
+            "bare ASGI on uvicorn",
+            needs=UVICORN_NEEDS,
         ),
-        Server("daphne-floor", (*DAPHNE, "ticker.fanout_refs:floor_app"), "/", "plain", "bare ASGI on daphne"),
-        Server("uvicorn-floor", (*UVICORN, "ticker.fanout_refs:floor_app"), "/", "plain", "bare ASGI on uvicorn"),
         Server(
             "websockets",
-            (PY, "-m", "ticker.fanout_refs", "websockets", "--port", "{port}"),
+            (PY, "-m", "bench.refs", "websockets", "--port", "{port}"),
             "/",
             "plain",
             "bare websockets",
+            needs=("websockets", "uvloop"),
         ),
         Server(
             "socketio",
-            (*UVICORN, "ticker.fanout_refs:socketio_app"),
+            (*UVICORN, "bench.refs:socketio_app"),
             "/socket.io/?EIO=4&transport=websocket",
             "socketio",
             "python-socketio on uvicorn",
+            needs=(*UVICORN_NEEDS, "socketio"),
         ),
     )
 }
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _pin(cpu: int | None):
-    return None if cpu is None else (lambda: os.sched_setaffinity(0, {cpu}))
-
-
-class Rig:
-    """A throwaway feed: fresh SQLite, Redis, the site's run_market; servers started on demand."""
-
-    def __init__(self, *, interval_ms: int):
-        self.tmp = tempfile.TemporaryDirectory(prefix="ticker-fanout-")
-        self.redis = choose_redis(dict(os.environ))
-        if self.redis.url is None:
-            raise RuntimeError("bench_fanout needs Redis: install redis-server or set REDIS_URL.")
-        self.env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite:///{self.tmp.name}/bench.sqlite3",
-            "REDIS_URL": self.redis.url,
-            "TICKER_CHANNEL_LAYER": "redis",
-            "TICKER_CHANNEL_PREFIX": f"fanout{os.getpid()}",
-            "DJANGO_DEBUG": "0",
-            "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-only-key",
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DJANGO_STATIC_ROOT": f"{self.tmp.name}/static",
-        }
-        self.output = open(Path(self.tmp.name) / "servers.log", "ab")  # noqa: SIM115 (closed in close)
-        manage = (PY, str(BASE_DIR / "manage.py"))
-        self.market = None
-        try:
-            subprocess.run((*manage, "migrate", "-v0"), env=self.env, check=True, cwd=BASE_DIR)
-        except subprocess.CalledProcessError:
-            self.close()
-            raise RuntimeError("migrate failed for the benchmark's SQLite database (output above)") from None
-        self.market = self.spawn((*manage, "run_market", "--interval", str(interval_ms)))
-        with sqlite3.connect(f"{self.tmp.name}/bench.sqlite3") as db:
-            self.symbols = db.execute("SELECT count(*) FROM ticker_stock WHERE active").fetchone()[0]
-
-    def spawn(self, command, cpu: int | None = None) -> subprocess.Popen:
-        return subprocess.Popen(
-            command, env=self.env, cwd=BASE_DIR, stdout=self.output, stderr=subprocess.STDOUT, preexec_fn=_pin(cpu)
-        )
-
-    def start(self, server: Server, cpu: int | None) -> tuple[subprocess.Popen, int]:
-        port = free_port()
-        process = self.spawn([part.replace("{port}", str(port)) for part in server.command], cpu)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise RuntimeError(f"{server.name} exited with {process.returncode}:\n{self.output_tail()}")
-            try:
-                if server.django:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/api/quotes/", timeout=1)
-                else:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return process, port
-            except OSError:
-                time.sleep(0.2)
-        stop(process)
-        raise RuntimeError(f"{server.name} did not start listening within 60 s:\n{self.output_tail()}")
-
-    def output_tail(self, lines: int = 20) -> str:
-        """The servers' last lines of output (the log itself goes with the temporary directory)."""
-        self.output.flush()
-        return "\n".join(Path(self.output.name).read_text(errors="replace").splitlines()[-lines:])
-
-    def close(self) -> None:
-        for process in (self.market, self.redis.process):
-            if process is not None:
-                stop(process)
-        self.output.close()
-        self.tmp.cleanup()
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def lost_by_steps(step_lists: list[list[int]]) -> int:
@@ -197,7 +95,6 @@ def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, 
     elapsed = time.monotonic() - wall0
     cpu = sum(process_cpu_s(pid) - c for pid, c in zip(pids, cpu0, strict=True))
     frames = sum(f["frames"] for f in figures)
-    latencies = sorted(x for f in figures for x in f["latencies_ms"])
     steps = [s for f in figures for s in f["steps"]]
     generator_cpu = sum(f["cpu_s"] for f in figures)
     rss = sum(rss_kib(pid) for pid in pids)
@@ -208,7 +105,7 @@ def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, 
     return {
         "clients": clients,
         "frames_per_s": round(frames / elapsed, 1),
-        "latency_ms": {p: percentile(latencies, n) for p, n in (("p50", 50), ("p99", 99), ("max", 100))},
+        "latency_ms": latency_summary((x for f in figures for x in f["latencies_ms"]), (50, 99, 100)),
         "lost_frames": lost_by_steps(steps),
         "silent_clients": sum(1 for client_steps in steps if not client_steps),
         "lost_updates_sampled": sum(f["sampled_missing"] for f in figures),
@@ -245,14 +142,14 @@ def ramp(rig: Rig, server: Server, steps: list[int], *, seconds: float, settle: 
                 break  # it refuses more: the next step would measure the same clients
     finally:
         workers.shutdown()
-        stop(process)
+        rig.stop(process)
     return rows
 
 
 def machine(rig: Rig, clients: int, processes: int, *, seconds: float, settle: float, log) -> dict:
     """The site as a machine would run it: ``processes`` daphne processes over one Redis, no pinning."""
-    server = SERVERS["ticker"]
-    started = [rig.start(server, cpu=None) for _ in range(processes)]
+    server = SITE
+    started = [rig.start(server) for _ in range(processes)]
     workers = Workers(processes)
     try:
         time.sleep(settle)
@@ -267,7 +164,7 @@ def machine(rig: Rig, clients: int, processes: int, *, seconds: float, settle: f
     finally:
         workers.shutdown()
         for process, _ in started:
-            stop(process)
+            rig.stop(process)
     row = {"server": "ticker-machine", "label": f"ticker, {processes} daphne processes", "processes": processes, **row}
     log(summary(row))
     return row

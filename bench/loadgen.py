@@ -18,7 +18,6 @@ generator was not the bottleneck.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import multiprocessing
@@ -27,7 +26,10 @@ import re
 import time
 from dataclasses import dataclass
 
-from .heap import freeze_startup_objects
+from ticker.gc_schedule import freeze_startup_objects
+
+from .codec import CLOSE, PING, PONG, TEXT, client_frame, frame_at, upgrade_request
+from .seq import SeqFollower
 
 STEP = re.compile(rb'"step": ?(\d+)')
 TS = re.compile(rb'"ts": ?(\d+)')
@@ -44,19 +46,6 @@ class Target:
     path: str
     # "ticker" (sends a subscribe), "plain" (just listens), "socketio" (Engine.IO v4 over WebSocket).
     dialect: str = "ticker"
-
-
-def client_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """A masked client frame (RFC 6455 5.3: clients must mask; any mask key will do for a benchmark)."""
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = bytes([0x80 | opcode, 0x80 | length])
-    else:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
-    key = (mask * (length // 4 + 1))[:length]
-    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(length, "big")
-    return header + mask + masked
 
 
 SUBSCRIBE_ALL = client_frame(b'{"action":"subscribe","symbols":["*"]}')
@@ -84,12 +73,7 @@ class LeanClient(asyncio.BufferedProtocol):
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        key = base64.b64encode(os.urandom(16)).decode()
-        netloc = f"{self.target.host}:{self.target.port}"
-        transport.write(
-            f"GET {self.target.path} HTTP/1.1\r\nHost: {netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: http://{netloc}\r\n\r\n".encode()
-        )
+        transport.write(upgrade_request(f"{self.target.host}:{self.target.port}", self.target.path))
 
     def connection_lost(self, exc) -> None:
         if self.open:
@@ -122,25 +106,13 @@ class LeanClient(asyncio.BufferedProtocol):
             elif self.target.dialect == "plain":
                 self.ready.set_result(None)
         worker = self.worker
-        while n - pos >= 2:
-            length, header = data[pos + 1] & 0x7F, 2
-            if length == 126:
-                if n - pos < 4:
-                    break
-                length, header = int.from_bytes(data[pos + 2 : pos + 4], "big"), 4
-            elif length == 127:
-                if n - pos < 10:
-                    break
-                length, header = int.from_bytes(data[pos + 2 : pos + 10], "big"), 10
-            end = pos + header + length
-            if end > n:
-                break
-            opcode = data[pos] & 0x0F
-            if opcode == 0x1:
-                self.text(worker, data, pos + header, end)
-            elif opcode == 0x9:  # ping: answer it, or the server drops us
-                self.transport.write(client_frame(bytes(data[pos + header : end]), opcode=0xA))
-            elif opcode == 0x8:
+        while (frame := frame_at(data, pos, n)) is not None:
+            opcode, start, end, _ = frame  # a server never masks (RFC 6455 5.1)
+            if opcode == TEXT:
+                self.text(worker, data, start, end)
+            elif opcode == PING:  # answer it, or the server drops us
+                self.transport.write(client_frame(bytes(data[start:end]), opcode=PONG))
+            elif opcode == CLOSE:
                 self.transport.close()
                 return
             pos = end
@@ -170,18 +142,12 @@ class LeanClient(asyncio.BufferedProtocol):
             self.kept.append(bytes(data[start:end]))
 
     def seq_gaps(self) -> tuple[int, int]:
-        """(updates seen, updates missing) in the kept frames, by each symbol's seq."""
-        seen, missing, held = 0, 0, {}
+        """(updates seen, updates missing or out of order) in the kept frames, by each symbol's seq."""
+        follower = SeqFollower()
         for raw in self.kept:
-            message = json.loads(raw[2:] if raw[:2] == b"42" else raw)
-            quotes = (message[1] if isinstance(message, list) else message)["quotes"]
-            for quote in quotes:
-                last = held.get(quote["symbol"])
-                if last is not None:
-                    seen += 1
-                    missing += max(0, quote["seq"] - last - 1)
-                held[quote["symbol"]] = quote["seq"]
-        return seen, missing
+            message = json.loads(raw[2:] if raw[:2] == b"42" else raw)  # Socket.IO: 42["quotes", {...}]
+            follower.take(message[1] if isinstance(message, list) else message)
+        return follower.updates, follower.missing + follower.stale
 
 
 class Worker:

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import json
 import os
-import resource
 import statistics
 import time
 from dataclasses import dataclass, field
 
-from .benchmark import percentile
+from .seq import SeqFollower
+from .stats import latency_summary
 
 
 @dataclass
@@ -44,8 +44,8 @@ async def _client(
             # Heartbeats may come first (they go to every connection).
             while (snapshot := json.loads(await ws.recv()))["type"] != "snapshot":
                 pass
-            seq = {q["symbol"]: q["seq"] for q in snapshot["quotes"]}
-            last_step = snapshot["step"]
+            follower = SeqFollower()
+            follower.take(snapshot)
             stats.connected = True
             stats.settled.set()
             # Read (and check seq) from the start, so frames sent while the
@@ -59,23 +59,15 @@ async def _client(
                 frame = json.loads(raw)
                 if frame.get("type") != "quotes":
                     continue
+                change = follower.take(frame)
                 if not go.is_set():
-                    for quote in frame["quotes"]:
-                        seq[quote["symbol"]] = quote["seq"]
-                    last_step = frame["step"]
                     continue
                 stats.frames += 1
-                if frame["step"] <= last_step:
-                    stats.duplicate_steps += 1
-                last_step = frame["step"]
-                for i, quote in enumerate(frame["quotes"]):
-                    symbol = quote["symbol"]
-                    if symbol in seq and quote["seq"] != seq[symbol] + 1:
-                        stats.gaps += quote["seq"] - seq[symbol] - 1 if quote["seq"] > seq[symbol] else 1
-                    seq[symbol] = quote["seq"]
-                    stats.updates += 1
-                    if i == 0 and stats.frames % sample_every == 0:
-                        stats.latencies_ms.append(now - quote["ts"])
+                stats.duplicate_steps += change.step_back
+                stats.gaps += change.missing + change.stale
+                stats.updates += len(frame["quotes"])
+                if frame["quotes"] and stats.frames % sample_every == 0:
+                    stats.latencies_ms.append(now - frame["quotes"][0]["ts"])
     except Exception as exc:  # report, do not crash the whole check
         stats.error = f"{type(exc).__name__}: {exc}"
         stats.settled.set()
@@ -102,7 +94,7 @@ async def run_check(*, url: str, clients: int, duration: float, connect_rate: in
     stop.set()
     await asyncio.gather(*tasks)
     client_cpu = time.process_time() - cpu0
-    latencies = sorted(ms for s in stats for ms in s.latencies_ms)
+    latencies = [ms for s in stats for ms in s.latencies_ms]
     frames = sum(s.frames for s in stats)
     return {
         "clients": clients,
@@ -116,22 +108,9 @@ async def run_check(*, url: str, clients: int, duration: float, connect_rate: in
         "out_of_order_frames": sum(s.duplicate_steps for s in stats),
         "frames_per_client_per_s": round(frames / clients / duration, 2) if clients else 0,
         "latency_ms": {
-            "p50": percentile(latencies, 50),
-            "p95": percentile(latencies, 95),
-            "p99": percentile(latencies, 99),
-            "max": _round(max(latencies, default=None)),
-            "mean": _round(statistics.fmean(latencies) if latencies else None),
+            **latency_summary(latencies, (50, 95, 99, 100)),
+            "mean": round(statistics.fmean(latencies), 1) if latencies else None,
         },
         "load_generator_cpu_us_per_frame": round(client_cpu / frames * 1e6, 1) if frames else None,
         "load_generator_pid": os.getpid(),
     }
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)
-
-
-def raise_fd_limit(needed: int) -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < needed:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(needed, soft), hard), hard))

@@ -7,7 +7,7 @@ What differs is only what sits between that text and the socket:
 
 - ``floor_app``: a bare ASGI app, direct ``websocket.send`` per client. Run
   under daphne it is daphne's floor, under uvicorn uvicorn's.
-- ``python -m ticker.fanout_refs websockets``: the ``websockets`` library's
+- ``python -m bench.refs websockets``: the ``websockets`` library's
   own ``broadcast`` (no framework, no ASGI) on uvloop: Python's floor.
 - ``socketio_app``: python-socketio on ASGI, ``emit`` to everyone: the peer
   a Django user might pick instead of Channels.
@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from channels_redis.core import RedisChannelLayer
 
-from . import protocol
+from ticker import protocol
 
 
 def feed_layer() -> RedisChannelLayer:

@@ -11,15 +11,17 @@ labelled as an estimate. Server CPU time is read from /proc/<pid>/stat.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
-import os
 import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from urllib.parse import urlsplit
+
+from .codec import CLOSE, PING, PONG, TEXT, client_frame, take_frame, upgrade_request
+from .proc import process_cpu_s, tcp_segments
+from .seq import SeqFollower
+from .stats import latency_summary
 
 TRANSPORTS = ("websocket", "sse", "longpoll", "polling")
 # IPv4 (20) + TCP (20) + the timestamp option Linux sends on every segment (12).
@@ -104,7 +106,7 @@ class Counted:
 
 
 class Book:
-    """Per-client seq bookkeeping: counts delivered and lost updates and their latency.
+    """One client's count of delivered and lost updates (by seq, ``bench.seq``) and their latency.
 
     Latency is taken when the bytes reach the client socket. Push clients only
     stash each frame with its arrival time while the run lasts and decode it
@@ -115,7 +117,7 @@ class Book:
 
     def __init__(self, tally: Tally, counting: asyncio.Event):
         self.tally, self.counting = tally, counting
-        self.seq: dict[str, int] = {}
+        self.follower = SeqFollower()
         self.stashed: list[tuple[float, bool, bytes]] = []
         tally.books.append(self)
 
@@ -132,16 +134,13 @@ class Book:
                 self.take(frame["quotes"], snapshot=frame["type"] == "snapshot", at=at, counted=counted)
 
     def take(self, quotes: list[dict], *, snapshot: bool = False, at: float, counted: bool) -> None:
-        for quote in quotes:
-            held = self.seq.get(quote["symbol"])
-            if held is not None and quote["seq"] <= held:
-                continue
-            if counted and held is not None:
-                self.tally.updates += 1
-                self.tally.lost += quote["seq"] - held - 1
-                if not snapshot or quote["ts"] > 0:
-                    self.tally.latencies_ms.append(at - quote["ts"])
-            self.seq[quote["symbol"]] = quote["seq"]
+        """Count one frame's quotes; ``snapshot``: a full state (a snapshot, or every polling answer)."""
+        change = self.follower.snapshot(quotes) if snapshot else self.follower.quotes(quotes)
+        if counted:
+            self.tally.updates += len(change.moved)
+            self.tally.lost += change.missing
+            # A symbol never quoted has ts 0 in a snapshot: no latency to take.
+            self.tally.latencies_ms += [at - quote["ts"] for quote in change.moved if quote["ts"]]
 
 
 def _request(path: str, host: str, extra: str = "") -> bytes:
@@ -238,17 +237,11 @@ async def sse_client(target, tally: Tally, counting, stop, **_) -> None:
 async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
     conn = await Counted.open(target.host, target.port, tally)
     book = Book(tally, counting)
-    key = base64.b64encode(os.urandom(16)).decode()
-    await conn.write(
-        (
-            f"GET /ws/quotes/ HTTP/1.1\r\nHost: {target.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nOrigin: {target.origin}\r\n\r\n"
-        ).encode()
-    )
+    await conn.write(upgrade_request(target.netloc, "/ws/quotes/", target.origin))
     status, _ = await conn.read_head()
     if status != 101:
         raise ConnectionError(f"WebSocket handshake answered {status}")
-    await conn.write(ws_frame(json.dumps({"action": "subscribe", "symbols": list(target.symbols)}).encode()))
+    await conn.write(client_frame(json.dumps({"action": "subscribe", "symbols": list(target.symbols)}).encode()))
     tally.connect()
     buffer = bytearray()
     try:
@@ -260,58 +253,19 @@ async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
                 raise ConnectionError("server closed the connection")
             tally.wire_bytes += len(chunk)
             buffer += chunk
-            while (frame := take_ws_frame(buffer)) is not None:
+            while (frame := take_frame(buffer)) is not None:
                 opcode, payload = frame
-                if opcode == 0x9:  # ping: answer, or daphne drops us after its ping timeout
-                    await conn.write(ws_frame(payload, opcode=0xA))
-                elif opcode == 0x1:
+                if opcode == PING:  # answer, or daphne drops us after its ping timeout
+                    await conn.write(client_frame(payload, opcode=PONG))
+                elif opcode == TEXT:
                     if counting.is_set():
                         tally.payload_bytes += len(payload)
                     tally.frames += 1
                     book.stash(payload)
-                elif opcode == 0x8:
+                elif opcode == CLOSE:
                     raise ConnectionError("server closed the WebSocket")
     finally:
         conn.close()
-
-
-def ws_frame(payload: bytes, opcode: int = 0x1) -> bytes:
-    """A masked client frame (RFC 6455 section 5.2; clients must mask)."""
-    mask = os.urandom(4)
-    length = len(payload)
-    if length < 126:
-        header = bytes([0x80 | opcode, 0x80 | length])
-    elif length < 65536:
-        header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
-    else:
-        header = bytes([0x80 | opcode, 0x80 | 127]) + length.to_bytes(8, "big")
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def take_ws_frame(buffer: bytearray) -> tuple[int, bytes] | None:
-    """Remove one whole frame from the front of ``buffer``; None until one has fully arrived."""
-    if len(buffer) < 2:
-        return None
-    first, second = buffer[0], buffer[1]
-    length, at = second & 0x7F, 2
-    if length == 126:
-        if len(buffer) < 4:
-            return None
-        length, at = int.from_bytes(buffer[2:4], "big"), 4
-    elif length == 127:
-        if len(buffer) < 10:
-            return None
-        length, at = int.from_bytes(buffer[2:10], "big"), 10
-    mask = None
-    if second & 0x80:
-        mask, at = bytes(buffer[at : at + 4]), at + 4
-    if len(buffer) < at + length:
-        return None
-    payload = bytes(buffer[at : at + length])
-    del buffer[: at + length]
-    if mask:
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return first & 0x0F, payload
 
 
 CLIENTS = {
@@ -346,27 +300,6 @@ class Target:
         if parts.scheme != "http" or not parts.hostname:
             raise ValueError(f"--url must look like http://HOST:PORT (got {url!r}); TLS is not supported here.")
         return cls(parts.hostname, parts.port or 80, symbols)
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process (Linux), or None when unknown."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tcp_segments() -> int | None:
-    """Segments sent by this machine's TCP (every loopback segment is sent once)."""
-    try:
-        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
-    except OSError:
-        return None
-    header, values = lines[0], lines[1]
-    return int(values[header.index("OutSegs")])
 
 
 async def run_transport(
@@ -428,7 +361,6 @@ async def run_transport(
         book.replay()
     elapsed = wall1 - wall0
     updates = tally.updates
-    latencies = sorted(tally.latencies_ms)
     server_cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
     segments = None if seg0 is None or seg1 is None else seg1 - seg0
 
@@ -444,11 +376,7 @@ async def run_transport(
         "updates": updates,
         "updates_per_s": round(updates / elapsed, 1),
         "lost_updates": tally.lost,
-        "latency_ms": {
-            "p50": percentile(latencies, 50),
-            "p95": percentile(latencies, 95),
-            "p99": percentile(latencies, 99),
-        },
+        "latency_ms": latency_summary(tally.latencies_ms),
         "requests": tally.requests,
         "requests_per_s": round(tally.requests / elapsed, 1),
         "bytes_per_update": per_update(bytes1 - bytes0),
@@ -461,10 +389,3 @@ async def run_transport(
         "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
         "load_generator_cpu_s": round(own1 - own0, 2),
     }
-
-
-def percentile(ordered: list[float], p: float) -> float | None:
-    """Nearest-rank percentile of already sorted values, to 0.1; None for no values."""
-    if not ordered:
-        return None
-    return round(ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))], 1)
