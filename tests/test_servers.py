@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -18,6 +19,8 @@ import urllib.request
 import pytest
 import websockets
 
+from bench.codec import client_frame, take_frame, upgrade_request
+
 from .clients import Follower
 from .conftest import free_port
 from .processes import running_site
@@ -25,9 +28,9 @@ from .processes import running_site
 pytestmark = pytest.mark.processes
 STALL_S = 10
 # A stalled client's buffers are uvicorn's 64 KiB plus the kernel's send buffer, which Linux grows
-# up to 4 MiB (tcp_wmem): to fill them within the 10 s stall, the market lists 300 symbols (a frame
-# of about 45 KB) and steps every 100 ms, about 450 KB a second.
-FAST_MARKET = {"MARKET_INTERVAL_MS": "100"}
+# up to 4 MiB (tcp_wmem): to fill them well within the 10 s stall, the market lists 300 symbols (a
+# frame of about 45 KB) and steps every 50 ms, about 900 KB a second.
+FAST_MARKET = {"MARKET_INTERVAL_MS": "50"}
 LISTED = 300
 
 
@@ -41,43 +44,64 @@ def list_more_symbols(site) -> None:
     )
 
 
+def read_again(sock: socket.socket) -> list[str]:
+    """The kinds of frame a stalled client gets once it reads again, up to a second snapshot or 30 s.
+
+    It first gets the answer to its subscribe and what was queued for it; a second snapshot is the
+    proof that it was held back (marked behind) rather than sent every frame.
+    """
+    sock.settimeout(30)
+    kinds, buffer, deadline = [], bytearray(), time.monotonic() + 30
+    with sock, contextlib.suppress(OSError):
+        while kinds.count("snapshot") < 2 and time.monotonic() < deadline:
+            buffer += sock.recv(65536)
+            while (frame := take_frame(buffer)) is not None:
+                kinds.append(json.loads(frame[1])["type"])
+    return kinds
+
+
 def test_on_uvicorn_a_client_that_stops_reading_delays_no_other_client(tmp_path, redis_server):
     with running_site(tmp_path, redis_server.url, env=FAST_MARKET, prepare=list_more_symbols) as site:
         site.stop("web")
         site.start_web(server="uvicorn")
         site.start_market()
-        url = f"ws://127.0.0.1:{site.port}/ws/quotes/"
 
         async def main():
-            sock = socket.socket()
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            sock.connect(("127.0.0.1", site.port))
-            # max_queue=1: the client library stops reading its socket as soon as one frame waits.
-            async with websockets.connect(url, origin=site.base, sock=sock, max_queue=1) as stalled:
-                await stalled.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
-                follower, ready = Follower(site.base), asyncio.Event()
-                following = asyncio.create_task(follower.run(ready))
-                await asyncio.wait_for(ready.wait(), 15)
-                started = time.monotonic()
-                await asyncio.sleep(STALL_S)  # the stall itself: the client under test reads nothing
-                arrivals = [at for at, f in follower.frames if at >= started and f["type"] == "quotes"]
-                following.cancel()
-                # Reading again, the stalled client gets the answer to its subscribe, what was queued,
-                # then a second snapshot: proof that it was held back (behind), not sent every frame.
-                kinds = []
-                while kinds.count("snapshot") < 2:
-                    kinds.append(json.loads(await asyncio.wait_for(stalled.recv(), 15))["type"])
-            return follower, arrivals, started, kinds
+            # A raw client with a 4 KiB receive window, so its buffers fill as fast as the server writes.
+            stalled = socket.socket()
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            stalled.connect(("127.0.0.1", site.port))
+            stalled.sendall(upgrade_request(f"127.0.0.1:{site.port}"))
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += stalled.recv(1)  # byte by byte: nothing after the head may be consumed
+            assert head.startswith(b"HTTP/1.1 101"), head
+            stalled.sendall(client_frame(json.dumps({"action": "subscribe", "symbols": ["*"]}).encode()))
+            follower, ready = Follower(site.base), asyncio.Event()
+            following = asyncio.create_task(follower.run(ready))
+            await asyncio.wait_for(ready.wait(), 15)
+            started = time.monotonic()
+            await asyncio.sleep(STALL_S)  # the stall itself: the client under test reads nothing
+            ended = time.monotonic()
+            arrivals = [at for at, f in follower.frames if started <= at <= ended and f["type"] == "quotes"]
+            following.cancel()
+            return follower, [started, *arrivals, ended], await asyncio.to_thread(read_again, stalled)
 
-        follower, arrivals, started, kinds = asyncio.run(main())
-        gaps = [b - a for a, b in zip([started, *arrivals], arrivals, strict=False)]
+        follower, times, kinds = asyncio.run(main())
+        arrivals = times[1:-1]
+        # The waits between frames across the whole stall, its start and end included.
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         print(
             f"\nuvicorn: {len(arrivals)} frames in {STALL_S} s beside a stalled client; longest wait {max(gaps):.2f} s"
         )
-        print(f"the stalled client, reading again: {kinds.count('quotes')} quotes frames, then a snapshot")
+        print(
+            f"the stalled client, reading again: {kinds.count('quotes')} quotes frames, "
+            f"{kinds.count('snapshot')} snapshots"
+        )
         assert follower.gaps == []
         # Steps come every 50 ms; one second without a frame would be a client held up by another.
         assert len(arrivals) > STALL_S * 5 and max(gaps) < 1.0
+        assert kinds.count("snapshot") == 2, "the stalled client was never held back: its buffers never filled"
 
 
 def test_without_redis_and_database_every_transport_is_told_to_come_back_later(tmp_path, redis_server):
