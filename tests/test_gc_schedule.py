@@ -1,9 +1,10 @@
-"""Full garbage collections run by the web process between broadcasts (ticker/gc_schedule.py): pure logic on the real gc."""
+"""Full garbage collections between broadcasts (ticker/gc_schedule.py): pure logic on the real gc."""
 
 import gc
 import weakref
 
 import pytest
+
 from ticker.gc_schedule import AUTOMATIC_FULL_OFF, FullCollections
 
 

@@ -48,7 +48,7 @@ def fanout(*quotes: dict) -> tuple[Fanout, ManualClock]:
     return Fanout(store, clock), clock
 
 
-def publish(f: Fanout, step: int, *quotes: dict) -> None:
+def step(f: Fanout, step: int, *quotes: dict) -> None:
     f.quotes(step, f.store.apply(step, list(quotes)))
 
 
@@ -75,8 +75,8 @@ def test_each_step_is_encoded_once_for_every_connection_with_the_same_interest()
     f.attach(first, EVERYTHING)
     f.attach(second, EVERYTHING)
     f.attach(only_b, Interest(False, frozenset({"BBB"})))
-    publish(f, 2, quote("AAA", 2), quote("BBB", 2))
-    publish(f, 3, quote("AAA", 3))
+    step(f, 2, quote("AAA", 2), quote("BBB", 2))
+    step(f, 3, quote("AAA", 3))
     assert first.seqs() == [("quotes", [2, 2]), ("quotes", [3])]
     assert [id(frame) for frame in first.written] == [id(frame) for frame in second.written]
     assert only_b.seqs() == [("quotes", [2])]  # nothing at all for step 3
@@ -88,10 +88,10 @@ def test_a_connection_that_stops_reading_gets_a_snapshot_not_a_backlog_and_holds
     f.attach(slow, EVERYTHING)
     f.attach(other, EVERYTHING)
     slow.backlogged = True
-    publish(f, 2, quote("AAA", 2))
-    publish(f, 3, quote("AAA", 3))
+    step(f, 2, quote("AAA", 2))
+    step(f, 3, quote("AAA", 3))
     slow.backlogged = False
-    publish(f, 4, quote("AAA", 4))
+    step(f, 4, quote("AAA", 4))
     assert slow.seqs() == [("snapshot", [4])]
     assert other.seqs() == [("quotes", [2]), ("quotes", [3]), ("quotes", [4])]
 
@@ -102,9 +102,9 @@ def test_max_rate_conflates_and_flushes_when_the_interval_ends():
     capped = Outlet()
     f.attach(capped, EVERYTHING)
     f.set_max_rate(capped, 2)  # one frame per 0.5 s
-    publish(f, 2, quote("AAA", 2))  # goes out at once
-    publish(f, 3, quote("AAA", 3), quote("BBB", 3))  # held
-    publish(f, 4, quote("AAA", 4))  # held: AAA conflated
+    step(f, 2, quote("AAA", 2))  # goes out at once
+    step(f, 3, quote("AAA", 3), quote("BBB", 3))  # held
+    step(f, 4, quote("AAA", 4))  # held: AAA conflated
     assert capped.seqs() == [("quotes", [2])]
     clock.advance(0.5)
     assert capped.seqs() == [("quotes", [2]), ("quotes", [4, 3])]
@@ -117,8 +117,8 @@ def test_a_capped_connection_gets_nothing_older_than_a_fresh_snapshot():
     capped = Outlet()
     f.attach(capped, EVERYTHING)
     f.set_max_rate(capped, 2)
-    publish(f, 2, quote("AAA", 2))  # goes out at once
-    publish(f, 3, quote("AAA", 3))  # held until the interval ends
+    step(f, 2, quote("AAA", 2))  # goes out at once
+    step(f, 3, quote("AAA", 3))  # held until the interval ends
     f.store.apply(5, [quote("AAA", 5)])  # back after an outage: AAA is at seq 5
     f.resnapshot()
     clock.advance(1.0)  # past the interval, when a held frame would be flushed
@@ -130,8 +130,8 @@ def test_lifting_the_cap_sends_what_it_held_at_once():
     capped = Outlet()
     f.attach(capped, EVERYTHING)
     f.set_max_rate(capped, 1)
-    publish(f, 2, quote("AAA", 2))
-    publish(f, 3, quote("AAA", 3))
+    step(f, 2, quote("AAA", 2))
+    step(f, 3, quote("AAA", 3))
     f.set_max_rate(capped, None)
     assert capped.seqs() == [("quotes", [2]), ("quotes", [3])]
 
@@ -142,7 +142,7 @@ def test_a_connection_whose_outlet_breaks_is_dropped_and_the_others_still_get_th
     broken.write = lambda frame: (_ for _ in ()).throw(OSError("gone"))
     f.attach(broken, EVERYTHING)
     f.attach(fine, EVERYTHING)
-    publish(f, 2, quote("AAA", 2))
+    step(f, 2, quote("AAA", 2))
     assert len(f) == 1 and fine.seqs() == [("quotes", [2])]
 
 

@@ -20,7 +20,7 @@ def quotes(step: int, seq: int, ts: int) -> bytes:
     return json.dumps(frame, separators=(",", ":")).encode()
 
 
-class Wire:
+class RecordingTransport:
     """Stands in for the socket: what the client wrote."""
 
     def __init__(self):
@@ -56,7 +56,7 @@ async def test_quotes_frames_split_anywhere_are_counted_once_with_step_and_laten
     worker = Worker(pipe=None)
     for cut in (1, 7, 100, 10_000):
         client = LeanClient(worker, Target("h", 1, "/ws/quotes/"), sampled=True)
-        client.transport = Wire()
+        client.transport = RecordingTransport()
         worker.counting, worker.frames, worker.latencies_ms = True, 0, []
         stream = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n"
         stream += server_frame(b'{"type":"snapshot","step":1,"quotes":[]}')
@@ -92,7 +92,7 @@ async def test_a_frame_larger_than_the_read_buffer_is_read_whole():
     worker = Worker(pipe=None)
     worker.counting = True
     client = LeanClient(worker, Target("h", 1, "/", dialect="plain"), sampled=True)
-    client.transport = Wire()
+    client.transport = RecordingTransport()
     big = quotes(7, 1, 1_000)[:-1] + b"," + b'"pad":"' + b"x" * 100_000 + b'"}'
     frame = bytes([0x81, 127]) + len(big).to_bytes(8, "big") + big
     feed(client, b"HTTP/1.1 101 Switching Protocols\r\n\r\n" + frame + server_frame(quotes(8, 2, 1_000)), 4096)

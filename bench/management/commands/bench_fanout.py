@@ -4,11 +4,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from ticker.gc_schedule import freeze_startup_objects
 
 from bench import fanout, reports
 from bench.deps import require
 from bench.rig import Rig
+from ticker.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):

@@ -5,12 +5,12 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from ticker.gc_schedule import freeze_startup_objects
 
 from bench import reports
 from bench.deps import require
 from bench.rig import SITE, Rig, RigError
 from bench.transports import TRANSPORTS, Target, run_transport
+from ticker.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):

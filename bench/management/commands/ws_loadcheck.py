@@ -3,11 +3,11 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from ticker.gc_schedule import freeze_startup_objects
 
 from bench.deps import require
 from bench.loadcheck import run_check
 from bench.proc import raise_fd_limit
+from ticker.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):
