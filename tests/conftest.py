@@ -110,6 +110,14 @@ def clean_redis(redis_server):
     redis_server.client().flushdb()
 
 
+def quotes_group_key(prefix: str) -> str:
+    """The Redis key of the quotes group: channels_redis keeps each group as a sorted set of channels
+    under PREFIX:group:NAME (its layout, read here from outside rather than through its private API)."""
+    from ticker.protocol import QUOTES_GROUP
+
+    return f"{prefix}:group:{QUOTES_GROUP}"
+
+
 def child_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "TICKER_", "PYTEST_"))}
     env.update(

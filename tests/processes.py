@@ -96,26 +96,25 @@ class Site:
         self.processes[name] = process
         return process
 
-    def start_web(self, *, server: str = "daphne", env: dict | None = None, serving: bool = True) -> None:
-        """The web process on ``server`` (daphne, as in production, or uvicorn); returns once it serves
-        /api/quotes/, or with ``serving=False`` once it accepts connections (a site that cannot serve)."""
-        address = ["127.0.0.1", str(self.port)]
+    def start_web(
+        self, *, server: str = "daphne", env: dict | None = None, serving: bool = True, name: str = "web"
+    ) -> str:
+        """A web process on ``server`` (daphne, as in production, or uvicorn); its base URL. The first is the
+        site's own (``name`` "web", on ``self.port``); another name starts one more replica on a port of its own.
+        Returns once it serves /api/quotes/, or with ``serving=False`` once it accepts connections."""
+        port = self.port if name == "web" else free_port()
+        address = ["127.0.0.1", str(port)]
         command = {
             "daphne": ["daphne", "-b", address[0], "-p", address[1]],
             "uvicorn": ["uvicorn", "--host", address[0], "--port", address[1], "--log-level", "warning"],
         }[server]
-        self._spawn("web", [sys.executable, "-m", *command, "config.asgi:application"], env)
+        self._spawn(name, [sys.executable, "-m", *command, "config.asgi:application"], env)
+        base = f"http://127.0.0.1:{port}"
         if serving:
-            wait_for(lambda: self._answers("/api/quotes/"), timeout=30, what=f"{server} to serve /api/quotes/")
+            wait_for(lambda: serves_quotes(base), timeout=30, what=f"{server} to serve /api/quotes/")
         else:
-            wait_for(self._accepts, timeout=30, what=f"{server} to accept connections")
-
-    def _accepts(self) -> bool:
-        import socket
-
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-            return True
-        return False
+            wait_for(lambda: _accepts(port), timeout=30, what=f"{server} to accept connections")
+        return base
 
     def start_market(self, *args: str) -> subprocess.Popen:
         return self._spawn("market", [sys.executable, "manage.py", "run_market", *args])
@@ -144,12 +143,22 @@ class Site:
         with urllib.request.urlopen(self.base + path, timeout=5) as response:
             return json.loads(response.read())
 
-    def _answers(self, path: str) -> bool:
-        try:
-            self.get_json(path)
+
+def serves_quotes(base: str) -> bool:
+    """True once the web process at ``base`` answers a poll."""
+    try:
+        with urllib.request.urlopen(base + "/api/quotes/", timeout=5):
             return True
-        except OSError:
-            return False
+    except OSError:
+        return False
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
 
 
 class NoWebSocketProxy:

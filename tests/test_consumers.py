@@ -9,14 +9,15 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 
 from config.asgi import application
 from ticker import services
 from ticker.market_loop import publish
 from ticker.models import Stock
-from ticker.protocol import QUOTES_GROUP
 
 from .clients import recv_data
+from .conftest import quotes_group_key
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -149,8 +150,8 @@ async def test_one_process_holds_one_group_member_for_many_sockets(market, redis
     for ws in sockets:
         await send(ws, {"action": "subscribe", "symbols": ["*"]})
         await receive(ws)
-    layer = get_channel_layer()
-    members = redis_server.client().zrange(layer._group_key(QUOTES_GROUP), 0, -1)
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    members = redis_server.client().zrange(quotes_group_key(prefix), 0, -1)
     assert len(members) == 1
     await step(market, until={"AAA"})
     for ws in sockets:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 
 from .clients import follow, get_json, stop_following, until
 from .conftest import ROOT, free_port, wait_for
-from .processes import running_site
+from .processes import running_site, serves_quotes
 
 pytestmark = pytest.mark.processes
 
@@ -22,19 +21,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 def start_second_web(site) -> str:
     """Another daphne of the same site (same database, Redis and channel prefix); its base URL."""
-    port = free_port()
-    site._spawn("web2", [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"])
-    base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(base), timeout=30, what="the second daphne")
-    return base
-
-
-def _answers(base: str) -> bool:
-    try:
-        get_json(base, "/api/quotes/")
-        return True
-    except OSError:
-        return False
+    return site.start_web(name="web2")
 
 
 async def every_update_on_both(site, bases: list[str], per_base: int) -> None:
@@ -86,7 +73,7 @@ def test_behind_nginx_websocket_and_sse_reach_both_replicas(tmp_path, redis_serv
         nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"])
         try:
             base = f"http://127.0.0.1:{listen}"
-            wait_for(lambda: _answers(base), timeout=15, what="nginx to proxy /api/quotes/")
+            wait_for(lambda: serves_quotes(base), timeout=15, what="nginx to proxy /api/quotes/")
             with urllib.request.urlopen(base + "/api/quotes/stream/?symbols=AAPL", timeout=10) as stream:
                 assert stream.headers["Content-Type"].startswith("text/event-stream")
                 lines = [stream.readline() for _ in range(6)]

@@ -21,10 +21,9 @@ import pytest
 import websockets
 
 from bench.proc import raise_fd_limit
-from ticker.protocol import QUOTES_GROUP
 
 from .clients import follow, recv_data, stop_following
-from .conftest import wait_for
+from .conftest import quotes_group_key, wait_for
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
@@ -57,8 +56,7 @@ class WebProcess:
         self.redis = redis_server.client()
         self.redis_port = redis_server.port
         self.prefix = site.env["TICKER_CHANNEL_PREFIX"]
-        # The key channels_redis.core.RedisChannelLayer._group_key gives the group: a sorted set of channels.
-        self.group_key = f"{self.prefix}:group:{QUOTES_GROUP}"
+        self.group_key = quotes_group_key(self.prefix)
 
     def _tcp(self) -> list[tuple[int, int, str]]:
         """This process's TCP sockets: (local port, remote port, state as /proc/net/tcp writes it)."""
