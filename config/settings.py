@@ -113,7 +113,7 @@ CHANNEL_LAYER_BACKEND = env.str("TICKER_CHANNEL_LAYER", default="redis")
 if CHANNEL_LAYER_BACKEND == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 elif CHANNEL_LAYER_BACKEND == "redis":
-    # Why the core layer, and why these numbers: README.md, "Channel layer".
+    # Why the core layer, and why these numbers: README.md, "How the feed flows, and the channel layer".
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",

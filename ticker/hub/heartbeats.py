@@ -1,4 +1,4 @@
-"""Heartbeats: when every connection is told the feed's state (docs/protocol.md, "Heartbeats and feed state")."""
+"""Heartbeats: when every connection is told the feed's state (docs/protocol.md, "Server → client")."""
 
 from __future__ import annotations
 
