@@ -188,5 +188,16 @@ def test_time_the_process_itself_was_busy_does_not_count_as_a_silent_feed():
     follower = FeedFollower(None, stale_after_s=3.0, load=None, on_load=None, on_batch=None)
     follower.connected, follower.last_batch_at = True, 10.0
     assert follower.state(14.0) == INTERRUPTED
-    follower.excuse(4.0)
+    follower.excuse(4.0, now=14.0)
     assert follower.state(14.0) == LIVE
+
+
+def test_an_excuse_never_moves_the_last_batch_past_now():
+    """A batch handled during the stall already counts; the excuse must not postpone noticing a dead market."""
+    from ticker.hub.follower import FeedFollower
+
+    follower = FeedFollower(None, stale_after_s=3.0, load=None, on_load=None, on_batch=None)
+    follower.connected, follower.last_batch_at = True, 104.4  # a batch near the end of a 100.0-104.5 stall
+    follower.excuse(4.0, now=104.5)
+    assert follower.last_batch_at == 104.5
+    assert follower.state(107.6) == INTERRUPTED

@@ -94,6 +94,14 @@ def test_history_bad_limit_is_a_400(client, traded, limit):
     assert response.status_code == 400 and response.json()["code"] == "bad_limit"
 
 
+def test_history_follows_how_much_the_market_keeps(client, traded, settings):
+    """The chart's request (no limit) works when the market keeps fewer steps than its default; more is refused."""
+    settings.MARKET_HISTORY_STEPS = 100
+    assert client.get("/api/quotes/AAA/history/").status_code == 200
+    response = client.get("/api/quotes/AAA/history/?limit=101")
+    assert response.status_code == 400 and "from 1 to 100" in response.json()["message"]
+
+
 def test_history_of_unknown_symbol_is_a_404(client, traded):
     """An unknown symbol's history is a JSON 404."""
     response = client.get("/api/quotes/NOPE/history/")

@@ -76,6 +76,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         """
         if self.closing or self.hub is None:
             return
+        await self.outlet.drained()
         try:
             # Counted before parsing: a flood of junk costs the server as much as valid messages.
             if not self.rate_limit.take(time.monotonic()):

@@ -217,6 +217,9 @@ class DaphneOutlet:
             data = data[sent:]
         transport.write(data)
 
+    async def drained(self) -> None:
+        """Returns at once: under daphne the client's own replies are buffered by Twisted, as ASGI sends were."""
+
     def close(self, code: int, reason: str = "") -> None:
         if self.protocol.state == self.protocol.STATE_OPEN:
             self.protocol.sendCloseFrame(code=code, reasonUtf8=reason.encode() or None, isReply=False)
@@ -261,6 +264,8 @@ class QueuedOutlet:
         self._transport = transport  # daphne over TLS: Twisted's backpressure still applies
         self._queue: asyncio.Queue[dict] = asyncio.Queue()
         self._limit = limit
+        self._room = asyncio.Event()  # set while fewer than ``limit`` messages wait
+        self._room.set()
         self._task = asyncio.create_task(self._drain(), name="websocket-outlet")
 
     @property
@@ -270,17 +275,36 @@ class QueuedOutlet:
         )
 
     def write(self, frame: Frame) -> None:
-        self._queue.put_nowait({"type": "websocket.send", "text": frame.text})
+        self._put({"type": "websocket.send", "text": frame.text})
 
     def close(self, code: int, reason: str = "") -> None:
-        self._queue.put_nowait({"type": "websocket.close", "code": code, "reason": reason})
+        self._put({"type": "websocket.close", "code": code, "reason": reason})
+
+    async def drained(self) -> None:
+        """Wait until the queue is below its bound: the consumer waits here before acting on a client's
+        message, so a client that sends but does not read is held back by TCP, not queued for without end."""
+        await self._room.wait()
+
+    def _put(self, message: dict) -> None:
+        self._queue.put_nowait(message)
+        if self._queue.qsize() >= self._limit:
+            self._room.clear()
 
     def stop(self) -> None:
         self._task.cancel()
+        self._room.set()  # nobody may wait on a connection that has gone
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_until_broken()
+        finally:
+            self._room.set()  # the connection is going away: a waiting consumer goes on to its disconnect
+
+    async def _drain_until_broken(self) -> None:
         while True:
             message = await self._queue.get()
+            if self._queue.qsize() < self._limit:
+                self._room.set()
             try:
                 await self._send(message)
             except Exception as exc:

@@ -23,9 +23,8 @@ from .hub import interest as interests
 from .models import symbol_validator
 from .protocol import ProtocolError
 
+# The chart's default: a minute at the default interval (or all the market keeps, if less).
 HISTORY_DEFAULT = 240
-# The history endpoint can return everything the market keeps, and no more.
-HISTORY_MAX = settings.MARKET_HISTORY_STEPS
 LONG_POLL_MAX_WAIT_S = 30.0
 # A stream whose reader falls this many steps behind is closed; the browser
 # reconnects with Last-Event-ID and catches up from a snapshot.
@@ -243,9 +242,10 @@ def poll(request: HttpRequest) -> HttpResponse:
 def history(request: HttpRequest, symbol: str) -> HttpResponse:
     """GET /api/quotes/<symbol>/history/?limit=N: recent prices, oldest first, for the chart."""
     symbol = symbol.upper()
-    raw = request.GET.get("limit", str(HISTORY_DEFAULT))
-    if not STEP.fullmatch(raw) or not 1 <= int(raw) <= HISTORY_MAX:
-        raise ProtocolError("bad_limit", f"limit must be a whole number from 1 to {HISTORY_MAX}.")
+    most = settings.MARKET_HISTORY_STEPS  # everything the market keeps, and no more
+    raw = request.GET.get("limit", str(min(HISTORY_DEFAULT, most)))
+    if not STEP.fullmatch(raw) or not 1 <= int(raw) <= most:
+        raise ProtocolError("bad_limit", f"limit must be a whole number from 1 to {most}.")
     limit = int(raw)
     if not _could_be_listed(symbol) or not selectors.listed_stocks([symbol]).exists():
         raise protocol.unknown_symbols([symbol], status=404)

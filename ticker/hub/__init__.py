@@ -158,7 +158,7 @@ class QuoteHub:
             now, woke_before = self.clock.now(), woke
             woke = now
             if (lag := now - woke_before - WATCH_EVERY_S) > WATCH_EVERY_S:
-                self.follower.excuse(lag)  # the loop was busy: that time is ours, not the feed's
+                self.follower.excuse(lag, now)  # the loop was busy: that time is ours, not the feed's
             state = self.follower.state(now)
             if state == INTERRUPTED:
                 self._collect(now)  # no broadcasts to wait for

@@ -66,7 +66,8 @@ class Fanout:
         Snapshot and subscription change happen together, so the next
         broadcast continues exactly where the snapshot ends.
         """
-        delivery = self.deliveries[outlet]
+        if (delivery := self.deliveries.get(outlet)) is None:
+            return  # dropped after a failed write: the connection is going away
         added = EVERYTHING if symbols is None else Interest(False, frozenset(symbols))
         delivery.interest = EVERYTHING if symbols is None else delivery.interest.plus(added.symbols)
         if delivery.cap is not None:
@@ -76,12 +77,14 @@ class Fanout:
 
     def unsubscribe(self, outlet: Outlet, symbols: Iterable[str] | None) -> None:
         """Stop symbols (None: all of them)."""
-        delivery = self.deliveries[outlet]
+        if (delivery := self.deliveries.get(outlet)) is None:
+            return
         delivery.interest = NOTHING if symbols is None else delivery.interest.minus(symbols)
 
     def set_max_rate(self, outlet: Outlet, max_rate: float | None) -> None:
         """A new cap keeps what the old one held; lifting the cap sends what it held at once."""
-        delivery = self.deliveries[outlet]
+        if (delivery := self.deliveries.get(outlet)) is None:
+            return
         old = delivery.cap
         if old is None:
             delivery.cap = None if max_rate is None else RateCap(max_rate)

@@ -62,7 +62,7 @@ class FeedFollower:
             return INTERRUPTED
         return LIVE if now - self.last_batch_at <= self.stale_after_s else INTERRUPTED
 
-    def excuse(self, seconds: float) -> None:
+    def excuse(self, seconds: float, now: float) -> None:
         """The process itself could not receive for ``seconds`` (its event loop was busy): not the feed's silence.
 
         During a burst of connections the loop can fall seconds behind; a
@@ -70,7 +70,9 @@ class FeedFollower:
         then (a Redis round trip, a database read and a snapshot to every
         client) would only add to the load.
         """
-        self.last_batch_at += seconds
+        # Never past now: a batch handled during the stall already moved last_batch_at on, and an
+        # excuse that went further would postpone noticing a market that dies right after.
+        self.last_batch_at = min(now, self.last_batch_at + seconds)
 
     def resync(self) -> None:
         """Batches stopped while Redis answers: join again and take the database's word (in the background)."""

@@ -1,0 +1,55 @@
+"""The generic outlet (ticker/server.py, QueuedOutlet): bounded, in order, and it holds back a client that
+sends without reading. Pure asyncio with a stand-in ASGI send that the test opens and shuts."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from ticker.server import Frame, QueuedOutlet
+
+from .clients import until
+
+pytestmark = pytest.mark.asyncio
+
+
+class Send:
+    """An ASGI send that blocks while ``open`` is clear, as a server's send does for a client that stops reading."""
+
+    def __init__(self):
+        self.sent: list[dict] = []
+        self.open = asyncio.Event()
+        self.open.set()
+
+    async def __call__(self, message: dict) -> None:
+        await self.open.wait()
+        self.sent.append(message)
+
+
+async def test_frames_go_out_in_order_and_a_stalled_client_is_backlogged_at_the_bound():
+    send = Send()
+    outlet = QueuedOutlet(send, limit=4)
+    send.open.clear()
+    for i in range(5):
+        outlet.write(Frame(str(i)))
+    assert outlet.backlogged
+    drained = asyncio.create_task(outlet.drained())
+    await asyncio.sleep(0)
+    assert not drained.done()  # a client's next message waits until its queue has room
+    send.open.set()
+    await asyncio.wait_for(drained, 5)
+    await until(lambda: len(send.sent) == 5, limit=5, what="the queue to drain")
+    assert [m["text"] for m in send.sent] == ["0", "1", "2", "3", "4"] and not outlet.backlogged
+    outlet.stop()
+
+
+async def test_a_broken_connection_releases_whoever_waits_for_room():
+    async def broken(message: dict) -> None:
+        raise OSError("gone")
+
+    outlet = QueuedOutlet(broken, limit=1)
+    outlet.write(Frame("a"))
+    outlet.write(Frame("b"))
+    await asyncio.wait_for(outlet.drained(), 5)  # the drain task ended: nothing may wait forever
+    outlet.stop()
