@@ -1,3 +1,6 @@
+"""Connect N WebSocket clients to a running site, subscribe each to all symbols, and report lost updates, frames
+per client and end-to-end latency."""
+
 import asyncio
 import json
 from pathlib import Path
@@ -11,10 +14,7 @@ from ticker.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):
-    help = (
-        "Connect N WebSocket clients to a running site, subscribe each to all symbols, and report lost "
-        "updates, frames per client and end-to-end latency."
-    )
+    help = __doc__
 
     def add_arguments(self, parser):
         parser.add_argument("--url", default="ws://127.0.0.1:8000/ws/quotes/")
