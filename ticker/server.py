@@ -16,17 +16,20 @@ anything. An outlet gives
 **On daphne** (verified against daphne 4.2.3, autobahn 26.10.2 and Twisted
 26.10.0, the versions pinned in requirements.txt) a WebSocket's outlet is its
 Twisted transport, found through daphne's ``HTTPFactory.server`` and
-``Server.connections``. Each frame is framed once (autobahn's
-``PreparedMessage``, made for broadcast) and written straight to the socket
-when nothing is queued for it, as asyncio's own transports do; the rest goes
-to Twisted's buffer, which keeps order and connection-loss handling. Through
+``Server.connections``. Each frame is framed once, by ``text_frame`` (the
+RFC 6455 header built here: no library call, so a frame made for one client
+costs as little to frame as one shared by thousands; checked against
+autobahn's own framing on the first connection), and written straight to the
+socket when nothing is queued for it, as asyncio's own transports do; the
+rest goes to Twisted's buffer, which keeps order and connection-loss handling. Through
 ASGI, every frame to every client cost a trip through Channels' and daphne's
 send layers, a framing, and a deferred Twisted write with two epoll_ctl calls
 per frame: most of daphne's busy time at 2,000 clients (docs/benchmarks.md,
 "Fan-out at scale"). That direct write reads private attributes of Twisted's
 and autobahn's (``_tempDataLen``, ``offset``, ``dataBuffer``,
-``_perMessageCompress``, ``send_queue``); ``fast_path_missing`` checks them on
-the first connection and, if any is gone, logs once and uses autobahn's public
+``_perMessageCompress``, ``send_queue``); ``fast_path_missing`` checks them,
+and that ``text_frame`` still frames as autobahn does, on the first connection
+and, if anything is off, logs once and uses autobahn's public
 ``sendPreparedMessage`` instead (still framed once, written through Twisted).
 Backpressure: each transport's kernel send buffer is capped and Twisted flags
 ``producerPaused`` once its own buffer passes ``bufferSize``.
