@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import time
+from dataclasses import dataclass
 
 from .loadgen import Target, Workers
 from .proc import process_cpu_s, rss_kib
@@ -65,6 +66,30 @@ SERVERS = {
 }
 
 
+@dataclass(frozen=True)
+class Workload:
+    """What the site's clients subscribe to in one ramp: every client the same symbols, or each its own."""
+
+    name: str  # the rows' "server"
+    label: str
+    symbols: tuple[str, ...] = ()  # empty: ["*"]
+    watchlist: int = 0  # K: each client its own K random symbols of ``symbols``
+
+    @property
+    def personal(self) -> bool:
+        return self.watchlist > 0
+
+
+def workloads(seeded: tuple[str, ...], listed: tuple[str, ...], watchlist: int) -> list[Workload]:
+    """``--universe``/``--watchlist``: the broadcast (every client on the seeded symbols) and personal watchlists."""
+    return [
+        Workload("ticker", f"ticker, every client on the {len(seeded)} seeded symbols", seeded),
+        Workload(
+            "ticker-personal", f"ticker, each client its own {watchlist} of {len(listed)} symbols", listed, watchlist
+        ),
+    ]
+
+
 def lost_by_steps(step_lists: list[list[int]]) -> int:
     """Frames each client missed between two it received: steps that other clients got in that span.
 
@@ -87,8 +112,14 @@ def lost_by_steps(step_lists: list[list[int]]) -> int:
     return lost
 
 
-def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, idle_rss_kib: int) -> dict:
-    """One measured window over the connected clients: the row of the table."""
+def measure(
+    workers: Workers, pids: list[int], seconds: float, *, clients: int, idle_rss_kib: int, by_steps: bool = True
+) -> dict:
+    """One measured window over the connected clients: the row of the table.
+
+    ``by_steps`` False (personal watchlists): a client gets no frame in a step that moved none of its
+    symbols, so a missing step is no loss; every client keeps its frames and losses are found by seq.
+    """
     cpu0 = [process_cpu_s(pid) for pid in pids]
     wall0 = time.monotonic()
     figures = workers.window(seconds)
@@ -106,7 +137,7 @@ def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, 
         "clients": clients,
         "frames_per_s": round(frames / elapsed, 1),
         "latency_ms": latency_summary((x for f in figures for x in f["latencies_ms"]), (50, 99, 100)),
-        "lost_frames": lost_by_steps(steps),
+        "lost_frames": lost_by_steps(steps) if by_steps else None,
         "silent_clients": sum(1 for client_steps in steps if not client_steps),
         "lost_updates_sampled": sum(f["sampled_missing"] for f in figures),
         "sampled_updates": sum(f["sampled_updates"] for f in figures),
@@ -119,24 +150,38 @@ def measure(workers: Workers, pids: list[int], seconds: float, *, clients: int, 
     }
 
 
-def ramp(rig: Rig, server: Server, steps: list[int], *, seconds: float, settle: float, generators: int, log) -> list:
+def ramp(
+    rig: Rig,
+    server: Server,
+    steps: list[int],
+    *,
+    seconds: float,
+    settle: float,
+    generators: int,
+    log,
+    workload: Workload | None = None,
+) -> list:
     """Start ``server`` on core 0, add clients step by step (load generator on core 1), measure each step."""
     process, port = rig.start(server, cpu=0)
+    name, label = (workload.name, workload.label) if workload else (server.name, server.label)
+    symbols, watchlist = (workload.symbols, workload.watchlist) if workload else ((), 0)
+    personal = bool(workload and workload.personal)
     workers = Workers(generators, cpu=1)
     rows = []
     try:
         time.sleep(settle)
         idle = rss_kib(process.pid)
-        target = Target("127.0.0.1", port, server.path, server.dialect)
+        target = Target("127.0.0.1", port, server.path, server.dialect, symbols, watchlist)
         connected = 0
         for count in steps:
-            outcome = workers.connect(target, count - connected)
+            # Personal watchlists: every client keeps its frames for the seq check (decoded after the window).
+            outcome = workers.connect(target, count - connected, sample_every=1 if personal else 20)
             connected = outcome["connected"]
             if outcome["errors"]:
                 log(f"  {len(outcome['errors'])} connects failed, e.g. {outcome['errors'][0]}")
             time.sleep(settle)
-            row = measure(workers, [process.pid], seconds, clients=connected, idle_rss_kib=idle)
-            rows.append({"server": server.name, "label": server.label, "processes": 1, **row})
+            row = measure(workers, [process.pid], seconds, clients=connected, idle_rss_kib=idle, by_steps=not personal)
+            rows.append({"server": name, "label": label, "processes": 1, **row})
             log(summary(rows[-1]))
             if connected < count:
                 break  # it refuses more: the next step would measure the same clients
@@ -174,11 +219,15 @@ def summary(row: dict) -> str:
     lat = row["latency_ms"]
     return (
         f"  {row['server']:>15} {row['clients']:>6} clients: {row['frames_per_s']:>8} frames/s, "
-        f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, lost {row['lost_frames']}+{row['lost_updates_sampled']}, "
+        f"p50 {lat['p50']} ms, p99 {lat['p99']} ms, lost {_or_na(row['lost_frames'])}+{row['lost_updates_sampled']}, "
         f"silent {row['silent_clients']}, "
         f"server {row['server_cpu_us_per_frame']} us/frame, generator {row['generator_cpu_us_per_frame']} us/frame, "
         f"{row['server_kib_per_connection']} KiB/conn"
     )
+
+
+def _or_na(value) -> str:
+    return "n/a" if value is None else str(value)
 
 
 def ratios(rows: list[dict], *, at: int) -> list[str]:
@@ -189,10 +238,21 @@ def ratios(rows: list[dict], *, at: int) -> list[str]:
     if ours is None:
         return []
     targets = {"daphne-floor": " (issue 5: at most 1.5x)", "socketio": " (issue 5: below 1x)"}
-    return [
+    mine = top.get("ticker-personal")
+    personal = (
+        [
+            f"personal watchlists / broadcast ({mine['label']} / {ours['label']}) at {mine['clients']} vs "
+            f"{ours['clients']} clients: {mine['server_cpu_us_per_frame'] / ours['server_cpu_us_per_frame']:.2f}x "
+            f"({mine['server_cpu_us_per_frame']} vs {ours['server_cpu_us_per_frame']} us/frame) "
+            "(issue 11: at most 1.5x)"
+        ]
+        if mine and mine["server_cpu_us_per_frame"]
+        else []
+    )
+    return personal + [
         f"ticker / {row['label']} at {ours['clients']} vs {row['clients']} clients: "
         f"{ours['server_cpu_us_per_frame'] / row['server_cpu_us_per_frame']:.2f}x "
         f"({ours['server_cpu_us_per_frame']} vs {row['server_cpu_us_per_frame']} us/frame){targets.get(name, '')}"
         for name, row in top.items()
-        if name != "ticker"
+        if name not in ("ticker", "ticker-personal")
     ]

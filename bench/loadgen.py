@@ -22,6 +22,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import random
 import re
 import time
 from dataclasses import dataclass
@@ -46,6 +47,17 @@ class Target:
     path: str
     # "ticker" (sends a subscribe), "plain" (just listens), "socketio" (Engine.IO v4 over WebSocket).
     dialect: str = "ticker"
+    # What a ticker client subscribes to: every client these symbols (empty: ["*"]), or, with
+    # ``watchlist`` K, each client its own K distinct symbols drawn at random from ``symbols``.
+    symbols: tuple[str, ...] = ()
+    watchlist: int = 0
+
+    def subscribe(self, client: int) -> bytes:
+        """The subscribe frame of the ``client``-th client (the same draw for the same client number)."""
+        if not self.symbols:
+            return SUBSCRIBE_ALL
+        chosen = random.Random(client).sample(self.symbols, self.watchlist) if self.watchlist else self.symbols
+        return client_frame(json.dumps({"action": "subscribe", "symbols": list(chosen)}).encode())
 
 
 SUBSCRIBE_ALL = client_frame(b'{"action":"subscribe","symbols":["*"]}')
@@ -60,8 +72,9 @@ class LeanClient(asyncio.BufferedProtocol):
 
     BUFFER = 64 * 1024
 
-    def __init__(self, worker: Worker, target: Target, sampled: bool):
+    def __init__(self, worker: Worker, target: Target, sampled: bool, number: int = 0):
         self.worker, self.target, self.sampled = worker, target, sampled
+        self.number = number  # which client of the run: picks its watchlist
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray(self.BUFFER)
         self.view = memoryview(self.buffer)
@@ -101,7 +114,7 @@ class LeanClient(asyncio.BufferedProtocol):
                 return
             self.open, pos = True, end + 4
             if self.target.dialect == "ticker":
-                self.transport.write(SUBSCRIBE_ALL)
+                self.transport.write(self.target.subscribe(self.number))
                 self.ready.set_result(None)
             elif self.target.dialect == "plain":
                 self.ready.set_result(None)
@@ -176,14 +189,16 @@ class Worker:
     def answer(self, task: asyncio.Task) -> None:
         self.pipe.send(("error", repr(task.exception())) if task.exception() else ("ok", task.result()))
 
-    async def connect(self, target: Target, count: int, sample_every: int) -> dict:
+    async def connect(self, target: Target, count: int, sample_every: int, first: int = 0) -> dict:
+        """Open ``count`` clients, numbered from ``first`` (their watchlists); one in ``sample_every`` keeps frames."""
         loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
         errors: list[str] = []
 
         async def one(i: int) -> None:
             async with gate:
-                client = LeanClient(self, target, sampled=(len(self.clients) + i) % sample_every == 0)
+                number = first + i
+                client = LeanClient(self, target, sampled=number % sample_every == 0, number=number)
                 try:
                     await loop.create_connection(lambda: client, target.host, target.port)
                     await asyncio.wait_for(client.ready, HANDSHAKE_TIMEOUT_S)
@@ -245,6 +260,7 @@ class Workers:
     def __init__(self, count: int, cpu: int | None = None):
         context = multiprocessing.get_context("spawn")
         self.pipes, self.processes = [], []
+        self.opened = 0  # clients asked for so far: numbers the next ones
         for _ in range(count):
             mine, theirs = context.Pipe()
             process = context.Process(target=_worker_main, args=(theirs, cpu), daemon=True)
@@ -266,7 +282,9 @@ class Workers:
 
     def connect(self, target: Target, count: int, sample_every: int = 20) -> dict:
         shares = [count // len(self.pipes) + (i < count % len(self.pipes)) for i in range(len(self.pipes))]
-        answers = self.ask("connect", each=lambda i: (target, shares[i], sample_every))
+        firsts = [self.opened + sum(shares[:i]) for i in range(len(shares))]
+        self.opened += count
+        answers = self.ask("connect", each=lambda i: (target, shares[i], sample_every, firsts[i]))
         return {"connected": sum(a["connected"] for a in answers), "errors": [e for a in answers for e in a["errors"]]}
 
     def window(self, seconds: float) -> list[dict]:

@@ -115,8 +115,9 @@ FANOUT_COLUMNS = [
     (
         "lost",
         "frames a client missed between two it received (by step) + updates missed by one client in 20"
-        " (by seq) / clients that received nothing",
-        lambda r: f"{r['lost_frames']}+{r['lost_updates_sampled']} / {r.get('silent_clients', 0)}",
+        " (by seq; every client with personal watchlists, where the by-step count is n/a) / clients that"
+        " received nothing",
+        lambda r: f"{_cell(r['lost_frames'])}+{r['lost_updates_sampled']} / {r.get('silent_clients', 0)}",
     ),
     ("server us/frame", "server CPU per delivered frame", lambda r: r["server_cpu_us_per_frame"]),
     ("server CPU", "share of one core the server used", lambda r: r["server_cpu_share"]),
@@ -126,9 +127,17 @@ FANOUT_COLUMNS = [
 
 
 def fanout_markdown(config: dict, rows: list[dict], ratios: list[str]) -> str:
+    if config.get("watchlist"):
+        who = (
+            f"{config['symbols']} listed symbols; the site measured twice, every client on the "
+            f"{config['seeded']} seeded symbols (broadcast) and each client on its own {config['watchlist']} "
+            f"random symbols (personal watchlists)"
+        )
+    else:
+        who = f"{config['symbols']} symbols, every client on all of them"
     lines = [
         f"Machine: {config['machine']}. {config['date']}. Market step {config['market_interval_ms']} ms, "
-        f"{config['symbols']} symbols, every client on all of them; {config['duration_s']:g} s measured per step. "
+        f"{who}; {config['duration_s']:g} s measured per step. "
         "Each server pinned to core 0, the load generator to core 1.",
         "",
         *_table(FANOUT_COLUMNS, rows),

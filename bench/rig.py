@@ -32,6 +32,25 @@ MANAGE = (PY, str(BASE_DIR / "manage.py"))
 START_TIMEOUT_S = 60
 
 
+# Run by ``manage.py shell -c`` when the site has no seed_symbols: S0001, S0002, ... until enough are listed.
+_LIST_SIMULATED = """
+import random
+from ticker.models import Stock
+rng = random.Random(11)
+have = Stock.objects.filter(active=True).count()
+rows, i = [], 0
+while have + len(rows) < %(total)d:
+    i += 1
+    symbol = f"S{i:04d}"
+    if Stock.objects.filter(symbol=symbol).exists():
+        continue
+    price = f"{rng.uniform(5, 500):.2f}"
+    rows.append(Stock(symbol=symbol, name=f"Simulated Co. {i:04d}", price=price, reference_price=price,
+                      volatility=round(rng.uniform(0.15, 0.6), 2), drift=0.05))
+Stock.objects.bulk_create(rows)
+"""
+
+
 class RigError(RuntimeError):
     """A process the rig needs would not start; the message says which, with its last lines of output."""
 
@@ -97,8 +116,11 @@ def stop(process: subprocess.Popen) -> None:
 class Rig:
     """A throwaway feed: fresh SQLite, Redis, the site's run_market; servers started on demand."""
 
-    def __init__(self, *, interval_ms: int, name: str, log: Callable[[str], None] = print):
-        """Start the feed; ``name`` tags the temporary directory and channel prefix; ``log`` gets one line each."""
+    def __init__(self, *, interval_ms: int, name: str, log: Callable[[str], None] = print, universe: int | None = None):
+        """Start the feed; ``name`` tags the temporary directory and channel prefix; ``log`` gets one line each.
+
+        ``universe``: list generated symbols until that many are listed (``bench_fanout --universe``).
+        """
         self.redis = benchmark_redis(dict(os.environ))
         self.processes: list[subprocess.Popen] = []
         self.tmp = self.output = None
@@ -119,8 +141,12 @@ class Rig:
             self.output = open(Path(self.tmp.name) / "servers.log", "ab")  # noqa: SIM115 (closed in close)
             log(f"Redis: {self.redis.how}")
             self._migrate()
+            self.seeded = self.listed_symbols()  # the migration's seeded market
+            if universe and universe > len(self.seeded):
+                self._list_universe(universe, log)
             self.market = self.spawn((*MANAGE, "run_market", "--interval", str(interval_ms)))
             self.symbols = self._first_steps()
+            self.listed = self.listed_symbols()
         except BaseException:
             self.close()
             raise
@@ -137,6 +163,31 @@ class Rig:
         if done.returncode:
             last = (done.stdout + done.stderr).strip().splitlines() or ["no output"]
             raise RigError(f"migrate failed for the benchmark's database ({self.database}): {last[-1]}")
+
+    def listed_symbols(self) -> tuple[str, ...]:
+        """The active symbols in the rig's database, in symbol order."""
+        with contextlib.closing(sqlite3.connect(self.database)) as db:
+            rows = db.execute("SELECT symbol FROM ticker_stock WHERE active ORDER BY symbol").fetchall()
+        return tuple(symbol for (symbol,) in rows)
+
+    def _list_universe(self, total: int, log: Callable[[str], None]) -> None:
+        """List generated symbols until ``total`` are active: the site's ``seed_symbols`` where it exists.
+
+        Without it (a branch from before issue 11's seed_symbols) the bench creates the rows itself,
+        with names that say they are simulated.
+        """
+        done = self._manage("seed_symbols", "--total", str(total))
+        if done.returncode and "Unknown command" in done.stderr:
+            log(f"no seed_symbols command: the bench lists {total - len(self.seeded)} simulated symbols itself")
+            done = self._manage("shell", "-c", _LIST_SIMULATED % {"total": total})
+        if done.returncode:
+            last = (done.stdout + done.stderr).strip().splitlines() or ["no output"]
+            raise RigError(f"could not list {total} symbols in the benchmark's database: {last[-1]}")
+
+    def _manage(self, *args: str) -> subprocess.CompletedProcess:
+        done = subprocess.run((*MANAGE, *args), env=self.env, cwd=BASE_DIR, capture_output=True, text=True)
+        self.output.write((done.stdout + done.stderr).encode())
+        return done
 
     def _first_steps(self) -> int:
         """Wait until the market has stepped twice; the number of symbols it quotes."""

@@ -77,3 +77,29 @@ def test_bad_options_are_refused_before_anything_starts(args, message):
     result = _bench(*args, timeout=60)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_tiny_personal_watchlist_run_is_reported_beside_the_broadcast(tmp_path, redis_server):
+    """--universe/--watchlist: the site twice in one run (seeded broadcast, own watchlists), nothing lost."""
+    out = tmp_path / "personal"
+    result = _bench(
+        "--steps", "3", "--duration", "1.5", "--settle", "0.5", "--machine", "none", "--universe", "40",
+        "--watchlist", "4", "--out", str(out), REDIS_URL=redis_server.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    data = json.loads((out / "results.json").read_text())
+    assert data["config"]["symbols"] == 40 and data["config"]["watchlist"] == 4
+    rows = data["rows"]
+    assert [(r["server"], r["clients"]) for r in rows] == [("ticker", 3), ("ticker-personal", 3)]
+    broadcast, personal = rows
+    assert broadcast["lost_frames"] == 0 and personal["lost_frames"] is None  # personal: checked by seq
+    for row in rows:
+        assert row["frames_per_s"] > 0 and row["lost_updates_sampled"] == 0 and row["silent_clients"] == 0, row
+        assert row["sampled_updates"] > 0, row
+    assert "each client its own 4 of 40 symbols" in (out / "results.md").read_text()
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_watchlist_needs_a_universe():
+    result = _bench("--watchlist", "5", timeout=60)
+    assert result.returncode != 0 and "--watchlist needs --universe" in result.stderr

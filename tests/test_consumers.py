@@ -265,3 +265,52 @@ async def test_a_bad_max_rate_is_an_error_and_the_connection_stays(market, value
     await send(ws, {"action": "ping"})
     assert (await receive(ws))["type"] == "pong"
     await ws.disconnect()
+
+
+async def test_movers_arrive_at_once_then_as_the_market_moves_and_stop_at_count_zero(market):
+    """{"action": "movers"} brings a movers frame at once and more as prices move; count 0 stops them."""
+    ws = await connect()
+    await send(ws, {"action": "movers", "count": 2})
+    frame = await receive(ws)
+    assert frame["type"] == "movers" and frame["listed"] == 3
+    assert len(frame["gainers"]) == len(frame["losers"]) == 2
+    pcts = [q["change_pct"] for q in frame["gainers"]]
+    assert pcts == sorted(pcts, reverse=True) and set(frame["gainers"][0]) >= {"symbol", "price", "seq"}
+    await step(market, until={"AAA", "BBB", "CCC"})
+    while (later := await receive(ws))["type"] != "movers":
+        pass
+    assert later["step"] > frame["step"]
+    await send(ws, {"action": "movers", "count": 0})
+    await send(ws, {"action": "ping"})
+    assert (await receive(ws))["type"] == "pong"  # the stop was acted on before this
+    await step(market, until={"AAA", "BBB", "CCC"})
+    assert await ws.receive_nothing(timeout=1.5)  # movers come at least once a second while followed
+    await ws.disconnect()
+
+
+@pytest.mark.parametrize("count", [21, -1, "ten", True, None, 2.5])
+async def test_a_bad_movers_count_is_an_error_and_the_connection_stays(market, count):
+    """count must be a whole number from 0 to 20."""
+    ws = await connect()
+    await send(ws, {"action": "movers", "count": count})
+    frame = await receive(ws)
+    assert frame["type"] == "error" and frame["code"] == "bad_count"
+    await send(ws, {"action": "ping"})
+    assert (await receive(ws))["type"] == "pong"
+    await ws.disconnect()
+
+
+async def test_a_delisted_symbol_is_announced_and_leaves_the_subscription(market):
+    """A watchlist holding a symbol the operator deactivates gets a delisted frame, then quotes without it."""
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA", "CCC"]})
+    await receive(ws)
+    await database_sync_to_async(Stock.objects.filter(symbol="CCC").update)(active=False)
+    result = await step(market)
+    while (frame := await receive(ws))["type"] != "delisted":
+        assert frame["type"] == "quotes"
+    assert frame == {"type": "delisted", "step": result.step, "symbols": ["CCC"]}
+    await step(market, until={"AAA"})
+    frame = await receive(ws)
+    assert frame["type"] == "quotes" and [q["symbol"] for q in frame["quotes"]] == ["AAA"]
+    await ws.disconnect()

@@ -35,7 +35,7 @@ BATCH = 50
 # Frames a connection may get at any time, not in answer to a message.
 UNSOLICITED = {"quotes", "heartbeat"}
 ERROR_CODES = {"bad_json", "bad_message", "bad_frame", "unknown_action", "bad_symbols", "too_many_symbols"}
-ERROR_CODES |= {"too_large", "unknown_symbol", "rate_limited"}
+ERROR_CODES |= {"too_large", "unknown_symbol", "rate_limited", "bad_count"}
 # The seeded market's symbols (a data migration); the fuzz draws from a few of them.
 LISTED = ["AAPL", "MSFT", "TSLA", "NVDA", "KO", "PEP", "AMD", "INTC", "IBM"]
 
@@ -106,6 +106,10 @@ def documented(message: str | bytes, everything: frozenset[str]) -> list[tuple]:
         return [("error", "unknown_action")]
     if action == "ping":
         return [("pong", None)]
+    if action == "movers":  # the fuzz never names a count; a whole number 0..20 would start (or stop) movers
+        count = data.get("count")
+        valid = isinstance(count, int) and not isinstance(count, bool) and 0 <= count <= 20
+        return ([("movers", None)] if count else []) if valid else [("error", "bad_count")]
     named = data.get("symbols")
     if not isinstance(named, list) or not named:
         return [("error", "bad_symbols")]

@@ -201,3 +201,147 @@ def test_an_excuse_never_moves_the_last_batch_past_now():
     follower.excuse(4.0, now=104.5)
     assert follower.last_batch_at == 104.5
     assert follower.state(107.6) == INTERRUPTED
+
+
+# -- personal watchlists: frames assembled from quotes encoded once per step ---------------------------
+
+
+def mine(*symbols: str) -> Interest:
+    return Interest(False, frozenset(symbols))
+
+
+def test_a_personal_frame_holds_exactly_the_clients_changed_symbols_in_symbol_order():
+    """Each watchlist gets just its symbols that moved, byte for byte the frame the protocol encodes."""
+    from ticker import protocol
+
+    f, _ = fanout(*(quote(s, 1) for s in "ABCDE"))
+    ace, bd, everyone = Outlet(), Outlet(), Outlet()
+    f.attach(ace, mine("E", "C", "A"))
+    f.attach(bd, mine("B", "D"))
+    f.attach(everyone, EVERYTHING)
+    changed = [quote("E", 2), quote("A", 2), quote("D", 2)]  # out of order, as a resent batch may be
+    step(f, 2, *changed)
+    assert [[q["symbol"] for q in fr["quotes"]] for fr in ace.frames] == [["A", "E"]]
+    assert [[q["symbol"] for q in fr["quotes"]] for fr in bd.frames] == [["D"]]
+    assert everyone.written[0].text == protocol.encode(
+        protocol.quotes_frame([quote("A", 2), quote("D", 2), quote("E", 2)], step=2)
+    )
+    step(f, 3, quote("B", 2))
+    assert len(ace.written) == 1  # none of its symbols moved: no frame at all
+    assert bd.seqs() == [("quotes", [2]), ("quotes", [2])]
+
+
+def test_watchlists_continue_seq_from_their_snapshot_and_identical_ones_share_a_frame():
+    """Snapshot then continue, seq +1 per step; two clients on the same symbols get the same frame object."""
+    f, _ = fanout(quote("AAA", 1), quote("BBB", 1), quote("CCC", 1))
+    first, second = Outlet(), Outlet()
+    f.attach(first)
+    f.attach(second)
+    step(f, 2, quote("AAA", 2), quote("CCC", 2))
+    f.subscribe(first, ["CCC", "AAA"])
+    f.subscribe(second, ["AAA", "CCC"])
+    for n in range(3, 6):
+        step(f, n, quote("AAA", n), quote("BBB", n), quote("CCC", n))
+    assert first.seqs() == [("snapshot", [2, 2]), ("quotes", [3, 3]), ("quotes", [4, 4]), ("quotes", [5, 5])]
+    assert [id(fr) for fr in first.written[1:]] == [id(fr) for fr in second.written[1:]]
+    assert [fr["step"] for fr in first.frames] == [2, 3, 4, 5]
+
+
+def test_a_capped_watchlist_conflates_only_its_own_symbols():
+    """max_rate on a watchlist: one frame per interval with the latest of its symbols, flagged conflated."""
+    f, clock = fanout(quote("AAA", 1), quote("BBB", 1), quote("CCC", 1))
+    capped = Outlet()
+    f.attach(capped, mine("AAA", "CCC"))
+    f.set_max_rate(capped, 2)
+    step(f, 2, quote("AAA", 2), quote("BBB", 2))  # at once
+    step(f, 3, quote("AAA", 3), quote("BBB", 3), quote("CCC", 2))  # held
+    step(f, 4, quote("AAA", 4))  # held: AAA folded
+    assert capped.seqs() == [("quotes", [2])]
+    clock.advance(0.5)
+    assert capped.seqs() == [("quotes", [2]), ("quotes", [4, 2])]
+    assert capped.frames[-1]["conflated"] is True and capped.frames[0].get("conflated") is None
+
+
+def test_a_watchlist_that_stops_reading_gets_a_snapshot_of_its_symbols_then_continues():
+    """Backlogged: held back; reading again: a snapshot of its own symbols, then quotes continue from it."""
+    f, _ = fanout(quote("AAA", 1), quote("BBB", 1))
+    slow = Outlet()
+    f.attach(slow, mine("BBB"))
+    slow.backlogged = True
+    step(f, 2, quote("AAA", 2), quote("BBB", 2))
+    slow.backlogged = False
+    step(f, 3, quote("AAA", 3), quote("BBB", 3))
+    step(f, 4, quote("BBB", 4))
+    assert slow.seqs() == [("snapshot", [3]), ("quotes", [4])]
+
+
+# -- movers and delistings ---------------------------------------------------------------------------------
+
+
+def moving(symbol: str, seq: int, pct: float) -> dict:
+    return {**quote(symbol, seq), "change_pct": pct}
+
+
+def test_movers_come_at_once_then_at_most_once_a_second_while_they_change():
+    """An immediate frame; steps within the second wait for it; nothing when the top does not change."""
+    f, clock = fanout(moving("AAA", 1, 1.0), moving("BBB", 1, -2.0), moving("CCC", 1, 0.5))
+    watcher = Outlet()
+    f.attach(watcher)
+    f.follow_movers(watcher, 2)
+    first = watcher.frames[0]
+    assert first["type"] == "movers" and first["listed"] == 3
+    assert [q["symbol"] for q in first["gainers"]] == ["AAA", "CCC"]
+    assert [q["symbol"] for q in first["losers"]] == ["BBB", "CCC"]
+    step(f, 2, moving("CCC", 2, 3.0))
+    clock.advance(0.5)
+    assert len(watcher.written) == 1  # the second is not up yet
+    clock.advance(0.5)
+    assert [q["symbol"] for q in watcher.frames[-1]["gainers"]] == ["CCC", "AAA"] and len(watcher.written) == 2
+    step(f, 3, moving("BBB", 1, -2.0))  # a duplicate: nothing fresh, nothing sent
+    clock.advance(5)
+    assert len(watcher.written) == 2
+
+
+def test_movers_stop_at_count_zero_and_are_not_worked_out_for_nobody():
+    f, clock = fanout(moving("AAA", 1, 1.0))
+    watcher = Outlet()
+    f.attach(watcher)
+    step(f, 2, moving("AAA", 2, 2.0))
+    clock.advance(2)
+    assert f.movers.at is None  # nobody asked: never computed
+    f.follow_movers(watcher, 5)
+    f.follow_movers(watcher, 0)
+    step(f, 3, moving("AAA", 3, 3.0))
+    clock.advance(2)
+    assert [fr["type"] for fr in watcher.frames] == ["movers"] and f.movers_followers == 0
+
+
+def test_followers_of_different_counts_share_one_board_and_a_frame_per_count():
+    f, clock = fanout(*(moving(s, 1, i) for i, s in enumerate("ABCDE")))
+    two, three, three_too = Outlet(), Outlet(), Outlet()
+    for outlet, count in ((two, 2), (three, 3), (three_too, 3)):
+        f.attach(outlet)
+        f.follow_movers(outlet, count)
+    step(f, 2, moving("A", 2, 9.0))
+    clock.advance(1)
+    assert [len(o.frames[-1]["gainers"]) for o in (two, three)] == [2, 3]
+    assert three.written[-1] is three_too.written[-1]
+
+
+def test_a_delisting_is_told_to_whoever_wanted_the_symbol_and_leaves_its_subscription():
+    """A watchlist loses the symbol; a client on everything is told too and still wants symbols listed later."""
+    from ticker.hub import QuoteHub
+
+    hub = QuoteHub(None, clock=ManualClock())
+    hub.store.apply(1, [quote("AAA", 1), quote("BBB", 1)])
+    watchlist, everyone, other = Outlet(), Outlet(), Outlet()
+    hub.fanout.attach(watchlist, mine("AAA", "BBB"))
+    hub.fanout.attach(everyone, EVERYTHING)
+    hub.fanout.attach(other, mine("AAA"))
+    hub.on_batch({"step": 2, "quotes": [quote("AAA", 2)], "delisted": ["BBB"]})
+    assert watchlist.frames == [{"type": "delisted", "step": 2, "symbols": ["BBB"]}, watchlist.frames[1]]
+    assert watchlist.frames[1]["type"] == "quotes"
+    assert hub.fanout.deliveries[watchlist].interest == mine("AAA")
+    assert everyone.frames[0]["type"] == "delisted" and hub.fanout.deliveries[everyone].interest == EVERYTHING
+    assert [fr["type"] for fr in other.frames] == ["quotes"]
+    assert not hub.store.known("BBB")

@@ -118,3 +118,35 @@ def test_ratios_compare_the_site_with_every_reference_at_the_chosen_step():
         "ticker / bare ASGI on daphne at 2000 vs 2000 clients: 0.25x (16.0 vs 64.0 us/frame) (issue 5: at most 1.5x)",
         "ticker / python-socketio at 2000 vs 2000 clients: 0.17x (16.0 vs 96.0 us/frame) (issue 5: below 1x)",
     ]
+
+
+def test_each_client_subscribes_to_its_own_watchlist_drawn_the_same_way_every_run():
+    """--watchlist K: K distinct symbols of the universe per client, a different draw per client, repeatable."""
+    from bench.codec import take_frame
+
+    universe = tuple(f"S{i:03d}" for i in range(50))
+    target = Target("h", 1, "/ws/quotes/", symbols=universe, watchlist=5)
+
+    def symbols(client: int) -> list[str]:
+        opcode, payload = take_frame(bytearray(target.subscribe(client)))
+        message = json.loads(payload)
+        assert opcode == 1 and message["action"] == "subscribe"
+        return message["symbols"]
+
+    assert len(set(symbols(0))) == 5 and set(symbols(0)) <= set(universe)
+    assert symbols(0) == symbols(0) and symbols(0) != symbols(1)
+    assert take_frame(bytearray(Target("h", 1, "/", symbols=("AAA", "BBB")).subscribe(7)))[1] == (
+        b'{"action": "subscribe", "symbols": ["AAA", "BBB"]}'
+    )
+    assert Target("h", 1, "/").subscribe(3) == SUBSCRIBE_ALL
+
+
+def test_the_personal_watchlist_ratio_is_taken_against_the_broadcast_of_the_same_run():
+    def row(server, clients, us):
+        return {"server": server, "label": server, "processes": 1, "clients": clients, "server_cpu_us_per_frame": us}
+
+    lines = ratios([row("ticker", 2000, 20.0), row("ticker-personal", 2000, 26.0)], at=2000)
+    assert lines == [
+        "personal watchlists / broadcast (ticker-personal / ticker) at 2000 vs 2000 clients: 1.30x "
+        "(26.0 vs 20.0 us/frame) (issue 11: at most 1.5x)"
+    ]

@@ -1,5 +1,6 @@
 """The generic outlet (ticker/server.py, QueuedOutlet): bounded, in order, and it holds back a client that
-sends without reading. Pure asyncio with a stand-in ASGI send that the test opens and shuts."""
+sends without reading. Pure asyncio with a stand-in ASGI send that the test opens and shuts. And the daphne
+outlet's own framing, against autobahn's."""
 
 from __future__ import annotations
 
@@ -53,3 +54,21 @@ async def test_a_broken_connection_releases_whoever_waits_for_room():
     outlet.write(Frame("b"))
     await asyncio.wait_for(outlet.drained(), 5)  # the drain task ended: nothing may wait forever
     outlet.stop()
+
+
+async def test_our_server_frames_are_autobahns_byte_for_byte_at_every_length_encoding():
+    """The daphne outlet frames without a library call (text_frame); it must match autobahn (RFC 6455 5.2)."""
+    from autobahn.websocket.protocol import PreparedMessage
+
+    from ticker.server import _framing_agrees, text_frame
+
+    for size in (0, 1, 125, 126, 127, 65535, 65536, 100_000):
+        payload = ("é" * size).encode()[:size]  # the length is in bytes, not characters
+        prepared = PreparedMessage(payload, isBinary=False, applyMask=False, doNotCompress=False)
+        assert text_frame(payload) == prepared.payloadHybi, size
+    assert _framing_agrees()
+
+
+async def test_a_frame_made_from_bytes_reads_as_text_and_the_other_way_round():
+    assert Frame(payload='{"a":"é"}'.encode()).text == '{"a":"é"}'
+    assert Frame('{"a":"é"}').payload == '{"a":"é"}'.encode()

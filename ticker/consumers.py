@@ -107,6 +107,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     def on_ping(self, command: Command) -> None:
         self._reply({"type": "pong", "ts": time.time_ns() // 1_000_000})
 
+    def on_movers(self, command: Command) -> None:
+        self.hub.fanout.follow_movers(self.outlet, command.count)
+
     def on_subscribe(self, command: Command) -> None:
         known, unknown = self._split(command)
         if command.max_rate is not protocol.UNCHANGED:

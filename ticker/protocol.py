@@ -22,10 +22,13 @@ QUOTES_GROUP = "quotes"
 BATCH_EVENT = "quote.batch"
 
 ALL = "*"
-ACTIONS = ("subscribe", "unsubscribe", "ping")
+ACTIONS = ("subscribe", "unsubscribe", "ping", "movers")
 # Caps that keep one client from making the server do unbounded work.
 MAX_MESSAGE_BYTES = 16 * 1024
 MAX_SYMBOLS_PER_MESSAGE = 100
+# Movers: at most this many gainers and losers each ("count"); the HTTP endpoint's default.
+MAX_MOVERS = 20
+DEFAULT_MOVERS = 10
 
 
 class ProtocolError(Exception):
@@ -73,6 +76,8 @@ class Command:
     symbols: tuple[str, ...] = ()
     # Frames per second at most (None: no cap), or UNCHANGED.
     max_rate: float | None | object = UNCHANGED
+    # "movers": how many gainers and losers each (0 stops them).
+    count: int = 0
 
 
 def parse_client_message(text: str | None) -> Command:
@@ -95,6 +100,8 @@ def parse_client_message(text: str | None) -> Command:
         )
     if action == "ping":
         return Command("ping")
+    if action == "movers":
+        return Command("movers", count=movers_count(data.get("count")))
     symbols = data.get("symbols")
     if not isinstance(symbols, list) or not symbols:
         raise ProtocolError(
@@ -125,6 +132,15 @@ def _max_rate(value: Any) -> float | None:
     return float(value)
 
 
+def movers_count(value: Any) -> int:
+    """A movers ``count``: a whole number from 0 (stop) to MAX_MOVERS; raises ProtocolError ``bad_count``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_MOVERS:
+        raise ProtocolError(
+            "bad_count", f'"count" is how many gainers and losers: a whole number from 0 to {MAX_MOVERS}.'
+        )
+    return value
+
+
 def quote(tick: Tick) -> dict[str, Any]:
     """The quote shape shared by every transport (WebSocket, polling)."""
     return {
@@ -146,11 +162,39 @@ def quotes_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
     return {"type": "quotes", "step": step, "quotes": quotes}
 
 
+def movers_frame(
+    gainers: list[dict[str, Any]], losers: list[dict[str, Any]], *, step: int, listed: int
+) -> dict[str, Any]:
+    """The whole market's top gainers (change_pct descending) and losers (ascending)."""
+    return {"type": "movers", "step": step, "listed": listed, "gainers": gainers, "losers": losers}
+
+
+def delisted_frame(symbols: list[str], *, step: int) -> dict[str, Any]:
+    """Symbols the market stopped listing; they have left the connection's subscription."""
+    return {"type": "delisted", "step": step, "symbols": symbols}
+
+
 def heartbeat_frame(*, feed: str, step: int) -> dict[str, Any]:
     """Sent every few seconds and on every change of the feed's state ("live" or "interrupted")."""
     return {"type": "heartbeat", "feed": feed, "step": step, "ts": time.time_ns() // 1_000_000}
 
 
+# One encoder for every frame: json.dumps with arguments builds a new JSONEncoder on every call.
+_encoder = json.JSONEncoder(separators=(",", ":"))
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Compact JSON: every byte is multiplied by every client on every step."""
-    return json.dumps(frame, separators=(",", ":"))
+    return _encoder.encode(frame)
+
+
+def encode_quote(quote: dict[str, Any]) -> bytes:
+    """One quote's JSON, encoded once per step and shared by every frame that carries it."""
+    return _encoder.encode(quote).encode()
+
+
+def quotes_payload(pieces: list[bytes], *, step: int, conflated: bool = False) -> bytes:
+    """A quotes frame assembled from encoded quotes (``encode_quote``): byte for byte
+    ``encode(quotes_frame(quotes, step=step))``, plus ``"conflated": true`` when asked."""
+    tail = b'],"conflated":true}' if conflated else b"]}"
+    return b'{"type":"quotes","step":%d,"quotes":[%b%b' % (step, b",".join(pieces), tail)

@@ -16,17 +16,20 @@ anything. An outlet gives
 **On daphne** (verified against daphne 4.2.3, autobahn 26.10.2 and Twisted
 26.10.0, the versions pinned in requirements.txt) a WebSocket's outlet is its
 Twisted transport, found through daphne's ``HTTPFactory.server`` and
-``Server.connections``. Each frame is framed once (autobahn's
-``PreparedMessage``, made for broadcast) and written straight to the socket
-when nothing is queued for it, as asyncio's own transports do; the rest goes
-to Twisted's buffer, which keeps order and connection-loss handling. Through
+``Server.connections``. Each frame is framed once, by ``text_frame`` (the
+RFC 6455 header built here: no library call, so a frame made for one client
+costs as little to frame as one shared by thousands; checked against
+autobahn's own framing on the first connection), and written straight to the
+socket when nothing is queued for it, as asyncio's own transports do; the
+rest goes to Twisted's buffer, which keeps order and connection-loss handling. Through
 ASGI, every frame to every client cost a trip through Channels' and daphne's
 send layers, a framing, and a deferred Twisted write with two epoll_ctl calls
 per frame: most of daphne's busy time at 2,000 clients (docs/benchmarks.md,
 "Fan-out at scale"). That direct write reads private attributes of Twisted's
 and autobahn's (``_tempDataLen``, ``offset``, ``dataBuffer``,
-``_perMessageCompress``, ``send_queue``); ``fast_path_missing`` checks them on
-the first connection and, if any is gone, logs once and uses autobahn's public
+``_perMessageCompress``, ``send_queue``); ``fast_path_missing`` checks them,
+and that ``text_frame`` still frames as autobahn does, on the first connection
+and, if anything is off, logs once and uses autobahn's public
 ``sendPreparedMessage`` instead (still framed once, written through Twisted).
 Backpressure: each transport's kernel send buffer is capped and Twisted flags
 ``producerPaused`` once its own buffer passes ``bufferSize``.
@@ -73,13 +76,44 @@ _installed = False
 
 
 class Frame:
-    """One frame's text, its kind and step, and its encoding for the server, made once for every outlet."""
+    """One frame's text, its kind and step, and its encodings for the server, made once for every outlet.
 
-    __slots__ = ("text", "step", "kind", "prepared")
+    Made from ``text`` (a str) or ``payload`` (its UTF-8 bytes, as the fan-out assembles quotes frames
+    from pieces); the other form is made on first use.
+    """
 
-    def __init__(self, text: str, step: int = 0, kind: str = "quotes"):
-        self.text, self.step, self.kind = text, step, kind
-        self.prepared: Any = None  # filled by the first daphne outlet that writes it
+    __slots__ = ("_text", "_payload", "step", "kind", "wire", "prepared")
+
+    def __init__(self, text: str | None = None, step: int = 0, kind: str = "quotes", *, payload: bytes | None = None):
+        self._text, self._payload = text, payload
+        self.step, self.kind = step, kind
+        self.wire: bytes | None = None  # the whole RFC 6455 frame, made by the first daphne outlet that writes it
+        self.prepared: Any = None  # autobahn's PreparedMessage, made only for its slow path
+
+    @property
+    def text(self) -> str:
+        if self._text is None:
+            self._text = self._payload.decode()
+        return self._text
+
+    @property
+    def payload(self) -> bytes:
+        if self._payload is None:
+            self._payload = self._text.encode()
+        return self._payload
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked text frame as a server sends it (RFC 6455 5.2; 5.1: a server never masks)."""
+    length = len(payload)
+    if length < 126:
+        return _SHORT_HEADERS[length] + payload
+    if length < 65536:
+        return b"\x81\x7e" + length.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + length.to_bytes(8, "big") + payload
+
+
+_SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]
 
 
 class Outlet(Protocol):
@@ -169,12 +203,30 @@ _fast_path: bool | None = None  # decided on the first daphne WebSocket
 
 
 def fast_path_missing(transport, protocol) -> list[str]:
-    """The private attributes the direct write needs that this transport or protocol lacks."""
+    """The private attributes the direct write needs that this transport or protocol lacks, and whether our own
+    framing (``text_frame``) still agrees byte for byte with autobahn's."""
     owners = {"transport": transport, "protocol": protocol}
     missing = [f"{owner}.{name}" for owner, names in _PRIVATE for name in names if not hasattr(owners[owner], name)]
     if not hasattr(protocol, "send_queue"):
         missing.append("protocol.send_queue")
+    if not _framing_agrees():
+        missing.append("autobahn's framing of a text frame as ticker.server.text_frame makes it")
     return missing
+
+
+def _framing_agrees() -> bool:
+    """Our header against autobahn's PreparedMessage, at each of RFC 6455's three length encodings."""
+    from autobahn.websocket.protocol import PreparedMessage
+
+    try:
+        for size in (0, 125, 126, 65535, 65536):
+            payload = b"x" * size
+            prepared = PreparedMessage(payload, isBinary=False, applyMask=False, doNotCompress=False)
+            if prepared.payloadHybi != text_frame(payload):
+                return False
+    except Exception:
+        return False
+    return True
 
 
 class DaphneOutlet:
@@ -190,21 +242,29 @@ class DaphneOutlet:
         return self.transport.producerPaused
 
     def write(self, frame: Frame) -> None:
-        """Send a frame, or drop it once the WebSocket is closing (as daphne's own send does)."""
+        """Send a frame, or drop it once the WebSocket is closing (as daphne's own send does).
+
+        The frame is framed once for every connection it goes to (``Frame.wire``), by ``text_frame``: a
+        header and the payload, no library call, so a frame made for one client (a personal watchlist)
+        costs no more to frame than one shared by thousands.
+        """
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
             return
-        prepared = frame.prepared
-        if prepared is None:
-            from autobahn.websocket.protocol import PreparedMessage
-
-            prepared = frame.prepared = PreparedMessage(
-                frame.text.encode(), isBinary=False, applyMask=False, doNotCompress=False
-            )
         if not self.direct or protocol._perMessageCompress is not None or protocol.send_queue:
+            prepared = frame.prepared
+            if prepared is None:
+                from autobahn.websocket.protocol import PreparedMessage
+
+                prepared = frame.prepared = PreparedMessage(
+                    frame.payload, isBinary=False, applyMask=False, doNotCompress=False
+                )
             protocol.sendPreparedMessage(prepared)  # compressed per connection, or behind autobahn's own queue
             return
-        data, transport = prepared.payloadHybi, self.transport
+        data = frame.wire
+        if data is None:
+            data = frame.wire = text_frame(frame.payload)
+        transport = self.transport
         # Twisted's write only buffers, and sends on a later turn of the loop;
         # when nothing is queued the socket can take the frame right now.
         if transport.connected and not transport._tempDataLen and transport.offset == len(transport.dataBuffer):

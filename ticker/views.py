@@ -241,13 +241,16 @@ def _sse(event: str, step: int, data: str) -> str:
 @require_GET
 @answer_errors
 async def stream(request: HttpRequest) -> HttpResponse:
-    """GET /api/quotes/stream/?symbols=A,B: Server-Sent Events, one event per market step.
+    """GET /api/quotes/stream/?symbols=A,B&movers=N: Server-Sent Events, one event per market step.
 
     The first event is a ``snapshot``: every requested quote, or with a
     Last-Event-ID (the browser's automatic reconnect) just the quotes that
     changed after that step. Then one ``quotes`` event per step, ``id`` = step.
+    With ``movers=N`` (1 to 20), ``movers`` events too: at once, then at most
+    one a second while the market's top N gainers and losers change.
     """
     _refuse_foreign_origin(request)
+    movers = _movers_param(request, "movers", least=0, default=0)
     last_id = _step_param(
         request.headers.get("Last-Event-ID", "").strip() or None,
         "bad_last_event_id",
@@ -263,6 +266,8 @@ async def stream(request: HttpRequest) -> HttpResponse:
         quotes = hub.store.snapshot(interest) if last_id is None else hub.store.changed_since(last_id, interest)
         first = _sse("snapshot", hub.step, protocol.encode(protocol.snapshot_frame(quotes, step=hub.step)))
         hub.fanout.attach(outlet, interest)
+        if movers:
+            hub.fanout.follow_movers(outlet, movers)  # its first movers event follows the snapshot
         try:
             yield "retry: 1000\n" + first
             # The hub's heartbeat events (every few seconds) keep proxies from
@@ -278,6 +283,35 @@ async def stream(request: HttpRequest) -> HttpResponse:
         content_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _movers_param(request: HttpRequest, name: str, *, least: int, default: int) -> int:
+    """How many gainers and losers (``?count=`` of GET /api/movers/, ``?movers=`` of SSE): ``least`` to MAX_MOVERS."""
+    raw = request.GET.get(name)
+    if raw is None:
+        return default
+    if not STEP.fullmatch(raw) or not least <= int(raw) <= protocol.MAX_MOVERS:
+        raise ProtocolError("bad_count", f"{name} must be a whole number from {least} to {protocol.MAX_MOVERS}.")
+    return int(raw)
+
+
+@require_GET
+@answer_errors
+async def movers(request: HttpRequest) -> HttpResponse:
+    """GET /api/movers/?count=N: the whole market's top gainers and losers from this process's hub, with an ETag."""
+    count = _movers_param(request, "count", least=1, default=protocol.DEFAULT_MOVERS)
+    try:
+        hub = await get_hub()
+    except FeedUnavailable as unavailable:
+        raise protocol.unavailable(unavailable.retry_after_s) from None
+    answer = hub.fanout.latest_movers().answer(count)
+    del answer["type"]
+    body = protocol.encode(answer).encode()
+    etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache"}
+    if etag in parse_etags(request.headers.get("If-None-Match", "")):
+        return HttpResponse(status=304, headers=headers)
+    return HttpResponse(body, content_type="application/json", headers=headers)
 
 
 def poll(request: HttpRequest) -> HttpResponse:

@@ -132,7 +132,10 @@ class QuoteHub:
         several steps, and a snapshot makes each client whole in one frame
         instead of a gap and a resync round trip per client.
         """
+        gone = self.store.symbols() - listed.symbols
         fresh = self.store.replace(listed.step, listed.quotes(), listed.changed_steps())
+        if gone:  # delisted while the feed was away (or before this hub's first batch)
+            self.fanout.delisted(listed.step, gone)
         if resnapshot:
             self.fanout.resnapshot()
         elif fresh:
@@ -140,7 +143,9 @@ class QuoteHub:
 
     def on_batch(self, message: dict[str, Any]) -> None:
         """One market step from the feed: apply it, and send each connection at most one frame."""
-        self.store.delist(message.get("delisted", ()))
+        if delisted := [s for s in message.get("delisted", ()) if self.store.known(s)]:
+            self.store.delist(delisted)
+            self.fanout.delisted(message["step"], delisted)
         if fresh := self.store.apply(message["step"], message["quotes"]):
             self.fanout.quotes(message["step"], fresh)
 

@@ -3,28 +3,39 @@
 Every job here is synchronous: an outlet (ticker/server.py) takes a frame
 without awaiting, so nothing can attach, subscribe or detach in the middle
 of a broadcast, and a client that does not read holds up no other.
+
+A step's frames are assembled, not encoded per connection: each fresh quote
+is encoded once (``Batch``), and a connection's frame is those pieces joined
+behind the frame's head; connections with the same interest share one frame,
+and the daphne outlet frames each frame once (ticker/server.py). So a client
+on its own watchlist costs a few dictionary look-ups and a join more than one
+on everything, not a filter of the whole step and a JSON encode of its own
+(issue 11; docs/benchmarks.md, "Personal watchlists").
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from .. import protocol
 from ..server import Frame, Outlet
-from .clock import Clock
+from .clock import Clock, Timer
 from .interest import EVERYTHING, NOTHING, Interest
+from .movers import MoversBoard
 from .ratecap import RateCap
 from .store import QuoteStore
 
 log = logging.getLogger(__name__)
+_UNSEEN = object()
 
 
 class Delivery:
     """What the hub knows of one connection: what it wants, its rate cap, and whether it fell behind."""
 
-    __slots__ = ("outlet", "interest", "cap", "behind")
+    __slots__ = ("outlet", "interest", "cap", "behind", "movers", "movers_shown")
 
     def __init__(self, outlet: Outlet, interest: Interest):
         self.outlet = outlet
@@ -33,6 +44,52 @@ class Delivery:
         # Set while the client does not read (its outlet is backlogged): it is
         # sent nothing, and once it reads again, a snapshot instead of a backlog.
         self.behind = False
+        self.movers = 0  # how many gainers and losers it follows (0: none)
+        self.movers_shown: tuple | None = None  # MoversBoard.key of the last movers frame it was sent
+
+
+class Batch:
+    """One step's fresh quotes, in symbol order, each encoded once on first use, and picked per interest."""
+
+    __slots__ = ("step", "symbols", "quotes", "pieces")
+
+    def __init__(self, step: int, fresh: list[dict[str, Any]]):
+        self.step = step
+        ordered = sorted(fresh, key=itemgetter("symbol"))
+        self.symbols = [q["symbol"] for q in ordered]
+        self.quotes = dict(zip(self.symbols, ordered, strict=True))
+        self.pieces = _Pieces(self.quotes)
+
+    def wanted(self, interest: Interest) -> list[str]:
+        """The fresh symbols ``interest`` wants, in symbol order; a watchlist costs a look-up per symbol it holds."""
+        if interest.everything:
+            excluded = interest.symbols
+            return [s for s in self.symbols if s not in excluded] if excluded else self.symbols
+        quotes = self.quotes
+        if len(interest.symbols) <= len(quotes):
+            return [s for s in interest.ordered if s in quotes]
+        return [s for s in self.symbols if s in interest.symbols]
+
+    def payload(self, interest: Interest) -> bytes | None:
+        """The quotes frame for ``interest``, assembled from the encoded quotes; None when it wants none."""
+        if not (wanted := self.wanted(interest)):
+            return None
+        pieces = self.pieces
+        return protocol.quotes_payload([pieces[s] for s in wanted], step=self.step)
+
+
+class _Pieces(dict):
+    """symbol -> its quote's JSON: encoded the first time a frame of the step needs it, then shared."""
+
+    __slots__ = ("quotes",)
+
+    def __init__(self, quotes: dict[str, dict[str, Any]]):
+        super().__init__()
+        self.quotes = quotes
+
+    def __missing__(self, symbol: str) -> bytes:
+        piece = self[symbol] = protocol.encode_quote(self.quotes[symbol])
+        return piece
 
 
 class Fanout:
@@ -43,6 +100,9 @@ class Fanout:
         self.clock = clock
         self.on_broadcast = on_broadcast  # called after every quotes broadcast (the hub schedules a collection)
         self.deliveries: dict[Outlet, Delivery] = {}
+        self.movers = MoversBoard()
+        self.movers_followers = 0  # connections that follow movers
+        self._movers_timer: Timer | None = None
 
     def __len__(self) -> int:
         return len(self.deliveries)
@@ -57,8 +117,12 @@ class Fanout:
     def detach(self, outlet: Outlet) -> None:
         """Called when a connection goes away or is being closed; safe to call twice."""
         delivery = self.deliveries.pop(outlet, None)
-        if delivery is not None and delivery.cap is not None:
+        if delivery is None:
+            return
+        if delivery.cap is not None:
             delivery.cap.cancel()
+        if delivery.movers:
+            self.movers_followers -= 1
 
     def subscribe(self, outlet: Outlet, symbols: Iterable[str] | None) -> None:
         """Add symbols (None: every symbol, those listed later too) and send their snapshot.
@@ -91,15 +155,37 @@ class Fanout:
             return
         delivery.cap = old.retimed(max_rate)
         if delivery.cap is None:
-            if (text := old.take(delivery.interest, self.store.step, 0.0)) is not None:
-                self._write(delivery, Frame(text, self.store.step))
+            if (payload := old.take(delivery.interest, self.store.step, 0.0)) is not None:
+                self._write(delivery, Frame(step=self.store.step, payload=payload))
         elif delivery.cap.pending:
             delivery.cap.timer = self.clock.call_at(self.clock.now(), lambda: self._flush(delivery))
 
     # -- broadcasts -----------------------------------------------------
 
+    def follow_movers(self, outlet: Outlet, count: int) -> None:
+        """Start (``count`` of each: an immediate movers frame, then one a second at most while they change),
+        change or stop (0) a connection's movers."""
+        if (delivery := self.deliveries.get(outlet)) is None:
+            return
+        self.movers_followers += bool(count) - bool(delivery.movers)
+        delivery.movers = count
+        if not count:
+            delivery.movers_shown = None
+            return
+        board = self.latest_movers()
+        delivery.movers_shown = board.key(count)
+        self._write(delivery, board.frame(count))
+        self._movers_soon()
+
+    def latest_movers(self) -> MoversBoard:
+        """The movers as of at most a second ago (worked out now if the market changed since and it is time)."""
+        return self.movers.latest(self.store.quotes, self.store.step, self.clock.now())
+
+    # -- broadcasts -----------------------------------------------------
+
     def quotes(self, step: int, fresh: list[dict[str, Any]]) -> None:
         """One market step's fresh quotes: at most one frame per connection (or held by its rate cap)."""
+        batch = Batch(step, fresh)
         frames: dict[Interest, Frame | None] = {}
         snapshots: dict[Interest, Frame | None] = {}
         last_interest, last_frame = None, None
@@ -107,19 +193,46 @@ class Fanout:
             if self._held_back(delivery, snapshots):
                 continue
             if delivery.cap is not None:
-                self._capped(delivery, fresh, step)
+                self._capped(delivery, batch)
                 continue
             interest = delivery.interest
             if interest is not last_interest:
-                if interest not in frames:
-                    wanted = interest.select(fresh)
-                    frames[interest] = (
-                        Frame(protocol.encode(protocol.quotes_frame(wanted, step=step)), step) if wanted else None
-                    )
-                last_interest, last_frame = interest, frames[interest]
+                if (last_frame := frames.get(interest, _UNSEEN)) is _UNSEEN:
+                    payload = batch.payload(interest)
+                    last_frame = frames[interest] = None if payload is None else Frame(step=step, payload=payload)
+                last_interest = interest
             if last_frame is not None:
                 self._write(delivery, last_frame)
+        self.movers.stale = True
+        self._movers_soon()
         self.on_broadcast()
+
+    def delisted(self, step: int, symbols: Iterable[str]) -> None:
+        """The market stopped listing ``symbols``: each connection that wanted some is told, and they leave its
+        subscription (a connection on every symbol keeps wanting symbols listed later, a relisting too).
+
+        Written even to a backlogged connection: a delisting is rare and small, and a client held back would
+        otherwise keep a row the snapshot it gets later no longer mentions.
+        """
+        gone = sorted(set(symbols))
+        if not gone:
+            return
+        frames: dict[tuple[str, ...], Frame] = {}
+        for delivery in list(self.deliveries.values()):
+            interest = delivery.interest
+            if not (mine := tuple(s for s in gone if interest.wants(s))):
+                continue
+            if not interest.everything:
+                delivery.interest = interest.minus(mine)
+            if delivery.cap is not None:
+                delivery.cap.forget(Interest(False, frozenset(mine)))
+            if (frame := frames.get(mine)) is None:
+                frame = frames[mine] = Frame(
+                    protocol.encode(protocol.delisted_frame(list(mine), step=step)), step, "delisted"
+                )
+            self._write(delivery, frame)
+        self.movers.stale = True
+        self._movers_soon()
 
     def resnapshot(self) -> None:
         """Back after an outage: every connection gets a snapshot of its symbols instead of a gap."""
@@ -127,6 +240,8 @@ class Fanout:
         for delivery in list(self.deliveries.values()):
             delivery.behind = True
             self._held_back(delivery, snapshots)
+        self.movers.stale = True
+        self._movers_soon()
 
     def heartbeat(self, text: str) -> None:
         """The same heartbeat frame to every connection that is reading."""
@@ -162,16 +277,16 @@ class Fanout:
             protocol.encode(protocol.snapshot_frame(self.store.snapshot(interest), step=step)), step, "snapshot"
         )
 
-    def _capped(self, delivery: Delivery, fresh: list[dict[str, Any]], step: int) -> None:
+    def _capped(self, delivery: Delivery, batch: Batch) -> None:
         cap = delivery.cap
-        cap.hold(delivery.interest.select(fresh))
+        cap.hold(batch.wanted(delivery.interest), batch.pieces)
         now = self.clock.now()
         if now < cap.next_at:
             if cap.pending and cap.timer is None:
                 cap.timer = self.clock.call_at(cap.next_at, lambda: self._flush(delivery))
             return
-        if (text := cap.take(delivery.interest, step, now)) is not None:
-            self._write(delivery, Frame(text, step))
+        if (payload := cap.take(delivery.interest, batch.step, now)) is not None:
+            self._write(delivery, Frame(step=batch.step, payload=payload))
 
     def _flush(self, delivery: Delivery) -> None:
         """The interval ran out with quotes held and no step since: send them now."""
@@ -183,8 +298,27 @@ class Fanout:
             delivery.behind = True  # it gets a snapshot once it reads again
             return
         step = self.store.step
-        if (text := cap.take(delivery.interest, step, self.clock.now())) is not None:
-            self._write(delivery, Frame(text, step))
+        if (payload := cap.take(delivery.interest, step, self.clock.now())) is not None:
+            self._write(delivery, Frame(step=step, payload=payload))
+
+    def _movers_soon(self) -> None:
+        """While someone follows movers and the market changed: send them when their second is up."""
+        if self.movers_followers and self.movers.stale and self._movers_timer is None:
+            self._movers_timer = self.clock.call_at(self.movers.due_at(self.clock.now()), self._send_movers)
+
+    def _send_movers(self) -> None:
+        """Each follower whose movers changed gets the frame of its count (one frame per count, shared)."""
+        self._movers_timer = None
+        if not self.movers_followers:
+            return
+        board = self.latest_movers()
+        for delivery in list(self.deliveries.values()):
+            if not delivery.movers or delivery.outlet.backlogged:
+                continue  # held back: it gets the movers of the next change once it reads again
+            if (shown := board.key(delivery.movers)) != delivery.movers_shown:
+                delivery.movers_shown = shown
+                self._write(delivery, board.frame(delivery.movers))
+        self._movers_soon()  # changed again meanwhile (a timer that fired a hair early): the next second
 
     def _write(self, delivery: Delivery, frame: Frame) -> None:
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -19,6 +19,12 @@ class Interest:
 
     everything: bool
     symbols: frozenset[str] = frozenset()
+    # ``symbols`` in symbol order, sorted once: the fan-out picks a watchlist's quotes of a step by looking
+    # each of its symbols up, instead of testing every quote of the step (fanout.Batch).
+    ordered: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ordered", tuple(sorted(self.symbols)))
 
     def wants(self, symbol: str) -> bool:
         return (symbol in self.symbols) != self.everything

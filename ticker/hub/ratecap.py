@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from .. import protocol
 from .clock import Timer
 from .interest import Interest
@@ -14,7 +12,9 @@ class RateCap:
 
     Between two frames the latest quote of each symbol wins; a frame that
     folded several updates of a symbol says ``"conflated": true``, so the
-    client knows its seq jumps are not losses.
+    client knows its seq jumps are not losses. It holds each quote as the
+    step encoded it (``protocol.encode_quote``), so a capped frame is
+    assembled like any other.
     """
 
     __slots__ = ("interval", "next_at", "pending", "merged", "timer")
@@ -22,14 +22,16 @@ class RateCap:
     def __init__(self, max_rate: float):
         self.interval = 1 / max_rate
         self.next_at = 0.0
-        self.pending: dict[str, dict[str, Any]] = {}
+        self.pending: dict[str, bytes] = {}  # symbol -> its latest quote, encoded
         self.merged = False
         self.timer: Timer | None = None  # the flush scheduled for next_at, if any
 
-    def hold(self, quotes: list[dict[str, Any]]) -> None:
-        for quote in quotes:
-            self.merged |= quote["symbol"] in self.pending
-            self.pending[quote["symbol"]] = quote
+    def hold(self, symbols: list[str], pieces: dict[str, bytes]) -> None:
+        """Keep these symbols' quotes of this step (``pieces``: each symbol's encoded quote)."""
+        pending = self.pending
+        for symbol in symbols:
+            self.merged |= symbol in pending
+            pending[symbol] = pieces[symbol]
 
     def forget(self, interest: Interest | None = None) -> None:
         """Drop held quotes a fresh snapshot has just superseded (None: all of them)."""
@@ -48,19 +50,16 @@ class RateCap:
         cap.pending, cap.merged = self.pending, self.merged
         return cap
 
-    def take(self, interest: Interest, step: int, now: float) -> str | None:
-        """The frame to send now (held quotes still wanted), or None; starts the next interval."""
-        quotes = interest.select(q for _, q in sorted(self.pending.items()))
+    def take(self, interest: Interest, step: int, now: float) -> bytes | None:
+        """The frame to send now (held quotes still wanted, by symbol), or None; starts the next interval."""
+        pieces = [piece for symbol, piece in sorted(self.pending.items()) if interest.wants(symbol)]
         merged = self.merged
         self.pending = {}
         self.merged = False
-        if not quotes:
+        if not pieces:
             return None
         self.next_at = now + self.interval
-        frame = protocol.quotes_frame(quotes, step=step)
-        if merged:
-            frame["conflated"] = True
-        return protocol.encode(frame)
+        return protocol.quotes_payload(pieces, step=step, conflated=merged)
 
     def cancel(self) -> None:
         if self.timer is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from .interest import EVERYTHING, Interest
@@ -22,6 +23,13 @@ class QuoteStore:
 
     def known(self, symbol: str) -> bool:
         return symbol in self._quotes
+
+    def quotes(self) -> Iterable[dict[str, Any]]:
+        """The latest quote of every listed symbol, in no particular order (the movers)."""
+        return self._quotes.values()
+
+    def symbols(self) -> set[str]:
+        return set(self._quotes)
 
     def apply(self, step: int, quotes: list[dict[str, Any]], steps: list[int] | None = None) -> list[dict[str, Any]]:
         """Record quotes newer than what is held; return just those.

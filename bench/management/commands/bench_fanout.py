@@ -23,7 +23,22 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per step")
         parser.add_argument("--settle", type=float, default=3.0, help="seconds to wait after connecting")
         names = ",".join(fanout.SERVERS)
-        parser.add_argument("--servers", default=names, help=f"which servers, in order (default {names})")
+        parser.add_argument(
+            "--servers",
+            default=None,
+            help=f"which servers, in order (default {names}; with --universe, ticker only: the references "
+            "forward every quote of the market to every client)",
+        )
+        parser.add_argument(
+            "--universe", type=int, default=None, help="list this many symbols (the 30 seeded, then generated ones)"
+        )
+        parser.add_argument(
+            "--watchlist",
+            type=int,
+            default=None,
+            help="with --universe: the site is measured twice, every client on the seeded symbols, then each client "
+            "on its own K distinct random symbols of the universe (default 20)",
+        )
         parser.add_argument("--generators", type=int, default=1, help="load-generator processes (on core 1)")
         parser.add_argument(
             "--machine", default="5000x2", help="CLIENTSxPROCESSES for the whole-machine run of the site, or 'none'"
@@ -31,7 +46,16 @@ class Command(BaseCommand):
         parser.add_argument("--interval", type=int, default=settings.MARKET_INTERVAL_MS, help="market step, ms")
         parser.add_argument("--out", type=Path, default=Path("bench-results/fanout"))
 
-    def handle(self, *args, steps, duration, settle, servers, generators, machine, interval, out, **options):
+    def handle(
+        self, *args, steps, duration, settle, servers, generators, machine, interval, out, universe, watchlist, **_
+    ):
+        if watchlist is not None and universe is None:
+            raise CommandError("--watchlist needs --universe: the number of listed symbols to draw from")
+        if universe is not None:
+            watchlist = 20 if watchlist is None else watchlist
+            if universe < 1 or not 1 <= watchlist <= min(universe, 100):
+                raise CommandError("--universe is at least 1; --watchlist from 1 to 100 and at most --universe")
+        servers = servers or ("ticker" if universe else ",".join(fanout.SERVERS))
         try:
             counts = sorted({int(s) for s in steps.split(",") if s.strip()})
             chosen = [s.strip() for s in servers.split(",") if s.strip()]
@@ -50,8 +74,16 @@ class Command(BaseCommand):
         require("bench_fanout", ["matplotlib", *(m for name in chosen for m in fanout.SERVERS[name].needs)])
         freeze_startup_objects()
         try:
-            rows, symbols = self.run(
-                counts, chosen, whole, duration=duration, settle=settle, generators=generators, interval=interval
+            rows, symbols, seeded = self.run(
+                counts,
+                chosen,
+                whole,
+                duration=duration,
+                settle=settle,
+                generators=generators,
+                interval=interval,
+                universe=universe,
+                watchlist=watchlist,
             )
         except RuntimeError as exc:  # a server, the feed or a load generator would not start: say which
             raise CommandError(str(exc)) from None
@@ -60,6 +92,9 @@ class Command(BaseCommand):
             "duration_s": duration,
             "market_interval_ms": interval,
             "symbols": symbols,
+            "seeded": seeded,
+            "universe": universe,
+            "watchlist": watchlist if universe else None,
             "machine": reports.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
@@ -75,25 +110,34 @@ class Command(BaseCommand):
         self.stdout.write(table)
         self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}\n")
 
-    def run(self, counts, chosen, whole, *, duration, settle, generators, interval) -> tuple[list[dict], int]:
-        """Every chosen server's ramp, then the whole-machine run: the rows, and the feed's symbol count."""
+    def run(
+        self, counts, chosen, whole, *, duration, settle, generators, interval, universe, watchlist
+    ) -> tuple[list[dict], int, int]:
+        """Every chosen server's ramp, then the whole-machine run: the rows, the feed's symbol count, the seeded."""
         rows = []
-        with Rig(interval_ms=interval, name="fanout", log=self.say) as rig:
+        with Rig(interval_ms=interval, name="fanout", log=self.say, universe=universe) as rig:
             for name in chosen:
-                self.say(f"{name}: ramping through {', '.join(map(str, counts))} clients ...")
-                rows += fanout.ramp(
-                    rig,
-                    fanout.SERVERS[name],
-                    counts,
-                    seconds=duration,
-                    settle=settle,
-                    generators=generators,
-                    log=self.say,
-                )
+                # With --universe the site is ramped twice in this run: broadcast, then personal watchlists.
+                loads = fanout.workloads(rig.seeded, rig.listed, watchlist) if universe and name == "ticker" else [None]
+                for workload in loads:
+                    self.say(
+                        f"{workload.label if workload else name}: ramping through {', '.join(map(str, counts))} "
+                        "clients ..."
+                    )
+                    rows += fanout.ramp(
+                        rig,
+                        fanout.SERVERS[name],
+                        counts,
+                        seconds=duration,
+                        settle=settle,
+                        generators=generators,
+                        log=self.say,
+                        workload=workload,
+                    )
             if whole:
                 self.say(f"ticker on the whole machine: {whole[0]} clients over {whole[1]} daphne processes ...")
                 rows.append(fanout.machine(rig, whole[0], whole[1], seconds=duration, settle=settle, log=self.say))
-        return rows, rig.symbols
+        return rows, rig.symbols, len(rig.seeded)
 
     def say(self, line: str) -> None:
         self.stdout.write(line)
