@@ -441,6 +441,25 @@ def test_lab_shows_the_servers_refusal_of_an_unknown_symbol(site, page):
         expect(card.locator("[data-field=state]")).to_have_attribute("data-state", "error")
 
 
+@pytest.mark.parametrize("transport, symbol", [("websocket", "WMT"), ("sse", "PEP"), ("polling", "PG")])
+def test_a_symbol_delisted_in_the_admin_leaves_the_watchlist_with_a_notice(site, browser, page, transport, symbol):
+    """The operator deactivates a stock: an open dashboard drops its row and says why, on every transport."""
+    page.goto(f"{site.base}/?transport={transport}")
+    row = page.locator(f'#quotes tr[data-symbol="{symbol}"]')
+    wait_for_seq_above(page, symbol, -1)
+    admin = admin_page(browser, site)
+    admin.goto(f"{site.base}/admin/ticker/stock/?q={symbol}")
+    admin.locator(f'th a:text-is("{symbol}")').click()
+    admin.locator("#id_active").uncheck()
+    admin.click("input[name=_save]")
+    expect(admin.locator(".messagelist")).to_contain_text(symbol)
+    admin.context.close()
+    expect(row).to_have_count(0, timeout=10_000)
+    expect(page.locator("#notice")).to_contain_text(f"{symbol} is no longer listed")
+    # The rest streams on.
+    wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+
+
 # --- an exchange-sized market -------------------------------------------------------------------
 
 FIRST_LOAD_BYTES = 300_000
