@@ -142,6 +142,7 @@ def _row(name: str, quote: dict[str, Any]) -> dict[str, Any]:
         "price": _price(quote["price"]),
         "change": _signed(change),
         "change_pct": _signed(quote["change_pct"], "%"),
+        "change_pct_value": quote["change_pct"],
         "trend": "up" if change > 0 else "down" if change < 0 else "",
         "arrow": "▲" if change > 0 else "▼" if change < 0 else "",
         "open": _price(quote.get("open")),
