@@ -481,7 +481,7 @@ def test_with_5000_symbols_the_first_load_is_small_and_live_within_2_s_and_searc
     received: list[int] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(len(payload))))
     finished = []
-    page.on("requestfinished", finished.append)
+    page.on("requestfinished", lambda request: finished.append(request))
     with page.expect_response(lambda r: "/api/quotes/sparklines/" in r.url, timeout=10_000):
         page.goto(big_site.base + "/")
     page.wait_for_function("() => performance.getEntriesByName('ticker:first-quotes').length > 0", timeout=10_000)
