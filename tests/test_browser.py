@@ -500,6 +500,8 @@ def test_with_5000_symbols_the_first_load_is_small_and_live_within_2_s_and_searc
     # Any listed symbol is found, by symbol and by name: the last one generated, for one.
     last = big_site.manage(
         "shell",
+        "-v",
+        "0",
         "-c",
         "from ticker.models import Stock; s = Stock.objects.filter(active=True).order_by('-id')[0]; "
         "print(s.symbol); print(s.name)",

@@ -1,7 +1,6 @@
 // The market screen: the user's watchlist (table, sparklines), the chart of one symbol, the whole
 // market's movers, and search; wired to the transports. It subscribes only to what it shows.
 import { Closes } from "./candles.js";
-import { CandleChart } from "./chart.js";
 import { readConfig } from "./config.js";
 import { renderMovers } from "./movers.js";
 import {
@@ -65,7 +64,9 @@ const el = {
 const rows = indexRows(el.tbody);
 const sparks = new Map(); // symbol -> Closes
 const addedAt = new Map(); // symbol -> when it was added (LISTING_GRACE_MS)
-const chart = new CandleChart(el.chart);
+// The chart library (196 KB) loads beside the feed rather than before it: prices show first.
+let chart = null;
+const chartReady = import("./chart.js").then(({ CandleChart }) => (chart = new CandleChart(el.chart)));
 let charted = null;
 let chain = null;
 let sort = loadSort();
@@ -293,24 +294,28 @@ async function selectChart(symbol) {
   charted = symbol;
   markCharted();
   follow();
-  chart.show(symbol ?? "");
   el.chartSymbol.textContent = symbol ?? "Chart";
   el.chartName.textContent = symbol ? watchlist.name(symbol) : "";
   el.chart.setAttribute("aria-label", `One-minute candles and volume of ${symbol ?? "no symbol"}`);
   showChartQuote();
-  if (!symbol) return;
-  localStorage.setItem(CHART_KEY, symbol);
-  let answer;
+  if (symbol) localStorage.setItem(CHART_KEY, symbol);
+  const asked = symbol ? fetchCandles(symbol) : null;
+  await chartReady;
+  if (charted !== symbol) return; // another symbol was picked meanwhile
+  chart.show(symbol ?? "");
+  const candles = await asked;
+  if (charted !== symbol || !candles) return;
+  chart.load(candles, book.quotes.get(symbol));
+}
+
+async function fetchCandles(symbol) {
   try {
     const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/candles/?limit=${CANDLES}`);
     stats.requests += 1;
-    if (!response.ok || charted !== symbol) return;
-    answer = await response.json();
+    return response.ok ? (await response.json()).candles : null;
   } catch {
-    return;
+    return null;
   }
-  if (charted !== symbol) return; // another symbol was picked while this one loaded
-  chart.load(answer.candles, book.quotes.get(symbol));
 }
 
 // --- the feed ----------------------------------------------------------------------------
@@ -329,7 +334,7 @@ function receive(quotes, { snapshot, measure }) {
       drawSpark(quote.symbol);
     }
     if (quote.symbol === charted) {
-      chart.apply(quote);
+      chart?.apply(quote);
       showChartQuote();
     }
     if (measure && prev) latency.add(now - quote.ts);
