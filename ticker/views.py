@@ -164,6 +164,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "step": listed.step,
         "quotes": quotes,
         "defaults": [{"symbol": s.symbol, "name": s.name} for s in listed.stocks],
+        # The market session as stored ({"state", "until"}), shown before the feed's first frame says it.
+        "session": getattr(listed, "session", None),
     }
     blank = {"symbol": "", "name": "", "halted": False, "seq": None, "trend": "", "arrow": ""}
     blank |= dict.fromkeys(("price", "change", "change_pct", "open", "high", "low", "volume"), "—")

@@ -71,7 +71,7 @@ let charted = null;
 let chain = null;
 let sort = loadSort();
 let sortedAt = 0;
-let session = null;
+let session = initial.session ?? null;
 let status = { state: "connecting", detail: "", transport: "" };
 
 function loadSort() {
@@ -451,6 +451,7 @@ const choice = TRANSPORTS.includes(pinned) ? pinned : "auto";
 document.querySelector(`input[name=transport][value=${choice}]`).checked = true;
 syncRows();
 showSort();
+showSession();
 applyWatchOnly();
 const saved = localStorage.getItem(CHART_KEY);
 charted = saved && (watchlist.has(saved) || !watchlist.size) ? saved : (watchlist.symbols[0] ?? null);
