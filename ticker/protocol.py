@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .market import Tick
+from .market import Session, Tick
 
 # The channel-layer group every web process's hub joins; the market sends
 # one "quote.batch" message to it per step.
@@ -130,25 +130,35 @@ def quote(tick: Tick) -> dict[str, Any]:
     return {
         "symbol": tick.symbol,
         "price": float(tick.price),
+        "prev_close": float(tick.prev_close),
         "change": float(tick.change),
         "change_pct": tick.change_pct,
+        "open": float(tick.open),
+        "high": float(tick.high),
+        "low": float(tick.low),
+        "volume": tick.volume,
         "seq": tick.seq,
         "ts": tick.ts,
         "halted": tick.halted,
     }
 
 
-def snapshot_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
-    return {"type": "snapshot", "step": step, "quotes": quotes}
+def session(session: Session) -> dict[str, Any]:
+    """The trading session on the wire: in every batch, heartbeat, snapshot and HTTP answer."""
+    return {"state": session.state, "until": session.until}
+
+
+def snapshot_frame(quotes: list[dict[str, Any]], *, step: int, session: dict[str, Any] | None) -> dict[str, Any]:
+    return {"type": "snapshot", "step": step, "quotes": quotes, "session": session}
 
 
 def quotes_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
     return {"type": "quotes", "step": step, "quotes": quotes}
 
 
-def heartbeat_frame(*, feed: str, step: int) -> dict[str, Any]:
+def heartbeat_frame(*, feed: str, step: int, session: dict[str, Any] | None) -> dict[str, Any]:
     """Sent every few seconds and on every change of the feed's state ("live" or "interrupted")."""
-    return {"type": "heartbeat", "feed": feed, "step": step, "ts": time.time_ns() // 1_000_000}
+    return {"type": "heartbeat", "feed": feed, "step": step, "ts": time.time_ns() // 1_000_000, "session": session}
 
 
 def encode(frame: dict[str, Any]) -> str:

@@ -132,6 +132,8 @@ class QuoteHub:
         several steps, and a snapshot makes each client whole in one frame
         instead of a gap and a resync round trip per client.
         """
+        if listed.session is not None:
+            self.store.session = listed.session
         fresh = self.store.replace(listed.step, listed.quotes(), listed.changed_steps())
         if resnapshot:
             self.fanout.resnapshot()
@@ -140,6 +142,8 @@ class QuoteHub:
 
     def on_batch(self, message: dict[str, Any]) -> None:
         """One market step from the feed: apply it, and send each connection at most one frame."""
+        if "session" in message:
+            self.store.session = message["session"]
         self.store.delist(message.get("delisted", ()))
         if fresh := self.store.apply(message["step"], message["quotes"]):
             self.fanout.quotes(message["step"], fresh)
@@ -148,7 +152,9 @@ class QuoteHub:
 
     def heartbeat(self, state: str) -> None:
         """Tell every connection the feed's state and step (also proves the connection is alive)."""
-        self.fanout.heartbeat(protocol.encode(protocol.heartbeat_frame(feed=state, step=self.store.step)))
+        self.fanout.heartbeat(
+            protocol.encode(protocol.heartbeat_frame(feed=state, step=self.store.step, session=self.store.session))
+        )
 
     async def _heartbeats(self) -> None:
         beats = Heartbeats(self.heartbeat_s, started_at=self.clock.now(), announced=LIVE)
