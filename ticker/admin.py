@@ -34,7 +34,11 @@ class SymbolField(forms.CharField):
 
 
 class StockForm(forms.ModelForm):
-    symbol = SymbolField(max_length=10, validators=[symbol_validator], help_text="Upper-cased as you type it.")
+    symbol = SymbolField(
+        max_length=10,
+        validators=[symbol_validator],
+        help_text="Capital letters, digits, . or -; lower case is upper-cased when saved.",
+    )
 
     class Meta:
         model = Stock
@@ -48,10 +52,10 @@ class StockAddForm(StockForm):
         fields = (*StockForm.Meta.fields, "price")
 
     price = forms.DecimalField(
-        label="starting price", max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=True
+        label="Starting price", max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=True
     )
     reference_price = forms.DecimalField(
-        label="previous close",
+        label="Previous close",
         max_digits=12,
         decimal_places=2,
         min_value=Decimal("0.01"),

@@ -110,7 +110,7 @@ def instruments() -> dict[str, tuple[Instrument, int]]:
     )
     return {
         symbol: (Instrument(symbol, volatility, drift, halted, reference_price), pk)
-        for symbol, volatility, drift, halted, reference_price, pk in rows.iterator(chunk_size=10_000)
+        for symbol, volatility, drift, halted, reference_price, pk in rows
     }
 
 

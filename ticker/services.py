@@ -148,17 +148,21 @@ def _store_live_columns(ticks: list[Tick], *, ids: dict[str, int], step: int) ->
     rows = [(*_live_row(t, step), ids[t.symbol]) for t in ticks]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            columns = list(zip(*rows, strict=True))
             assignments = ", ".join(f"{q} = v.{q}" for q in quoted)
             arrays = ", ".join(f"%s::{t}[]" for t in (*_PG_TYPES, "bigint"))
             cursor.execute(
                 f"UPDATE {table} AS s SET {assignments} "  # noqa: S608
                 f"FROM unnest({arrays}) AS v({', '.join(quoted)}, id) WHERE s.id = v.id",
-                [list(c) for c in columns],
+                [_array_literal(column) for column in zip(*rows, strict=True)],
             )
         else:
             assignments = ", ".join(f"{q} = %s" for q in quoted)
             cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
+
+
+def _array_literal(values) -> str:
+    """A PostgreSQL array literal of numbers (or NULL): psycopg's array adapter took 50 ms a step at 5,000 rows."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
 
 
 def _insert(model, columns: tuple[str, ...], rows: list[tuple]) -> None:

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from ticker import services
+from ticker.models import Stock
 
 
 class Command(BaseCommand):
@@ -13,4 +14,5 @@ class Command(BaseCommand):
         if not 1 <= total <= 100_000:
             raise CommandError("--total must be from 1 to 100000 symbols.")
         added = services.seed_symbols(total=total)
-        self.stdout.write(f"listed {added} simulated symbol(s); {total} or more are active")
+        active = Stock.objects.filter(active=True).count()
+        self.stdout.write(f"listed {added} simulated symbol(s); {active} symbols are active")
