@@ -140,6 +140,17 @@ MARKET_HISTORY_STEPS = env.int("MARKET_HISTORY_STEPS", default=2400)
 # Simulated seconds per real second: at 60, one real second is one trading
 # minute, so a 30% annual volatility moves a $150 stock a few cents a step.
 MARKET_SPEED = env.float("MARKET_SPEED", default=60.0)
+# Simulated trading sessions, in simulated hours (so at MARKET_SPEED=60, open
+# 6.5 real minutes, then closed 30 real seconds). docs/protocol.md, "The session".
+MARKET_SESSION_OPEN_HOURS = env.float("MARKET_SESSION_OPEN_HOURS", default=6.5)
+MARKET_SESSION_CLOSED_HOURS = env.float("MARKET_SESSION_CLOSED_HOURS", default=0.5)
+if MARKET_SESSION_OPEN_HOURS <= 0 or MARKET_SESSION_CLOSED_HOURS < 0:
+    raise ImproperlyConfigured(
+        "MARKET_SESSION_OPEN_HOURS must be positive and MARKET_SESSION_CLOSED_HOURS not negative "
+        f"(got {MARKET_SESSION_OPEN_HOURS!r} and {MARKET_SESSION_CLOSED_HOURS!r})."
+    )
+# Finished one-minute candles kept per symbol (and the candles endpoint's largest limit).
+MARKET_CANDLE_MINUTES = env.int("MARKET_CANDLE_MINUTES", default=240)
 # Seconds a browser waits without any frame (heartbeats included) before it
 # takes a connection for dead and opens a new one; pages hand it to the
 # browser (ticker.context_processors.site).

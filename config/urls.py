@@ -9,8 +9,12 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("api/quotes/", views.quotes, name="quotes"),
     path("api/quotes/stream/", views.stream, name="stream"),
+    # Before the <symbol> routes, so "sparklines" is never taken for a symbol.
+    path("api/quotes/sparklines/", views.sparklines, name="sparklines"),
     path("api/quotes/<str:symbol>/history/", views.history, name="history"),
     path("api/movers/", views.movers, name="movers"),
+    path("api/quotes/<str:symbol>/candles/", views.candles, name="candles"),
+    path("api/symbols/", views.symbols, name="symbols"),
     path("lab/", views.lab, name="lab"),
     path("api/lab/handshake/", views.lab_handshake, name="lab-handshake"),
     path("admin/", admin.site.urls),

@@ -56,7 +56,21 @@ async def test_subscribe_answers_with_a_snapshot(market):
     frame = await receive(ws)
     assert frame["type"] == "snapshot"
     assert [q["symbol"] for q in frame["quotes"]] == ["AAA", "BBB"]
-    assert set(frame["quotes"][0]) == {"symbol", "price", "change", "change_pct", "seq", "ts", "halted"}
+    assert set(frame["quotes"][0]) == {
+        "symbol",
+        "price",
+        "prev_close",
+        "change",
+        "change_pct",
+        "open",
+        "high",
+        "low",
+        "volume",
+        "seq",
+        "ts",
+        "halted",
+    }
+    assert frame["session"]["state"] in ("open", "closed")
     await ws.disconnect()
 
 

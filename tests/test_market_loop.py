@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from ticker.market import Tick
+from ticker.market import Session, Tick
 from ticker.market_loop import Publisher
 from ticker.services import StepResult
 
@@ -51,4 +51,9 @@ async def test_a_quiet_step_is_still_published_as_the_market_heartbeat():
     """A step with no change sends its step number and no quotes: web processes see the market is alive."""
     layer = FlakyLayer(failures=0)
     assert await Publisher(layer).publish(StepResult(step=7, ticks=[]))
-    assert layer.sent == [{"type": "quote.batch", "step": 7, "quotes": []}]
+    session = Session("open", 390_000, 0)
+    assert await Publisher(layer).publish(StepResult(step=8, ticks=[], session=session))
+    assert layer.sent == [
+        {"type": "quote.batch", "step": 7, "quotes": [], "session": None},
+        {"type": "quote.batch", "step": 8, "quotes": [], "session": {"state": "open", "until": 390_000}},
+    ]

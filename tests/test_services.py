@@ -3,7 +3,8 @@
 import pytest
 
 from ticker import services
-from ticker.models import PricePoint, Stock
+from ticker.market import CANDLE_MS
+from ticker.models import Candle, MarketState, Stock
 
 
 def open_market(seed=1):
@@ -17,15 +18,43 @@ def test_migrate_seeds_thirty_simulated_symbols():
     assert Stock.objects.filter(symbol="AAPL", halted=False).exists()
 
 
-def test_step_persists_prices_seq_and_history(stocks):
-    """Each change is stored on the stock and as a history point with the same seq."""
+def test_step_persists_prices_seq_and_session_figures(stocks):
+    """Each change is stored on the stock: price, seq, step, and the session's open, high, low and volume."""
     market = open_market()
-    results = [services.market_step(market=market, ts=1000 + i) for i in range(20)]
+    results = [services.market_step(market=market, ts=1000 + i * 250) for i in range(20)]
     aaa = Stock.objects.get(symbol="AAA")
-    assert aaa.seq > 0 and aaa.step == max(r.step for r in results if any(t.symbol == "AAA" for t in r.ticks))
-    points = list(PricePoint.objects.filter(stock=aaa).order_by("seq"))
-    assert [p.seq for p in points] == list(range(1, aaa.seq + 1))
-    assert points[-1].price == aaa.price
+    last = [t for r in results for t in r.ticks if t.symbol == "AAA"][-1]
+    assert aaa.seq == last.seq > 0 and aaa.step == max(r.step for r in results if last in r.ticks)
+    stored = (aaa.price, aaa.open, aaa.high, aaa.low, aaa.volume)
+    assert stored == (last.price, last.open, last.high, last.low, last.volume)
+    assert aaa.low <= aaa.price <= aaa.high and aaa.volume > 0
+    assert services.market_open(interval_ms=250, seed=1).ticks["AAA"] == last  # read back exactly
+
+
+def test_finished_candles_are_stored_once_a_minute(stocks):
+    """A candle is stored when its minute is over; the current one lives on the stock row."""
+    market = open_market()
+    for i in range(300):  # 75 s of steps from ts 0: one minute turns
+        services.market_step(market=market, ts=i * 250)
+    aaa = Stock.objects.get(symbol="AAA")
+    (candle,) = Candle.objects.filter(stock=aaa)
+    assert candle.time == 0 and aaa.candle_time == CANDLE_MS
+    assert candle.low <= min(candle.open, candle.close) and candle.high >= max(candle.open, candle.close)
+    assert candle.volume > 0 and aaa.volume == candle.volume + aaa.candle_volume
+
+
+def test_the_session_is_stored_for_polling(stocks, settings):
+    """The session of the latest step is in MarketState, and a close rolls the previous close."""
+    settings.MARKET_SESSION_OPEN_HOURS, settings.MARKET_SESSION_CLOSED_HOURS = 1.0, 1.0  # 60 s open, 60 s closed
+    market = open_market()
+    services.market_step(market=market, ts=1_000)
+    assert MarketState.objects.get().session_state == "open"
+    result = services.market_step(market=market, ts=61_000)
+    assert result.session.state == "closed" and {t.symbol for t in result.ticks} == {"AAA", "BBB", "CCC"}
+    state = MarketState.objects.get()
+    assert (state.session_state, state.session_until) == ("closed", 120_000)
+    for stock in Stock.objects.all():
+        assert stock.prev_close == stock.price and stock.change == 0
 
 
 def test_restart_continues_from_persisted_prices(stocks):
@@ -90,20 +119,34 @@ def test_failed_write_rolls_the_market_back(stocks, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(PricePoint.objects, "bulk_create", broken)
+    monkeypatch.setattr(services, "_store_session", broken)  # the last write of the first step
     with pytest.raises(RuntimeError):
         services.market_step(market=market, ts=1)
-    assert market.ticks == before and market.step_no == 0
-    assert not PricePoint.objects.exists()
+    assert market.ticks == before and market.step_no == 0 and market.session is None
+    assert Stock.objects.filter(seq__gt=0).count() == 0  # the UPDATE before the failure was rolled back too
 
 
-def test_history_is_pruned_to_the_window(stocks, settings):
-    """History older than MARKET_HISTORY_STEPS steps is deleted."""
+def test_candles_are_pruned_to_the_window(stocks):
+    """Candles older than MARKET_CANDLE_MINUTES minutes are deleted."""
     market = open_market()
-    for i in range(services.PRUNE_EVERY_STEPS * 3):
-        services.market_step(market=market, ts=i, history_steps=50)
-    oldest = PricePoint.objects.order_by("step").first().step
-    assert oldest > market.step_no - 50 - services.PRUNE_EVERY_STEPS
+    for minute in range(8):
+        for i in range(3):
+            services.market_step(market=market, ts=minute * CANDLE_MS + i * 20_000, candle_minutes=3)
+    times = sorted(set(Candle.objects.values_list("time", flat=True)))
+    assert times == [4 * CANDLE_MS, 5 * CANDLE_MS, 6 * CANDLE_MS]
+
+
+def test_seed_symbols_lists_simulated_symbols_until_the_total_is_active(db):
+    """seed_symbols adds SIM0001... with names and sectors until N are active; again, it adds nothing."""
+    assert services.seed_symbols(total=100) == 70
+    assert Stock.objects.filter(active=True).count() == 100
+    sim = Stock.objects.get(symbol="SIM0001")
+    assert sim.name == "Simulated Co. 0001" and sim.sector and sim.price == sim.reference_price
+    assert Stock.objects.filter(symbol="AAPL", sector="Information Technology").exists()
+    Stock.objects.filter(symbol="SIM0002").update(active=False)
+    assert services.seed_symbols(total=100) == 1  # SIM0002 stays inactive; SIM0071 is listed
+    assert not Stock.objects.get(symbol="SIM0002").active and Stock.objects.filter(active=True).count() == 100
+    assert services.seed_symbols(total=50) == 0
 
 
 def test_reference_price_edit_reaches_the_quotes(stocks):

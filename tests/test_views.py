@@ -7,7 +7,20 @@ import pytest
 from ticker import services
 from ticker.models import Stock
 
-QUOTE_KEYS = {"symbol", "price", "change", "change_pct", "seq", "ts", "halted"}
+QUOTE_KEYS = {
+    "symbol",
+    "price",
+    "prev_close",
+    "change",
+    "change_pct",
+    "open",
+    "high",
+    "low",
+    "volume",
+    "seq",
+    "ts",
+    "halted",
+}
 
 
 @pytest.fixture
@@ -30,6 +43,9 @@ def test_quotes_have_the_documented_format(client, traded):
         stock = Stock.objects.get(symbol=quote["symbol"])
         assert quote["price"] == float(stock.price) and quote["seq"] == stock.seq
         assert quote["change"] == float(stock.price - stock.reference_price)
+        assert quote["prev_close"] == float(stock.reference_price)
+        assert quote["low"] <= quote["price"] <= quote["high"] and isinstance(quote["volume"], int)
+    assert body["session"]["state"] in ("open", "closed") and isinstance(body["session"]["until"], int)
 
 
 def test_symbols_filter(client, traded):
@@ -78,13 +94,76 @@ def test_etag_of_a_quiet_symbol_survives_other_changes(client, traded):
     assert client.get("/api/quotes/?symbols=AAA", headers={"If-None-Match": etag}).status_code == 304
 
 
-def test_history_is_oldest_first_and_limited(client, traded):
-    """The chart's history is the last N points, oldest first."""
+@pytest.fixture
+def minutes(stocks):
+    """Five minutes of trading from ts 0: four finished candles per symbol and the current one."""
+    market = services.market_open(interval_ms=250, seed=1)
+    for i in range(5 * 6):
+        services.market_step(market=market, ts=i * 10_000)
+    return market
+
+
+def test_history_is_the_minute_closes_oldest_first_and_limited(client, minutes):
+    """History is the last N one-minute closes, oldest first, the current price last."""
     body = client.get("/api/quotes/aaa/history/?limit=3").json()
     assert body["symbol"] == "AAA"
-    seqs = [p["seq"] for p in body["points"]]
-    assert seqs == sorted(seqs) and len(seqs) == 3
-    assert seqs[-1] == Stock.objects.get(symbol="AAA").seq
+    assert [p["ts"] for p in body["points"]] == [120_000, 180_000, 240_000]
+    assert body["points"][-1]["price"] == float(Stock.objects.get(symbol="AAA").price)
+
+
+def test_candles_are_oldest_first_with_the_current_minute_last(client, minutes):
+    """/candles/ gives finished candles then the current one, times in epoch seconds, limit respected."""
+    response = client.get("/api/quotes/aaa/candles/")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["symbol"] == "AAA" and body["interval_s"] == 60
+    assert [c["time"] for c in body["candles"]] == [0, 60, 120, 180, 240]
+    stock = Stock.objects.get(symbol="AAA")
+    last = body["candles"][-1]
+    assert last["close"] == float(stock.price) and last["volume"] == stock.candle_volume
+    for candle in body["candles"]:
+        assert set(candle) == {"time", "open", "high", "low", "close", "volume"}
+        assert candle["low"] <= min(candle["open"], candle["close"]) <= candle["high"]
+    assert sum(c["volume"] for c in body["candles"]) == stock.volume
+    assert [c["time"] for c in client.get("/api/quotes/AAA/candles/?limit=2").json()["candles"]] == [180, 240]
+
+
+def test_sparklines_answer_a_whole_watchlist_at_once(client, minutes):
+    """/sparklines/ gives each named symbol's minute closes, the current price last, in one answer."""
+    body = client.get("/api/quotes/sparklines/?symbols=ccc,AAA").json()
+    assert set(body["sparklines"]) == {"AAA", "CCC"}
+    assert len(body["sparklines"]["AAA"]) == 5
+    assert body["sparklines"]["CCC"][-1] == float(Stock.objects.get(symbol="CCC").price)
+    closes = client.get("/api/quotes/AAA/candles/").json()["candles"]
+    assert body["sparklines"]["AAA"] == [c["close"] for c in closes]
+
+
+def test_sparklines_refuse_unknown_and_missing_symbols(client, minutes):
+    """Unknown symbols are a 400 unknown_symbol naming them; no symbols at all is bad_symbols."""
+    response = client.get("/api/quotes/sparklines/?symbols=AAA,NOPE")
+    assert response.status_code == 400 and response.json()["symbols"] == ["NOPE"]
+    assert client.get("/api/quotes/sparklines/").json()["code"] == "bad_symbols"
+
+
+def test_symbol_search_puts_symbol_prefixes_first_then_names(client, db):
+    """/api/symbols/ finds listed symbols by prefix (first, by symbol), then by name, case-insensitively."""
+    services.seed_symbols(total=100)
+    Stock.objects.create(symbol="MAX", name="Maximal Co.", price="5.00", reference_price="5.00")
+    Stock.objects.create(symbol="ZZ", name="Mastered Co.", price="5.00", reference_price="5.00", active=False)
+    results = client.get("/api/symbols/?q=ma").json()["results"]
+    symbols = [r["symbol"] for r in results]
+    assert symbols[:2] == ["MA", "MAX"]
+    assert "ZZ" not in symbols  # not listed
+    assert {"symbol": "MA", "name": "Mastercard Inc.", "sector": "Financials"} in results
+    assert all("ma" in r["name"].lower() for r in results[2:]) and len(results) > 2
+    by_name = client.get("/api/symbols/?q=simulated co. 004&limit=5").json()["results"]
+    assert [r["symbol"] for r in by_name] == [f"SIM00{n}" for n in range(40, 45)]
+
+
+def test_a_stock_listed_in_the_admin_is_found_at_once(client, db):
+    """Search reads the database: a new listing is found without waiting for the market."""
+    Stock.objects.create(symbol="FRESH", name="Fresh Listing Co.", price="5.00", reference_price="5.00")
+    assert client.get("/api/symbols/?q=fresh").json()["results"][0]["symbol"] == "FRESH"
 
 
 @pytest.mark.parametrize("limit", ["0", "x", "100000"])
@@ -95,8 +174,8 @@ def test_history_bad_limit_is_a_400(client, traded, limit):
 
 
 def test_history_follows_how_much_the_market_keeps(client, traded, settings):
-    """The chart's request (no limit) works when the market keeps fewer steps than its default; more is refused."""
-    settings.MARKET_HISTORY_STEPS = 100
+    """The chart's request (no limit) works when the market keeps fewer minutes than its default; more is refused."""
+    settings.MARKET_CANDLE_MINUTES = 100
     assert client.get("/api/quotes/AAA/history/").status_code == 200
     response = client.get("/api/quotes/AAA/history/?limit=101")
     assert response.status_code == 400 and "from 1 to 100" in response.json()["message"]
@@ -189,6 +268,20 @@ MANY = ",".join(f"S{i}" for i in range(101))
         ("/api/quotes/AAA/history/?limit=", 400, "bad_limit"),
         ("/api/quotes/AAA/history/?limit=1.5", 400, "bad_limit"),
         ("/api/quotes/AAA/history/?limit=%C2%B2", 400, "bad_limit"),
+        # Candles, sparklines, search.
+        ("/api/quotes/NOPE/candles/", 404, "unknown_symbol"),
+        ("/api/quotes/%00/candles/", 404, "unknown_symbol"),
+        ("/api/quotes/AAA/candles/?limit=0", 400, "bad_limit"),
+        ("/api/quotes/AAA/candles/?limit=241", 400, "bad_limit"),
+        ("/api/quotes/sparklines/?symbols=,", 400, "bad_symbols"),
+        ("/api/quotes/sparklines/?symbols=AAA,%00", 400, "unknown_symbol"),
+        pytest.param("/api/quotes/sparklines/?symbols=" + MANY, 400, "too_many_symbols", id="sparklines-101"),
+        ("/api/symbols/", 400, "bad_query"),
+        ("/api/symbols/?q=", 400, "bad_query"),
+        ("/api/symbols/?q=%00", 400, "bad_query"),
+        pytest.param("/api/symbols/?q=" + "a" * 41, 400, "bad_query", id="query-of-41"),
+        ("/api/symbols/?q=a&limit=51", 400, "bad_limit"),
+        ("/api/symbols/?q=a&limit=x", 400, "bad_limit"),
     ],
 )
 def test_bad_parameters_get_a_json_error_naming_the_problem(client, traded, path, status, code):

@@ -1,36 +1,104 @@
+from decimal import Decimal
+
+from django import forms
 from django.contrib import admin, messages
 
-from .models import PricePoint, Stock
+from .models import Candle, Stock, symbol_validator
 
 # The columns the market process writes. The admin shows them read-only and
 # never saves them, so an edit made while the market runs cannot roll a
-# price or seq back.
-MARKET_FIELDS = ("price", "seq", "step", "quoted_at")
+# price, seq or session figure back.
+MARKET_FIELDS = (
+    "price",
+    "prev_close",
+    "open",
+    "high",
+    "low",
+    "volume",
+    "seq",
+    "step",
+    "quoted_at",
+    "candle_time",
+    "candle_open",
+    "candle_high",
+    "candle_low",
+    "candle_volume",
+)
+
+
+class SymbolField(forms.CharField):
+    """A symbol as typed: spaces trimmed and upper-cased before it is checked ("brk.b" is BRK.B)."""
+
+    def to_python(self, value):
+        return super().to_python(value).upper()
+
+
+class StockForm(forms.ModelForm):
+    symbol = SymbolField(
+        max_length=10,
+        validators=[symbol_validator],
+        help_text="Capital letters, digits, . or -; lower case is upper-cased when saved.",
+    )
+
+    class Meta:
+        model = Stock
+        fields = ("symbol", "name", "sector", "reference_price", "active", "halted", "volatility", "drift")
+
+
+class StockAddForm(StockForm):
+    """Adding a stock: the starting price sits with the reference data, and the previous close defaults to it."""
+
+    class Meta(StockForm.Meta):
+        fields = (*StockForm.Meta.fields, "price")
+
+    price = forms.DecimalField(
+        label="Starting price", max_digits=12, decimal_places=2, min_value=Decimal("0.01"), required=True
+    )
+    reference_price = forms.DecimalField(
+        label="Previous close",
+        max_digits=12,
+        decimal_places=2,
+        min_value=Decimal("0.01"),
+        required=False,
+        help_text="What change is measured from until the first close; the starting price if left empty.",
+    )
+
+    def clean(self):
+        data = super().clean()
+        if data.get("reference_price") is None and data.get("price") is not None:
+            data["reference_price"] = data["price"]
+            self.instance.reference_price = data["price"]
+        return data
 
 
 @admin.register(Stock)
 class StockAdmin(admin.ModelAdmin):
-    list_display = (
-        "symbol",
-        "name",
-        "price",
-        "change_display",
-        "change_pct_display",
-        "volatility",
-        "drift",
-        "halted",
-        "active",
-    )
-    list_filter = ("halted", "active")
-    list_editable = ("volatility", "drift")
+    # Few, narrow columns: with the sidebar open at 1366 px every column, Halted
+    # and Active included, stays in view (the issue found them cut off).
+    list_display = ("symbol", "name", "sector", "price", "change_pct_display", "halted", "active")
+    list_filter = ("sector", "active", "halted")
     search_fields = ("symbol", "name")
     ordering = ("symbol",)
+    list_per_page = 100
     actions = ("halt", "resume")
-    fieldsets = (
-        (None, {"fields": ("symbol", "name", "reference_price", "active", "halted")}),
-        ("Price model", {"fields": ("volatility", "drift")}),
-        ("Live (written by the market)", {"fields": MARKET_FIELDS}),
-    )
+    form = StockForm
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = StockAddForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fieldsets(self, request, obj=None):
+        if obj is None:
+            return (
+                (None, {"fields": ("symbol", "name", "sector", "price", "reference_price", "active", "halted")}),
+                ("Price model", {"fields": ("volatility", "drift")}),
+            )
+        return (
+            (None, {"fields": ("symbol", "name", "sector", "reference_price", "active", "halted")}),
+            ("Price model", {"fields": ("volatility", "drift")}),
+            ("Live (written by the market)", {"fields": MARKET_FIELDS}),
+        )
 
     def has_delete_permission(self, request, obj=None):
         # Deleting and re-adding a symbol would restart its seq, which clients
@@ -39,7 +107,7 @@ class StockAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         # A new symbol needs a starting price; after that the market owns it.
-        return MARKET_FIELDS if obj else MARKET_FIELDS[1:]
+        return MARKET_FIELDS if obj else ()
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -48,10 +116,6 @@ class StockAdmin(admin.ModelAdmin):
                 obj.save(update_fields=editable)
         else:
             obj.save()
-
-    @admin.display(description="change", ordering="price")
-    def change_display(self, obj: Stock) -> str:
-        return f"{obj.change:+.2f}"
 
     @admin.display(description="change %")
     def change_pct_display(self, obj: Stock) -> str:
@@ -70,14 +134,14 @@ class StockAdmin(admin.ModelAdmin):
         )
 
 
-@admin.register(PricePoint)
-class PricePointAdmin(admin.ModelAdmin):
-    list_display = ("stock", "step", "seq", "price", "ts")
-    list_filter = ("stock",)
+@admin.register(Candle)
+class CandleAdmin(admin.ModelAdmin):
+    list_display = ("stock", "time", "open", "high", "low", "close", "volume")
     search_fields = ("stock__symbol",)
     list_select_related = ("stock",)
-    # History is written by the market only.
-    readonly_fields = ("stock", "step", "seq", "price", "ts")
+    # Candles are written by the market only; with 5,000 symbols the table holds
+    # about a million rows, so no exact count and no per-stock filter list.
+    readonly_fields = ("stock", "time", "open", "high", "low", "close", "volume")
     show_full_result_count = False
 
     def has_add_permission(self, request):

@@ -6,8 +6,22 @@ Prices follow geometric Brownian motion:
 
 with ``mu`` the annual drift, ``sigma`` the annual volatility and ``Z`` a
 standard normal draw from a seeded generator, so a seed replays a market
-exactly. Prices are quoted in cents; a symbol "changes" in a step only when
-its quoted price moves by at least a cent, or when its halted flag flips.
+exactly (given the same ``ts`` of each step). Prices are quoted in cents; a
+symbol "changes" in a step only when its quoted price moves by at least a
+cent, when its halted flag flips, or when the session opens or closes.
+
+The market trades in simulated sessions (``Schedule``): open for some
+simulated hours, then closed, in simulated time that runs ``speed`` times
+wall-clock time. The schedule is a pure function of the wall clock, so every
+process that knows the settings agrees on it. While closed nothing moves and
+nothing trades; at the close each last price becomes the next session's
+previous close; at the open each symbol's session figures (open, high, low,
+volume) start again from its first price.
+
+Each step that moves a price also trades a simulated volume, drawn from the
+same generator and larger on larger moves, and adds the move to the symbol's
+current one-minute candle (wall-clock minutes, UTC). A candle is finished
+when the symbol first trades in a later minute.
 """
 
 from __future__ import annotations
@@ -23,6 +37,10 @@ CENT = Decimal("0.01")
 # A simulated price never falls below one cent: GBM cannot reach zero, but
 # rounding could, and a zero price would make every later step zero.
 MIN_PRICE = CENT
+OPEN, CLOSED = "open", "closed"
+CANDLE_MS = 60_000
+# Shares trade in round lots of 100.
+LOT = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +51,31 @@ class Instrument:
     volatility: float
     drift: float
     halted: bool = False
-    # The operator's previous close; None keeps the tick's own.
+    # The operator's reference price; a new value becomes the previous close. None keeps the tick's own.
     reference_price: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
+class Candle:
+    """One symbol's one-minute OHLCV candle; ``time`` is the minute's start in epoch milliseconds."""
+
+    time: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: int
+
+
+@dataclass(frozen=True, slots=True)
 class Tick:
-    """The market's latest state for one symbol."""
+    """The market's latest state for one symbol.
+
+    ``reference_price`` is the operator's last setting; ``prev_close`` is what
+    change is measured from (the operator's setting until the next close).
+    ``open``/``high``/``low``/``volume`` are the session's; ``candle`` is the
+    current minute's (None before the symbol's first trade).
+    """
 
     symbol: str
     price: Decimal
@@ -47,16 +83,65 @@ class Tick:
     seq: int
     ts: int
     halted: bool = False
+    prev_close: Decimal | None = None
+    open: Decimal | None = None
+    high: Decimal | None = None
+    low: Decimal | None = None
+    volume: int = 0
+    candle: Candle | None = None
+
+    def __post_init__(self) -> None:
+        # A tick read from an older row (or built by hand) gets the figures of a fresh session.
+        if self.prev_close is None:
+            object.__setattr__(self, "prev_close", self.reference_price)
+        for name in ("open", "high", "low"):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, self.price)
 
     @property
     def change(self) -> Decimal:
-        return self.price - self.reference_price
+        return self.price - self.prev_close
 
     @property
     def change_pct(self) -> float:
-        if not self.reference_price:
+        if not self.prev_close:
             return 0.0
-        return round(float(self.change / self.reference_price * 100), 2)
+        return round(float(self.change / self.prev_close * 100), 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The trading session at some moment: its state, when that state ends, and the cycle's number."""
+
+    state: str
+    until: int  # epoch ms of the next change of state
+    number: int  # counts open-then-closed cycles since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Sessions open ``open_ms`` then closed ``closed_ms`` of wall-clock time, cycles counted from the epoch."""
+
+    open_ms: int
+    closed_ms: int
+
+    @classmethod
+    def of(cls, *, open_hours: float, closed_hours: float, speed: float) -> Schedule:
+        """The wall-clock schedule of sessions of these simulated lengths at ``speed`` times real time."""
+        if open_hours <= 0 or closed_hours < 0 or speed <= 0:
+            raise ValueError("the open session and the speed must be positive, the closed time not negative")
+        return cls(round(open_hours * 3_600_000 / speed), round(closed_hours * 3_600_000 / speed))
+
+    def at(self, ts: int) -> Session:
+        cycle = self.open_ms + self.closed_ms
+        number, into = divmod(ts, cycle)
+        start = number * cycle
+        if into < self.open_ms or not self.closed_ms:
+            return Session(OPEN, start + self.open_ms, number)
+        return Session(CLOSED, start + cycle, number)
+
+
+ALWAYS_OPEN = Schedule(open_ms=1 << 62, closed_ms=0)
 
 
 def quantize(price: float | Decimal) -> Decimal:
@@ -77,6 +162,19 @@ def next_price(price: float, *, volatility: float, drift: float, dt: float, z: f
     return price * math.exp((drift - volatility**2 / 2) * dt + volatility * math.sqrt(dt) * z)
 
 
+def step_volume(z: float, u: float) -> int:
+    """Shares traded in one step: round lots, more on bigger moves (``z``), spread by a uniform draw ``u``."""
+    return LOT * (1 + int(u * 8 * (1 + z * z)))
+
+
+def candle_after(candle: Candle | None, *, price: Decimal, volume: int, ts: int) -> Candle:
+    """``candle`` with one more trade at ``ts``; a new candle if the trade falls in a later minute."""
+    minute = ts - ts % CANDLE_MS
+    if candle is None or candle.time != minute:
+        return Candle(minute, price, price, price, price, volume)
+    return Candle(minute, candle.open, max(candle.high, price), min(candle.low, price), price, candle.volume + volume)
+
+
 class Market:
     """A set of ticks stepped together with one seeded random generator.
 
@@ -84,10 +182,23 @@ class Market:
     ``seq`` one higher than before, so a consumer can tell a lost update.
     """
 
-    def __init__(self, ticks: dict[str, Tick], *, dt: float, seed: int | None = None, step: int = 0):
+    def __init__(
+        self,
+        ticks: dict[str, Tick],
+        *,
+        dt: float,
+        seed: int | None = None,
+        step: int = 0,
+        schedule: Schedule = ALWAYS_OPEN,
+        session: Session | None = None,
+    ):
         self.ticks = dict(ticks)
         self.dt = dt
         self.step_no = step
+        self.schedule = schedule
+        # The session of the last step (None: none stepped yet; the first step takes its session as it finds it).
+        self.session = session
+        self.finished: list[tuple[str, Candle]] = []
         self._rng = random.Random(seed)
         # Symbols never quoted before: quoted in the next step even when the
         # price does not move, so every client learns of a new listing at once.
@@ -99,32 +210,84 @@ class Market:
         ``instruments`` is the operator's current view: a symbol missing from
         it is not traded this step; a new one must already have a tick (see
         ``add``). Draws happen in symbol order so a seed replays exactly.
+        The candles this step finished are in ``finished`` until the next step.
         """
         self.step_no += 1
+        self.finished = []
+        session = self.schedule.at(ts)
+        before, self.session = self.session, session
+        closing = opening = False
+        if before is not None:
+            closing = before.state == OPEN and (session.number > before.number or session.state == CLOSED)
+            opening = session.state == OPEN and (session.number > before.number or before.state == CLOSED)
+        trading = session.state == OPEN
         changed: list[Tick] = []
+        rng, dt = self._rng, self.dt
         for symbol in sorted(instruments):
             instrument = instruments[symbol]
             tick = self.ticks.get(symbol)
             if tick is None:
                 continue
-            # Draw even for halted symbols so halting one does not shift the
-            # random stream of all the others.
-            z = self._rng.gauss(0.0, 1.0)
             announce = symbol in self._announce
             self._announce.discard(symbol)
-            if instrument.reference_price is not None and instrument.reference_price != tick.reference_price:
-                # A new previous close changes change and change_pct: a change like any other.
-                tick = self.ticks[symbol] = replace(tick, reference_price=instrument.reference_price)
+            if closing:
+                # The session's last price is the next session's previous close.
+                tick = replace(tick, prev_close=tick.price)
                 announce = True
+            if opening:
+                tick = replace(tick, open=tick.price, high=tick.price, low=tick.price, volume=0)
+                announce = True
+            if instrument.reference_price is not None and instrument.reference_price != tick.reference_price:
+                # The operator set a new previous close: a change like any other.
+                tick = replace(tick, reference_price=instrument.reference_price, prev_close=instrument.reference_price)
+                announce = True
+            if not trading:
+                if instrument.halted != tick.halted or announce:
+                    changed.append(self._update(tick, halted=instrument.halted, ts=ts))
+                else:
+                    self.ticks[symbol] = tick
+                continue
+            # Draw even for halted symbols so halting one does not shift the
+            # random stream of all the others.
+            z = rng.gauss(0.0, 1.0)
+            u = rng.random()
             if instrument.halted:
                 if not tick.halted or announce:
-                    changed.append(self._update(tick, price=tick.price, halted=True, ts=ts))
+                    changed.append(self._update(tick, halted=True, ts=ts))
+                else:
+                    self.ticks[symbol] = tick
                 continue
             price = quantize(
-                next_price(float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=self.dt, z=z)
+                next_price(float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=dt, z=z)
             )
-            if price != tick.price or tick.halted or announce:
-                changed.append(self._update(tick, price=price, halted=False, ts=ts))
+            if price != tick.price:
+                volume = step_volume(z, u)
+                candle = candle_after(tick.candle, price=price, volume=volume, ts=ts)
+                if tick.candle is not None and tick.candle.time != candle.time:
+                    self.finished.append((symbol, tick.candle))
+                first = opening  # the session's first trade sets its open
+                # Built directly, not with dataclasses.replace: this line runs for
+                # nearly every symbol every step, and replace() was 20% of a step.
+                new = Tick(
+                    symbol,
+                    price,
+                    tick.reference_price,
+                    tick.seq + 1,
+                    ts,
+                    False,
+                    tick.prev_close,
+                    price if first else tick.open,
+                    price if first or price > tick.high else tick.high,
+                    price if first or price < tick.low else tick.low,
+                    tick.volume + volume,
+                    candle,
+                )
+                self.ticks[symbol] = new
+                changed.append(new)
+            elif tick.halted or announce:
+                changed.append(self._update(tick, halted=False, ts=ts))
+            else:
+                self.ticks[symbol] = tick
         return changed
 
     def add(self, tick: Tick, *, announce: bool = False) -> None:
@@ -141,18 +304,20 @@ class Market:
 
     def checkpoint(self) -> tuple:
         """State to hand back to ``restore`` if a step cannot be persisted."""
-        return dict(self.ticks), self.step_no, self._rng.getstate(), set(self._announce)
+        return dict(self.ticks), self.step_no, self._rng.getstate(), set(self._announce), self.session
 
     def restore(self, state: tuple) -> None:
-        ticks, self.step_no, rng_state, announce = state
+        ticks, self.step_no, rng_state, announce, self.session = state
         self.ticks = dict(ticks)
         self._rng.setstate(rng_state)
         self._announce = set(announce)
+        self.finished = []
 
     def remove(self, symbol: str) -> None:
         self.ticks.pop(symbol, None)
 
-    def _update(self, tick: Tick, *, price: Decimal, halted: bool, ts: int) -> Tick:
-        new = replace(tick, price=price, halted=halted, seq=tick.seq + 1, ts=ts)
+    def _update(self, tick: Tick, *, ts: int, halted: bool) -> Tick:
+        """The same price, quoted again (a halt, a resume, a session's open or close, a new previous close)."""
+        new = replace(tick, halted=halted, seq=tick.seq + 1, ts=ts)
         self.ticks[tick.symbol] = new
         return new

@@ -74,15 +74,17 @@ async def run_market(
 class Publisher:
     """Sends each step's changes to every web process, and never forgets one.
 
-    If a send fails (Redis away), the quotes are kept and go out with the next
-    successful batch, latest per symbol, so a change that is not followed by
-    another (a halt, say) still reaches every client once the layer is back.
+    Every batch carries the trading session as of its step. If a send fails
+    (Redis away), the quotes are kept and go out with the next successful
+    batch, latest per symbol, so a change that is not followed by another (a
+    halt, say) still reaches every client once the layer is back.
     """
 
     def __init__(self, layer):
         self.layer = layer
         self.pending: dict[str, dict] = {}
         self.pending_delisted: set[str] = set()
+        self.session: dict | None = None
 
     async def publish(self, result: services.StepResult) -> bool:
         for tick in result.ticks:
@@ -91,6 +93,8 @@ class Publisher:
         for symbol in result.delisted:
             self.pending.pop(symbol, None)
             self.pending_delisted.add(symbol)
+        if result.session is not None:
+            self.session = protocol.session(result.session)
         # A quiet step is published too, with no quotes: web processes take
         # the steady beat of batches as the sign that the market is alive.
         if self.layer is None:
@@ -99,6 +103,7 @@ class Publisher:
             "type": protocol.BATCH_EVENT,
             "step": result.step,
             "quotes": [self.pending[s] for s in sorted(self.pending)],
+            "session": self.session,
         }
         if self.pending_delisted:
             message["delisted"] = sorted(self.pending_delisted)

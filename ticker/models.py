@@ -9,23 +9,42 @@ symbol_validator = RegexValidator(
 )
 
 
+# The eleven GICS sectors: what seed_symbols and the admin's sector list offer.
+SECTORS = (
+    "Communication Services",
+    "Consumer Discretionary",
+    "Consumer Staples",
+    "Energy",
+    "Financials",
+    "Health Care",
+    "Industrials",
+    "Information Technology",
+    "Materials",
+    "Real Estate",
+    "Utilities",
+)
+
+
 class Stock(models.Model):
     """A simulated listed instrument and its latest price.
 
-    The operator owns the reference data and the controls (name, reference
-    price, volatility, drift, active, halted); the market process owns the
-    live fields (price, seq, step, quoted_at). Each side writes only its own
-    columns, so an admin save never rolls a price back (see StockAdmin).
+    The operator owns the reference data and the controls (name, sector,
+    reference price, volatility, drift, active, halted); the market process
+    owns the live fields (price, seq, step, quoted_at, the previous close, the
+    session's open/high/low/volume and the current one-minute candle). Each
+    side writes only its own columns, so an admin save never rolls a price
+    back (see StockAdmin and services._store_live_columns).
     """
 
     symbol = models.CharField(max_length=10, unique=True, validators=[symbol_validator])
     name = models.CharField(max_length=100)
+    sector = models.CharField(max_length=40, blank=True, choices=[(s, s) for s in SECTORS])
     reference_price = models.DecimalField(
-        "previous close",
         max_digits=12,
         decimal_places=2,
         validators=[MinValueValidator(Decimal("0.01"))],
-        help_text="The price that change and change % are measured from.",
+        help_text="The previous close to measure change from; a new value applies at once and lasts until the "
+        "session closes (then the last price becomes the previous close).",
     )
     volatility = models.FloatField(
         default=0.3,
@@ -45,6 +64,18 @@ class Stock(models.Model):
     seq = models.PositiveBigIntegerField(default=0, help_text="Grows by one on every change of this symbol.")
     step = models.PositiveBigIntegerField(default=0, help_text="The market step of the last change.")
     quoted_at = models.BigIntegerField(default=0, help_text="Epoch milliseconds of the last change.")
+    # Empty until the market first writes them; read as the reference price (prev_close) and the price.
+    prev_close = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    open = models.DecimalField("session open", max_digits=12, decimal_places=2, null=True, blank=True)
+    high = models.DecimalField("session high", max_digits=12, decimal_places=2, null=True, blank=True)
+    low = models.DecimalField("session low", max_digits=12, decimal_places=2, null=True, blank=True)
+    volume = models.PositiveBigIntegerField("session volume", default=0)
+    # The current (unfinished) one-minute candle; its close is the price.
+    candle_time = models.BigIntegerField(null=True, blank=True, help_text="Epoch milliseconds of the minute's start.")
+    candle_open = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    candle_high = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    candle_low = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    candle_volume = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         ordering = ["symbol"]
@@ -53,27 +84,56 @@ class Stock(models.Model):
         return f"{self.symbol} ({self.name})"
 
     @property
+    def previous_close(self) -> Decimal:
+        return self.reference_price if self.prev_close is None else self.prev_close
+
+    @property
     def change(self) -> Decimal:
-        return self.price - self.reference_price
+        return self.price - self.previous_close
 
     @property
     def change_pct(self) -> float:
-        return round(float(self.change / self.reference_price * 100), 2) if self.reference_price else 0.0
+        return round(float(self.change / self.previous_close * 100), 2) if self.previous_close else 0.0
 
 
-class PricePoint(models.Model):
-    """One change of one symbol; the market keeps the last MARKET_HISTORY_STEPS steps."""
+class Candle(models.Model):
+    """One finished one-minute OHLCV candle of one symbol; the market keeps the last MARKET_CANDLE_MINUTES minutes.
 
-    stock = models.ForeignKey(Stock, on_delete=models.CASCADE, related_name="history")
-    step = models.PositiveBigIntegerField()
-    seq = models.PositiveBigIntegerField()
-    price = models.DecimalField(max_digits=12, decimal_places=2)
-    ts = models.BigIntegerField(help_text="Epoch milliseconds.")
+    The current minute's candle lives on the Stock row (``candle_*``), written
+    with the price; it is stored here once the minute is over.
+    """
+
+    stock = models.ForeignKey(Stock, on_delete=models.CASCADE, related_name="candles")
+    time = models.BigIntegerField(help_text="Epoch milliseconds of the minute's start (UTC).")
+    open = models.DecimalField(max_digits=12, decimal_places=2)
+    high = models.DecimalField(max_digits=12, decimal_places=2)
+    low = models.DecimalField(max_digits=12, decimal_places=2)
+    close = models.DecimalField(max_digits=12, decimal_places=2)
+    volume = models.PositiveBigIntegerField()
 
     class Meta:
-        ordering = ["stock", "-step"]
-        indexes = [models.Index(fields=["stock", "-step"]), models.Index(fields=["step"])]
-        constraints = [models.UniqueConstraint(fields=["stock", "seq"], name="unique_pricepoint_seq")]
+        ordering = ["stock", "-time"]
+        indexes = [models.Index(fields=["time"])]
+        constraints = [models.UniqueConstraint(fields=["stock", "time"], name="unique_candle_minute")]
 
     def __str__(self) -> str:
-        return f"{self.stock.symbol} #{self.seq} {self.price}"
+        return f"{self.stock.symbol} @{self.time} {self.close}"
+
+
+class MarketState(models.Model):
+    """The market's one row of state that is not per symbol: the trading session as of its last step.
+
+    Polling and the hub's database snapshots read the session from here; the
+    market reads it on start to tell a session that opened or closed while it
+    was down.
+    """
+
+    ONE = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ONE)
+    session_state = models.CharField(max_length=6, default="open")
+    session_until = models.BigIntegerField(default=0, help_text="Epoch milliseconds of the next change of state.")
+    session_number = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"session {self.session_number} {self.session_state}"

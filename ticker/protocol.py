@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .market import Tick
+from .market import Session, Tick
 
 # The channel-layer group every web process's hub joins; the market sends
 # one "quote.batch" message to it per step.
@@ -146,16 +146,26 @@ def quote(tick: Tick) -> dict[str, Any]:
     return {
         "symbol": tick.symbol,
         "price": float(tick.price),
+        "prev_close": float(tick.prev_close),
         "change": float(tick.change),
         "change_pct": tick.change_pct,
+        "open": float(tick.open),
+        "high": float(tick.high),
+        "low": float(tick.low),
+        "volume": tick.volume,
         "seq": tick.seq,
         "ts": tick.ts,
         "halted": tick.halted,
     }
 
 
-def snapshot_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
-    return {"type": "snapshot", "step": step, "quotes": quotes}
+def session(session: Session) -> dict[str, Any]:
+    """The trading session on the wire: in every batch, heartbeat, snapshot and HTTP answer."""
+    return {"state": session.state, "until": session.until}
+
+
+def snapshot_frame(quotes: list[dict[str, Any]], *, step: int, session: dict[str, Any] | None) -> dict[str, Any]:
+    return {"type": "snapshot", "step": step, "quotes": quotes, "session": session}
 
 
 def quotes_frame(quotes: list[dict[str, Any]], *, step: int) -> dict[str, Any]:
@@ -174,9 +184,9 @@ def delisted_frame(symbols: list[str], *, step: int) -> dict[str, Any]:
     return {"type": "delisted", "step": step, "symbols": symbols}
 
 
-def heartbeat_frame(*, feed: str, step: int) -> dict[str, Any]:
+def heartbeat_frame(*, feed: str, step: int, session: dict[str, Any] | None) -> dict[str, Any]:
     """Sent every few seconds and on every change of the feed's state ("live" or "interrupted")."""
-    return {"type": "heartbeat", "feed": feed, "step": step, "ts": time.time_ns() // 1_000_000}
+    return {"type": "heartbeat", "feed": feed, "step": step, "ts": time.time_ns() // 1_000_000, "session": session}
 
 
 # One encoder for every frame: json.dumps with arguments builds a new JSONEncoder on every call.

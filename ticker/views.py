@@ -25,13 +25,17 @@ from .hub import interest as interests
 from .models import symbol_validator
 from .protocol import ProtocolError
 
-# The chart's default: a minute at the default interval (or all the market keeps, if less).
+# History's default: four hours of minute closes (or all the market keeps, if less).
 HISTORY_DEFAULT = 240
 # A browser's first watchlist: the 30 symbols the data migration seeds, those still listed. The page
 # renders just these (never every listed quote: an exchange lists thousands); the browser keeps the
 # user's own list in localStorage (static/ticker/js/watchlist.js).
 DEFAULT_WATCHLIST = tuple(row[0] for row in importlib.import_module("ticker.migrations.0002_seed_stocks").SEED)
 LONG_POLL_MAX_WAIT_S = 30.0
+# Candles: a two-hour chart by default (MARKET_CANDLE_MINUTES is the most kept).
+CANDLES_DEFAULT = 120
+# Symbol search (/api/symbols/).
+SEARCH_MAX_CHARS, SEARCH_DEFAULT, SEARCH_MOST = 40, 20, 50
 # A stream whose reader falls this many steps behind is closed; the browser
 # reconnects with Last-Event-ID and catches up from a snapshot.
 SSE_MAX_QUEUED = 64
@@ -214,7 +218,9 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     hub, interest = await _hub_and_interest(request)
     since = hub.step if since is None else since
     changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
-    body = protocol.encode({"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed})
+    body = protocol.encode(
+        {"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed, "session": hub.store.session}
+    )
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -267,7 +273,11 @@ async def stream(request: HttpRequest) -> HttpResponse:
         # the event loop: a client that leaves before the stream starts never
         # leaves a connection behind, and the next event continues the snapshot.
         quotes = hub.store.snapshot(interest) if last_id is None else hub.store.changed_since(last_id, interest)
-        first = _sse("snapshot", hub.step, protocol.encode(protocol.snapshot_frame(quotes, step=hub.step)))
+        first = _sse(
+            "snapshot",
+            hub.step,
+            protocol.encode(protocol.snapshot_frame(quotes, step=hub.step, session=hub.store.session)),
+        )
         hub.fanout.attach(outlet, interest)
         if movers:
             hub.fanout.follow_movers(outlet, movers)  # its first movers event follows the snapshot
@@ -325,7 +335,7 @@ def poll(request: HttpRequest) -> HttpResponse:
         raise protocol.unknown_symbols(unknown)
     # step: the latest market step among the returned quotes, so a filtered
     # poll of quiet (e.g. halted) symbols keeps its ETag and gets 304s.
-    body = protocol.encode({"step": listed.step, "quotes": listed.quotes()}).encode()
+    body = protocol.encode({"step": listed.step, "quotes": listed.quotes(), "session": listed.session}).encode()
     etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if etag in parse_etags(request.headers.get("If-None-Match", "")):
@@ -336,16 +346,62 @@ def poll(request: HttpRequest) -> HttpResponse:
 @require_GET
 @answer_errors
 def history(request: HttpRequest, symbol: str) -> HttpResponse:
-    """GET /api/quotes/<symbol>/history/?limit=N: recent prices, oldest first, for the chart."""
+    """GET /api/quotes/<symbol>/history/?limit=N: the last N one-minute closes, oldest first (the candles' closes).
+
+    Kept for clients of the per-step history, which the market no longer
+    stores (docs/protocol.md); new clients read /candles/.
+    """
     symbol = symbol.upper()
-    most = settings.MARKET_HISTORY_STEPS  # everything the market keeps, and no more
-    raw = request.GET.get("limit", str(min(HISTORY_DEFAULT, most)))
-    if not STEP.fullmatch(raw) or not 1 <= int(raw) <= most:
-        raise ProtocolError("bad_limit", f"limit must be a whole number from 1 to {most}.")
-    limit = int(raw)
+    most = settings.MARKET_CANDLE_MINUTES  # everything the market keeps, and no more
+    limit = _limit_param(request, default=min(HISTORY_DEFAULT, most), most=most)
     if not _could_be_listed(symbol) or not selectors.listed_stocks([symbol]).exists():
         raise protocol.unknown_symbols([symbol], status=404)
     return JsonResponse({"symbol": symbol, "points": selectors.history(symbol, limit=limit)})
+
+
+def _limit_param(request: HttpRequest, *, default: int, most: int) -> int:
+    """``?limit=N``, a whole number from 1 to ``most``; raises ProtocolError ``bad_limit`` otherwise."""
+    raw = request.GET.get("limit", str(default))
+    if not STEP.fullmatch(raw) or not 1 <= int(raw) <= most:
+        raise ProtocolError("bad_limit", f"limit must be a whole number from 1 to {most}.")
+    return int(raw)
+
+
+@require_GET
+@answer_errors
+def candles(request: HttpRequest, symbol: str) -> HttpResponse:
+    """GET /api/quotes/<symbol>/candles/?limit=N: one-minute OHLCV candles, oldest first, the current minute last."""
+    symbol = symbol.upper()
+    limit = _limit_param(
+        request, default=min(CANDLES_DEFAULT, settings.MARKET_CANDLE_MINUTES), most=settings.MARKET_CANDLE_MINUTES
+    )
+    if not _could_be_listed(symbol) or not selectors.listed_stocks([symbol]).exists():
+        raise protocol.unknown_symbols([symbol], status=404)
+    return JsonResponse({"symbol": symbol, "interval_s": 60, "candles": selectors.candles(symbol, limit=limit)})
+
+
+@require_GET
+@answer_errors
+def sparklines(request: HttpRequest) -> HttpResponse:
+    """GET /api/quotes/sparklines/?symbols=A,B: the last hour of one-minute closes of each symbol, in one answer."""
+    symbols = _symbols_param(request)
+    if symbols is None:
+        raise ProtocolError("bad_symbols", "sparklines needs symbols: a comma-separated list such as AAPL,MSFT.")
+    lines = selectors.sparklines([s for s in symbols if _could_be_listed(s)])
+    if unknown := sorted(set(symbols) - set(lines)):
+        raise protocol.unknown_symbols(unknown)
+    return JsonResponse({"sparklines": lines})
+
+
+@require_GET
+@answer_errors
+def symbols(request: HttpRequest) -> HttpResponse:
+    """GET /api/symbols/?q=TEXT&limit=N: search the listed symbols by symbol (prefix first), then by name."""
+    text = request.GET.get("q", "").strip()
+    if not 1 <= len(text) <= SEARCH_MAX_CHARS or "\x00" in text:
+        raise ProtocolError("bad_query", f"q is the text to search for: 1 to {SEARCH_MAX_CHARS} characters.")
+    limit = _limit_param(request, default=SEARCH_DEFAULT, most=SEARCH_MOST)
+    return JsonResponse({"results": selectors.search(text, limit=limit)})
 
 
 @require_GET

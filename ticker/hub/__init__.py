@@ -132,6 +132,8 @@ class QuoteHub:
         several steps, and a snapshot makes each client whole in one frame
         instead of a gap and a resync round trip per client.
         """
+        if listed.session is not None:
+            self.store.session = listed.session
         gone = self.store.symbols() - listed.symbols
         fresh = self.store.replace(listed.step, listed.quotes(), listed.changed_steps())
         if gone:  # delisted while the feed was away (or before this hub's first batch)
@@ -143,6 +145,8 @@ class QuoteHub:
 
     def on_batch(self, message: dict[str, Any]) -> None:
         """One market step from the feed: apply it, and send each connection at most one frame."""
+        if "session" in message:
+            self.store.session = message["session"]
         if delisted := [s for s in message.get("delisted", ()) if self.store.known(s)]:
             self.store.delist(delisted)
             self.fanout.delisted(message["step"], delisted)
@@ -153,7 +157,9 @@ class QuoteHub:
 
     def heartbeat(self, state: str) -> None:
         """Tell every connection the feed's state and step (also proves the connection is alive)."""
-        self.fanout.heartbeat(protocol.encode(protocol.heartbeat_frame(feed=state, step=self.store.step)))
+        self.fanout.heartbeat(
+            protocol.encode(protocol.heartbeat_frame(feed=state, step=self.store.step, session=self.store.session))
+        )
 
     async def _heartbeats(self) -> None:
         beats = Heartbeats(self.heartbeat_s, started_at=self.clock.now(), announced=LIVE)

@@ -274,7 +274,11 @@ class Fanout:
             return None
         step = self.store.step
         return Frame(
-            protocol.encode(protocol.snapshot_frame(self.store.snapshot(interest), step=step)), step, "snapshot"
+            protocol.encode(
+                protocol.snapshot_frame(self.store.snapshot(interest), step=step, session=self.store.session)
+            ),
+            step,
+            "snapshot",
         )
 
     def _capped(self, delivery: Delivery, batch: Batch) -> None:

@@ -15,6 +15,8 @@ class QuoteStore:
 
     def __init__(self) -> None:
         self.step = 0
+        # The trading session as of the latest batch or stored market ({"state", "until"}; None before either).
+        self.session: dict[str, Any] | None = None
         self._quotes: dict[str, dict[str, Any]] = {}
         # The market step in which each symbol last changed (long-poll, SSE resume).
         self._changed: dict[str, int] = {}
