@@ -26,6 +26,9 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 ADMIN_PASSWORD = "browser-test-password-4f9"
+# The simulated session follows the wall clock (closed 30 s in every 7 minutes by default), and a closed
+# market does not move: the sites of tests that wait for prices to move keep it always open.
+ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +45,7 @@ def site(tmp_path_factory, redis_server):
         )
 
     with running_site(
-        tmp_path_factory.mktemp("browser-site"), redis_server.url, prepare=add_operator, market=True
+        tmp_path_factory.mktemp("browser-site"), redis_server.url, prepare=add_operator, market=True, env=ALWAYS_OPEN
     ) as site:
         yield site
 
@@ -188,7 +191,10 @@ def test_lab_runs_the_four_transports_side_by_side(site, page):
 def fault_site(tmp_path_factory, redis_server):
     """A site of its own, to break: its web and market processes are stopped and started again."""
     with running_site(
-        tmp_path_factory.mktemp("browser-faults"), redis_server.url, market=True, env={"TICKER_HEARTBEAT_S": "1"}
+        tmp_path_factory.mktemp("browser-faults"),
+        redis_server.url,
+        market=True,
+        env={"TICKER_HEARTBEAT_S": "1", **ALWAYS_OPEN},
     ) as site:
         yield site
 
@@ -460,6 +466,22 @@ def test_a_symbol_delisted_in_the_admin_leaves_the_watchlist_with_a_notice(site,
     wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
 
 
+def test_the_session_is_shown_as_it_opens_and_closes(tmp_path_factory, redis_server, browser):
+    """The page says whether the market is open, and until when, and follows each change live."""
+    # At 60 times real time: 4 s open, 4 s closed; heartbeats (which carry the session) every second.
+    short = {"MARKET_SESSION_OPEN_HOURS": "0.0667", "MARKET_SESSION_CLOSED_HOURS": "0.0667", "TICKER_HEARTBEAT_S": "1"}
+    with running_site(tmp_path_factory.mktemp("browser-session"), redis_server.url, market=True, env=short) as site:
+        page = browser.new_context().new_page()
+        try:
+            page.goto(site.base + "/")
+            session = page.locator("#session")
+            for state, text in (("open", "Market open · closes in"), ("closed", "Market closed · opens in")):
+                expect(session).to_have_attribute("data-state", state, timeout=10_000)
+                expect(session).to_contain_text(text)
+        finally:
+            page.context.close()
+
+
 # --- an exchange-sized market -------------------------------------------------------------------
 
 FIRST_LOAD_BYTES = 300_000
@@ -472,7 +494,9 @@ def big_site(tmp_path_factory, redis_server):
     def seed(site):
         site.manage("seed_symbols", "--total", "5000")
 
-    with running_site(tmp_path_factory.mktemp("browser-5000"), redis_server.url, prepare=seed, market=True) as site:
+    with running_site(
+        tmp_path_factory.mktemp("browser-5000"), redis_server.url, prepare=seed, market=True, env=ALWAYS_OPEN
+    ) as site:
         yield site
 
 

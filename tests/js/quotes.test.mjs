@@ -12,6 +12,7 @@ import {
   formatSigned,
   formatVolume,
   formatWait,
+  sessionState,
   sortSymbols,
   trend,
 } from "../../static/ticker/js/quotes.js";
@@ -254,7 +255,10 @@ test("describeSession says whether the market is open and when that changes", ()
   const now = 1_000_000;
   assert.equal(describeSession({ state: "open", until: now + 302_000 }, now), "Market open · closes in 5m 02s");
   assert.equal(describeSession({ state: "closed", until: now + 25_400 }, now), "Market closed · opens in 25 s");
-  assert.equal(describeSession({ state: "closed", until: now - 5 }, now), "Market closed · opens in 0 s");
+  assert.equal(describeSession({ state: "closed", until: now - 5 }, now), "Market open", "past until: changed");
+  assert.equal(describeSession({ state: "open", until: now }, now), "Market closed");
+  assert.equal(sessionState({ state: "open", until: now + 1 }, now), "open");
+  assert.equal(sessionState(null, now), null);
   assert.equal(describeSession(null, now), "Market —");
   assert.equal(formatWait(3_900_000), "1h 05m");
 });

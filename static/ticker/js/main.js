@@ -13,6 +13,7 @@ import {
   formatPrice,
   formatSigned,
   formatVolume,
+  sessionState,
   sortSymbols,
   trend,
 } from "./quotes.js";
@@ -127,7 +128,7 @@ function setStale(part, value) {
 
 function showSession() {
   el.session.textContent = describeSession(session);
-  el.session.dataset.state = session?.state ?? "";
+  el.session.dataset.state = sessionState(session) ?? "";
 }
 
 // --- the table -------------------------------------------------------------------------

@@ -130,11 +130,22 @@ export function formatWait(ms) {
   return `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
 }
 
+/**
+ * The session's state at `now`: past `until` it has changed (the schedule follows the clock) even before
+ * the server's next frame says so; null while unknown.
+ */
+export function sessionState(session, now = Date.now()) {
+  if (!session || !session.state) return null;
+  if (typeof session.until === "number" && now >= session.until) return session.state === "open" ? "closed" : "open";
+  return session.state;
+}
+
 /** The market session as the page says it: {state, until} (epoch ms) to "Market open · closes in 5m 02s". */
 export function describeSession(session, now = Date.now()) {
-  if (!session || !session.state) return "Market —";
-  const open = session.state === "open";
-  const head = open ? "Market open" : "Market closed";
-  if (typeof session.until !== "number") return head;
-  return `${head} · ${open ? "closes" : "opens"} in ${formatWait(session.until - now)}`;
+  const state = sessionState(session, now);
+  if (!state) return "Market —";
+  const head = state === "open" ? "Market open" : "Market closed";
+  // Past `until`, the next change is not known until the server says.
+  if (state !== session.state || typeof session.until !== "number") return head;
+  return `${head} · ${state === "open" ? "closes" : "opens"} in ${formatWait(session.until - now)}`;
 }
