@@ -1,4 +1,12 @@
 # The one image for every ticker process: web (daphne), market, migrations.
+
+# The dashboard's chart library (lightweight-charts, pinned in package-lock.json)
+# is installed here and only its files are copied on: the image has no Node.js.
+FROM node:20-slim AS npm
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -10,6 +18,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY . .
+COPY --from=npm /app/node_modules/lightweight-charts/dist node_modules/lightweight-charts/dist
 # Static files are collected into the image and served by WhiteNoise. The key
 # below only lets settings load for this build step; it is not in the image's
 # environment at run time.

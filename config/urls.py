@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import path
+from django.views.generic import RedirectView
 
 from ticker import views
 
@@ -16,4 +18,6 @@ urlpatterns = [
     path("lab/", views.lab, name="lab"),
     path("api/lab/handshake/", views.lab_handshake, name="lab-handshake"),
     path("admin/", admin.site.urls),
+    # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the admin, JSON answers).
+    path("favicon.ico", RedirectView.as_view(url=static("ticker/img/favicon.svg"), permanent=True)),
 ]

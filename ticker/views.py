@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import importlib
 import inspect
 import re
+from typing import Any
 from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
@@ -25,6 +27,10 @@ from .protocol import ProtocolError
 
 # History's default: four hours of minute closes (or all the market keeps, if less).
 HISTORY_DEFAULT = 240
+# A browser's first watchlist: the 30 symbols the data migration seeds, those still listed. The page
+# renders just these (never every listed quote: an exchange lists thousands); the browser keeps the
+# user's own list in localStorage (static/ticker/js/watchlist.js).
+DEFAULT_WATCHLIST = tuple(row[0] for row in importlib.import_module("ticker.migrations.0002_seed_stocks").SEED)
 LONG_POLL_MAX_WAIT_S = 30.0
 # Candles: a two-hour chart by default (MARKET_CANDLE_MINUTES is the most kept).
 CANDLES_DEFAULT = 120
@@ -108,11 +114,67 @@ def _refuse_foreign_origin(request: HttpRequest) -> None:
         raise ProtocolError("foreign_origin", "This origin may not read the feed.", status=403)
 
 
+def _signed(value: float, suffix: str = "") -> str:
+    """As the browser writes it (quotes.js, formatSigned): "+0.15", "-0.15", "0.00"."""
+    text = f"{value:.2f}{suffix}"
+    return f"+{text}" if value > 0 else text
+
+
+def _volume(value: Any) -> str:
+    """As the browser writes it (quotes.js, formatVolume): 987, 12,345, 1.23M, 45.6M, 4.50B."""
+    if not isinstance(value, int):
+        return "—"
+    if value < 100_000:
+        return f"{value:,}"
+    if value < 1_000_000_000:
+        return f"{value / 1e6:.{2 if value < 10_000_000 else 1}f}M"
+    return f"{value / 1e9:.2f}B"
+
+
+def _price(value: Any) -> str:
+    return f"{value:.2f}" if isinstance(value, int | float) else "—"
+
+
+def _row(name: str, quote: dict[str, Any]) -> dict[str, Any]:
+    """One row of the dashboard's first paint, formatted exactly as static/ticker/js/render.js formats it."""
+    change = quote["change"]
+    return {
+        "symbol": quote["symbol"],
+        "name": name,
+        "halted": quote["halted"],
+        "seq": quote["seq"],
+        "price": _price(quote["price"]),
+        "change": _signed(change),
+        "change_pct": _signed(quote["change_pct"], "%"),
+        "change_pct_value": quote["change_pct"],
+        "trend": "up" if change > 0 else "down" if change < 0 else "",
+        "arrow": "▲" if change > 0 else "▼" if change < 0 else "",
+        "open": _price(quote.get("open")),
+        "high": _price(quote.get("high")),
+        "low": _price(quote.get("low")),
+        "volume": _volume(quote.get("volume")),
+    }
+
+
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
-    listed = selectors.listed()
-    initial = {"step": listed.step, "quotes": listed.quotes(), "names": {s.symbol: s.name for s in listed.stocks}}
-    return render(request, "ticker/dashboard.html", {"stocks": listed.stocks, "initial": initial})
+    """The market screen: the default watchlist rendered (first paint), the rest built by static/ticker/js/main.js."""
+    listed = selectors.listed(DEFAULT_WATCHLIST)
+    if not listed.stocks:  # a market without the seeded names: its first few symbols
+        listed = selectors.Listed(list(selectors.listed_stocks()[: len(DEFAULT_WATCHLIST)]))
+    quotes = listed.quotes()
+    rows = [_row(stock.name, quote) for stock, quote in zip(listed.stocks, quotes, strict=True)]
+    initial = {
+        "step": listed.step,
+        "quotes": quotes,
+        "defaults": [{"symbol": s.symbol, "name": s.name} for s in listed.stocks],
+        # The market session as stored ({"state", "until"}), shown before the feed's first frame says it.
+        "session": getattr(listed, "session", None),
+    }
+    blank = {"symbol": "", "name": "", "halted": False, "seq": None, "trend": "", "arrow": ""}
+    blank |= dict.fromkeys(("price", "change", "change_pct", "open", "high", "low", "volume"), "—")
+    context = {"rows": rows, "blank_row": blank, "initial": initial}
+    return render(request, "ticker/dashboard.html", context)
 
 
 async def _hub_and_interest(request: HttpRequest) -> tuple[QuoteHub, Interest]:
@@ -345,14 +407,14 @@ def symbols(request: HttpRequest) -> HttpResponse:
 @require_GET
 def lab(request: HttpRequest) -> HttpResponse:
     """The Lab: the four transports side by side in the browser, measured."""
-    stocks = list(selectors.listed_stocks())
     transports = [
         ("websocket", "WebSocket"),
         ("sse", "Server-Sent Events"),
         ("longpoll", "Long-polling"),
         ("polling", "Polling (1 s)"),
     ]
-    return render(request, "ticker/lab.html", {"symbols": [s.symbol for s in stocks], "transports": transports})
+    listed = selectors.listed_stocks().count()
+    return render(request, "ticker/lab.html", {"listed": listed, "transports": transports})
 
 
 @require_GET

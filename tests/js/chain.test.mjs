@@ -102,9 +102,9 @@ test("the chain hands its transport options to every transport it makes, probes 
   assert.deepEqual(
     made.map((transport) => [transport.name, transport.options]),
     [
-      ["websocket", { silenceMs: 3000, symbols: ["A"], failFast: true }],
-      ["sse", { silenceMs: 3000, symbols: ["A"], failFast: true }],
-      ["websocket", { silenceMs: 3000, symbols: ["A"], failFast: true }],
+      ["websocket", { silenceMs: 3000, symbols: ["A"], movers: 0, failFast: true }],
+      ["sse", { silenceMs: 3000, symbols: ["A"], movers: 0, failFast: true }],
+      ["websocket", { silenceMs: 3000, symbols: ["A"], movers: 0, failFast: true }],
     ],
   );
   chain.stop();
@@ -137,4 +137,51 @@ test("symbol changes and resyncs go to the live transport", () => {
   chain.resync(["A"]);
   assert.deepEqual(made[0].symbols, ["A"]);
   assert.deepEqual(made[0].resynced, ["A"]);
+});
+
+test("movers go to every transport the chain makes, and a new count to the live one and its probe", () => {
+  const { made, make, handlers } = fakes();
+  const chain = new TransportChain(handlers, { make, movers: 10, upgradeMs: 1e9 });
+  chain.start();
+  assert.equal(made[0].options.movers, 10);
+  made[0].handlers.failed("refused");
+  assert.equal(made[1].options.movers, 10);
+  made[1].setMovers = (count) => (made[1].movers = count);
+  chain.setMovers(0);
+  assert.equal(made[1].movers, 0);
+  assert.equal(chain.movers, 0);
+  chain.stop();
+});
+
+test("movers, delisted, session and error frames reach the page only from the live transport", () => {
+  const { made, make } = fakes();
+  const seen = [];
+  const handlers = {
+    status: () => {},
+    snapshot: () => {},
+    quotes: () => {},
+    request: () => {},
+    movers: (frame) => seen.push(["movers", frame]),
+    delisted: (symbols) => seen.push(["delisted", symbols]),
+    session: (session) => seen.push(["session", session]),
+    error: (frame) => seen.push(["error", frame]),
+  };
+  const chain = new TransportChain(handlers, { make, upgradeMs: 0 });
+  chain.start();
+  made[0].handlers.failed("refused"); // on SSE now; an upgrade probe (WebSocket) is due
+  chain.tryUpgrade(0);
+  const [live, probe] = [made[1], made[2]];
+  probe.handlers.movers({ step: 1 });
+  probe.handlers.error({ code: "x" });
+  live.handlers.movers({ step: 2 });
+  live.handlers.delisted(["XYZ"]);
+  live.handlers.session({ state: "open" });
+  live.handlers.error({ code: "unknown_symbol" });
+  assert.deepEqual(seen, [
+    ["movers", { step: 2 }],
+    ["delisted", ["XYZ"]],
+    ["session", { state: "open" }],
+    ["error", { code: "unknown_symbol" }],
+  ]);
+  chain.stop();
 });

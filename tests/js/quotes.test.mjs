@@ -4,9 +4,17 @@ import assert from "node:assert/strict";
 import {
   LatencyWindow,
   QuoteBook,
+  arrow,
+  describeSession,
   direction,
+  formatField,
   formatPrice,
   formatSigned,
+  formatVolume,
+  formatWait,
+  sessionState,
+  sortSymbols,
+  trend,
 } from "../../static/ticker/js/quotes.js";
 
 function quote(symbol, seq, price = 100, extra = {}) {
@@ -206,4 +214,51 @@ test("formatSigned appends the suffix after the number", () => {
   assert.equal(formatSigned(0.42, "%"), "+0.42%");
   assert.equal(formatSigned(-0.42, "%"), "-0.42%");
   assert.equal(formatSigned(0, "%"), "0.00%");
+});
+
+// --- the screen's formatting and sorting -----------------------------------------
+
+test("trend and arrow follow the change against the previous close, and say nothing for none", () => {
+  assert.deepEqual([trend(0.5), trend(-0.01), trend(0)], ["up", "down", ""]);
+  assert.deepEqual([arrow(0.5), arrow(-0.01), arrow(0)], ["▲", "▼", ""]);
+});
+
+test("formatVolume keeps a phone's column short", () => {
+  assert.equal(formatVolume(987), "987");
+  assert.equal(formatVolume(12_345), "12,345");
+  assert.equal(formatVolume(1_234_567), "1.23M");
+  assert.equal(formatVolume(45_600_000), "45.6M");
+  assert.equal(formatVolume(4_500_000_000), "4.50B");
+  assert.equal(formatVolume(undefined), "—");
+});
+
+test("formatField shows a price field with two decimals, or a dash while it is missing", () => {
+  assert.equal(formatField({ open: 12.5 }, "open"), "12.50");
+  assert.equal(formatField({}, "open"), "—");
+  assert.equal(formatField(undefined, "open"), "—");
+});
+
+test("sortSymbols orders by a column either way, ties by symbol, rows without a quote last", () => {
+  const quotes = new Map([
+    ["AAA", { change_pct: 1.5, price: 10 }],
+    ["BBB", { change_pct: -2, price: 30 }],
+    ["CCC", { change_pct: 1.5, price: 20 }],
+  ]);
+  const symbols = ["DDD", "CCC", "BBB", "AAA"];
+  assert.deepEqual(sortSymbols(symbols, quotes, "change_pct", "descending"), ["AAA", "CCC", "BBB", "DDD"]);
+  assert.deepEqual(sortSymbols(symbols, quotes, "change_pct", "ascending"), ["BBB", "AAA", "CCC", "DDD"]);
+  assert.deepEqual(sortSymbols(symbols, quotes, "last", "descending"), ["BBB", "CCC", "AAA", "DDD"]);
+  assert.deepEqual(sortSymbols(symbols, quotes, "symbol", "descending"), ["DDD", "CCC", "BBB", "AAA"]);
+});
+
+test("describeSession says whether the market is open and when that changes", () => {
+  const now = 1_000_000;
+  assert.equal(describeSession({ state: "open", until: now + 302_000 }, now), "Market open · closes in 5m 02s");
+  assert.equal(describeSession({ state: "closed", until: now + 25_400 }, now), "Market closed · opens in 25 s");
+  assert.equal(describeSession({ state: "closed", until: now - 5 }, now), "Market open", "past until: changed");
+  assert.equal(describeSession({ state: "open", until: now }, now), "Market closed");
+  assert.equal(sessionState({ state: "open", until: now + 1 }, now), "open");
+  assert.equal(sessionState(null, now), null);
+  assert.equal(describeSession(null, now), "Market —");
+  assert.equal(formatWait(3_900_000), "1h 05m");
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 
 import {
   LongPollTransport,
+  MoversPoll,
   PollingTransport,
   SILENCE_MS,
   SseTransport,
@@ -87,8 +88,24 @@ test("backoffDelay falls back to Math.random", (t) => {
 
 /** Records every handler call the transport makes. */
 function recorder() {
-  const calls = { status: [], snapshot: [], quotes: [], request: 0, feedState: [], failed: [], traffic: [] };
+  const calls = {
+    status: [],
+    snapshot: [],
+    quotes: [],
+    request: 0,
+    feedState: [],
+    failed: [],
+    traffic: [],
+    error: [],
+    movers: [],
+    delisted: [],
+    session: [],
+  };
   const handlers = {
+    error: (frame) => calls.error.push(frame),
+    movers: (frame) => calls.movers.push(frame),
+    delisted: (symbols) => calls.delisted.push(symbols),
+    session: (session) => calls.session.push(session),
     status: (state, detail) => calls.status.push([state, detail]),
     feedState: (state) => calls.feedState.push(state),
     snapshot: (quotes, step) => calls.snapshot.push([quotes, step]),
@@ -401,6 +418,7 @@ test("WebSocketTransport logs server error frames without treating them as quote
   fakeTimers(t);
   const warn = t.mock.method(console, "warn", () => {});
   const { calls, handlers } = recorder();
+  delete handlers.error;
   new WebSocketTransport(handlers, { url: WS_URL }).start();
   sockets[0].serverOpens();
   sockets[0].serverSends({ type: "error", code: "bad_symbol", message: "unknown symbol ZZZZ" });
@@ -408,6 +426,82 @@ test("WebSocketTransport logs server error frames without treating them as quote
   assert.deepEqual(warn.mock.calls[0].arguments.slice(1), ["bad_symbol", "unknown symbol ZZZZ"]);
   assert.deepEqual(calls.snapshot, []);
   assert.deepEqual(calls.quotes, []);
+});
+
+test("WebSocketTransport hands error frames to the error handler and forgets an unknown symbol", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL", "NOPE"] });
+  transport.start();
+  sockets[0].serverOpens();
+  const error = { type: "error", code: "unknown_symbol", message: "Unknown symbol(s): NOPE.", symbols: ["NOPE"] };
+  sockets[0].serverSends(error);
+  assert.deepEqual(calls.error, [error]);
+  assert.deepEqual(transport.symbols, ["AAPL"]);
+  sockets[0].sent.length = 0;
+  transport.setSymbols(["AAPL", "NOPE"]);
+  assert.deepEqual(sockets[0].sent, [{ action: "subscribe", symbols: ["NOPE"] }], "asked again later, e.g. once listed");
+});
+
+test("WebSocketTransport passes movers, delisted and the session on; a delisted symbol leaves its subscription", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL", "XYZ"] });
+  transport.start();
+  sockets[0].serverOpens();
+  const session = { state: "open", until: 123 };
+  sockets[0].serverSends({ type: "heartbeat", feed: "live", step: 1, ts: 1, session });
+  const movers = { type: "movers", step: 2, listed: 30, gainers: [], losers: [] };
+  sockets[0].serverSends(movers);
+  sockets[0].serverSends({ type: "delisted", step: 3, symbols: ["XYZ"] });
+  assert.deepEqual(calls.session, [session]);
+  assert.deepEqual(calls.movers, [movers]);
+  assert.deepEqual(calls.delisted, [["XYZ"]]);
+  assert.deepEqual(transport.symbols, ["AAPL"]);
+});
+
+test("WebSocketTransport asks for movers once open, and again or stops when the count changes", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL, symbols: ["AAPL"], movers: 10 });
+  transport.start();
+  sockets[0].serverOpens();
+  assert.deepEqual(sockets[0].sent, [
+    { action: "subscribe", symbols: ["AAPL"] },
+    { action: "movers", count: 10 },
+  ]);
+  transport.setMovers(10);
+  transport.setMovers(0);
+  assert.deepEqual(sockets[0].sent.slice(2), [{ action: "movers", count: 0 }]);
+});
+
+test("WebSocketTransport.setSymbols between two lists sends only the difference", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const transport = new WebSocketTransport(recorder().handlers, { url: WS_URL, symbols: ["AAPL", "MSFT"] });
+  transport.start();
+  sockets[0].serverOpens();
+  sockets[0].sent.length = 0;
+  transport.setSymbols(["MSFT", "NVDA"]);
+  transport.setSymbols(["NVDA", "MSFT"]);
+  assert.deepEqual(sockets[0].sent, [
+    { action: "unsubscribe", symbols: ["AAPL"] },
+    { action: "subscribe", symbols: ["NVDA"] },
+  ]);
+});
+
+test("WebSocketTransport subscribes at most 100 symbols a message", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const symbols = Array.from({ length: 150 }, (_, i) => `S${i}`);
+  new WebSocketTransport(recorder().handlers, { url: WS_URL, symbols }).start();
+  sockets[0].serverOpens();
+  assert.deepEqual(
+    sockets[0].sent.map((m) => m.symbols.length),
+    [100, 50],
+  );
 });
 
 test("WebSocketTransport.setSymbols drops the old subscription and subscribes to the new symbols", (t) => {
@@ -684,14 +778,17 @@ test("SseTransport leaves a dropped stream to the browser's own reconnect (Last-
   assert.deepEqual(timers.delays(), [SILENCE_MS], "only the silence watchdog is pending");
 });
 
-test("SseTransport reopens a stream the browser gave up on (a non-200 answer) after a growing backoff", (t) => {
+test("SseTransport reopens a stream the browser gave up on (a non-200 answer) after a growing backoff", async (t) => {
   const sources = installEventSource(t);
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 1);
+  const requests = fakeFetch(t, [response(502), new TypeError("Failed to fetch")]);
   const { handlers, lastStatus } = recorder();
   new SseTransport(handlers, { symbols: ["AAPL"] }).start();
   sources[0].serverOpens();
   sources[0].fails({ closed: true });
+  await settle();
+  assert.equal(requests[0].url, "/api/quotes/stream/?symbols=AAPL", "asked once more, to read the answer");
   assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events, retry in 0.5 s"]);
   assert.deepEqual(timers.delays(), [500], "the silence watchdog is off while waiting");
   timers.fire();
@@ -699,7 +796,46 @@ test("SseTransport reopens a stream the browser gave up on (a non-200 answer) af
   assert.equal(sources[1].url, "/api/quotes/stream/?symbols=AAPL");
   assert.deepEqual(lastStatus(), ["reconnecting", "Server-Sent Events"], "still reconnecting until the stream opens");
   sources[1].fails({ closed: true });
+  await settle();
   assert.deepEqual(timers.delays(), [1000]);
+});
+
+test("SseTransport shows the server's refusal (an unknown symbol) and waits until the symbols change", async (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  const refusal = { type: "error", code: "unknown_symbol", message: "Unknown symbol(s): NOPE.", symbols: ["NOPE"] };
+  fakeFetch(t, [response(400, refusal)]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new SseTransport(handlers, { symbols: ["AAPL", "NOPE"], failFast: true });
+  transport.start();
+  sources[0].fails({ closed: true });
+  await settle();
+  assert.deepEqual(calls.error, [refusal]);
+  assert.deepEqual(lastStatus(), ["error", "Unknown symbol(s): NOPE."]);
+  assert.deepEqual(calls.failed, [], "a refusal is not a blocked transport: no fallback");
+  assert.deepEqual(timers.delays(), [], "and no retry");
+  transport.setSymbols(["AAPL"]);
+  assert.equal(sources.length, 2);
+  assert.equal(sources[1].url, "/api/quotes/stream/?symbols=AAPL");
+});
+
+test("SseTransport asks for movers in its URL, hands movers and delisted events on, and reopens for a new count", (t) => {
+  const sources = installEventSource(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  const transport = new SseTransport(handlers, { symbols: ["AAPL", "XYZ"], movers: 10 });
+  transport.start();
+  assert.equal(sources[0].url, "/api/quotes/stream/?symbols=AAPL%2CXYZ&movers=10");
+  const movers = { type: "movers", step: 3, listed: 2, gainers: [], losers: [] };
+  sources[0].serverSends("movers", 3, movers);
+  sources[0].serverSends("delisted", 4, { type: "delisted", step: 4, symbols: ["XYZ"] });
+  assert.deepEqual(calls.movers, [movers]);
+  assert.deepEqual(calls.delisted, [["XYZ"]]);
+  assert.deepEqual(transport.symbols, ["AAPL"], "the server dropped it from the stream");
+  transport.setMovers(0);
+  assert.equal(sources[1].url, "/api/quotes/stream/?symbols=AAPL");
+  transport.setSymbols(["AAPL"]);
+  assert.equal(sources.length, 2, "the same symbols: the stream stays");
 });
 
 test("SseTransport with failFast reports a stream that fails before any snapshot as failed", (t) => {
@@ -978,7 +1114,103 @@ test("PollingTransport reports each request and its answer through traffic", asy
   transport.stop();
 });
 
+test("PollingTransport stops on a refusal (400 unknown_symbol), shows the server's message, and resumes for new symbols", async (t) => {
+  const timers = fakeTimers(t);
+  const refusal = { type: "error", code: "unknown_symbol", message: "Unknown symbol(s): XYZ.", symbols: ["XYZ"] };
+  const requests = fakeFetch(t, [response(400, refusal), response(200, { quotes: [], step: 2 })]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new PollingTransport(handlers, { symbols: ["AAPL", "XYZ"] });
+  transport.start();
+  await settle();
+  assert.deepEqual(calls.error, [refusal]);
+  assert.deepEqual(lastStatus(), ["error", "Unknown symbol(s): XYZ."]);
+  assert.deepEqual(timers.delays(), [], "no retry: the same request would be refused again");
+  transport.setSymbols(["AAPL"]);
+  timers.fire();
+  await settle();
+  assert.equal(requests[1].url, "/api/quotes/?symbols=AAPL");
+  assert.equal(calls.snapshot.length, 1);
+  transport.stop();
+});
+
+test("PollingTransport passes the session of each answer on", async (t) => {
+  fakeTimers(t);
+  const session = { state: "closed", until: 99 };
+  fakeFetch(t, [response(200, { quotes: [], step: 1, session })]);
+  const { calls, handlers } = recorder();
+  const transport = new PollingTransport(handlers, { symbols: ["AAPL"] });
+  transport.start();
+  await settle();
+  assert.deepEqual(calls.session, [session]);
+  transport.stop();
+});
+
+test("PollingTransport with movers polls /api/movers/ beside the quotes, and stops it with the transport", async (t) => {
+  const timers = fakeTimers(t);
+  const movers = { step: 4, listed: 30, gainers: [], losers: [] };
+  const requests = fakeFetch(t, [response(200, { quotes: [], step: 1 }), response(200, movers, '"m1"')]);
+  const { calls, handlers } = recorder();
+  const transport = new PollingTransport(handlers, { symbols: ["AAPL"], movers: 5 });
+  transport.start();
+  await settle();
+  assert.deepEqual(
+    requests.map((r) => r.url),
+    ["/api/quotes/?symbols=AAPL", "/api/movers/?count=5"],
+  );
+  assert.deepEqual(calls.movers, [{ type: "movers", ...movers }]);
+  assert.deepEqual(timers.delays(), [1000, 1000]);
+  transport.stop();
+  assert.deepEqual(timers.delays(), []);
+});
+
+// --- MoversPoll -------------------------------------------------------------------
+
+test("MoversPoll asks every second with the ETag; a 304 hands nothing on; failures keep the pace", async (t) => {
+  const timers = fakeTimers(t);
+  const movers = { step: 4, listed: 30, gainers: [{ symbol: "AAPL" }], losers: [] };
+  const requests = fakeFetch(t, [response(200, movers, '"m1"'), response(304), new TypeError("Failed to fetch")]);
+  const { calls, handlers } = recorder();
+  const poll = new MoversPoll(handlers, { count: 10 });
+  poll.start();
+  for (let i = 0; i < 2; i++) {
+    await settle();
+    timers.fire();
+  }
+  await settle();
+  assert.deepEqual(requests[1], { url: "/api/movers/?count=10", headers: { "If-None-Match": '"m1"' }, cache: "no-store" });
+  assert.deepEqual(calls.movers, [{ type: "movers", ...movers }]);
+  assert.equal(calls.request, 3);
+  assert.deepEqual(timers.delays(), [1000]);
+  poll.stop();
+  assert.deepEqual(timers.delays(), []);
+});
+
 // --- LongPollTransport ---------------------------------------------------------
+
+test("LongPollTransport stops on a refusal and asks for the full picture of the new symbols", async (t) => {
+  const timers = fakeTimers(t);
+  const refusal = { type: "error", code: "unknown_symbol", message: "Unknown symbol(s): XYZ.", symbols: ["XYZ"] };
+  const requests = fakeFetch(t, [
+    response(200, { quotes: [], step: 7 }),
+    response(400, refusal),
+    response(200, { quotes: [], step: 8 }),
+  ]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers, { symbols: ["AAPL", "XYZ"], failFast: true });
+  transport.start();
+  await settle();
+  timers.fire();
+  await settle();
+  assert.deepEqual(lastStatus(), ["error", "Unknown symbol(s): XYZ."]);
+  assert.deepEqual(calls.error, [refusal]);
+  assert.deepEqual(timers.delays(), []);
+  transport.setSymbols(["AAPL"]);
+  timers.fire();
+  await settle();
+  assert.equal(requests[2].url, "/api/quotes/?symbols=AAPL");
+  assert.deepEqual(calls.failed, []);
+  transport.stop();
+});
 
 test("LongPollTransport asks for the full picture first, then waits at the server for changes after its step", async (t) => {
   const timers = fakeTimers(t);

@@ -1,10 +1,14 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { Watchlist } from "../../static/ticker/js/watchlist.js";
+import { MAX_WATCHLIST, Watchlist } from "../../static/ticker/js/watchlist.js";
 
-const KEY = "ticker.watchlist";
+const KEY = "ticker.watchlist.v2";
 const ONLY_KEY = "ticker.watchOnly";
+const DEFAULTS = [
+  { symbol: "AAPL", name: "Apple Inc." },
+  { symbol: "MSFT", name: "Microsoft Corp." },
+];
 
 /** A localStorage stand-in: string values, null for a missing key. */
 function memoryStorage(initial = {}) {
@@ -16,104 +20,65 @@ function memoryStorage(initial = {}) {
   };
 }
 
-test("a new browser starts with an empty watchlist that shows every symbol", () => {
-  const list = new Watchlist(memoryStorage());
-  assert.equal(list.has("AAPL"), false);
+test("a new browser starts from the default watchlist, with names, and shows the movers", () => {
+  const list = new Watchlist(DEFAULTS, memoryStorage());
+  assert.deepEqual(list.symbols, ["AAPL", "MSFT"]);
+  assert.equal(list.name("MSFT"), "Microsoft Corp.");
   assert.equal(list.only, false);
-  assert.deepEqual(list.subscription(), ["*"]);
 });
 
-test("toggling a symbol on watches it and saves the list to storage", () => {
+test("adding a symbol puts it last with its name and saves the list", () => {
   const storage = memoryStorage();
-  const list = new Watchlist(storage);
-  assert.equal(list.toggle("MSFT"), true);
-  assert.equal(list.has("MSFT"), true);
-  assert.equal(storage.getItem(KEY), '["MSFT"]');
+  const list = new Watchlist(DEFAULTS, storage);
+  assert.equal(list.add("ZZZ", "Simulated Co. 0001"), true);
+  assert.deepEqual(list.symbols, ["AAPL", "MSFT", "ZZZ"]);
+  assert.deepEqual(JSON.parse(storage.getItem(KEY)).at(-1), { symbol: "ZZZ", name: "Simulated Co. 0001" });
+  assert.equal(list.add("ZZZ", "again"), false, "a symbol is listed once");
 });
 
-test("toggling a watched symbol again unwatches it and saves that too", () => {
+test("removing symbols saves the list, and a saved list wins over the defaults on the next load", () => {
   const storage = memoryStorage();
-  const list = new Watchlist(storage);
-  list.toggle("MSFT");
-  assert.equal(list.toggle("MSFT"), false);
-  assert.equal(list.has("MSFT"), false);
-  assert.equal(storage.getItem(KEY), "[]");
+  const list = new Watchlist(DEFAULTS, storage);
+  assert.equal(list.remove("AAPL", "NOPE"), true);
+  assert.equal(list.remove("NOPE"), false);
+  assert.deepEqual(new Watchlist(DEFAULTS, storage).symbols, ["MSFT"]);
 });
 
-test("the saved watchlist is sorted", () => {
+test("an emptied watchlist stays empty on the next load", () => {
   const storage = memoryStorage();
-  const list = new Watchlist(storage);
-  for (const symbol of ["TSLA", "AAPL", "MSFT"]) list.toggle(symbol);
-  assert.deepEqual(JSON.parse(storage.getItem(KEY)), ["AAPL", "MSFT", "TSLA"]);
+  new Watchlist(DEFAULTS, storage).remove("AAPL", "MSFT");
+  assert.deepEqual(new Watchlist(DEFAULTS, storage).symbols, []);
 });
 
-test("the watchlist survives a page reload", () => {
+test("an unreadable saved list falls back to the defaults, and junk entries are skipped", () => {
+  assert.deepEqual(new Watchlist(DEFAULTS, memoryStorage({ [KEY]: "{not json" })).symbols, ["AAPL", "MSFT"]);
+  assert.deepEqual(new Watchlist(DEFAULTS, memoryStorage({ [KEY]: '{"a": 1}' })).symbols, ["AAPL", "MSFT"]);
+  const mixed = JSON.stringify([{ symbol: "TSLA" }, 7, null, { name: "no symbol" }]);
+  const list = new Watchlist(DEFAULTS, memoryStorage({ [KEY]: mixed }));
+  assert.deepEqual(list.symbols, ["TSLA"]);
+  assert.equal(list.name("TSLA"), "");
+});
+
+test("the watchlist holds at most MAX_WATCHLIST symbols, so a subscription with the chart fits 100", () => {
+  const list = new Watchlist([], memoryStorage());
+  for (let i = 0; i < MAX_WATCHLIST; i++) assert.equal(list.add(`S${i}`), true);
+  assert.equal(list.full, true);
+  assert.equal(list.add("ONE.MORE"), false);
+  assert.equal(list.subscription("CHART").length, 100);
+});
+
+test("the subscription is the watchlist and the charted symbol, sorted, each once", () => {
+  const list = new Watchlist(DEFAULTS, memoryStorage());
+  assert.deepEqual(list.subscription(), ["AAPL", "MSFT"]);
+  assert.deepEqual(list.subscription("NVDA"), ["AAPL", "MSFT", "NVDA"]);
+  assert.deepEqual(list.subscription("AAPL"), ["AAPL", "MSFT"]);
+});
+
+test("'Watchlist only' is saved and read back", () => {
   const storage = memoryStorage();
-  const before = new Watchlist(storage);
-  before.toggle("AAPL");
-  before.toggle("NVDA");
-  before.setOnly(true);
-  const after = new Watchlist(storage);
-  assert.equal(after.has("AAPL"), true);
-  assert.equal(after.has("NVDA"), true);
-  assert.equal(after.has("MSFT"), false);
-  assert.equal(after.only, true);
-});
-
-test("corrupt JSON in storage gives an empty watchlist instead of breaking the page", () => {
-  const storage = memoryStorage({ [KEY]: "[\"AAPL\", oops" });
-  let list;
-  assert.doesNotThrow(() => {
-    list = new Watchlist(storage);
-  });
-  assert.equal(list.has("AAPL"), false);
-  assert.deepEqual(list.subscription(), ["*"]);
-  list.toggle("TSLA");
-  assert.equal(storage.getItem(KEY), '["TSLA"]');
-});
-
-test("valid JSON that is not a list is treated as an empty watchlist", () => {
-  for (const saved of ["null", '{"AAPL": true}', '"AAPL"', "42"]) {
-    const list = new Watchlist(memoryStorage({ [KEY]: saved }));
-    assert.equal(list.symbols.size, 0, `saved value ${saved}`);
-    assert.equal(list.has("AAPL"), false, `saved value ${saved}`);
-  }
-});
-
-test("non-string entries in the saved list are dropped", () => {
-  const list = new Watchlist(memoryStorage({ [KEY]: '["AAPL", 7, null, {"s": "X"}, "MSFT"]' }));
-  assert.deepEqual([...list.symbols].sort(), ["AAPL", "MSFT"]);
-});
-
-test("turning 'only watched' on and off is saved to storage", () => {
-  const storage = memoryStorage();
-  const list = new Watchlist(storage);
-  list.setOnly(true);
-  assert.equal(list.only, true);
+  new Watchlist(DEFAULTS, storage).setOnly(true);
   assert.equal(storage.getItem(ONLY_KEY), "1");
-  list.setOnly(false);
-  assert.equal(list.only, false);
-  assert.equal(storage.getItem(ONLY_KEY), "0");
-  assert.equal(new Watchlist(storage).only, false);
-});
-
-test("subscription() is every symbol while 'only watched' is off, even with symbols watched", () => {
-  const list = new Watchlist(memoryStorage());
-  list.toggle("AAPL");
-  list.toggle("MSFT");
-  assert.deepEqual(list.subscription(), ["*"]);
-});
-
-test("subscription() is the sorted watched symbols while 'only watched' is on", () => {
-  const list = new Watchlist(memoryStorage());
-  list.toggle("TSLA");
-  list.toggle("AAPL");
-  list.setOnly(true);
-  assert.deepEqual(list.subscription(), ["AAPL", "TSLA"]);
-});
-
-test("subscription() is empty when 'only watched' is on and nothing is watched", () => {
-  const list = new Watchlist(memoryStorage());
-  list.setOnly(true);
-  assert.deepEqual(list.subscription(), []);
+  assert.equal(new Watchlist(DEFAULTS, storage).only, true);
+  new Watchlist(DEFAULTS, storage).setOnly(false);
+  assert.equal(new Watchlist(DEFAULTS, storage).only, false);
 });

@@ -23,17 +23,20 @@ export function makeTransport(name, handlers, options) {
 
 export class TransportChain {
   /**
-   * handlers: status(state, detail, transport), snapshot, quotes, feedState, request(transport).
+   * handlers: status(state, detail, transport), snapshot, quotes, request(transport), and the
+   * optional feedState, session, movers, delisted and error (transport.js).
+   * movers: how many gainers and losers to follow (0: none), on whichever transport is in use.
    * pinned: a transport name to use alone (no fallback, no upgrade), or null for the chain.
    * transportOptions: given to every transport it makes (e.g. silenceMs from the page's config).
    */
   constructor(
     handlers,
-    { symbols = ["*"], pinned = null, upgradeMs = 30000, make = makeTransport, transportOptions = {} } = {},
+    { symbols = ["*"], movers = 0, pinned = null, upgradeMs = 30000, make = makeTransport, transportOptions = {} } = {},
   ) {
     if (pinned !== null && !TRANSPORTS.includes(pinned)) throw new Error(`unknown transport ${pinned}`);
     this.handlers = handlers;
     this.symbols = symbols;
+    this.movers = movers;
     this.pinned = pinned;
     this.upgradeMs = upgradeMs;
     this.make = make;
@@ -66,6 +69,8 @@ export class TransportChain {
 
   create(slot) {
     const name = TRANSPORTS[slot.index];
+    // Only the transport in use speaks to the page.
+    const live = () => slot.live && this.index === slot.index;
     const handlers = {
       status: (state, detail) => slot.live && this.index === slot.index && this.handlers.status(state, detail, name),
       snapshot: (quotes, step) => {
@@ -73,12 +78,21 @@ export class TransportChain {
         if (this.index === slot.index) this.handlers.snapshot(quotes, step);
       },
       quotes: (quotes, step) => slot.live && this.index === slot.index && this.handlers.quotes(quotes, step),
-      feedState: (state) => slot.live && this.index === slot.index && this.handlers.feedState?.(state),
+      feedState: (state) => live() && this.handlers.feedState?.(state),
+      session: (session) => live() && this.handlers.session?.(session),
+      movers: (frame) => live() && this.handlers.movers?.(frame),
+      delisted: (symbols) => live() && this.handlers.delisted?.(symbols),
+      error: (frame) => live() && this.handlers.error?.(frame),
       request: () => this.handlers.request(name),
       failed: (reason) => (slot.live ? this.fallBack(slot, reason) : this.probeFailed(slot)),
     };
     // Only the chain fails fast; a pinned transport keeps retrying with backoff.
-    const options = { ...this.transportOptions, symbols: this.symbols, failFast: this.pinned === null };
+    const options = {
+      ...this.transportOptions,
+      symbols: this.symbols,
+      movers: this.movers,
+      failFast: this.pinned === null,
+    };
     slot.transport = this.make(name, handlers, options);
     return slot.transport;
   }
@@ -125,6 +139,12 @@ export class TransportChain {
     this.active?.setSymbols(symbols);
     // A probe still opening follows the new set too, so a promotion keeps the watchlist.
     this.probe?.setSymbols(symbols);
+  }
+
+  setMovers(count) {
+    this.movers = count;
+    this.active?.setMovers(count);
+    this.probe?.setMovers(count);
   }
 
   resync(symbols) {

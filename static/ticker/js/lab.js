@@ -20,11 +20,20 @@ class Run {
     this.requests = 0;
     this.bytes = { payload: 0, overhead: 0, tcpip: 0 };
     this.field = (name) => card.querySelector(`[data-field=${name}]`);
+    this.field("error").hidden = true;
+    this.field("error").textContent = "";
     const measure = measuresSnapshots(this.name);
     this.transport = makeTransport(
       this.name,
       {
         status: (state, detail) => renderBadge(this.field("state"), state, detail, this.name),
+        // The server's word on a refused request or message (an unknown symbol, a bad parameter):
+        // shown as it said it. The HTTP transports stop retrying a refused request (transport.js).
+        error: (frame) => {
+          const error = this.field("error");
+          error.hidden = false;
+          error.textContent = `${frame.code}: ${frame.message}`;
+        },
         snapshot: (quotes) => this.take(quotes, { snapshot: true, measure }),
         quotes: (quotes) => this.take(quotes, { snapshot: false, measure: true }),
         request: () => (this.requests += 1),

@@ -1,35 +1,100 @@
-// The dashboard: wires the transports to the quotes table, chart and badge.
-import { drawChart, drawSparkline } from "./chart.js";
+// The market screen: the user's watchlist (table, sparklines), the chart of one symbol, the whole
+// market's movers, and search; wired to the transports. It subscribes only to what it shows.
+import { Closes } from "./candles.js";
 import { readConfig } from "./config.js";
-import { LatencyWindow, QuoteBook } from "./quotes.js";
-import { indexRows, renderBadge, renderQuote, renderStar } from "./render.js";
+import { renderMovers } from "./movers.js";
+import {
+  LatencyWindow,
+  QuoteBook,
+  SORT_FIELDS,
+  arrow,
+  describeSession,
+  formatField,
+  formatPrice,
+  formatSigned,
+  formatVolume,
+  sessionState,
+  sortSymbols,
+  trend,
+} from "./quotes.js";
+import { indexRows, makeRow, renderBadge, renderQuote } from "./render.js";
+import { SymbolSearch } from "./search.js";
+import { drawSparkline } from "./spark.js";
 import { TRANSPORTS, TransportChain, measuresSnapshots } from "./chain.js";
-import { Watchlist } from "./watchlist.js";
+import { MAX_WATCHLIST, Watchlist } from "./watchlist.js";
 
-const SPARK_POINTS = 60;
+const MOVERS = 10;
+const CANDLES = 120;
+const SORT_KEY = "ticker.sort";
+const CHART_KEY = "ticker.chart";
+// A sorted table re-sorts at most this often, so rows do not jump on every step.
+const RESORT_MS = 1000;
+// A symbol just listed in the admin is in the database (search finds it) a step before the
+// web process hears of it from the market: an "unknown symbol" that soon after adding is asked again.
+const LISTING_GRACE_MS = 5000;
 
 const config = readConfig();
 const initial = JSON.parse(document.getElementById("initial-quotes").textContent);
 const book = new QuoteBook(initial.quotes);
-const rows = indexRows(document.querySelector("#quotes tbody"));
-const watchlist = new Watchlist();
+const watchlist = new Watchlist(initial.defaults);
 const latency = new LatencyWindow(200);
-const sparks = new Map([...rows.keys()].map((s) => [s, [book.quotes.get(s)?.price].filter(Boolean)]));
 const stats = { updates: 0, requests: 0 };
 const el = {
   badge: document.getElementById("badge"),
+  session: document.getElementById("session"),
   latency: document.getElementById("latency"),
+  tbody: document.querySelector("#quotes tbody"),
+  thead: document.querySelector("#quotes thead"),
+  template: document.getElementById("row-template"),
+  empty: document.getElementById("empty"),
+  notice: document.getElementById("notice"),
   chart: document.getElementById("chart"),
-  chartTitle: document.getElementById("chart-title"),
+  chartSymbol: document.getElementById("chart-symbol"),
+  chartName: document.getElementById("chart-name"),
+  chartQuote: document.getElementById("chart-quote"),
+  movers: document.getElementById("movers"),
   updates: document.getElementById("stat-updates"),
   gaps: document.getElementById("stat-gaps"),
   requests: document.getElementById("stat-requests"),
   watchOnly: document.getElementById("watch-only"),
   banner: document.getElementById("feed-banner"),
   board: document.querySelector(".board"),
+  search: document.getElementById("symbol-search"),
+  results: document.getElementById("search-results"),
 };
-let chart = { symbol: localStorage.getItem("ticker.chart") || [...rows.keys()][0], points: [] };
+const rows = indexRows(el.tbody);
+const sparks = new Map(); // symbol -> Closes
+const addedAt = new Map(); // symbol -> when it was added (LISTING_GRACE_MS)
+// The chart library (196 KB) loads beside the feed rather than before it: prices show first.
+let chart = null;
+const chartReady = import("./chart.js").then(({ CandleChart }) => (chart = new CandleChart(el.chart)));
+let charted = null;
 let chain = null;
+let sort = loadSort();
+let sortedAt = 0;
+let session = initial.session ?? null;
+let status = { state: "connecting", detail: "", transport: "" };
+
+function loadSort() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(SORT_KEY));
+    if (saved && saved.key in SORT_FIELDS && ["ascending", "descending"].includes(saved.direction)) return saved;
+  } catch {
+    // none saved
+  }
+  return null;
+}
+
+/** What the page subscribes to: its watchlist and the charted symbol; movers unless "Watchlist only". */
+function subscription() {
+  return watchlist.subscription(charted);
+}
+
+function follow() {
+  chain?.setSymbols(subscription());
+}
+
+// --- the feed's state: the badge and the banner -----------------------------------------
 
 /**
  * Old prices must never look live. Two things can make them stale: the
@@ -37,7 +102,7 @@ let chain = null;
  * market feed is interrupted (a heartbeat, or a long-poll answer). Each clears
  * only on its own evidence: any message after a reconnect for the first, a
  * "live" heartbeat or a live quotes batch for the second. Meanwhile the board
- * is greyed out under a banner.
+ * (table, chart, movers) is greyed out under a banner, and the badge says so.
  */
 const stale = { connection: false, feed: false };
 
@@ -46,6 +111,13 @@ function showStale() {
   el.banner.hidden = !why;
   el.banner.textContent = why ? `${why} Prices shown are the last received, not live.` : "";
   el.board.classList.toggle("stale", Boolean(why));
+  showBadge();
+}
+
+function showBadge() {
+  const { state, detail, transport } = status;
+  const interrupted = stale.feed && (state === "live" || state === "polling");
+  renderBadge(el.badge, interrupted ? "interrupted" : state, detail, transport);
 }
 
 function setStale(part, value) {
@@ -54,34 +126,231 @@ function setStale(part, value) {
   showStale();
 }
 
+function showSession() {
+  el.session.textContent = describeSession(session);
+  el.session.dataset.state = sessionState(session) ?? "";
+}
+
+// --- the table -------------------------------------------------------------------------
+
+function notice(text) {
+  el.notice.textContent = text;
+}
+
+/** Makes the table's rows the watchlist's: removes rows that left, adds empty ones for new symbols, orders them. */
+function syncRows() {
+  for (const [symbol, row] of rows) {
+    if (watchlist.has(symbol)) continue;
+    row.tr.remove();
+    rows.delete(symbol);
+    sparks.delete(symbol);
+  }
+  for (const symbol of watchlist.symbols) {
+    if (rows.has(symbol)) continue;
+    const row = makeRow(el.template, symbol, watchlist.name(symbol));
+    rows.set(symbol, row);
+    const quote = book.quotes.get(symbol);
+    if (quote) renderQuote(row, quote);
+  }
+  order();
+  el.empty.hidden = rows.size > 0;
+  markCharted();
+}
+
+/** Puts the rows in the sort's order (or the watchlist's), moving only those out of place. */
+function order() {
+  const symbols = sort ? sortSymbols(watchlist.symbols, book.quotes, sort.key, sort.direction) : watchlist.symbols;
+  symbols.forEach((symbol, i) => {
+    const tr = rows.get(symbol).tr;
+    if (el.tbody.children[i] !== tr) el.tbody.insertBefore(tr, el.tbody.children[i] ?? null);
+  });
+  sortedAt = performance.now();
+}
+
+function showSort() {
+  for (const th of el.thead.querySelectorAll("th[data-sort]")) {
+    th.setAttribute("aria-sort", sort?.key === th.dataset.sort ? sort.direction : "none");
+  }
+}
+
+/** A header's button: sort by it (numbers largest first), then the other way, then back to the watchlist's order. */
+function sortBy(key) {
+  const first = key === "symbol" ? "ascending" : "descending";
+  const second = first === "ascending" ? "descending" : "ascending";
+  if (sort?.key !== key) sort = { key, direction: first };
+  else if (sort.direction === first) sort = { key, direction: second };
+  else sort = null;
+  if (sort) localStorage.setItem(SORT_KEY, JSON.stringify(sort));
+  else localStorage.removeItem(SORT_KEY);
+  showSort();
+  order();
+}
+
+/** A live re-sort moves rows; not while the keyboard is in the table's body (moving a row drops its focus). */
+function resortSoon() {
+  if (!sort || sort.key === "symbol" || performance.now() - sortedAt < RESORT_MS) return;
+  if (el.tbody.contains(document.activeElement)) return;
+  order();
+}
+
+function drawSpark(symbol) {
+  const row = rows.get(symbol);
+  const closes = sparks.get(symbol);
+  if (!row || !closes) return;
+  const quote = book.quotes.get(symbol);
+  drawSparkline(row.spark, closes.values, { trend: trend(quote?.change ?? 0), prevClose: quote?.prev_close ?? null });
+}
+
+/** One request for the sparklines of the whole list (GET /api/quotes/sparklines/), never one a row. */
+async function loadSparklines(symbols) {
+  if (!symbols.length) return;
+  const query = encodeURIComponent(symbols.join(","));
+  let answer;
+  try {
+    const response = await fetch(`/api/quotes/sparklines/?symbols=${query}`);
+    stats.requests += 1;
+    if (!response.ok) return; // an unknown symbol: the transport's error says which, and it is dropped
+    answer = await response.json();
+  } catch {
+    return;
+  }
+  for (const [symbol, values] of Object.entries(answer.sparklines ?? {})) {
+    if (!rows.has(symbol)) continue;
+    const closes = new Closes(values);
+    const quote = book.quotes.get(symbol);
+    if (quote) closes.apply(quote);
+    sparks.set(symbol, closes);
+    drawSpark(symbol);
+  }
+}
+
+function addSymbol({ symbol, name }) {
+  if (watchlist.has(symbol)) {
+    notice(`${symbol} is on your watchlist already.`);
+    return selectChart(symbol);
+  }
+  if (watchlist.full) return notice(`The watchlist holds at most ${MAX_WATCHLIST} symbols: remove one first.`);
+  watchlist.add(symbol, name);
+  addedAt.set(symbol, Date.now());
+  syncRows();
+  notice(`Added ${symbol} (${name}) to your watchlist.`);
+  selectChart(symbol); // also follows the new subscription
+  loadSparklines([symbol]);
+}
+
+function removeSymbol(symbol) {
+  watchlist.remove(symbol);
+  if (symbol !== charted) book.quotes.delete(symbol);
+  syncRows();
+  follow();
+  notice(`Removed ${symbol} from your watchlist.`);
+}
+
+/** Symbols no longer listed (a delisted frame, or an unknown_symbol answer): their rows go, with a notice. */
+function dropUnlisted(symbols) {
+  const gone = symbols.filter((s) => watchlist.has(s) || s === charted);
+  if (!gone.length) return;
+  watchlist.remove(...gone);
+  for (const symbol of gone) {
+    book.quotes.delete(symbol);
+    addedAt.delete(symbol);
+  }
+  syncRows();
+  const names = gone.join(", ");
+  notice(`${names} ${gone.length > 1 ? "are" : "is"} no longer listed: removed from your watchlist.`);
+  if (gone.includes(charted)) selectChart(watchlist.symbols[0] ?? null);
+  else follow();
+}
+
+function onServerError(frame) {
+  if (frame.code !== "unknown_symbol") return notice(`The server said: ${frame.message}`);
+  const now = Date.now();
+  const symbols = frame.symbols ?? [];
+  const young = symbols.filter((s) => now - (addedAt.get(s) ?? -Infinity) < LISTING_GRACE_MS);
+  dropUnlisted(symbols.filter((s) => !young.includes(s)));
+  if (young.length) setTimeout(follow, 1000);
+}
+
+// --- the chart -------------------------------------------------------------------------
+
+function markCharted() {
+  for (const [symbol, row] of rows) row.tr.classList.toggle("selected", symbol === charted);
+}
+
+function showChartQuote() {
+  const quote = book.quotes.get(charted);
+  if (!quote) {
+    el.chartQuote.textContent = "";
+    return;
+  }
+  const change = `${arrow(quote.change)} ${formatSigned(quote.change)} (${formatSigned(quote.change_pct, "%")})`.trim();
+  const range = `O ${formatField(quote, "open")} H ${formatField(quote, "high")} L ${formatField(quote, "low")}`;
+  el.chartQuote.textContent = `${formatPrice(quote.price)} ${change} · ${range} · Vol ${formatVolume(quote.volume)}${
+    quote.halted ? " · HALTED" : ""
+  }`;
+  el.chartQuote.className = `chart-quote ${trend(quote.change)}`;
+}
+
+async function selectChart(symbol) {
+  charted = symbol;
+  markCharted();
+  follow();
+  el.chartSymbol.textContent = symbol ?? "Chart";
+  el.chartName.textContent = symbol ? watchlist.name(symbol) : "";
+  el.chart.setAttribute("aria-label", `One-minute candles and volume of ${symbol ?? "no symbol"}`);
+  showChartQuote();
+  if (symbol) localStorage.setItem(CHART_KEY, symbol);
+  const asked = symbol ? fetchCandles(symbol) : null;
+  await chartReady;
+  if (charted !== symbol) return; // another symbol was picked meanwhile
+  chart.show(symbol ?? "");
+  const candles = await asked;
+  if (charted !== symbol || !candles) return;
+  chart.load(candles, book.quotes.get(symbol));
+}
+
+async function fetchCandles(symbol) {
+  try {
+    const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/candles/?limit=${CANDLES}`);
+    stats.requests += 1;
+    return response.ok ? (await response.json()).candles : null;
+  } catch {
+    return null;
+  }
+}
+
+// --- the feed ----------------------------------------------------------------------------
+
 function receive(quotes, { snapshot, measure }) {
   const now = Date.now();
+  // When the page first showed prices from the feed (performance.getEntriesByName): the first-load check.
+  if (quotes.length && !performance.getEntriesByName("ticker:first-quotes").length) performance.mark("ticker:first-quotes");
   const { changed, gapped } = book.apply(quotes, { snapshot });
   for (const { quote, prev } of changed) {
     const row = rows.get(quote.symbol);
-    if (!row) continue;
-    renderQuote(row, quote, prev);
-    const spark = sparks.get(quote.symbol);
-    spark.push(quote.price);
-    if (spark.length > SPARK_POINTS) spark.shift();
-    drawSparkline(row.spark, spark);
-    if (quote.symbol === chart.symbol) {
-      chart.points.push({ price: quote.price, ts: quote.ts });
-      // The chart holds as much as the server keeps: MARKET_HISTORY_STEPS.
-      if (chart.points.length > config.historySteps) chart.points.shift();
-      drawChart(el.chart, chart.points);
+    if (row) {
+      renderQuote(row, quote, prev);
+      if (!sparks.has(quote.symbol)) sparks.set(quote.symbol, new Closes([]));
+      sparks.get(quote.symbol).apply(quote);
+      drawSpark(quote.symbol);
+    }
+    if (quote.symbol === charted) {
+      chart?.apply(quote);
+      showChartQuote();
     }
     if (measure && prev) latency.add(now - quote.ts);
   }
   stats.updates += changed.length;
   // A seq gap means an update was lost on the way: ask for a fresh snapshot.
   if (gapped.length) chain.resync(gapped);
+  if (changed.length) resortSoon();
 }
 
 const handlers = {
   status: (state, detail, transport) => {
-    renderBadge(el.badge, state, detail, transport);
+    status = { state, detail, transport };
     setStale("connection", state === "reconnecting");
+    showBadge();
   },
   // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
   snapshot: (quotes) => {
@@ -101,6 +370,13 @@ const handlers = {
     setStale("connection", false);
     setStale("feed", state !== "live");
   },
+  session: (value) => {
+    session = value;
+    showSession();
+  },
+  movers: (frame) => renderMovers(el.movers, frame),
+  delisted: (symbols) => dropUnlisted(symbols),
+  error: onServerError,
   request: () => (stats.requests += 1),
 };
 
@@ -108,7 +384,8 @@ const handlers = {
 function connect(choice) {
   chain?.stop();
   chain = new TransportChain(handlers, {
-    symbols: watchlist.subscription(),
+    symbols: subscription(),
+    movers: watchlist.only ? 0 : MOVERS,
     pinned: TRANSPORTS.includes(choice) ? choice : null,
     transportOptions: { silenceMs: config.silenceMs },
   });
@@ -116,68 +393,48 @@ function connect(choice) {
   chain.start();
 }
 
-function applyWatchlist() {
-  for (const [symbol, row] of rows) {
-    renderStar(row, watchlist.has(symbol));
-    row.tr.hidden = watchlist.only && !watchlist.has(symbol);
-  }
+/** "Watchlist only": the movers panel is hidden and its feed stopped; the page follows only its own symbols. */
+function applyWatchOnly() {
   el.watchOnly.checked = watchlist.only;
+  el.movers.hidden = watchlist.only;
+  chain?.setMovers(watchlist.only ? 0 : MOVERS);
 }
 
-async function selectChart(symbol) {
-  chart = { symbol, points: [] };
-  localStorage.setItem("ticker.chart", symbol);
-  el.chartTitle.textContent = `Chart · ${symbol}`;
-  for (const [s, row] of rows) row.tr.classList.toggle("selected", s === symbol);
-  drawChart(el.chart, []);
-  // No limit: the server's default length is the chart's (ticker/views.py HISTORY_DEFAULT).
-  const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/`);
-  if (!response.ok || chart.symbol !== symbol) return;
-  const { points } = await response.json();
-  if (chart.symbol !== symbol) return; // another symbol was picked while this one loaded
-  // Live points may have arrived while the history was loading: keep the newer ones.
-  const lastTs = points.at(-1)?.ts ?? 0;
-  const live = chart.points.filter((p) => p.ts > lastTs);
-  chart.points = points.map((p) => ({ price: p.price, ts: p.ts })).concat(live);
-  drawChart(el.chart, chart.points);
-}
+// --- events ------------------------------------------------------------------------------
 
-async function loadSparklines() {
-  await Promise.all(
-    [...rows.keys()].map(async (symbol) => {
-      const response = await fetch(`/api/quotes/${encodeURIComponent(symbol)}/history/?limit=${SPARK_POINTS}`);
-      if (!response.ok) return;
-      const { points } = await response.json();
-      const live = sparks.get(symbol).slice(1);
-      const merged = points.map((p) => p.price).concat(live).slice(-SPARK_POINTS);
-      sparks.set(symbol, merged);
-      drawSparkline(rows.get(symbol).spark, merged);
-    }),
-  );
-}
-
-document.querySelector("#quotes tbody").addEventListener("click", (event) => {
+el.tbody.addEventListener("click", (event) => {
   const tr = event.target.closest("tr[data-symbol]");
   if (!tr) return;
-  const symbol = tr.dataset.symbol;
-  if (event.target.closest(".star")) {
-    watchlist.toggle(symbol);
-    applyWatchlist();
-    if (watchlist.only) chain.setSymbols(watchlist.subscription());
+  if (event.target.closest(".remove")) {
+    // Keep the keyboard in the table: on the next row's remove button, or the search box.
+    const next = tr.nextElementSibling ?? tr.previousElementSibling;
+    removeSymbol(tr.dataset.symbol);
+    (next?.querySelector(".remove") ?? el.search).focus();
   } else if (event.target.closest(".pick")) {
-    selectChart(symbol);
+    selectChart(tr.dataset.symbol);
   }
+});
+
+el.thead.addEventListener("click", (event) => {
+  const th = event.target.closest("th[data-sort]");
+  if (th && event.target.closest("button")) sortBy(th.dataset.sort);
+});
+
+el.movers.addEventListener("click", (event) => {
+  const li = event.target.closest("li[data-symbol]");
+  if (li && event.target.closest(".pick")) selectChart(li.dataset.symbol);
 });
 
 el.watchOnly.addEventListener("change", () => {
   watchlist.setOnly(el.watchOnly.checked);
-  applyWatchlist();
-  chain.setSymbols(watchlist.subscription());
+  applyWatchOnly();
 });
 
 for (const radio of document.querySelectorAll("input[name=transport]")) {
   radio.addEventListener("change", () => radio.checked && connect(radio.value));
 }
+
+new SymbolSearch(el.search, el.results, { onChoose: addSymbol, has: (symbol) => watchlist.has(symbol) });
 
 setInterval(() => {
   const p50 = latency.percentile(50);
@@ -185,12 +442,20 @@ setInterval(() => {
   el.updates.textContent = String(stats.updates);
   el.gaps.textContent = String(book.gaps);
   el.requests.textContent = String(stats.requests);
+  if (session) showSession();
 }, 500);
+
+// --- start -------------------------------------------------------------------------------
 
 const pinned = new URLSearchParams(window.location.search).get("transport");
 const choice = TRANSPORTS.includes(pinned) ? pinned : "auto";
 document.querySelector(`input[name=transport][value=${choice}]`).checked = true;
-applyWatchlist();
+syncRows();
+showSort();
+showSession();
+applyWatchOnly();
+const saved = localStorage.getItem(CHART_KEY);
+charted = saved && (watchlist.has(saved) || !watchlist.size) ? saved : (watchlist.symbols[0] ?? null);
 connect(choice);
-if (chart.symbol && rows.has(chart.symbol)) selectChart(chart.symbol);
-loadSparklines();
+selectChart(charted);
+loadSparklines(watchlist.symbols);

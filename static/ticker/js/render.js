@@ -1,60 +1,85 @@
-// DOM updates for the quotes table. Data only ever goes in through textContent.
-import { direction, formatPrice, formatSigned } from "./quotes.js";
+// DOM updates for the screen's table and badges. Data only ever goes in through textContent.
+import { arrow, formatField, formatPrice, formatSigned, formatVolume, trend } from "./quotes.js";
 
-const FLASH_MS = 700;
+/** A row's cells, found once. */
+export function indexRow(tr) {
+  const cell = (name) => tr.querySelector(`.${name}`);
+  return {
+    tr,
+    symbol: tr.dataset.symbol,
+    pick: cell("pick"),
+    name: cell("name"),
+    price: cell("price"),
+    change: cell("change"),
+    changePct: cell("change-pct"),
+    arrow: tr.querySelector(".change-pct .arrow"),
+    pctValue: tr.querySelector(".change-pct .value"),
+    open: cell("open"),
+    high: cell("high"),
+    low: cell("low"),
+    volume: cell("volume"),
+    haltTag: cell("halt-tag"),
+    spark: cell("spark"),
+    remove: cell("remove"),
+  };
+}
 
 export function indexRows(tbody) {
   const rows = new Map();
-  for (const tr of tbody.querySelectorAll("tr[data-symbol]")) {
-    rows.set(tr.dataset.symbol, {
-      tr,
-      price: tr.querySelector(".price"),
-      change: tr.querySelector(".change"),
-      changePct: tr.querySelector(".change-pct"),
-      haltTag: tr.querySelector(".halt-tag"),
-      spark: tr.querySelector(".spark"),
-      star: tr.querySelector(".star"),
-    });
-  }
+  for (const tr of tbody.querySelectorAll("tr[data-symbol]")) rows.set(tr.dataset.symbol, indexRow(tr));
   return rows;
 }
 
-function setSign(el, value) {
-  el.classList.toggle("up", value > 0);
-  el.classList.toggle("down", value < 0);
+/** A new, empty row for `symbol`, cloned from the page's row template (the server's own markup). */
+export function makeRow(template, symbol, name) {
+  const tr = template.content.firstElementChild.cloneNode(true);
+  tr.dataset.symbol = symbol;
+  const row = indexRow(tr);
+  row.pick.textContent = symbol;
+  row.pick.setAttribute("aria-label", `Chart ${symbol}`);
+  row.remove.setAttribute("aria-label", `Remove ${symbol} from the watchlist`);
+  row.name.textContent = name;
+  return row;
 }
 
+function setTrend(el, value) {
+  el.classList.toggle("up", value === "up");
+  el.classList.toggle("down", value === "down");
+}
+
+/**
+ * Writes a quote into its row. Colour and arrow follow the change against the
+ * previous close (as the sparkline's colour does); the price cell also says in
+ * which direction the last tick went (data-tick, an arrow and a colour in CSS),
+ * which stays until the next tick instead of flashing on every step.
+ */
 export function renderQuote(row, quote, prev) {
+  const t = trend(quote.change);
   row.price.textContent = formatPrice(quote.price);
   row.change.textContent = formatSigned(quote.change);
-  row.changePct.textContent = formatSigned(quote.change_pct, "%");
-  setSign(row.change, quote.change);
-  setSign(row.changePct, quote.change);
+  row.arrow.textContent = arrow(quote.change);
+  row.pctValue.textContent = formatSigned(quote.change_pct, "%");
+  setTrend(row.change, t);
+  setTrend(row.changePct, t);
+  row.open.textContent = formatField(quote, "open");
+  row.high.textContent = formatField(quote, "high");
+  row.low.textContent = formatField(quote, "low");
+  row.volume.textContent = formatVolume(quote.volume);
   row.tr.classList.toggle("halted", quote.halted);
   row.haltTag.textContent = quote.halted ? "HALTED" : "";
   row.tr.dataset.seq = String(quote.seq);
-  const dir = direction(quote, prev);
-  if (dir) {
-    const cls = dir > 0 ? "flash-up" : "flash-down";
-    row.price.classList.remove("flash-up", "flash-down");
-    // Reading offsetWidth restarts the CSS animation when a cell flashes twice in a row.
-    void row.price.offsetWidth;
-    row.price.classList.add(cls);
-    clearTimeout(row.flashTimer);
-    row.flashTimer = setTimeout(() => row.price.classList.remove(cls), FLASH_MS);
-  }
+  row.tr.dataset.changePct = String(quote.change_pct);
+  if (prev && quote.price !== prev.price) row.price.dataset.tick = quote.price > prev.price ? "up" : "down";
 }
 
-/** A transport's status: state is "connecting", "live", "polling" or "reconnecting" (transport.js). */
+/**
+ * A transport's status: state is "connecting", "live", "polling", "reconnecting" or
+ * "error" (transport.js), or "interrupted" while the server says its market feed is:
+ * the badge never says "live" over prices that are not.
+ */
 export function renderBadge(el, state, detail, transport = "") {
   el.className = `badge badge-${state}`;
   el.dataset.state = state;
   el.dataset.transport = transport;
   el.textContent = `${state} · ${detail}`;
-}
-
-export function renderStar(row, watched) {
-  row.star.textContent = watched ? "★" : "☆";
-  row.star.setAttribute("aria-pressed", String(watched));
-  row.star.title = watched ? "Remove from watchlist" : "Add to watchlist";
 }

@@ -7,7 +7,12 @@
 // quotes(quotes, step), request() (an HTTP request or WebSocket frame sent),
 // and, when created with failFast, failed(reason) if the transport never
 // delivered anything. Optional: feedState("live" | "interrupted"), the server's
-// word on the market feed (heartbeats, long-poll answers), and traffic(record),
+// word on the market feed (heartbeats, long-poll answers); session({state,
+// until}), the market session (heartbeats, snapshots, poll answers); movers(frame),
+// the whole market's gainers and losers (with the `movers` option); delisted(symbols),
+// symbols the market delisted, which left the subscription; error(frame), the
+// server's error frame ({code, message, symbols?}: a refused request is not
+// retried, see refused()); and traffic(record),
 // what crossed the wire as the transport saw it, for tools that measure it
 // (the Lab, wire.js):
 //   {kind: "websocket", direction: "in" | "out", text}   one frame
@@ -15,6 +20,8 @@
 //   {kind: "http", path, headers, response, text}        one request and its answer
 
 // A transport that fails fast gives up after this long without a snapshot.
+// At most this many symbols in one subscribe message or ?symbols= list (protocol.MAX_SYMBOLS_PER_MESSAGE).
+export const MAX_SYMBOLS_PER_MESSAGE = 100;
 const CONNECT_TIMEOUT_MS = 5000;
 // How long a push connection may stay silent (heartbeats included) before it is
 // taken for dead (half-open) and opened again. The page passes the server's
@@ -63,6 +70,28 @@ export function quotesQuery(symbols, params = {}) {
   return text ? `?${text}` : "";
 }
 
+export function sameSymbols(a, b) {
+  if (a.length !== b.length) return false;
+  const set = new Set(a);
+  return b.every((s) => set.has(s));
+}
+
+/** The server's error frame in a refused HTTP answer, or a stand-in when the body is not one. */
+export function errorFrame(status, text) {
+  try {
+    const frame = JSON.parse(text);
+    if (frame && typeof frame.code === "string") return frame;
+  } catch {
+    // not JSON: a proxy's page
+  }
+  return { type: "error", code: `http_${status}`, message: `HTTP ${status}` };
+}
+
+/** A 4xx answer: the request itself is wrong, so the same request would fail again. */
+export function isRefusal(status) {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
 /**
  * The lifecycle every transport shares. A subclass implements open() (connect
  * and start reading) and close() (drop the connection, quietly), and calls:
@@ -80,10 +109,14 @@ export class Transport {
   /** The name the status detail gives this transport. */
   static label = "transport";
 
-  constructor(handlers, { symbols = ["*"], failFast = false, silenceMs = SILENCE_MS } = {}) {
+  constructor(handlers, { symbols = ["*"], movers = 0, failFast = false, silenceMs = SILENCE_MS } = {}) {
     this.handlers = handlers;
     this.label = this.constructor.label;
     this.symbols = symbols;
+    // How many gainers and losers to follow (0: none); docs/protocol.md, "Movers".
+    this.movers = movers;
+    // The server's error frame for a request it refused (HTTP 4xx): not retried until setSymbols().
+    this.refusal = null;
     this.failFast = failFast;
     this.worked = false;
     this.stopped = false;
@@ -169,13 +202,55 @@ export class Transport {
 
   /** One server message, the same JSON over WebSocket and SSE (docs/protocol.md), to the handlers. */
   read(type, frame) {
+    if (frame.session) this.handlers.session?.(frame.session);
     if (type === "snapshot") {
       this.delivered();
       this.handlers.snapshot(frame.quotes, frame.step);
     } else if (type === "quotes") this.handlers.quotes(frame.quotes, frame.step);
     else if (type === "heartbeat") this.handlers.feedState?.(frame.feed);
-    else if (type === "error") console.warn("ticker server error", frame.code, frame.message);
+    else if (type === "movers") this.handlers.movers?.(frame);
+    else if (type === "delisted") {
+      this.forget(frame.symbols);
+      this.handlers.delisted?.(frame.symbols);
+    } else if (type === "error") {
+      // An unknown symbol was not subscribed: forget it, so a later setSymbols() asks for it again.
+      if (frame.code === "unknown_symbol") this.forget(frame.symbols ?? []);
+      if (this.handlers.error) this.handlers.error(frame);
+      else console.warn("ticker server error", frame.code, frame.message);
+    }
   }
+
+  /** Symbols the server dropped from this connection's subscription (delisted, or unknown). */
+  forget(symbols) {
+    if (!this.symbols.includes("*")) this.symbols = this.symbols.filter((s) => !symbols.includes(s));
+  }
+
+  /**
+   * The server refused the request (HTTP 4xx, with its error frame): asking again
+   * would get the same answer, so the transport waits, saying why, until the page
+   * changes what it asks for (setSymbols). It counts as working: the server answered.
+   */
+  refused(frame) {
+    this.refusal = frame;
+    this.delivered();
+    this.watchdog.clear();
+    this.handlers.status("error", frame.message || `${this.label} refused (${frame.code})`);
+    this.handlers.error?.(frame);
+  }
+
+  /** Same symbols, and not waiting on a refusal: a setSymbols() that changes nothing. */
+  unchanged(symbols) {
+    return !this.refusal && sameSymbols(this.symbols, symbols);
+  }
+
+  /** Follow this many gainers and losers (0: none). */
+  setMovers(count) {
+    if (count === this.movers) return;
+    this.movers = count;
+    this.moversChanged();
+  }
+
+  moversChanged() {}
 
   /** Called by the watchdog; push transports that call heard() say what silence means. */
   silent() {}
@@ -195,8 +270,9 @@ export class WebSocketTransport extends Transport {
     this.socket = socket;
     socket.addEventListener("open", () => {
       this.connected();
-      if (this.symbols.length) this.send({ action: "subscribe", symbols: this.symbols });
+      if (this.symbols.length) this.subscribe(this.symbols);
       else this.delivered();
+      if (this.movers) this.send({ action: "movers", count: this.movers });
     });
     socket.addEventListener("message", (event) => {
       this.heard();
@@ -234,16 +310,42 @@ export class WebSocketTransport extends Transport {
     }
   }
 
-  /** Follow a new set of symbols (["*"] for all). */
+  /** subscribe, at most MAX_SYMBOLS_PER_MESSAGE symbols a message (the server's limit). */
+  subscribe(symbols) {
+    for (let i = 0; i < symbols.length; i += MAX_SYMBOLS_PER_MESSAGE) {
+      this.send({ action: "subscribe", symbols: symbols.slice(i, i + MAX_SYMBOLS_PER_MESSAGE) });
+    }
+  }
+
+  /**
+   * Follow a new set of symbols (["*"] for all). Between two lists only the
+   * difference is sent: unsubscribe what left, subscribe what came (whose
+   * snapshot holds just those symbols), so the others stream on untouched.
+   */
   setSymbols(symbols) {
-    this.send({ action: "unsubscribe", symbols: ["*"] });
+    if (sameSymbols(this.symbols, symbols)) return;
+    const before = this.symbols;
     this.symbols = symbols;
-    if (symbols.length) this.send({ action: "subscribe", symbols });
+    if (before.includes("*") || symbols.includes("*")) {
+      this.send({ action: "unsubscribe", symbols: ["*"] });
+      if (symbols.length) this.subscribe(symbols);
+      return;
+    }
+    const gone = before.filter((s) => !symbols.includes(s));
+    const added = symbols.filter((s) => !before.includes(s));
+    for (let i = 0; i < gone.length; i += MAX_SYMBOLS_PER_MESSAGE) {
+      this.send({ action: "unsubscribe", symbols: gone.slice(i, i + MAX_SYMBOLS_PER_MESSAGE) });
+    }
+    if (added.length) this.subscribe(added);
+  }
+
+  moversChanged() {
+    this.send({ action: "movers", count: this.movers });
   }
 
   /** A seq gap was seen: ask again for these symbols, which answers with a snapshot. */
   resync(symbols) {
-    this.send({ action: "subscribe", symbols });
+    this.subscribe(symbols);
   }
 }
 
@@ -263,11 +365,12 @@ export class SseTransport extends Transport {
       this.handlers.status("live", `${this.label} (watchlist empty)`);
       return;
     }
-    const source = new EventSource(this.url + quotesQuery(this.symbols));
+    const url = this.url + quotesQuery(this.symbols, this.movers ? { movers: this.movers } : {});
+    const source = new EventSource(url);
     this.source = source;
     this.handlers.request();
     source.addEventListener("open", () => this.connected());
-    for (const type of ["snapshot", "quotes", "heartbeat"]) {
+    for (const type of ["snapshot", "quotes", "heartbeat", "movers", "delisted"]) {
       source.addEventListener(type, (event) => {
         this.heard();
         this.handlers.traffic?.({ kind: "sse", event: event.type, id: event.lastEventId, text: event.data });
@@ -277,8 +380,9 @@ export class SseTransport extends Transport {
     source.addEventListener("error", () => {
       if (this.source !== source || this.stopped) return;
       const reason = "event stream failed before any data";
-      // The browser gives up on a non-200 answer (a proxy's 502, a restart): retry ourselves.
-      if (source.readyState === EventSource.CLOSED) return this.retry(reason);
+      // The browser gives up on a non-200 answer (a proxy's 502, a restart, a 400): ask why, then
+      // wait on a refusal or retry ourselves.
+      if (source.readyState === EventSource.CLOSED) return this.explain(source, url, reason);
       if (this.giveUp(reason)) return;
       // Otherwise EventSource retries by itself (the server asks for 1 s), resuming with Last-Event-ID.
       this.handlers.status("reconnecting", this.label);
@@ -291,6 +395,28 @@ export class SseTransport extends Transport {
     this.source = null;
   }
 
+  /**
+   * EventSource hides a failed answer's status and body, so the same URL is
+   * asked once more with fetch: a 4xx carries the server's error frame (an
+   * unknown symbol, a bad parameter), which no retry would cure.
+   */
+  async explain(source, url, reason) {
+    const controller = new AbortController();
+    let frame = null;
+    try {
+      const response = await fetch(url, { cache: "no-store", signal: controller.signal });
+      if (isRefusal(response.status)) frame = errorFrame(response.status, await response.text());
+    } catch {
+      // the network: retry below
+    } finally {
+      controller.abort(); // a 200 is a live stream: not read here
+    }
+    if (this.source !== source || this.stopped) return;
+    this.source = null;
+    if (frame) this.refused(frame);
+    else this.retry(reason);
+  }
+
   /** No event, not even a heartbeat, for silenceMs: reopen the stream, which starts with a fresh snapshot. */
   silent() {
     if (this.stopped || !this.source) return;
@@ -298,8 +424,15 @@ export class SseTransport extends Transport {
     this.restart();
   }
 
+  /** A new set of symbols: a new stream (?symbols= is fixed for a stream's life). */
   setSymbols(symbols) {
+    if (this.unchanged(symbols)) return;
     this.symbols = symbols;
+    this.refusal = null;
+    this.restart();
+  }
+
+  moversChanged() {
     this.restart();
   }
 
@@ -315,27 +448,45 @@ export class SseTransport extends Transport {
  * what to do with an empty watchlist (idle(), returning the wait).
  */
 class PullTransport extends Transport {
-  constructor(handlers, options) {
+  constructor(handlers, { moversUrl = "/api/movers/", ...options } = {}) {
     super(handlers, options);
     this.controller = null;
     // The shortest wait after a failed request.
     this.retryFloor = 0;
+    this.moversUrl = moversUrl;
+    this.moversPoll = null;
   }
 
   open() {
     this.poll();
+    this.followMovers();
   }
 
   close() {
     this.controller?.abort();
+    this.moversPoll?.stop();
+    this.moversPoll = null;
+  }
+
+  /** Movers come by their own request every second (GET /api/movers/), beside the quotes' requests. */
+  followMovers() {
+    this.moversPoll?.stop();
+    this.moversPoll = null;
+    if (!this.movers || this.stopped) return;
+    this.moversPoll = new MoversPoll(this.handlers, { url: this.moversUrl, count: this.movers });
+    this.moversPoll.start();
+  }
+
+  moversChanged() {
+    this.followMovers();
   }
 
   async poll() {
-    if (this.stopped) return;
+    if (this.stopped || this.refusal) return;
     let wait;
     try {
       wait = this.symbols.length ? await this.exchange() : this.idle();
-      if (wait === null) return; // stopped while the answer came in
+      if (wait === null) return; // stopped while the answer came in, or refused
       this.attempt = 0;
     } catch (error) {
       if (this.stopped) return;
@@ -361,7 +512,78 @@ class PullTransport extends Transport {
     this.handlers.traffic?.({ kind: "http", path, headers, response, text });
     // stop() may have been called while the body was read (a switch to WebSocket):
     // a stopped transport must not touch the page any more.
-    return this.stopped ? null : { response, text };
+    if (this.stopped) return null;
+    if (isRefusal(response.status)) {
+      this.refused(errorFrame(response.status, text));
+      return null;
+    }
+    return { response, text };
+  }
+
+  /** A new set of symbols: the next request asks for them (and one waiting on a refusal asks again). */
+  setSymbols(symbols) {
+    if (this.unchanged(symbols)) return;
+    this.symbols = symbols;
+    this.symbolsChanged();
+    if (this.refusal) {
+      this.refusal = null;
+      if (!this.stopped) this.later(() => this.poll(), 0);
+    }
+  }
+
+  symbolsChanged() {}
+}
+
+/**
+ * The movers for the pull transports: GET /api/movers/?count=N every `interval`
+ * ms with the ETag (a 304 when they did not change), each answer handed to
+ * handlers.movers as the push transports' movers frame. Failures are retried at
+ * the same pace: the quotes' transport reports the connection's state.
+ */
+export class MoversPoll {
+  constructor(handlers, { url = "/api/movers/", count = 10, interval = 1000 } = {}) {
+    this.handlers = handlers;
+    this.url = url;
+    this.count = count;
+    this.interval = interval;
+    this.etag = null;
+    this.timer = null;
+    this.controller = null;
+    this.stopped = false;
+  }
+
+  start() {
+    this.stopped = false;
+    this.fetch();
+  }
+
+  stop() {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.controller?.abort();
+  }
+
+  async fetch() {
+    if (this.stopped) return;
+    this.controller = new AbortController();
+    const headers = this.etag ? { "If-None-Match": this.etag } : {};
+    try {
+      this.handlers.request();
+      const path = `${this.url}?count=${this.count}`;
+      const response = await fetch(path, { headers, cache: "no-store", signal: this.controller.signal });
+      if (this.stopped) return;
+      if (response.status === 200) {
+        this.etag = response.headers.get("ETag");
+        const text = await response.text();
+        if (this.stopped) return;
+        this.handlers.traffic?.({ kind: "http", path, headers, response, text });
+        this.handlers.movers?.({ type: "movers", ...JSON.parse(text) });
+      }
+    } catch {
+      if (this.stopped) return;
+    }
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.fetch(), this.interval);
   }
 }
 
@@ -396,14 +618,14 @@ export class LongPollTransport extends PullTransport {
     if (this.since === null) this.delivered();
     if (body.quotes.length || this.since === null) this.handlers.snapshot(body.quotes, body.step);
     if (body.feed) this.handlers.feedState?.(body.feed);
+    if (body.session) this.handlers.session?.(body.session);
     // A resync() during this request asked for a full answer next: keep since at null.
     if (!this.resyncing) this.since = body.step;
     this.handlers.status("live", this.label);
     return 0;
   }
 
-  setSymbols(symbols) {
-    this.symbols = symbols;
+  symbolsChanged() {
     this.resync();
   }
 
@@ -443,6 +665,7 @@ export class PollingTransport extends PullTransport {
       this.etag = response.headers.get("ETag");
       const body = JSON.parse(text);
       this.handlers.snapshot(body.quotes, body.step);
+      if (body.session) this.handlers.session?.(body.session);
     } else if (response.status !== 304) {
       throw new Error(`HTTP ${response.status}`);
     }
@@ -450,8 +673,7 @@ export class PollingTransport extends PullTransport {
     return this.interval;
   }
 
-  setSymbols(symbols) {
-    this.symbols = symbols;
+  symbolsChanged() {
     this.etag = null;
   }
 
