@@ -137,6 +137,9 @@ class Rig:
                 "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-only-key",
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "DJANGO_STATIC_ROOT": f"{self.tmp.name}/static",
+                # Sessions follow the wall clock (closed 30 s in every 7 minutes by default): a run that
+                # fell into a close would measure a market that does not move.
+                "MARKET_SESSION_CLOSED_HOURS": "0",
             }
             self.output = open(Path(self.tmp.name) / "servers.log", "ab")  # noqa: SIM115 (closed in close)
             log(f"Redis: {self.redis.how}")

@@ -15,3 +15,6 @@ from .settings import *  # noqa: E402,F403
 STATIC_ROOT = None
 WHITENOISE_USE_FINDERS = True
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+# Sessions follow the wall clock: always open here, so no test depends on the time of day it runs at
+# (tests of the session set their own hours).
+MARKET_SESSION_CLOSED_HOURS = 0.0

@@ -126,6 +126,10 @@ def child_env(**extra: str) -> dict[str, str]:
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
         DJANGO_SECURE_COOKIES="0",
         PYTHONUNBUFFERED="1",
+        # Sessions follow the wall clock (closed 30 s in every 7 minutes by default), and a closed
+        # market's prices do not move: a test that waits for prices would fail in that window. Tests of
+        # the session itself set their own hours.
+        MARKET_SESSION_CLOSED_HOURS="0",
     )
     env.update(extra)
     return env
