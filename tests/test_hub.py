@@ -231,6 +231,24 @@ def test_a_personal_frame_holds_exactly_the_clients_changed_symbols_in_symbol_or
     assert bd.seqs() == [("quotes", [2]), ("quotes", [2])]
 
 
+def test_many_watchlists_in_one_step_each_get_exactly_their_changed_symbols():
+    """Past Batch.LAZY_WATCHLISTS watchlists a step encodes every quote and picks by look-up: same frames."""
+    from ticker import protocol
+    from ticker.hub.fanout import Batch
+
+    symbols = [f"S{n:03}" for n in range(60)]
+    f, _ = fanout(*(quote(s, 1) for s in symbols))
+    lists = [symbols[n % 55 : n % 55 + 5] for n in range(Batch.LAZY_WATCHLISTS * 2)]
+    outlets = [Outlet() for _ in lists]
+    for outlet, watched in zip(outlets, lists, strict=True):
+        f.attach(outlet, mine(*watched))
+    moved = [quote(s, 2) for s in symbols if int(s[1:]) % 3]  # every third symbol does not move
+    step(f, 2, *moved)
+    for outlet, watched in zip(outlets, lists, strict=True):
+        expected = [q for q in moved if q["symbol"] in watched]
+        assert [fr.text for fr in outlet.written] == [protocol.encode(protocol.quotes_frame(expected, step=2))]
+
+
 def test_watchlists_continue_seq_from_their_snapshot_and_identical_ones_share_a_frame():
     """Snapshot then continue, seq +1 per step; two clients on the same symbols get the same frame object."""
     f, _ = fanout(quote("AAA", 1), quote("BBB", 1), quote("CCC", 1))

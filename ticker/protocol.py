@@ -207,4 +207,5 @@ def quotes_payload(pieces: list[bytes], *, step: int, conflated: bool = False) -
     """A quotes frame assembled from encoded quotes (``encode_quote``): byte for byte
     ``encode(quotes_frame(quotes, step=step))``, plus ``"conflated": true`` when asked."""
     tail = b'],"conflated":true}' if conflated else b"]}"
-    return b'{"type":"quotes","step":%d,"quotes":[%b%b' % (step, b",".join(pieces), tail)
+    # One join of parts (not %-formatting, which took half again as long for a 20-quote frame).
+    return b"".join((b'{"type":"quotes","step":', str(step).encode(), b',"quotes":[', b",".join(pieces), tail))

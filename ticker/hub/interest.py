@@ -22,9 +22,15 @@ class Interest:
     # ``symbols`` in symbol order, sorted once: the fan-out picks a watchlist's quotes of a step by looking
     # each of its symbols up, instead of testing every quote of the step (fanout.Batch).
     ordered: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+    # The hash, worked out once: the fan-out looks every connection's interest up on every step.
+    _hash: int = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ordered", tuple(sorted(self.symbols)))
+        object.__setattr__(self, "_hash", hash((self.everything, self.symbols)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def wants(self, symbol: str) -> bool:
         return (symbol in self.symbols) != self.everything
