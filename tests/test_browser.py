@@ -411,6 +411,24 @@ def test_a_phone_sees_the_whole_screen_without_sideways_scroll(site, browser):
         context.close()
 
 
+def test_no_column_of_the_table_is_cut_off_at_common_desktop_widths(site, browser):
+    """From a small laptop to a wide screen, the table fits its panel: secondary columns go before any is cut."""
+    context = browser.new_context(viewport={"width": 1366, "height": 800})
+    page = context.new_page()
+    try:
+        page.goto(site.base + "/")
+        expect(page.locator('#quotes tr[data-symbol="AAPL"]')).to_be_visible(timeout=10_000)
+        for width in (1024, 1280, 1366, 1440, 1536, 1920):
+            page.set_viewport_size({"width": width, "height": 800})
+            scroll, client = page.evaluate(
+                "(() => { const t = document.querySelector('.table-wrap'); return [t.scrollWidth, t.clientWidth]; })()"
+            )
+            assert scroll <= client, f"at {width} px the table is {scroll} px wide in a {client} px panel"
+            expect(page.locator('#quotes tr[data-symbol="AAPL"] .trend-col')).to_be_visible()
+    finally:
+        context.close()
+
+
 def test_favicon_is_served(site, page):
     """/favicon.ico answers (a redirect to the static icon), and pages link the icon."""
     response = page.request.get(site.base + "/favicon.ico")

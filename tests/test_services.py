@@ -44,17 +44,22 @@ def test_finished_candles_are_stored_once_a_minute(stocks):
 
 
 def test_the_session_is_stored_for_polling(stocks, settings):
-    """The session of the latest step is in MarketState, and a close rolls the previous close."""
+    """The session of the latest step is in MarketState; a close keeps the session's change, the open rolls it."""
     settings.MARKET_SESSION_OPEN_HOURS, settings.MARKET_SESSION_CLOSED_HOURS = 1.0, 1.0  # 60 s open, 60 s closed
-    market = open_market()
-    services.market_step(market=market, ts=1_000)
+    market = open_market(seed=5)
+    for ts in range(1_000, 51_000, 1_000):  # fifty steps: the prices move away from their previous close
+        services.market_step(market=market, ts=ts)
     assert MarketState.objects.get().session_state == "open"
     result = services.market_step(market=market, ts=61_000)
     assert result.session.state == "closed" and {t.symbol for t in result.ticks} == {"AAA", "BBB", "CCC"}
     state = MarketState.objects.get()
     assert (state.session_state, state.session_until) == ("closed", 120_000)
+    closed = {stock.symbol: (stock.prev_close, stock.price) for stock in Stock.objects.all()}
+    assert any(prev != price for prev, price in closed.values())  # the session's change is still shown
+    services.market_step(market=market, ts=121_000)
+    assert MarketState.objects.get().session_state == "open"
     for stock in Stock.objects.all():
-        assert stock.prev_close == stock.price and stock.change == 0
+        assert stock.prev_close == closed[stock.symbol][1]  # the last session's close
 
 
 def test_restart_continues_from_persisted_prices(stocks):

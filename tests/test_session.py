@@ -46,8 +46,9 @@ def test_the_default_schedule_is_six_and_a_half_minutes_open_then_thirty_seconds
     assert schedule.at(420_000) == Session(OPEN, 810_000, 1)
 
 
-def test_a_closed_market_does_not_move_then_rolls_the_close_and_reopens():
-    """At the close every symbol is quoted with prev_close = last price; while closed nothing moves; the open resets."""
+def test_a_closed_market_keeps_the_sessions_change_then_rolls_the_close_at_the_open():
+    """At the close every symbol is quoted once more with the session's change; while closed nothing moves;
+    the open makes the last price the previous close and starts the session's figures again."""
     schedule = Schedule(open_ms=1_000, closed_ms=1_000)
     tick = Tick("AAA", Decimal("100.00"), Decimal("100.00"), 1, 0)
     market = Market({"AAA": tick}, dt=dt_years(0.25, 60) * 100, seed=3, schedule=schedule)
@@ -57,7 +58,8 @@ def test_a_closed_market_does_not_move_then_rolls_the_close_and_reopens():
     last = market.ticks["AAA"]
     assert last.volume > 0 and last.low <= last.price <= last.high
     (closing,) = market.step(controls, ts=1_000)
-    assert closing.prev_close == last.price and closing.change == 0 and closing.seq == last.seq + 1
+    assert closing.seq == last.seq + 1 and closing.price == last.price
+    assert closing.prev_close == tick.prev_close and closing.change == last.change != 0
     assert (closing.open, closing.high, closing.low, closing.volume) == (last.open, last.high, last.low, last.volume)
     assert all(market.step(controls, ts=ts) == [] for ts in range(1_100, 2_000, 100))
     (opening,) = market.step(controls, ts=2_000)

@@ -14,9 +14,10 @@ The market trades in simulated sessions (``Schedule``): open for some
 simulated hours, then closed, in simulated time that runs ``speed`` times
 wall-clock time. The schedule is a pure function of the wall clock, so every
 process that knows the settings agrees on it. While closed nothing moves and
-nothing trades; at the close each last price becomes the next session's
-previous close; at the open each symbol's session figures (open, high, low,
-volume) start again from its first price.
+nothing trades, and quotes keep the session's change, as trading screens
+do after the bell; at the next open each last price becomes the previous
+close and each symbol's session figures (open, high, low, volume) start again
+from its first price.
 
 Each step that moves a price also trades a simulated volume, drawn from the
 same generator and larger on larger moves, and adds the move to the symbol's
@@ -72,7 +73,7 @@ class Tick:
     """The market's latest state for one symbol.
 
     ``reference_price`` is the operator's last setting; ``prev_close`` is what
-    change is measured from (the operator's setting until the next close).
+    change is measured from (the operator's setting until the next open).
     ``open``/``high``/``low``/``volume`` are the session's; ``candle`` is the
     current minute's (None before the symbol's first trade).
     """
@@ -231,11 +232,12 @@ class Market:
             announce = symbol in self._announce
             self._announce.discard(symbol)
             if closing:
-                # The session's last price is the next session's previous close.
-                tick = replace(tick, prev_close=tick.price)
-                announce = True
+                announce = True  # quoted once more: the session's figures are final
             if opening:
-                tick = replace(tick, open=tick.price, high=tick.price, low=tick.price, volume=0)
+                # The last session's last price is its close: change now counts from there. Rolled at the
+                # open, not at the close, so the closed market still shows the session's change and movers.
+                p = tick.price
+                tick = replace(tick, prev_close=p, open=p, high=p, low=p, volume=0)
                 announce = True
             if instrument.reference_price is not None and instrument.reference_price != tick.reference_price:
                 # The operator set a new previous close: a change like any other.
