@@ -159,6 +159,12 @@ TICKER_CLIENT_SILENCE_S = env.float("TICKER_CLIENT_SILENCE_S", default=12.0)
 # and SSE): at least 2 s inside the browser's silence timeout, so a late
 # heartbeat does not cost a reconnect.
 TICKER_HEARTBEAT_S = env.float("TICKER_HEARTBEAT_S", default=5.0)
+# Seconds a browser that fell back from WebSocket (to SSE, long-poll or polling)
+# waits before it tries the better transports again, beside the one it has
+# (static/ticker/js/chain.js); the page hands it over like the silence timeout.
+TICKER_UPGRADE_PROBE_S = env.float("TICKER_UPGRADE_PROBE_S", default=30.0)
+if TICKER_UPGRADE_PROBE_S <= 0:
+    raise ImproperlyConfigured(f"TICKER_UPGRADE_PROBE_S={TICKER_UPGRADE_PROBE_S!r}: use a positive number of seconds.")
 if not 0.1 <= TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
     raise ImproperlyConfigured(
         f"TICKER_HEARTBEAT_S={TICKER_HEARTBEAT_S!r}: use 0.1 seconds up to 2 s less than "

@@ -164,7 +164,8 @@ def _accepts(port: int) -> bool:
 class NoWebSocketProxy:
     """A TCP proxy in front of daphne that refuses WebSocket upgrades with 403, like a strict corporate proxy.
 
-    Plain HTTP (pages, polling, long-polling, SSE) passes through untouched.
+    Plain HTTP (pages, polling, long-polling, SSE) passes through untouched. Set ``refusing`` to False
+    and later upgrades pass through too, as when a network's policy changes.
     """
 
     def __init__(self, upstream_port: int):
@@ -175,6 +176,7 @@ class NoWebSocketProxy:
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.refused = 0
+        self.refusing = True
         self._threading = threading
         self._open: list = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -197,7 +199,7 @@ class NoWebSocketProxy:
                 client.close()
                 return
             head += chunk
-        if b"upgrade: websocket" in head.lower():
+        if self.refusing and b"upgrade: websocket" in head.lower():
             self.refused += 1
             client.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
             client.close()

@@ -29,6 +29,9 @@ ADMIN_PASSWORD = "browser-test-password-4f9"
 # The simulated session follows the wall clock (closed 30 s in every 7 minutes by default), and a closed
 # market does not move: the sites of tests that wait for prices to move keep it always open.
 ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}
+# A page that fell back from WebSocket tries it again after this long (30 s by default); short here so the
+# upgrade test need not wait half a minute.
+UPGRADE_PROBE_S = 3
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,11 @@ def site(tmp_path_factory, redis_server):
         )
 
     with running_site(
-        tmp_path_factory.mktemp("browser-site"), redis_server.url, prepare=add_operator, market=True, env=ALWAYS_OPEN
+        tmp_path_factory.mktemp("browser-site"),
+        redis_server.url,
+        prepare=add_operator,
+        market=True,
+        env={**ALWAYS_OPEN, "TICKER_UPGRADE_PROBE_S": str(UPGRADE_PROBE_S)},
     ) as site:
         yield site
 
@@ -153,6 +160,31 @@ def test_falls_back_to_sse_when_websocket_is_refused(site, page):
         wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
         wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
         assert proxy.refused >= 1
+    finally:
+        proxy.close()
+
+
+def test_a_page_on_sse_moves_back_to_websocket_once_the_proxy_lets_it_through(site, page):
+    """The page that fell back to SSE tries WebSocket again on its own and switches without losing an update."""
+    proxy = NoWebSocketProxy(site.port)
+    try:
+        page.goto(f"http://127.0.0.1:{proxy.port}/")
+        badge = page.locator("#badge")
+        expect(badge).to_have_attribute("data-transport", "sse", timeout=15_000)
+        wait_for_seq_above(page, "AAPL", seq_of(page, "AAPL"))
+        refused = proxy.refused
+        proxy.refusing = False
+        # The next probe is due UPGRADE_PROBE_S after SSE went live; it then has to open a socket and get
+        # its snapshot. 20 s more covers a loaded 2-core machine many times over.
+        expect(badge).to_have_attribute("data-transport", "websocket", timeout=(UPGRADE_PROBE_S + 20) * 1000)
+        expect(badge).to_have_attribute("data-state", "live")
+        expect(badge).to_contain_text("WebSocket")
+        seq = seq_of(page, "AAPL")
+        wait_for_seq_above(page, "AAPL", seq)
+        # The switch kept the page's prices whole: no gap, and the feed was never reported lost.
+        expect(page.locator("#stat-gaps")).to_have_text("0")
+        expect(page.locator("#feed-banner")).to_be_hidden()
+        assert proxy.refused == refused  # no upgrade was refused after the proxy changed
     finally:
         proxy.close()
 

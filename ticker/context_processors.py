@@ -13,5 +13,6 @@ def site(request):
         "client_config": {
             "silence_s": settings.TICKER_CLIENT_SILENCE_S,
             "history_steps": settings.MARKET_HISTORY_STEPS,
+            "upgrade_probe_s": settings.TICKER_UPGRADE_PROBE_S,
         },
     }

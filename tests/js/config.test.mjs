@@ -10,9 +10,9 @@ function page(blocks) {
   };
 }
 
-test("readConfig takes the silence timeout and history length from the page's ticker-config block", () => {
-  const config = readConfig(page({ [CONFIG_ID]: { silence_s: 7.5, history_steps: 1200 } }));
-  assert.deepEqual(config, { silenceMs: 7500, historySteps: 1200 });
+test("readConfig takes the silence timeout, history length and upgrade interval from the page's ticker-config block", () => {
+  const config = readConfig(page({ [CONFIG_ID]: { silence_s: 7.5, history_steps: 1200, upgrade_probe_s: 3 } }));
+  assert.deepEqual(config, { silenceMs: 7500, historySteps: 1200, upgradeMs: 3000 });
 });
 
 test("readConfig says which block is missing and where it comes from", () => {
@@ -20,6 +20,10 @@ test("readConfig says which block is missing and where it comes from", () => {
 });
 
 test("readConfig refuses a block without a positive value for each setting", () => {
-  assert.throws(() => readConfig(page({ [CONFIG_ID]: { history_steps: 1200 } })), /no positive silence_s/);
-  assert.throws(() => readConfig(page({ [CONFIG_ID]: { silence_s: 12, history_steps: 0 } })), /no positive history_steps/);
+  assert.throws(() => readConfig(page({ [CONFIG_ID]: { history_steps: 1200, upgrade_probe_s: 30 } })), /no positive silence_s/);
+  assert.throws(
+    () => readConfig(page({ [CONFIG_ID]: { silence_s: 12, history_steps: 0, upgrade_probe_s: 30 } })),
+    /no positive history_steps/,
+  );
+  assert.throws(() => readConfig(page({ [CONFIG_ID]: { silence_s: 12, history_steps: 1200 } })), /no positive upgrade_probe_s/);
 });

@@ -387,6 +387,7 @@ function connect(choice) {
     symbols: subscription(),
     movers: watchlist.only ? 0 : MOVERS,
     pinned: TRANSPORTS.includes(choice) ? choice : null,
+    upgradeMs: config.upgradeMs,
     transportOptions: { silenceMs: config.silenceMs },
   });
   latency.samples = [];
