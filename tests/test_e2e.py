@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 
 import pytest
 import websockets
 
 from .clients import Follower, recv_data, stop_following, until
+from .conftest import wait_for
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
@@ -56,10 +56,22 @@ def test_fifty_clients_get_every_update_of_their_symbols(site):
         assert follower.updates > 0
 
 
+def wait_for_steps(site, steps: int) -> None:
+    """Until the market has stored ``steps`` steps of AAPL (so it is in its loop, signal handlers set).
+
+    30 s: a market process on a loaded 2-core machine can take several seconds to import Django and open.
+    """
+
+    def aapl_seq() -> int:
+        return next(q["seq"] for q in site.get_json("/api/quotes/?symbols=AAPL")["quotes"])
+
+    wait_for(lambda: aapl_seq() >= steps, timeout=30, what=f"{steps} market steps")
+
+
 def test_market_restart_continues_from_persisted_prices(site):
     """A market killed with SIGKILL and started again continues each symbol's seq and price."""
     site.start_market("--seed", "1")
-    time.sleep(2)
+    wait_for_steps(site, 3)
     site.stop("market", signal.SIGKILL)
     before = {q["symbol"]: q for q in site.get_json("/api/quotes/")["quotes"]}
     assert before["AAPL"]["seq"] > 0
@@ -70,7 +82,7 @@ def test_market_restart_continues_from_persisted_prices(site):
             await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
             snapshot = await recv_data(ws)
             site.start_market("--seed", "2")
-            return snapshot, await recv_data(ws, 20)
+            return snapshot, await recv_data(ws, 30)  # the new process's start-up, as in wait_for_steps
 
     snapshot, frame = asyncio.run(first_frame())
     assert {q["symbol"]: q["seq"] for q in snapshot["quotes"]} == {s: q["seq"] for s, q in before.items()}
@@ -83,5 +95,5 @@ def test_market_restart_continues_from_persisted_prices(site):
 def test_market_stops_cleanly_on_sigterm(site):
     """SIGTERM lets the market finish its step and exit with code 0."""
     site.start_market()
-    time.sleep(1.5)
+    wait_for_steps(site, 2)
     assert site.stop("market", signal.SIGTERM) == 0

@@ -103,8 +103,11 @@ def test_on_uvicorn_a_client_that_stops_reading_delays_no_other_client(tmp_path,
             f"{kinds.count('snapshot')} snapshots"
         )
         assert follower.gaps == []
-        # Steps come every 50 ms; one second without a frame would be a client held up by another.
-        assert len(arrivals) > STALL_S * 5 and max(gaps) < 1.0
+        # Steps come every 50 ms. A client held up by the stalled one waits for the stall's length (the
+        # code before the generic outlet: a 4.4 s wait); on a loaded 2-core machine an unaffected client's
+        # longest wait was measured at up to 1.3 s (the scheduler, not the server). A quarter of the stall
+        # tells the two apart.
+        assert len(arrivals) > STALL_S * 5 and max(gaps) < STALL_S / 4
         assert kinds.count("snapshot") == 2, "the stalled client was never held back: its buffers never filled"
 
 
