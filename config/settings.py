@@ -9,6 +9,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from ticker.redis_conn import RedisConfig
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -105,6 +107,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+# Redis Sentinel (high availability): with both set, every Redis client asks these
+# sentinels for the current primary, and REDIS_URL gives only its password and
+# database. README.md, "Redis through Sentinel".
+REDIS = RedisConfig.parse(
+    url=REDIS_URL,
+    sentinels=env.str("REDIS_SENTINELS", default=""),
+    master_name=env.str("REDIS_SENTINEL_MASTER", default=""),
+    sentinel_password=env.str("REDIS_SENTINEL_PASSWORD", default=""),
+)
 
 # "redis" (default) or "memory". "memory" is only for one process holding both
 # the web server and the market (the run command's fallback when no Redis can
@@ -118,7 +129,7 @@ elif CHANNEL_LAYER_BACKEND == "redis":
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                "hosts": [REDIS.channel_layer_host()],
                 "prefix": env.str("TICKER_CHANNEL_PREFIX", default="ticker"),
                 # Each web process holds ONE channel in the quotes group and
                 # drains it continuously; 100 queued batches would be 25 s of

@@ -14,6 +14,8 @@ import pytest_asyncio
 import redis
 from django.test.utils import override_settings
 
+from ticker.redis_conn import RedisConfig
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -34,13 +36,16 @@ def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.05):
 
 
 class RedisServer:
-    """A redis-server on a private port, owned by the test run."""
+    """A redis-server on a private port, owned by the test run.
 
-    def __init__(self, tmp: Path):
+    ``args``: more redis-server options, e.g. ``("--replicaof", "127.0.0.1", "6380")`` for a replica.
+    """
+
+    def __init__(self, tmp: Path, *, args: tuple[str, ...] = ()):
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: run scripts/system-deps (apt-get install redis-server)")
-        self.binary, self.tmp = binary, tmp
+        self.binary, self.tmp, self.args = binary, tmp, args
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen | None = None
@@ -59,6 +64,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.tmp),
+                *self.args,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.STDOUT,
@@ -71,8 +77,58 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(10)
 
+    def kill(self) -> None:
+        """SIGKILL: the server dies at once, as in a crash (its clients' connections are reset)."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url)
+
+
+class RedisSentinel:
+    """A Redis Sentinel (``redis-server SENTINEL.CONF --sentinel``, no extra package) on a private port, owned by
+    the test run, watching the primary on ``primary_port`` as master ``name``."""
+
+    def __init__(self, tmp: Path, *, name: str, primary_port: int, quorum: int, down_after_ms: int, failover_ms: int):
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed: run scripts/system-deps (apt-get install redis-server)")
+        self.port = free_port()
+        self.name = name
+        # Sentinel rewrites its configuration file as it learns (replicas, other sentinels, a new primary).
+        self.config = tmp / f"sentinel-{self.port}.conf"
+        self.config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {tmp}\n"
+            f"sentinel monitor {name} 127.0.0.1 {primary_port} {quorum}\n"
+            f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
+            f"sentinel failover-timeout {name} {failover_ms}\n"
+        )
+        self.log = tmp / f"sentinel-{self.port}.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [binary, str(self.config), "--sentinel"], stdout=log, stderr=subprocess.STDOUT
+            )
+        self.client = redis.Redis(port=self.port, decode_responses=True)
+        wait_for(lambda: _pings(self.client), timeout=10, what="redis-sentinel to answer")
+
+    def master(self) -> dict:
+        """What this sentinel knows of the master (SENTINEL MASTER): ip, port, flags, num-slaves, ..."""
+        return self.client.sentinel_master(self.name)
+
+    def primary_port(self) -> int | None:
+        """The port of the primary this sentinel names now, or None if it cannot be asked."""
+        try:
+            return int(self.client.sentinel_get_master_addr_by_name(self.name)[1])
+        except (redis.RedisError, TypeError):
+            return None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.client.close()
 
 
 def _pings(client: redis.Redis) -> bool:
@@ -99,7 +155,7 @@ def redis_channel_layer(redis_server):
             "CONFIG": {"hosts": [redis_server.url], "prefix": "ticker-test", "group_expiry": 300},
         }
     }
-    with override_settings(CHANNEL_LAYERS=layers, REDIS_URL=redis_server.url):
+    with override_settings(CHANNEL_LAYERS=layers, REDIS_URL=redis_server.url, REDIS=RedisConfig(url=redis_server.url)):
         yield layers
 
 

@@ -21,17 +21,26 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
+
+from . import redis_conn
+from .redis_conn import RedisConfig
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
-def redis_answers(url: str, timeout: float = 1.0) -> bool:
-    """True when a Redis server at ``url`` answers PING."""
+def redis_answers(url: str | RedisConfig, timeout: float = 1.0) -> bool:
+    """True when the Redis at ``url`` (or, through Sentinel, the primary a RedisConfig names) answers PING."""
     import redis
 
+    config = url if isinstance(url, RedisConfig) else RedisConfig(url=url)
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+        client = config.client(socket_connect_timeout=timeout, socket_timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
     except (redis.RedisError, OSError, ValueError):
         return False
 
@@ -61,8 +70,21 @@ def choose_redis(env: dict[str, str], *, default_url: str = DEFAULT_REDIS_URL) -
     """REDIS_URL if set; else Redis on localhost:6379; else start redis-server; else none.
 
     An explicit REDIS_URL that does not answer is an error, not a fallback:
-    the operator asked for that server.
+    the operator asked for that server. So is a Sentinel configuration
+    (REDIS_SENTINELS) under which no primary answers.
     """
+    try:
+        config = redis_conn.from_env(env, default_url=default_url)
+    except ImproperlyConfigured as exc:
+        raise SystemExit(str(exc)) from None
+    if config.uses_sentinel:
+        if not redis_answers(config):
+            raise SystemExit(
+                f"Redis {config.describe()} is not reachable (no sentinel answers, or none knows a primary that "
+                "answers): start the sentinels and the primary, or unset REDIS_SENTINELS to use REDIS_URL."
+            )
+        # The web and market processes read the same variables and find the primary themselves.
+        return RedisChoice(config.url, f"Redis {config.describe()}")
     if env.get("REDIS_URL"):
         url = env["REDIS_URL"]
         if not redis_answers(url):
