@@ -4,6 +4,7 @@ Every value that differs between a laptop and production comes from an
 environment variable; see README.md ("Environment") for the list.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -37,6 +38,8 @@ if "*" in ALLOWED_HOSTS and not DEBUG:
         "DJANGO_ALLOWED_HOSTS contains '*': list the host names the site is served "
         "under; '*' also disables the WebSocket Origin check."
     )
+# Origins besides the site's own that may post forms (Django's CSRF check) and read the feed over every
+# transport (ticker/security.py: the same rule): "https://ticker.example.com", "https://*.example.com".
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
@@ -49,6 +52,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "channels",
+    "axes",
     "ticker",
 ]
 if DEBUG:
@@ -65,7 +69,42 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page (async-capable).
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Admin logins: django-axes counts failures per username AND client address together, so a guesser
+# locks only the account it guesses from where it guesses, never the operator at their own desk (nor
+# every account behind one office NAT). TICKER_LOGIN_FAILURE_LIMIT failures lock that pair out for
+# TICKER_LOGIN_COOLOFF_MINUTES (the right password is refused too, and each try while locked starts
+# the cool-off again); a successful login clears the count. README.md, "Environment".
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out pair before a password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.int("TICKER_LOGIN_FAILURE_LIMIT", default=5)
+TICKER_LOGIN_COOLOFF_MINUTES = env.float("TICKER_LOGIN_COOLOFF_MINUTES", default=15.0)
+if AXES_FAILURE_LIMIT < 1 or not TICKER_LOGIN_COOLOFF_MINUTES > 0:
+    raise ImproperlyConfigured(
+        f"TICKER_LOGIN_FAILURE_LIMIT={AXES_FAILURE_LIMIT!r} and TICKER_LOGIN_COOLOFF_MINUTES="
+        f"{TICKER_LOGIN_COOLOFF_MINUTES!r}: use a limit of 1 or more failed logins and a cool-off above 0 minutes "
+        "(defaults 5 and 15)."
+    )
+AXES_COOLOFF_TIME = timedelta(minutes=TICKER_LOGIN_COOLOFF_MINUTES)
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "ticker/lockout.html"
+# The client address is REMOTE_ADDR (ticker.security.client_address), so X-Forwarded-For, which any
+# client may send, is ignored: unless TICKER_TRUSTED_PROXIES says how many proxies (nginx: 1) stand in
+# front of the web processes, and then only the entry the outermost of them wrote counts. Set it only
+# when the web processes cannot be reached but through those proxies.
+TICKER_TRUSTED_PROXIES = env.int("TICKER_TRUSTED_PROXIES", default=0)
+if TICKER_TRUSTED_PROXIES < 0:
+    raise ImproperlyConfigured(
+        f"TICKER_TRUSTED_PROXIES={TICKER_TRUSTED_PROXIES!r}: the number of proxies in front of the web "
+        "processes, 0 (default: none) or more."
+    )
+AXES_CLIENT_IP_CALLABLE = "ticker.security.client_address"
 
 ROOT_URLCONF = "config.urls"
 

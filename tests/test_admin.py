@@ -1,18 +1,50 @@
-"""The operator's admin: list, search, halt and resume, edits that never roll prices back."""
+"""The operator's admin: list, search, halt and resume, edits that never roll prices back, login lockouts."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from axes.models import AccessAttempt
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import F
+from django.test import Client
 
 from ticker import services
 from ticker.models import Stock
 
+PASSWORD = "pw-for-tests-only"
+
+
+def log_in(client, username: str, password: str, address: str = "127.0.0.1", **headers: str):
+    """POST the admin's login form from ``address``, as a browser does: the path django-axes watches."""
+    return client.post(
+        "/admin/login/?next=/admin/",
+        {"username": username, "password": password, "next": "/admin/"},
+        REMOTE_ADDR=address,
+        **headers,
+    )
+
+
+def logged_in(response) -> bool:
+    return response.status_code == 302 and response["Location"] == "/admin/"
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashing(settings):
+    """The production hasher takes a good part of a second per login on a busy machine, and a lockout test
+    logs in a dozen times; what is tested here is who may log in, not how passwords are stored."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
 
 @pytest.fixture
-def staff(client, db):
-    get_user_model().objects.create_superuser("op", "op@example.com", "pw-for-tests-only")
-    client.login(username="op", password="pw-for-tests-only")
+def operator(db):
+    return get_user_model().objects.create_superuser("op", "op@example.com", PASSWORD)
+
+
+@pytest.fixture
+def staff(client, operator):
+    assert logged_in(log_in(client, "op", PASSWORD))
     return client
 
 
@@ -183,3 +215,73 @@ def test_the_list_keeps_few_columns(staff, stocks):
 def test_stocks_cannot_be_deleted_only_deactivated(staff, stocks):
     """Deleting would restart a symbol's seq; the admin offers deactivation instead."""
     assert staff.get(f"/admin/ticker/stock/{stocks[0].pk}/delete/").status_code == 403
+
+
+def fail(username: str, address: str, times: int):
+    """``times`` wrong passwords; each but one that reaches the failure limit is the login form's own error."""
+    for i in range(1, times + 1):
+        response = log_in(Client(), username, "wrong-password", address)
+        if i < settings.AXES_FAILURE_LIMIT:
+            assert response.status_code == 200 and "correct username and password" in response.content.decode()
+    return response
+
+
+def test_repeated_failures_lock_that_user_out_from_that_address(operator, settings):
+    """After the failure limit the login page says so (429), and the right password is refused too."""
+    assert fail("op", "203.0.113.7", settings.AXES_FAILURE_LIMIT).status_code == 429  # the last failure locks
+    locked = log_in(Client(), "op", PASSWORD, "203.0.113.7")
+    assert locked.status_code == 429
+    page = locked.content.decode()
+    assert "Login locked: too many failed attempts" in page
+    assert f"After {settings.AXES_FAILURE_LIMIT} failed logins for <strong>op</strong>" in page
+    assert "for 15 minutes" in page and "sessionid" not in locked.cookies
+
+
+def test_one_failure_fewer_than_the_limit_still_lets_the_right_password_in(operator, settings):
+    """The limit is a number of failures: one short of it, the operator still logs in, and the count starts over."""
+    fail("op", "203.0.113.7", settings.AXES_FAILURE_LIMIT - 1)
+    assert logged_in(log_in(Client(), "op", PASSWORD, "203.0.113.7"))
+    fail("op", "203.0.113.7", settings.AXES_FAILURE_LIMIT - 1)  # a success cleared the earlier failures
+    assert logged_in(log_in(Client(), "op", PASSWORD, "203.0.113.7"))
+
+
+def test_a_lockout_holds_one_user_at_one_address_only(operator, settings):
+    """The same user from another address, and another user from the locked address, still log in."""
+    get_user_model().objects.create_superuser("other", "other@example.com", PASSWORD)
+    fail("op", "203.0.113.7", settings.AXES_FAILURE_LIMIT)
+    assert log_in(Client(), "op", PASSWORD, "203.0.113.7").status_code == 429
+    assert logged_in(log_in(Client(), "op", PASSWORD, "198.51.100.2"))
+    assert logged_in(log_in(Client(), "other", PASSWORD, "203.0.113.7"))
+
+
+def test_the_lock_lifts_after_the_cool_off(operator, settings):
+    """Once the cool-off has passed since the last attempt, the right password logs in again."""
+    fail("op", "203.0.113.7", settings.AXES_FAILURE_LIMIT)
+    assert log_in(Client(), "op", PASSWORD, "203.0.113.7").status_code == 429
+    # The clock moves on by the cool-off (django-axes compares each attempt's time with it), without
+    # the test waiting 15 minutes; a second short of it the lock still holds.
+    almost = settings.AXES_COOLOFF_TIME - timedelta(seconds=1)
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - almost)
+    assert log_in(Client(), "op", PASSWORD, "203.0.113.7").status_code == 429
+    AccessAttempt.objects.update(attempt_time=F("attempt_time") - settings.AXES_COOLOFF_TIME)
+    assert logged_in(log_in(Client(), "op", PASSWORD, "203.0.113.7"))
+
+
+def test_a_client_cannot_dodge_the_lockout_by_sending_x_forwarded_for(operator, settings):
+    """Without trusted proxies the address is the connection's: a new X-Forwarded-For on every try changes nothing."""
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        log_in(Client(), "op", "wrong-password", "203.0.113.7", HTTP_X_FORWARDED_FOR=f"192.0.2.{i}")
+    assert log_in(Client(), "op", PASSWORD, "203.0.113.7", HTTP_X_FORWARDED_FOR="192.0.2.200").status_code == 429
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"203.0.113.7"}
+
+
+def test_behind_a_trusted_proxy_the_address_it_forwarded_counts(operator, settings):
+    """With TICKER_TRUSTED_PROXIES=1 the client is the entry the proxy appended, whatever the client wrote before it."""
+    settings.TICKER_TRUSTED_PROXIES = 1
+    proxy = "10.0.0.5"  # every request comes from nginx; nginx appends the address it was connected from
+    for i in range(settings.AXES_FAILURE_LIMIT):
+        log_in(Client(), "op", "wrong-password", proxy, HTTP_X_FORWARDED_FOR=f"192.0.2.{i}, 198.51.100.8")
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {"198.51.100.8"}
+    assert log_in(Client(), "op", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.8").status_code == 429
+    # Another client behind the same proxy is not locked out.
+    assert logged_in(log_in(Client(), "op", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.9"))

@@ -20,7 +20,10 @@ from .clients import recv_data
 from .conftest import quotes_group_key
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
+# What a page of http://127.0.0.1 sends with its handshake: the Host it asks for, and its own Origin.
+HOST = (b"host", b"127.0.0.1")
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HANDSHAKE = [HOST, ORIGIN]
 
 
 async def step(market, *, until: set[str] | None = None):
@@ -34,7 +37,7 @@ async def step(market, *, until: set[str] | None = None):
 
 
 async def connect(*headers) -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=list(headers) or [ORIGIN])
+    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=list(headers) or HANDSHAKE)
     connected, _ = await communicator.connect()
     assert connected
     return communicator
@@ -150,12 +153,29 @@ async def test_unknown_symbol_is_an_error_but_known_ones_are_subscribed(market):
     await ws.disconnect()
 
 
+async def opens(*headers: tuple[bytes, bytes]) -> bool:
+    """Whether a handshake with these headers opens the feed."""
+    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=list(headers))
+    connected, _ = await communicator.connect()
+    await communicator.disconnect()
+    return connected
+
+
 async def test_foreign_origin_is_refused(market):
     """A page from another site cannot open the feed with the visitor's cookies."""
-    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=[(b"origin", b"http://evil.example")])
-    connected, _ = await communicator.connect()
-    assert not connected
-    await communicator.disconnect()
+    assert not await opens(HOST, (b"origin", b"http://evil.example"))
+
+
+async def test_an_origin_on_another_port_is_refused(market):
+    """Another port is another site (Django's CSRF rule): a page on 127.0.0.1:9999 may not read 127.0.0.1:8000."""
+    assert await opens((b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:8000"))
+    assert not await opens((b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1:9999"))
+    assert not await opens((b"host", b"127.0.0.1:8000"), (b"origin", b"http://127.0.0.1"))
+
+
+async def test_a_handshake_without_origin_is_accepted(market):
+    """Browsers always send Origin on a WebSocket; a program that sends none is let in, as over SSE and long-poll."""
+    assert await opens(HOST)
 
 
 async def test_one_process_holds_one_group_member_for_many_sockets(market, redis_server):

@@ -22,13 +22,13 @@ from ticker.protocol import MAX_MESSAGE_BYTES
 from .clients import follow, recv_data, stop_following, until
 from .conftest import ROOT, child_env
 from .processes import running_site
-from .test_consumers import ORIGIN, step
+from .test_consumers import HANDSHAKE, step
 
 PING = json.dumps({"action": "ping"})
 
 
 async def connect() -> WebsocketCommunicator:
-    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=[ORIGIN])
+    communicator = WebsocketCommunicator(application, "/ws/quotes/", headers=HANDSHAKE)
     connected, _ = await communicator.connect()
     assert connected
     return communicator

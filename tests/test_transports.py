@@ -149,3 +149,40 @@ def test_long_poll_bad_parameters_are_400s(site, query, code):
     """Bad since/wait values are JSON 400s that say what is expected."""
     status, body = get(site, "/api/quotes/?" + query)
     assert status == 400 and body["code"] == code and body["message"]
+
+
+def test_every_transport_refuses_an_origin_on_another_port(site):
+    """A page on 127.0.0.1:9999 may not read the site on its own port: WebSocket, SSE and long-poll all say 403."""
+    import asyncio
+
+    import websockets
+
+    other = "http://127.0.0.1:9999"
+
+    async def handshake(origin: str) -> int:
+        try:
+            async with websockets.connect(f"ws://127.0.0.1:{site.port}/ws/quotes/", origin=origin):
+                return 101
+        except websockets.InvalidStatus as refused:
+            return refused.response.status_code
+
+    assert asyncio.run(handshake(site.base)) == 101
+    assert asyncio.run(handshake(other)) == 403
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        open_stream(site, "", {"Origin": other})
+    assert caught.value.code == 403
+    request = urllib.request.Request(site.base + "/api/quotes/?since=0&wait=0", headers={"Origin": other})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 403
+
+
+def test_a_cursor_beyond_the_current_step_is_answered_with_a_snapshot_at_once(site):
+    """since= and Last-Event-ID from another database's future get the current state, not an endless wait."""
+    started = time.monotonic()
+    status, body = get(site, "/api/quotes/?since=999999999&wait=30&symbols=AAPL,MSFT")
+    assert status == 200 and [q["symbol"] for q in body["quotes"]] == ["AAPL", "MSFT"] and body["step"] < 999999999
+    assert time.monotonic() - started < 20  # well under the 30 s wait, even on a busy machine
+    with open_stream(site, "?symbols=AAPL,MSFT", {"Last-Event-ID": "999999999"}) as response:
+        snapshot = read_events(response, 1)[0]
+    assert snapshot["event"] == "snapshot" and {q["symbol"] for q in snapshot["data"]["quotes"]} == {"AAPL", "MSFT"}

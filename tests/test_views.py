@@ -219,9 +219,64 @@ def test_pages_hand_the_browser_its_settings(client, traded, settings, path):
     assert config == {"silence_s": 7.5, "history_steps": 1200, "upgrade_probe_s": 3.0}
 
 
-def test_post_is_not_allowed(client, traded):
-    """The API is read-only."""
-    assert client.post("/api/quotes/").status_code == 405
+API = [
+    "/api/quotes/",
+    "/api/quotes/?since=0&wait=0",
+    "/api/quotes/stream/",
+    "/api/quotes/AAA/history/",
+    "/api/quotes/AAA/candles/",
+    "/api/quotes/sparklines/?symbols=AAA",
+    "/api/symbols/?q=a",
+    "/api/movers/",
+    "/api/lab/handshake/",
+]
+
+
+@pytest.mark.parametrize("path", API)
+@pytest.mark.parametrize("method", ["post", "put", "patch", "delete", "options", "trace"])
+def test_other_methods_are_a_json_405_naming_the_allowed_ones(client, traded, path, method):
+    """The API only reads: any method but GET and HEAD is a 405 with Allow and the JSON error, never CSRF's page."""
+    csrf_checked = type(client)(enforce_csrf_checks=True)  # as a browser or script without a CSRF token meets it
+    response = getattr(csrf_checked, method)(path)
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert body["type"] == "error" and body["code"] == "method_not_allowed"
+    assert body["message"] == f"{method.upper()} is not allowed here: this endpoint only reads (GET, HEAD)."
+
+
+@pytest.mark.parametrize("path", ["/", "/lab/"])
+def test_pages_answer_get_and_head_and_refuse_the_rest_with_405(client, traded, path):
+    """The pages change nothing either: HEAD is answered, a POST is a 405 with Allow (not the CSRF page)."""
+    assert client.head(path).status_code == 200
+    response = type(client)(enforce_csrf_checks=True).post(path)
+    assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+
+
+def test_head_is_answered_like_get(client, traded):
+    """HEAD on the polling endpoint has GET's status and headers."""
+    get, head = client.get("/api/quotes/"), client.head("/api/quotes/")
+    assert head.status_code == 200 and head["ETag"] == get["ETag"] and head.content == b""
+
+
+def test_a_weak_or_star_if_none_match_is_a_304(client, traded):
+    """If-None-Match compares weakly (a proxy's W/"..." matches) and "*" matches any current answer."""
+    etag = client.get("/api/quotes/")["ETag"]
+    for header in (f"W/{etag}", "*", f'"other", W/{etag}'):
+        response = client.get("/api/quotes/", headers={"If-None-Match": header})
+        assert response.status_code == 304 and response["ETag"] == etag, header
+    assert client.get("/api/quotes/", headers={"If-None-Match": 'W/"other"'}).status_code == 200
+
+
+def test_error_messages_quote_bad_input_briefly(client, traded):
+    """A 5,000-character symbol is quoted by its first 40 characters in the message; the list keeps it whole."""
+    response = client.get("/api/quotes/?symbols=" + "X" * 5000)
+    body = response.json()
+    assert response.status_code == 400 and body["message"] == f"Unknown symbol(s): {'X' * 40}…."
+    assert body["symbols"] == ["X" * 5000]
+    many = client.get("/api/quotes/?symbols=" + ",".join(f"N{i}" for i in range(30))).json()
+    assert many["message"] == f"Unknown symbol(s): {', '.join(sorted(f'N{i}' for i in range(30))[:10])} and 20 more."
+    assert len(many["symbols"]) == 30
 
 
 def test_security_headers_are_set(client, traded):

@@ -50,9 +50,23 @@ class ProtocolError(Exception):
         return {"type": "error", "code": self.code, "message": self.message, **self.extra}
 
 
+# How much of a client's bad input an error message quotes: enough to recognise it, never a
+# 5,000-character symbol echoed whole (the full list stays in the error's "symbols" for programs).
+QUOTED_CHARS = 40
+QUOTED_SYMBOLS = 10
+
+
+def quoted(text: str, limit: int = QUOTED_CHARS) -> str:
+    """``text`` as an error message quotes it: at most ``limit`` characters, then an ellipsis."""
+    return text if len(text) <= limit else f"{text[:limit]}…"
+
+
 def unknown_symbols(symbols: list[str], *, status: int = 400) -> ProtocolError:
     """The one answer to symbols that are not listed (WebSocket, SSE, polling, history)."""
-    return ProtocolError("unknown_symbol", f"Unknown symbol(s): {', '.join(symbols)}.", status=status, symbols=symbols)
+    named = ", ".join(quoted(s) for s in symbols[:QUOTED_SYMBOLS])
+    if len(symbols) > QUOTED_SYMBOLS:
+        named += f" and {len(symbols) - QUOTED_SYMBOLS} more"
+    return ProtocolError("unknown_symbol", f"Unknown symbol(s): {named}.", status=status, symbols=symbols)
 
 
 def unavailable(retry_after_s: int) -> ProtocolError:
@@ -92,12 +106,13 @@ def parse_client_message(text: str | None) -> Command:
         raise ProtocolError("bad_json", f"Message is not valid JSON: {exc}.") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", 'A message is a JSON object such as {"action": "ping"}.')
-    action = data.get("action")
+    if "action" not in data:
+        raise ProtocolError("unknown_action", f'"action" is required: one of {", ".join(ACTIONS)}.')
+    action = data["action"]
     if action not in ACTIONS:
-        raise ProtocolError(
-            "unknown_action",
-            f"Unknown action {action!r}: use one of {', '.join(ACTIONS)}.",
-        )
+        # Shown as JSON (what the client sent), cut short: an action may be any JSON value of any size.
+        shown = quoted(json.dumps(action, ensure_ascii=False))
+        raise ProtocolError("unknown_action", f"Unknown action {shown}: use one of {', '.join(ACTIONS)}.")
     if action == "ping":
         return Command("ping")
     if action == "movers":

@@ -9,17 +9,16 @@ import importlib
 import inspect
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.http.request import validate_host
 from django.shortcuts import render
-from django.utils.http import parse_etags
-from django.views.decorators.http import require_GET
+from django.utils.cache import get_conditional_response
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_safe
 
-from . import handshake, protocol, selectors, server
+from . import handshake, protocol, security, selectors, server
 from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
 from .hub import interest as interests
 from .models import symbol_validator
@@ -43,6 +42,8 @@ SSE_MAX_QUEUED = 64
 # only, as str.isdigit() also takes "²", which int() refuses; and short enough
 # for int(), which refuses strings of more than 4300 digits.
 STEP = re.compile(r"[0-9]{1,19}")
+# What every view here answers; anything else is a 405 (docs/protocol.md, "HTTP errors").
+READ_METHODS = ("GET", "HEAD")
 
 
 def answer_errors(view):
@@ -75,6 +76,56 @@ def answer_errors(view):
     return sync_view
 
 
+def read_only(view):
+    """An API view: GET and HEAD, any other method a JSON 405 with ``Allow``; errors answered by ``answer_errors``.
+
+    Exempt from CSRF: the check protects views that change something, and these
+    change nothing. Without the exemption CsrfViewMiddleware answers a POST
+    before the view runs, with its HTML 403 page instead of the documented 405.
+    """
+
+    def refuse_other_methods(request: HttpRequest) -> None:
+        if request.method not in READ_METHODS:
+            raise ProtocolError(
+                "method_not_allowed",
+                f"{protocol.quoted(request.method or '')} is not allowed here: this endpoint only reads (GET, HEAD).",
+                status=405,
+                headers={"Allow": ", ".join(READ_METHODS)},
+            )
+
+    if inspect.iscoroutinefunction(view):
+
+        @functools.wraps(view)
+        async def checked(request, *args, **kwargs):
+            refuse_other_methods(request)
+            return await view(request, *args, **kwargs)
+
+    else:
+
+        @functools.wraps(view)
+        def checked(request, *args, **kwargs):
+            refuse_other_methods(request)
+            return view(request, *args, **kwargs)
+
+    return csrf_exempt(answer_errors(checked))
+
+
+def page(view):
+    """A page: GET and HEAD (any other method a 405 with ``Allow``), exempt from CSRF as it changes nothing."""
+    return csrf_exempt(require_safe(view))
+
+
+def _tagged(request: HttpRequest, body: bytes) -> HttpResponse:
+    """A JSON answer with a strong ETag of its body, or 304 when ``If-None-Match`` matches it.
+
+    Django's conditional GET (RFC 9110 section 13.1.2): weak comparison, so a
+    proxy's ``W/"..."`` matches, and ``*`` matches any current answer.
+    """
+    etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
+    response = HttpResponse(body, content_type="application/json", headers={"ETag": etag, "Cache-Control": "no-cache"})
+    return get_conditional_response(request, etag=etag, response=response)
+
+
 def _symbols_param(request: HttpRequest) -> list[str] | None:
     """The ``?symbols=A,B`` filter: None for all (absent, empty or ``*``); raises ProtocolError when unusable."""
     raw = request.GET.get("symbols", "").strip()
@@ -105,13 +156,14 @@ def _could_be_listed(symbol: str) -> bool:
 
 
 def _refuse_foreign_origin(request: HttpRequest) -> None:
-    """403 when the request names an Origin outside ALLOWED_HOSTS (same rule as the WebSocket)."""
-    origin = request.headers.get("Origin")
-    if not origin:
-        return
-    host = urlsplit(origin).hostname
-    if not host or not validate_host(host, settings.ALLOWED_HOSTS):
-        raise ProtocolError("foreign_origin", "This origin may not read the feed.", status=403)
+    """403 unless the request's Origin is absent, its own, or trusted: the WebSocket's rule (ticker.security)."""
+    if not security.origin_allowed(request.headers.get("Origin"), security.request_origin(request)):
+        raise ProtocolError(
+            "foreign_origin",
+            "This origin may not read the feed: only pages of this site (same scheme, host and port) "
+            "or of DJANGO_CSRF_TRUSTED_ORIGINS may.",
+            status=403,
+        )
 
 
 def _signed(value: float, suffix: str = "") -> str:
@@ -156,7 +208,7 @@ def _row(name: str, quote: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@require_GET
+@page
 def dashboard(request: HttpRequest) -> HttpResponse:
     """The market screen: the default watchlist rendered (first paint), the rest built by static/ticker/js/main.js."""
     listed = selectors.listed(DEFAULT_WATCHLIST)
@@ -189,8 +241,7 @@ async def _hub_and_interest(request: HttpRequest) -> tuple[QuoteHub, Interest]:
     return hub, interests.of(symbols)
 
 
-@require_GET
-@answer_errors
+@read_only
 async def quotes(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/: polling (latest quotes with an ETag), or long-polling with ?since= / ?wait=."""
     if "since" in request.GET or "wait" in request.GET:
@@ -216,11 +267,15 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
         ) from None
     since = _step_param(request.GET.get("since"), "bad_since", "since must be a market step: a whole number from 0.")
     hub, interest = await _hub_and_interest(request)
-    since = hub.step if since is None else since
-    changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
-    body = protocol.encode(
-        {"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed, "session": hub.store.session}
-    )
+    if since is not None and since > hub.step:
+        # A cursor from the future: kept from another database, or a market that was reset. Waiting for
+        # that step could take forever; the current state, as a snapshot, puts the client right at once.
+        step, changed = hub.step, hub.store.snapshot(interest)
+    else:
+        since = hub.step if since is None else since
+        changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
+        step = hub.step if changed else since
+    body = protocol.encode({"step": step, "quotes": changed, "feed": hub.feed, "session": hub.store.session})
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -247,8 +302,7 @@ def _sse(event: str, step: int, data: str) -> str:
     return f"id: {step}\nevent: {event}\ndata: {data}\n\n"
 
 
-@require_GET
-@answer_errors
+@read_only
 async def stream(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/stream/?symbols=A,B&movers=N: Server-Sent Events, one event per market step.
 
@@ -266,13 +320,19 @@ async def stream(request: HttpRequest) -> HttpResponse:
         "Last-Event-ID must be a market step (a whole number).",
     )
     hub, interest = await _hub_and_interest(request)
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if request.method == "HEAD":  # the stream's headers, without opening a stream that would never end
+        return HttpResponse(content_type="text/event-stream", headers=headers)
     outlet = _StreamOutlet(server.StreamBackpressure(getattr(request, "scope", {})))
 
     async def events():
         # Snapshot and attach happen here, inside the generator, in one step of
         # the event loop: a client that leaves before the stream starts never
         # leaves a connection behind, and the next event continues the snapshot.
-        quotes = hub.store.snapshot(interest) if last_id is None else hub.store.changed_since(last_id, interest)
+        # A Last-Event-ID beyond the current step (from another database, or a reset market) gets everything:
+        # "what changed since" would be nothing, and the client would keep prices this market never had.
+        resume = last_id is not None and last_id <= hub.step
+        quotes = hub.store.changed_since(last_id, interest) if resume else hub.store.snapshot(interest)
         first = _sse(
             "snapshot",
             hub.step,
@@ -291,11 +351,7 @@ async def stream(request: HttpRequest) -> HttpResponse:
         finally:
             hub.fanout.detach(outlet)
 
-    return StreamingHttpResponse(
-        events(),
-        content_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
-    )
+    return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 
 
 def _movers_param(request: HttpRequest, name: str, *, least: int, default: int) -> int:
@@ -308,8 +364,7 @@ def _movers_param(request: HttpRequest, name: str, *, least: int, default: int) 
     return int(raw)
 
 
-@require_GET
-@answer_errors
+@read_only
 async def movers(request: HttpRequest) -> HttpResponse:
     """GET /api/movers/?count=N: the whole market's top gainers and losers from this process's hub, with an ETag."""
     count = _movers_param(request, "count", least=1, default=protocol.DEFAULT_MOVERS)
@@ -319,12 +374,7 @@ async def movers(request: HttpRequest) -> HttpResponse:
         raise protocol.unavailable(unavailable.retry_after_s) from None
     answer = hub.fanout.latest_movers().answer(count)
     del answer["type"]
-    body = protocol.encode(answer).encode()
-    etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in parse_etags(request.headers.get("If-None-Match", "")):
-        return HttpResponse(status=304, headers=headers)
-    return HttpResponse(body, content_type="application/json", headers=headers)
+    return _tagged(request, protocol.encode(answer).encode())
 
 
 def poll(request: HttpRequest) -> HttpResponse:
@@ -336,15 +386,10 @@ def poll(request: HttpRequest) -> HttpResponse:
     # step: the latest market step among the returned quotes, so a filtered
     # poll of quiet (e.g. halted) symbols keeps its ETag and gets 304s.
     body = protocol.encode({"step": listed.step, "quotes": listed.quotes(), "session": listed.session}).encode()
-    etag = f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if etag in parse_etags(request.headers.get("If-None-Match", "")):
-        return HttpResponse(status=304, headers=headers)
-    return HttpResponse(body, content_type="application/json", headers=headers)
+    return _tagged(request, body)
 
 
-@require_GET
-@answer_errors
+@read_only
 def history(request: HttpRequest, symbol: str) -> HttpResponse:
     """GET /api/quotes/<symbol>/history/?limit=N: the last N one-minute closes, oldest first (the candles' closes).
 
@@ -367,8 +412,7 @@ def _limit_param(request: HttpRequest, *, default: int, most: int) -> int:
     return int(raw)
 
 
-@require_GET
-@answer_errors
+@read_only
 def candles(request: HttpRequest, symbol: str) -> HttpResponse:
     """GET /api/quotes/<symbol>/candles/?limit=N: one-minute OHLCV candles, oldest first, the current minute last."""
     symbol = symbol.upper()
@@ -380,8 +424,7 @@ def candles(request: HttpRequest, symbol: str) -> HttpResponse:
     return JsonResponse({"symbol": symbol, "interval_s": 60, "candles": selectors.candles(symbol, limit=limit)})
 
 
-@require_GET
-@answer_errors
+@read_only
 def sparklines(request: HttpRequest) -> HttpResponse:
     """GET /api/quotes/sparklines/?symbols=A,B: the last hour of one-minute closes of each symbol, in one answer."""
     symbols = _symbols_param(request)
@@ -393,8 +436,7 @@ def sparklines(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"sparklines": lines})
 
 
-@require_GET
-@answer_errors
+@read_only
 def symbols(request: HttpRequest) -> HttpResponse:
     """GET /api/symbols/?q=TEXT&limit=N: search the listed symbols by symbol (prefix first), then by name."""
     text = request.GET.get("q", "").strip()
@@ -404,7 +446,7 @@ def symbols(request: HttpRequest) -> HttpResponse:
     return JsonResponse({"results": selectors.search(text, limit=limit)})
 
 
-@require_GET
+@page
 def lab(request: HttpRequest) -> HttpResponse:
     """The Lab: the four transports side by side in the browser, measured."""
     transports = [
@@ -417,8 +459,7 @@ def lab(request: HttpRequest) -> HttpResponse:
     return render(request, "ticker/lab.html", {"listed": listed, "transports": transports})
 
 
-@require_GET
-@answer_errors
+@read_only
 async def lab_handshake(request: HttpRequest) -> HttpResponse:
     """GET /api/lab/handshake/: a real WebSocket opening handshake with this server, byte for byte."""
     server = request.scope.get("server") if hasattr(request, "scope") else None

@@ -1,0 +1,78 @@
+"""The one Origin rule (ticker/security.py): the same answer for an HTTP request and a WebSocket handshake."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import RequestFactory
+
+from ticker import security
+
+TRUSTED = ["https://ticker.example.com", "https://*.example.org"]
+
+
+def http_allowed(origin: str | None, host: str, *, secure: bool = False, **meta: str) -> bool:
+    """The answer the SSE and long-poll views act on."""
+    headers = {"HTTP_HOST": host, **meta}
+    if origin is not None:
+        headers["HTTP_ORIGIN"] = origin
+    request = RequestFactory().get("/api/quotes/stream/", secure=secure, **headers)
+    return security.origin_allowed(request.headers.get("Origin"), security.request_origin(request))
+
+
+def websocket_allowed(origin: str | None, host: str, *, secure: bool = False, **meta: str) -> bool:
+    """The answer OriginCheck acts on, for the same headers."""
+    headers = [(b"host", host.encode())]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    headers += [(name.removeprefix("HTTP_").lower().replace("_", "-").encode(), v.encode()) for name, v in meta.items()]
+    return security.websocket_allowed({"type": "websocket", "scheme": "wss" if secure else "ws", "headers": headers})
+
+
+@pytest.fixture(autouse=True)
+def site(settings):
+    settings.ALLOWED_HOSTS = ["ticker.test", "127.0.0.1"]
+    settings.CSRF_TRUSTED_ORIGINS = TRUSTED
+
+
+@pytest.mark.parametrize("allowed", [http_allowed, websocket_allowed], ids=["http", "websocket"])
+@pytest.mark.parametrize(
+    "origin, host, secure, expected",
+    [
+        (None, "ticker.test", False, True),  # no Origin: a same-origin EventSource or fetch, or not a browser
+        ("http://ticker.test", "ticker.test", False, True),
+        ("http://ticker.test:8000", "ticker.test:8000", False, True),
+        ("http://ticker.test:9999", "ticker.test:8000", False, False),  # the port counts
+        ("http://ticker.test", "ticker.test:8000", False, False),
+        ("https://ticker.test", "ticker.test", False, False),  # so does the scheme
+        ("http://ticker.test", "ticker.test", True, False),
+        ("https://ticker.test", "ticker.test", True, True),
+        ("http://evil.example", "ticker.test", False, False),
+        ("null", "ticker.test", False, False),  # a sandboxed frame or a file: page
+        ("", "ticker.test", False, False),  # present but empty is not absent
+        ("https://ticker.example.com", "ticker.test", False, True),  # trusted, exactly
+        ("https://ticker.example.com:8443", "ticker.test", False, False),
+        ("https://feed.example.org", "ticker.test", False, True),  # trusted, a subdomain
+        ("http://feed.example.org", "ticker.test", False, False),  # ... over https only
+        ("https://example.org.evil.example", "ticker.test", False, False),
+    ],
+)
+def test_one_origin_rule_for_every_transport(allowed, origin, host, secure, expected):
+    """An Origin must be the request's own (scheme, host and port) or trusted; a missing one is allowed."""
+    assert allowed(origin, host, secure=secure) is expected
+
+
+@pytest.mark.parametrize("allowed", [http_allowed, websocket_allowed], ids=["http", "websocket"])
+def test_behind_a_tls_proxy_the_scheme_comes_from_x_forwarded_proto_only_when_configured(allowed, settings):
+    """X-Forwarded-Proto: https makes the request's own origin https:// only with SECURE_PROXY_SSL_HEADER set."""
+    forwarded = {"HTTP_X_FORWARDED_PROTO": "https"}
+    assert not allowed("https://ticker.test", "ticker.test", **forwarded)
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert allowed("https://ticker.test", "ticker.test", **forwarded)
+    assert not allowed("http://ticker.test", "ticker.test", **forwarded)
+
+
+def test_a_websocket_to_a_host_outside_allowed_hosts_is_refused():
+    """As Django answers any HTTP request for such a Host with 400, the handshake is refused (DNS rebinding)."""
+    assert not websocket_allowed("http://rebound.example", "rebound.example")
+    assert not websocket_allowed(None, "rebound.example")
+    assert not security.websocket_allowed({"type": "websocket", "scheme": "ws", "headers": []})  # no Host at all
