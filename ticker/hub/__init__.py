@@ -73,7 +73,10 @@ class FeedUnavailable(Exception):
 
 def _stored_market() -> Listed:
     """The stored market and the identity of the market that stored it (whose batches this process follows)."""
-    return dataclasses.replace(selectors.listed(), market=lease.identity())
+    # The identity first: if the lease changed hands before it was read, the old leader's last step was stored
+    # before that, so the market read after it includes the step even if it never reached Redis.
+    market = lease.identity()
+    return dataclasses.replace(selectors.listed(), market=market)
 
 
 async def _load_stored() -> Listed:
