@@ -46,7 +46,8 @@ def frames_after(follower: Follower, since: float) -> int:
 
 def newer_than(follower: Follower, wall_ms: int) -> bool:
     """True once a quote produced after ``wall_ms`` (epoch ms) has arrived: only a live market makes one."""
-    return any(q["ts"] > wall_ms for _, frame in follower.frames if frame["type"] != "heartbeat" for q in frame["quotes"])
+    quotes = (q for _, frame in follower.frames if frame["type"] != "heartbeat" for q in frame["quotes"])
+    return any(q["ts"] > wall_ms for q in quotes)
 
 
 def test_with_two_markets_exactly_one_steps_and_the_other_stands_by(tmp_path, redis_server):
@@ -105,7 +106,11 @@ async def _takeover(site: Site, sig: int, limit: float) -> float:
         )
         took = time.monotonic() - stopped  # from the signal, not from the end of stop()
         since = time.monotonic()
-        await until(lambda: all(frames_after(f, since) >= 8 for f in followers), limit=20, what="the new leader's steps")
+        await until(
+            lambda: all(frames_after(f, since) >= 8 for f in followers),
+            limit=20,
+            what="the new leader's steps",
+        )
         for follower in followers:
             # The standby quoted every symbol once with seq + 1 (or the hub resnapshotted): never a reused seq,
             # never a gap, never a step that goes back.
