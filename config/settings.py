@@ -4,6 +4,7 @@ Every value that differs between a laptop and production comes from an
 environment variable; see README.md ("Environment") for the list.
 """
 
+import hashlib
 from datetime import timedelta
 from pathlib import Path
 
@@ -156,6 +157,24 @@ REDIS = RedisConfig.parse(
     sentinel_password=env.str("REDIS_SENTINEL_PASSWORD", default=""),
 )
 
+
+def _site_namespace(database: dict) -> str:
+    """The default channel-layer prefix: one per database, so two sites on one Redis never share a feed.
+
+    Web and market processes of one site resolve the same database, so they
+    agree; another checkout (its own SQLite file) or another PostgreSQL
+    database gets another namespace.
+    """
+    if database["ENGINE"] == "django.db.backends.sqlite3" and str(database["NAME"]) != ":memory:":
+        where = str(Path(database["NAME"]).resolve())
+    else:
+        where = f"{database['ENGINE']}:{database.get('HOST', '')}:{database.get('PORT', '')}:{database['NAME']}"
+    return "ticker-" + hashlib.sha256(where.encode()).hexdigest()[:10]
+
+
+# The Redis namespace of the feed; an explicit value wins (every process of a site must then use the same one).
+TICKER_CHANNEL_PREFIX = env.str("TICKER_CHANNEL_PREFIX", default="") or _site_namespace(DATABASES["default"])
+
 # "redis" (default) or "memory". "memory" is only for one process holding both
 # the web server and the market (the run command's fallback when no Redis can
 # be had) and for tests of pure logic.
@@ -169,7 +188,7 @@ elif CHANNEL_LAYER_BACKEND == "redis":
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
                 "hosts": [REDIS.channel_layer_host()],
-                "prefix": env.str("TICKER_CHANNEL_PREFIX", default="ticker"),
+                "prefix": TICKER_CHANNEL_PREFIX,
                 # Each web process holds ONE channel in the quotes group and
                 # drains it continuously; 100 queued batches would be 25 s of
                 # feed at the default interval, far past any useful backlog.
@@ -198,6 +217,14 @@ if MARKET_SESSION_OPEN_HOURS <= 0 or MARKET_SESSION_CLOSED_HOURS < 0:
     raise ImproperlyConfigured(
         "MARKET_SESSION_OPEN_HOURS must be positive and MARKET_SESSION_CLOSED_HOURS not negative "
         f"(got {MARKET_SESSION_OPEN_HOURS!r} and {MARKET_SESSION_CLOSED_HOURS!r})."
+    )
+# Seconds a market's lease lasts without renewal (every step renews it): a standby takes over at most this
+# long (plus one poll, a fifth of it) after the leader dies, and at once when the leader stops cleanly.
+MARKET_LEASE_TTL_S = env.float("MARKET_LEASE_TTL_S", default=2.5)
+if not 0.5 <= MARKET_LEASE_TTL_S <= 300:
+    raise ImproperlyConfigured(
+        f"MARKET_LEASE_TTL_S={MARKET_LEASE_TTL_S!r}: use 0.5 to 300 seconds (default 2.5); it must also be at least "
+        "twice the market interval, since each step renews the lease."
     )
 # Finished one-minute candles kept per symbol (and the candles endpoint's largest limit).
 MARKET_CANDLE_MINUTES = env.int("MARKET_CANDLE_MINUTES", default=240)

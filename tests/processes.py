@@ -58,18 +58,22 @@ class Site:
     """One web process and one market process over one Redis and one fresh database."""
 
     def __init__(self, tmp: Path, redis_url: str, *, env: dict | None = None):
-        """``env``: extra environment for every process of the site (e.g. TICKER_WS_RATE)."""
+        """``env``: extra environment for every process of the site (e.g. TICKER_WS_RATE); a value of None leaves
+        that variable unset (e.g. TICKER_CHANNEL_PREFIX, to get the per-site default)."""
         self.tmp = tmp
         self.db_url, self._pg_admin = _fresh_database_url(tmp)
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.env = child_env(
-            DATABASE_URL=self.db_url,
-            REDIS_URL=redis_url,
-            TICKER_CHANNEL_PREFIX=f"e2e{uuid.uuid4().hex[:8]}",
-            DJANGO_STATIC_ROOT=str(tmp / "static"),
-            **(env or {}),
+            **{
+                "DATABASE_URL": self.db_url,
+                "REDIS_URL": redis_url,
+                "TICKER_CHANNEL_PREFIX": f"e2e{uuid.uuid4().hex[:8]}",
+                "DJANGO_STATIC_ROOT": str(tmp / "static"),
+                **(env or {}),
+            }
         )
+        self.env = {k: v for k, v in self.env.items() if v is not None}
         self.processes: dict[str, subprocess.Popen] = {}
         self.manage("migrate", "--noinput", "-v0")
         self.manage("collectstatic", "--noinput", "-v0")
@@ -116,8 +120,9 @@ class Site:
             wait_for(lambda: _accepts(port), timeout=30, what=f"{server} to accept connections")
         return base
 
-    def start_market(self, *args: str) -> subprocess.Popen:
-        return self._spawn("market", [sys.executable, "manage.py", "run_market", *args])
+    def start_market(self, *args: str, name: str = "market", env: dict | None = None) -> subprocess.Popen:
+        """A market process (``name`` another than "market" for a second one: a standby); its log is NAME.log."""
+        return self._spawn(name, [sys.executable, "manage.py", "run_market", *args], env)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         process = self.processes.pop(name)

@@ -62,3 +62,10 @@ def test_compose_runs_several_web_replicas_behind_the_nginx_config_the_tests_run
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "server web:8000;" in conf and "listen 8000;" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
+
+
+def test_compose_runs_a_market_and_its_hot_standby():
+    """Two market processes: one leads and the other stands by (the lease decides), as README.md says."""
+    assert services["market"]["deploy"]["replicas"] == 2
+    assert "ports" not in services["market"]
+    assert "one leads, the other stands by" in readme

@@ -10,7 +10,9 @@ import time
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 
+from . import lease as leases
 from . import protocol, services
 
 log = logging.getLogger(__name__)
@@ -24,32 +26,101 @@ async def run_market(
     stop: asyncio.Event | None = None,
     handle_signals: bool = True,
 ) -> int:
-    """Step the market every ``interval_ms`` until ``run_for`` seconds pass or ``stop`` is set.
+    """Lead the market, or stand by until the leader goes; until ``run_for`` seconds pass or ``stop`` is set.
 
-    Each step's database work runs in one worker-thread call; its changes go
-    to the channel layer as ONE ``quote.batch`` message. Steps keep to a
-    monotonic schedule; a step that overruns skips the missed slots instead
-    of bunching them up. SIGTERM and SIGINT finish the current step, then
-    return. Returns the number of steps taken.
+    Exactly one market process on a database leads (ticker/lease.py): it
+    steps every ``interval_ms``, each step's database work in one
+    worker-thread call that also renews the lease, and sends each step's
+    changes to the channel layer as ONE ``quote.batch`` message. Any other
+    waits as a standby, reading the lease about five times a TTL, and takes
+    over once it expires (within a TTL and a poll of the leader's death) or
+    is released (SIGTERM). A leader whose step finds the lease taken stores
+    nothing more and stands by. SIGTERM and SIGINT finish the current step,
+    release the lease and return. Returns the number of steps taken.
     """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     if handle_signals:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-    publisher = Publisher(get_channel_layer())
+    ttl = settings.MARKET_LEASE_TTL_S
+    if problem := interval_problem(interval_ms):
+        raise ValueError(problem)
+    holder = leases.holder_id()
+    deadline = time.monotonic() + run_for if run_for else None
+    acquire = database_sync_to_async(leases.acquire, thread_sensitive=False)
+    steps, opened, seen = 0, False, None
+    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+        try:
+            held, row = await acquire(holder=holder)
+        except Exception as exc:
+            log.warning("could not read the market lease (%s); trying again in %.1f s", exc, ttl / 5)
+            held = None
+        else:
+            if held is None and (row.holder, row.token) != seen:
+                seen = (row.holder, row.token)
+                log.info(
+                    "standing by: the market lease is held by %s (token %d); taking over once it expires (%.1f s)",
+                    row.holder,
+                    row.token,
+                    ttl,
+                )
+        if held is not None:
+            log.info("leading the market: took the lease with token %d (holder %s)", held.token, holder)
+            taken, finished = await _lead(
+                held,
+                site=row.site,
+                interval_ms=interval_ms,
+                seed=None if opened else seed,
+                stop=stop,
+                deadline=deadline,
+            )
+            steps += taken
+            if finished:
+                break
+            opened, seen = True, None
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=ttl / 5)
+    log.info("market stopped after %d steps", steps)
+    return steps
+
+
+def interval_problem(interval_ms: int) -> str | None:
+    """Why ``interval_ms`` cannot work with the lease's TTL, or None: every step renews the lease, so a TTL
+    shorter than two steps would expire under a leader that is merely one step late."""
+    ttl = settings.MARKET_LEASE_TTL_S
+    if interval_ms / 1000 > ttl / 2:
+        return (
+            f"a market interval of {interval_ms} ms is too long for MARKET_LEASE_TTL_S={ttl}: every step renews "
+            "the lease, so keep the interval at most half of it (or raise MARKET_LEASE_TTL_S)"
+        )
+    return None
+
+
+async def _lead(
+    lease: leases.Lease, *, site: str, interval_ms: int, seed: int | None, stop: asyncio.Event, deadline: float | None
+) -> tuple[int, bool]:
+    """Step while this process holds ``lease``; return the steps taken, and True if stopped (False: lease lost).
+
+    The market is read from the database first (``services.market_open``):
+    it continues every symbol's seq and the step count where the last leader
+    stored them, and quotes every symbol once, so clients' seq continues.
+    """
+    publisher = Publisher(get_channel_layer(), identity=leases.MarketIdentity(site, lease.token))
     market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=seed)
     log.info("market open at step %d with %d symbols, every %d ms", market.step_no, len(market.ticks), interval_ms)
     step_db = database_sync_to_async(services.market_step, thread_sensitive=False)
     interval = interval_ms / 1000
-    started = time.monotonic()
-    deadline = started + run_for if run_for else None
-    next_at = started
+    next_at = time.monotonic()
     steps = 0
     while not stop.is_set():
         ts = time.time_ns() // 1_000_000
         try:
-            result = await step_db(market=market, ts=ts)
+            result = await step_db(market=market, ts=ts, lease=lease)
+        except leases.LeaseLost as lost:
+            log.warning("lost the market lease: %s; this step was not stored; standing by", lost)
+            return steps, False
         except Exception:
             log.exception("market step could not be stored; reloading the market from the database")
             # The in-memory rollback cannot tell a failed commit from one that
@@ -67,8 +138,14 @@ async def run_market(
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=next_at - now)
-    log.info("market stopped after %d steps (last step %d)", steps, market.step_no)
-    return steps
+    try:
+        released = await database_sync_to_async(leases.release)(lease)
+    except Exception as exc:
+        log.warning("could not release the market lease (it expires on its own): %s", exc)
+    else:
+        if released:
+            log.info("released the market lease (token %d) after step %d", lease.token, market.step_no)
+    return steps, True
 
 
 class Publisher:
@@ -80,8 +157,10 @@ class Publisher:
     halt, say) still reaches every client once the layer is back.
     """
 
-    def __init__(self, layer):
+    def __init__(self, layer, *, identity: leases.MarketIdentity | None = None):
         self.layer = layer
+        # Every batch says which market sent it; web processes ignore another site's (ticker/hub/source.py).
+        self.identity = identity
         self.pending: dict[str, dict] = {}
         self.pending_delisted: set[str] = set()
         self.session: dict | None = None
@@ -105,6 +184,8 @@ class Publisher:
             "quotes": [self.pending[s] for s in sorted(self.pending)],
             "session": self.session,
         }
+        if self.identity is not None:
+            message["site"], message["token"] = self.identity
         if self.pending_delisted:
             message["delisted"] = sorted(self.pending_delisted)
         try:
@@ -120,5 +201,6 @@ class Publisher:
 
 
 async def publish(layer, result: services.StepResult) -> bool:
-    """Publish one step on its own (tests); run_market keeps a Publisher for retries."""
-    return await Publisher(layer).publish(result)
+    """Publish one step on its own, as this database's market (tests); run_market keeps a Publisher for retries."""
+    identity = await database_sync_to_async(leases.identity)()
+    return await Publisher(layer, identity=identity).publish(result)

@@ -1,3 +1,4 @@
+import secrets
 from decimal import Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -137,3 +138,33 @@ class MarketState(models.Model):
 
     def __str__(self) -> str:
         return f"session {self.session_number} {self.session_state}"
+
+
+def new_site_id() -> str:
+    return secrets.token_hex(8)
+
+
+class MarketLease(models.Model):
+    """The one market lease of this database, and the site's identity: which market process may step.
+
+    Exactly one market leads; any other waits as a standby (ticker/lease.py).
+    ``token`` is the fencing token: it grows by one every time the lease
+    changes hands, and every step renews the lease inside the step's own
+    transaction only where ``holder`` and ``token`` are still the stepping
+    market's, so a market that lost the lease can never store a step.
+    ``site`` is made once, at random, with the row: the batches of this
+    database's market carry it, and a web process ignores batches of another
+    site's market that shares its Redis namespace.
+    """
+
+    ONE = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=ONE)
+    site = models.CharField(max_length=32, default=new_site_id, editable=False)
+    holder = models.CharField(max_length=200, blank=True, default="", help_text="host:pid:random of the leader.")
+    token = models.PositiveBigIntegerField(default=0, help_text="Fencing token: grows by one on every takeover.")
+    expires_at = models.BigIntegerField(default=0, help_text="Epoch milliseconds; 0 when released.")
+    step = models.PositiveBigIntegerField(default=0, help_text="The last step the holder stored.")
+
+    def __str__(self) -> str:
+        return f"market lease {self.token} held by {self.holder or 'nobody'}"

@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from . import protocol
+from .lease import MarketIdentity
 from .market import Candle, Instrument, Schedule, Session, Tick
 from .models import Candle as StoredCandle
 from .models import MarketState, Stock
@@ -71,6 +72,8 @@ class Listed:
     stocks: list[Stock]
     # The session on the wire ({"state", "until"}), or None when not read.
     session: dict[str, Any] | None = field(default=None)
+    # The site and the market leader's lease token as of this read, or None when not read (ticker/hub/source.py).
+    market: MarketIdentity | None = field(default=None)
 
     @property
     def step(self) -> int:

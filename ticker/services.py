@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
+from . import lease as leases
 from . import selectors
+from .lease import Lease
 from .market import CANDLE_MS, Candle, Market, Session, Tick, dt_years, quantize
 from .models import SECTORS, MarketState, Stock
 from .models import Candle as StoredCandle
@@ -56,7 +58,9 @@ def market_open(*, interval_ms: int, seed: int | None, speed: float | None = Non
         {},
         dt=dt_years(interval_ms / 1000, speed or settings.MARKET_SPEED),
         seed=seed,
-        step=selectors.last_step(),
+        # A quiet step changes no stock, so the stocks alone could give a step number
+        # already published; the lease row keeps the last step its holder stored.
+        step=max(selectors.last_step(), leases.last_step()),
         schedule=selectors.schedule(),
         session=selectors.stored_session(),
     )
@@ -67,7 +71,9 @@ def market_open(*, interval_ms: int, seed: int | None, speed: float | None = Non
     return market
 
 
-def market_step(*, market: Market, ts: int, candle_minutes: int | None = None) -> StepResult:
+def market_step(
+    *, market: Market, ts: int, candle_minutes: int | None = None, lease: Lease | None = None
+) -> StepResult:
     """Step the market once and persist it; called once per step by run_market.
 
     Reads the operator's controls (so admin edits apply on the next step),
@@ -78,11 +84,19 @@ def market_step(*, market: Market, ts: int, candle_minutes: int | None = None) -
     (docs/benchmarks.md, "The market at 5,000 symbols"); charts read candles.
     If the write fails the market is rolled back, so the published ``seq``
     never runs ahead of what is stored.
+
+    With ``lease`` (run_market always passes its own) the step first renews
+    the market lease in the same transaction, and raises ``LeaseLost`` with
+    nothing stored if another market has taken it over (ticker/lease.py).
+    Without one the step is unfenced: tests and the step-time benchmark.
     """
     candle_minutes = candle_minutes or settings.MARKET_CANDLE_MINUTES
     checkpoint = market.checkpoint()
     try:
         with transaction.atomic():
+            if lease is not None:
+                # First, so the lease row stays locked until this step commits.
+                leases.renew(lease, step=market.step_no + 1)
             controls = selectors.instruments()
             delisted = [symbol for symbol in market.ticks if symbol not in controls]
             for symbol in delisted:

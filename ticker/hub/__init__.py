@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import weakref
 from typing import Any
@@ -30,7 +31,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .. import gc_schedule, protocol, selectors
+from .. import gc_schedule, lease, protocol, selectors
 from ..selectors import Listed
 from .clock import Clock, LoopClock
 from .fanout import Delivery, Fanout
@@ -70,8 +71,16 @@ class FeedUnavailable(Exception):
     retry_after_s = 5
 
 
+def _stored_market() -> Listed:
+    """The stored market and the identity of the market that stored it (whose batches this process follows)."""
+    # The identity first: if the lease changed hands before it was read, the old leader's last step was stored
+    # before that, so the market read after it includes the step even if it never reached Redis.
+    market = lease.identity()
+    return dataclasses.replace(selectors.listed(), market=market)
+
+
 async def _load_stored() -> Listed:
-    return await database_sync_to_async(selectors.listed)()
+    return await database_sync_to_async(_stored_market)()
 
 
 class QuoteHub:
@@ -143,8 +152,18 @@ class QuoteHub:
         elif fresh:
             self.fanout.quotes(listed.step, fresh)
 
-    def on_batch(self, message: dict[str, Any]) -> None:
-        """One market step from the feed: apply it, and send each connection at most one frame."""
+    def on_batch(self, message: dict[str, Any], new_leader: bool = False) -> bool:
+        """One market step from the feed: apply it, and send each connection at most one frame.
+
+        The first batch of a ``new_leader`` (a market that took the lease over)
+        is applied only if it continues every held seq by one; if the old
+        leader stored a step it never published, it does not, and this
+        returns False without applying anything: the caller reloads the
+        stored market and resnapshots every connection instead of handing
+        clients a gap.
+        """
+        if new_leader and not self.store.continues(message["quotes"]):
+            return False
         if "session" in message:
             self.store.session = message["session"]
         if delisted := [s for s in message.get("delisted", ()) if self.store.known(s)]:
@@ -152,6 +171,7 @@ class QuoteHub:
             self.fanout.delisted(message["step"], delisted)
         if fresh := self.store.apply(message["step"], message["quotes"]):
             self.fanout.quotes(message["step"], fresh)
+        return True
 
     # -- heartbeats and collections ---------------------------------------
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import protocol
 from ..selectors import Listed
+from .source import FeedSource, Verdict
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +32,10 @@ class FeedFollower:
 
     ``load`` reads the stored market; ``on_load(listed, resnapshot)`` is
     called with it on start and after an outage (``resnapshot`` then true:
-    batches may have been missed); ``on_batch(message)`` is called for every
-    batch received.
+    batches may have been missed); ``on_batch(message, new_leader)`` is called
+    for every batch of this site's current market (``source`` drops the rest),
+    and returns False if the batch does not continue what is held, when the
+    stored market is loaded again instead.
     """
 
     def __init__(
@@ -50,6 +53,7 @@ class FeedFollower:
         # group membership lost) even while Redis still answers.
         self.stale_after_s = stale_after_s
         self.load, self.on_load, self.on_batch = load, on_load, on_batch
+        self.source = FeedSource()
         self.connected = False  # receiving from the channel layer
         self.last_batch_at = 0.0
         self.channel: str | None = None  # this process's channel in the quotes group
@@ -85,9 +89,14 @@ class FeedFollower:
         try:
             async with asyncio.timeout(RETRY_MAX_S * 2):
                 await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
-                self.on_load(await self.load(), True)
+                self.on_load(await self._load(), True)
         except Exception as exc:
             log.warning("could not join the quotes group again: %s", exc)
+
+    async def _load(self) -> Listed:
+        listed = await self.load()
+        self.source.loaded(listed.market)
+        return listed
 
     async def run(self) -> None:
         """Join the feed, load the snapshot, then hand over batches until cancelled."""
@@ -107,7 +116,7 @@ class FeedFollower:
                     rejoin = asyncio.create_task(self._rejoin(self.channel))
                 # Joined first, loaded second: a batch published in between is
                 # queued on our channel and deduplicated by seq in the store.
-                self.on_load(await self.load(), recovering)
+                self.on_load(await self._load(), recovering)
                 self.connected, self.last_batch_at, recovering = True, loop.time(), False
                 self.ready.set()
                 delay = RETRY_MIN_S
@@ -117,9 +126,15 @@ class FeedFollower:
                     return
                 while True:
                     message = await self.layer.receive(self.channel)
-                    if message.get("type") == protocol.BATCH_EVENT:
-                        self.last_batch_at = loop.time()
-                        self.on_batch(message)
+                    if message.get("type") != protocol.BATCH_EVENT:
+                        continue
+                    verdict = self.source.judge(message)
+                    if verdict in (Verdict.FOREIGN, Verdict.STALE):
+                        continue  # not this site's live market: it must not make the feed look live either
+                    self.last_batch_at = loop.time()
+                    if not self.on_batch(message, verdict is Verdict.NEW_LEADER):
+                        log.warning("the new market leader's first batch skips seq: resnapshot from the database")
+                        self.on_load(await self._load(), True)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -133,7 +148,7 @@ class FeedFollower:
                 # Serve snapshots from the database even while Redis is away.
                 if not self.ready.is_set():
                     try:
-                        self.on_load(await self.load(), False)
+                        self.on_load(await self._load(), False)
                         self.ready.set()
                     except Exception:
                         log.exception("could not load quotes from the database either")

@@ -53,6 +53,14 @@ class QuoteStore:
             self._stepped = asyncio.Event()
         return fresh
 
+    def continues(self, quotes: list[dict[str, Any]]) -> bool:
+        """True unless a quote skips past the held seq of its symbol (an update this store never saw)."""
+        for quote in quotes:
+            held = self._quotes.get(quote["symbol"])
+            if held is not None and quote["seq"] > held["seq"] + 1:
+                return False
+        return True
+
     def delist(self, symbols) -> None:
         """Forget symbols the operator deactivated: no longer in snapshots, not subscribable."""
         for symbol in symbols:
