@@ -7,6 +7,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,12 +20,13 @@ from django.shortcuts import render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
-from . import handshake, protocol, selectors, server
+from . import handshake, logs, metrics, protocol, selectors, server
 from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
 from .hub import interest as interests
 from .models import symbol_validator
 from .protocol import ProtocolError
 
+log = logging.getLogger(__name__)
 # History's default: four hours of minute closes (or all the market keeps, if less).
 HISTORY_DEFAULT = 240
 # A browser's first watchlist: the 30 symbols the data migration seeds, those still listed. The page
@@ -217,7 +219,11 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     since = _step_param(request.GET.get("since"), "bad_since", "since must be a market step: a whole number from 0.")
     hub, interest = await _hub_and_interest(request)
     since = hub.step if since is None else since
-    changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
+    metrics.connection_opened("long_poll")
+    try:
+        changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
+    finally:
+        metrics.connection_closed("long_poll")
     body = protocol.encode(
         {"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed, "session": hub.store.session}
     )
@@ -279,6 +285,9 @@ async def stream(request: HttpRequest) -> HttpResponse:
             protocol.encode(protocol.snapshot_frame(quotes, step=hub.step, session=hub.store.session)),
         )
         hub.fanout.attach(outlet, interest)
+        logs.connection_started("sse")
+        metrics.connection_opened("sse")
+        log.info("sse stream opened")
         if movers:
             hub.fanout.follow_movers(outlet, movers)  # its first movers event follows the snapshot
         try:
@@ -290,6 +299,8 @@ async def stream(request: HttpRequest) -> HttpResponse:
                 yield _sse(frame.kind, frame.step, frame.text)
         finally:
             hub.fanout.detach(outlet)
+            metrics.connection_closed("sse")
+            log.info("sse stream closed")
 
     return StreamingHttpResponse(
         events(),

@@ -30,7 +30,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .. import gc_schedule, protocol, selectors
+from .. import gc_schedule, metrics, protocol, selectors
 from ..selectors import Listed
 from .clock import Clock, LoopClock
 from .fanout import Delivery, Fanout
@@ -145,6 +145,7 @@ class QuoteHub:
 
     def on_batch(self, message: dict[str, Any]) -> None:
         """One market step from the feed: apply it, and send each connection at most one frame."""
+        metrics.batch_received(message)
         if "session" in message:
             self.store.session = message["session"]
         if delisted := [s for s in message.get("delisted", ()) if self.store.known(s)]:
@@ -232,6 +233,7 @@ async def get_hub(wait_s: float | None = READY_TIMEOUT_S) -> QuoteHub:
             get_channel_layer(), stale_after_s=stale_after_s, heartbeat_s=settings.TICKER_HEARTBEAT_S
         )
         hub.collections.take_over()
+        metrics.watch(hub)
     return await hub.ready(wait_s)
 
 
