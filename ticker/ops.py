@@ -176,6 +176,14 @@ def start_reporting() -> None:
         _reporters[loop] = loop.create_task(report("web", WebReport()), name="ops-report")
 
 
+async def stop_reporting() -> None:
+    """Stop this loop's web report (tests that drive the ASGI application in their own event loop)."""
+    task = _reporters.pop(asyncio.get_running_loop(), None)
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 @contextlib.asynccontextmanager
 async def reporting(role: str, build):
     """Report for as long as the block runs (the market process)."""
