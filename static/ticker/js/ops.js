@@ -43,7 +43,7 @@ export function webRow(p) {
 export function marketRow(p, now) {
   return [
     [p.host], [p.pid, "num"], [duration(p.uptime_s), "num"], [num(p.step), "num", "step"], [ms(p.step_ms), "num"],
-    [ago(p.last_publish, now), "num"], [num(p.publish_failures), "num", p.publish_failures ? "bad" : ""],
+    [ago(p.last_publish, now), "num"], [num(p.publish_failures), p.publish_failures ? "num bad" : "num"],
     [num(p.symbols), "num", "symbols"], [bytes(p.memory_bytes), "num"],
   ];
 }
@@ -101,7 +101,7 @@ async function poll(url, status) {
   }
 }
 
-const main = document.querySelector("[data-ops-url]");
+const main = typeof document === "undefined" ? null : document.querySelector("[data-ops-url]");
 if (main) {
   const status = document.getElementById("ops-status");
   const tick = async () => {
