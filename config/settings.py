@@ -5,6 +5,7 @@ environment variable; see README.md ("Environment") for the list.
 """
 
 import hashlib
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -260,6 +261,30 @@ if not (TICKER_WS_RATE > 0 and TICKER_WS_BURST >= 1):
         "WebSocket message: set TICKER_WS_RATE above 0 and TICKER_WS_BURST to 1 or more (defaults 20 and 40)."
     )
 
+# Who may read a web process's /metrics (ticker.health): clients from these networks, or any client sending
+# "Authorization: Bearer <TICKER_METRICS_TOKEN>" (when set). Not public by default: loopback only.
+TICKER_METRICS_ALLOW = env.list("TICKER_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])
+try:
+    TICKER_METRICS_NETWORKS = [ipaddress.ip_network(net.strip(), strict=False) for net in TICKER_METRICS_ALLOW]
+except ValueError as error:
+    raise ImproperlyConfigured(
+        f"TICKER_METRICS_ALLOW={','.join(TICKER_METRICS_ALLOW)!r}: {error}. "
+        "List networks separated by commas, e.g. 127.0.0.1/32,::1/128,10.0.0.0/8."
+    ) from None
+TICKER_METRICS_TOKEN = env.str("TICKER_METRICS_TOKEN", default="")
+# The market's own metrics (run_market --metrics-port): off unless a port is given.
+MARKET_METRICS_PORT = env.int("MARKET_METRICS_PORT", default=0)
+MARKET_METRICS_ADDRESS = env.str("MARKET_METRICS_ADDRESS", default="127.0.0.1")
+# Seconds between each process's operations report to Redis (the admin's operations view); a report lives
+# TICKER_OPS_TTL_S, so a process that stops reporting leaves the view within that long.
+TICKER_OPS_REPORT_S = env.float("TICKER_OPS_REPORT_S", default=1.0)
+TICKER_OPS_TTL_S = env.int("TICKER_OPS_TTL_S", default=5)
+if not 0.1 <= TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
+    raise ImproperlyConfigured(
+        f"TICKER_OPS_REPORT_S={TICKER_OPS_REPORT_S!r} must be at least 0.1 and less than "
+        f"TICKER_OPS_TTL_S={TICKER_OPS_TTL_S!r} (whole seconds), or live processes would blink out of the view."
+    )
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -303,11 +328,19 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
+# "plain" (default) or "json": one JSON object per line with the process and connection ids (ticker.logs).
+TICKER_LOG_FORMAT = env.str("TICKER_LOG_FORMAT", default="plain")
+if TICKER_LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"TICKER_LOG_FORMAT={TICKER_LOG_FORMAT!r} is not known: use 'plain' or 'json'.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "ticker.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "ticker.logs.JsonLines"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": TICKER_LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "ticker": {"handlers": ["console"], "level": env.str("TICKER_LOG_LEVEL", default="INFO"), "propagate": False},

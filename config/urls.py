@@ -3,7 +3,7 @@ from django.templatetags.static import static
 from django.urls import path
 from django.views.generic import RedirectView
 
-from ticker import views
+from ticker import ops_views, views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -17,6 +17,9 @@ urlpatterns = [
     path("api/symbols/", views.symbols, name="symbols"),
     path("lab/", views.lab, name="lab"),
     path("api/lab/handshake/", views.lab_handshake, name="lab-handshake"),
+    # Before the admin's own routes, which would take "ops" for an app label.
+    path("admin/ops/", ops_views.page, name="ops"),
+    path("admin/ops/data/", ops_views.data, name="ops-data"),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the admin, JSON answers).
     path("favicon.ico", RedirectView.as_view(url=static("ticker/img/favicon.svg"), permanent=True)),

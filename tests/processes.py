@@ -31,13 +31,17 @@ def _fresh_database_url(tmp: Path) -> tuple[str, str | None]:
 
 
 @contextlib.contextmanager
-def running_site(tmp: Path, redis_url: str, *, prepare=None, market: bool = False, env: dict | None = None):
-    """A Site with its web process up (and the market, if asked); logs printed if anything fails."""
+def running_site(
+    tmp: Path, redis_url: str, *, prepare=None, market: bool = False, env: dict | None = None, serving: bool = True
+):
+    """A Site with its web process up (and the market, if asked); logs printed if anything fails.
+
+    ``serving=False``: wait only until daphne accepts connections (its Host check may refuse 127.0.0.1)."""
     site = Site(tmp, redis_url, env=env)
     try:
         if prepare:
             prepare(site)
-        site.start_web()
+        site.start_web(serving=serving)
         if market:
             site.start_market()
         yield site

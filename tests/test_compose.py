@@ -1,8 +1,11 @@
 """docker-compose.yml stays valid and in step with the documented process commands (no Docker engine here)."""
 
+import re
 from pathlib import Path
 
+import pytest
 import yaml
+from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -12,7 +15,7 @@ readme = (ROOT / "README.md").read_text()
 
 def test_compose_runs_redis_postgres_migrations_web_and_market():
     """Every part of the site is a service, with health checks on the ones others wait for."""
-    assert set(services) == {"redis", "db", "migrate", "web", "lb", "market"}
+    assert set(services) == {"redis", "db", "migrate", "web", "lb", "market", "prometheus"}
     for name in ("redis", "db", "web"):
         assert services[name]["healthcheck"]["test"]
     assert services["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
@@ -69,3 +72,78 @@ def test_compose_runs_a_market_and_its_hot_standby():
     assert services["market"]["deploy"]["replicas"] == 2
     assert "ports" not in services["market"]
     assert "one leads, the other stands by" in readme
+
+
+def test_the_web_health_check_asks_readyz_not_a_page_behind_the_host_check():
+    """Docker's check of a replica asks /readyz on 127.0.0.1, which ticker.health answers before Host validation."""
+    from ticker.health import PATHS
+
+    check = " ".join(services["web"]["healthcheck"]["test"])
+    urls = re.findall(r"http://[^'\"]+", check)
+    assert urls == ["http://127.0.0.1:8000/readyz"], urls
+    assert "/readyz" in PATHS
+    assert services["web"]["healthcheck"]["timeout"] == "5s"
+
+
+async def _get(path: str, host: bytes) -> int:
+    import asyncio
+
+    from config.asgi import application
+    from ticker import ops
+
+    sent, asked = [], []
+
+    async def receive():
+        if not asked:
+            asked.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await asyncio.Event().wait()  # the client stays connected: Django stops listening once it has answered
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", host)],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    try:
+        await application(scope, receive, send)
+    finally:
+        await ops.stop_reporting()
+    return sent[0]["status"]
+
+
+@pytest.mark.asyncio
+@override_settings(ALLOWED_HOSTS=["ticker.example.com"])
+async def test_health_and_metrics_answer_when_allowed_hosts_is_the_real_host_name_only():
+    """With ALLOWED_HOSTS = the real name only, Django refuses Host 127.0.0.1 (400) but /healthz and /metrics
+    answer it (/readyz too: tests/test_operations.py, with real processes)."""
+    assert await _get("/favicon.ico", b"127.0.0.1:8000") == 400
+    assert await _get("/healthz", b"127.0.0.1:8000") == 200
+    assert await _get("/metrics", b"127.0.0.1:8000") == 200
+
+
+def test_compose_runs_prometheus_on_every_replica_and_the_market():
+    """Prometheus scrapes web:8000 (each replica, by Docker's DNS) and the market's metrics port."""
+    prometheus = services["prometheus"]
+    assert prometheus["image"].startswith("prom/prometheus:")
+    assert "./deploy/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prometheus["volumes"]
+    config = yaml.safe_load((ROOT / "deploy" / "prometheus.yml").read_text())
+    jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    assert jobs["web"]["names"] == ["web"] and jobs["web"]["port"] == 8000
+    market_env = services["market"]["environment"]
+    assert jobs["market"]["names"] == ["market"] and jobs["market"]["port"] == int(market_env["MARKET_METRICS_PORT"])
+    assert market_env["MARKET_METRICS_ADDRESS"] == "0.0.0.0"
+    assert "ports" not in services["market"], "the market's metrics stay on the compose network"
+    assert "location = /metrics" in (ROOT / "deploy" / "nginx.conf").read_text(), "nginx keeps /metrics private"
+    assert (ROOT / "deploy" / "grafana-dashboard.json").exists()

@@ -1,5 +1,6 @@
 """The market's publisher: nothing that was stored is left unpublished (pure logic, a fake layer)."""
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -53,6 +54,8 @@ async def test_a_quiet_step_is_still_published_as_the_market_heartbeat():
     assert await Publisher(layer).publish(StepResult(step=7, ticks=[]))
     session = Session("open", 390_000, 0)
     assert await Publisher(layer).publish(StepResult(step=8, ticks=[], session=session))
+    # Each batch says when it was sent (ms since the epoch): web processes measure the feed's lag from it.
+    assert all(abs(message.pop("ts") / 1000 - time.time()) < 60 for message in layer.sent)
     assert layer.sent == [
         {"type": "quote.batch", "step": 7, "quotes": [], "session": None},
         {"type": "quote.batch", "step": 8, "quotes": [], "session": {"state": "open", "until": 390_000}},

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import cached_property
 
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import protocol, server
+from . import logs, metrics, protocol, server
 from .hub import FeedUnavailable, QuoteHub, get_hub
 from .protocol import ALL, Command, ProtocolError
 from .ratelimit import TokenBucket
@@ -19,6 +20,8 @@ from .ratelimit import TokenBucket
 CLOSE_CODES = {"rate_limited": 1008, "too_large": 1009}
 # RFC 6455 7.4.1 (IANA registry): the server cannot serve now; reconnect later.
 TRY_AGAIN_LATER = 1013
+
+log = logging.getLogger(__name__)
 
 
 class QuoteConsumer(AsyncWebsocketConsumer):
@@ -37,6 +40,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     outlet: server.DaphneOutlet | server.QueuedOutlet | None = None
     # Set once the socket is being closed by the server: client frames are ignored.
     closing: bool = False
+    # The code the server closed with (None: the client closed, or the connection broke), and when it opened.
+    closed_with: int | None = None
+    opened_at: float | None = None
 
     async def connect(self) -> None:
         """Called when a WebSocket connection is opened.
@@ -47,6 +53,10 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         them in order).
         """
         await self.accept()
+        logs.connection_started("ws")
+        self.opened_at = time.monotonic()
+        metrics.connection_opened("websocket")
+        log.info("websocket opened", extra={"client": _peer(self.scope)})
         self.outlet = server.websocket_outlet(self.scope, self.base_send)
         try:
             self.hub = await get_hub()
@@ -57,6 +67,14 @@ class QuoteConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""
+        if self.opened_at is not None:
+            metrics.connection_closed("websocket")
+            closed = self.closed_with or code
+            metrics.websocket_closed(closed)
+            log.info(
+                "websocket closed with %s", closed, extra={"code": closed, "seconds": time.monotonic() - self.opened_at}
+            )
+            self.opened_at = None
         if self.hub is not None:
             self.hub.fanout.detach(self.outlet)
         if self.outlet is not None:
@@ -93,15 +111,20 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         except ProtocolError as error:
             self._reply(error.frame())
             if error.code in CLOSE_CODES:
+                metrics.message_refused(error.code)
+                log.info("closing: %s", error.code)
                 # Detached first: it gets no more quotes while the close completes.
                 self.hub.fanout.detach(self.outlet)
                 self._close(CLOSE_CODES[error.code])
 
     def _reply(self, frame: dict) -> None:
-        self.outlet.write(server.Frame(protocol.encode(frame), self.hub.step, frame["type"]))
+        text = protocol.encode(frame)
+        self.hub.fanout.sent.add(frame["type"], len(text))
+        self.outlet.write(server.Frame(text, self.hub.step, frame["type"]))
 
     def _close(self, code: int, reason: str = "") -> None:
         self.closing = True
+        self.closed_with = code
         self.outlet.close(code, reason)
 
     def on_ping(self, command: Command) -> None:
@@ -136,3 +159,8 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     def _reject(unknown: list[str]) -> None:
         if unknown:
             raise protocol.unknown_symbols(unknown)
+
+
+def _peer(scope: dict) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "-"

@@ -13,7 +13,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from . import lease as leases
-from . import protocol, services
+from . import metrics, protocol, services
 
 log = logging.getLogger(__name__)
 
@@ -116,12 +116,14 @@ async def _lead(
     steps = 0
     while not stop.is_set():
         ts = time.time_ns() // 1_000_000
+        step_started = time.perf_counter()
         try:
             result = await step_db(market=market, ts=ts, lease=lease)
         except leases.LeaseLost as lost:
             log.warning("lost the market lease: %s; this step was not stored; standing by", lost)
             return steps, False
         except Exception:
+            metrics.market_step_failed()
             log.exception("market step could not be stored; reloading the market from the database")
             # The in-memory rollback cannot tell a failed commit from one that
             # succeeded but reported an error; the database can.
@@ -129,7 +131,8 @@ async def _lead(
                 market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=None)
         else:
             steps += 1
-            await publisher.publish(result)
+            metrics.market_stepped(time.perf_counter() - step_started, result.step, len(market.ticks))
+            metrics.market_published(await publisher.publish(result))
         next_at += interval
         now = time.monotonic()
         if next_at < now:  # overran: skip the slots we missed
@@ -183,6 +186,8 @@ class Publisher:
             "step": result.step,
             "quotes": [self.pending[s] for s in sorted(self.pending)],
             "session": self.session,
+            # When it was sent (ms): each web process measures the feed's lag from it (ticker_feed_lag_seconds).
+            "ts": time.time_ns() // 1_000_000,
         }
         if self.identity is not None:
             message["site"], message["token"] = self.identity

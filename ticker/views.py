@@ -7,6 +7,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import logging
 import re
 from typing import Any
 
@@ -18,12 +19,13 @@ from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from . import handshake, protocol, security, selectors, server
+from . import handshake, logs, metrics, protocol, security, selectors, server
 from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
 from .hub import interest as interests
 from .models import symbol_validator
 from .protocol import ProtocolError
 
+log = logging.getLogger(__name__)
 # History's default: four hours of minute closes (or all the market keeps, if less).
 HISTORY_DEFAULT = 240
 # A browser's first watchlist: the 30 symbols the data migration seeds, those still listed. The page
@@ -267,14 +269,18 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
         ) from None
     since = _step_param(request.GET.get("since"), "bad_since", "since must be a market step: a whole number from 0.")
     hub, interest = await _hub_and_interest(request)
-    if since is not None and since > hub.step:
-        # A cursor from the future: kept from another database, or a market that was reset. Waiting for
-        # that step could take forever; the current state, as a snapshot, puts the client right at once.
-        step, changed = hub.step, hub.store.snapshot(interest)
-    else:
-        since = hub.step if since is None else since
-        changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
-        step = hub.step if changed else since
+    metrics.connection_opened("long_poll")
+    try:
+        if since is not None and since > hub.step:
+            # A cursor from the future: kept from another database, or a market that was reset. Waiting for
+            # that step could take forever; the current state, as a snapshot, puts the client right at once.
+            step, changed = hub.step, hub.store.snapshot(interest)
+        else:
+            since = hub.step if since is None else since
+            changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
+            step = hub.step if changed else since
+    finally:
+        metrics.connection_closed("long_poll")
     body = protocol.encode({"step": step, "quotes": changed, "feed": hub.feed, "session": hub.store.session})
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -339,6 +345,9 @@ async def stream(request: HttpRequest) -> HttpResponse:
             protocol.encode(protocol.snapshot_frame(quotes, step=hub.step, session=hub.store.session)),
         )
         hub.fanout.attach(outlet, interest)
+        logs.connection_started("sse")
+        metrics.connection_opened("sse")
+        log.info("sse stream opened")
         if movers:
             hub.fanout.follow_movers(outlet, movers)  # its first movers event follows the snapshot
         try:
@@ -350,6 +359,8 @@ async def stream(request: HttpRequest) -> HttpResponse:
                 yield _sse(frame.kind, frame.step, frame.text)
         finally:
             hub.fanout.detach(outlet)
+            metrics.connection_closed("sse")
+            log.info("sse stream closed")
 
     return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
 

@@ -31,7 +31,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .. import gc_schedule, lease, protocol, selectors
+from .. import gc_schedule, lease, metrics, protocol, selectors
 from ..selectors import Listed
 from .clock import Clock, LoopClock
 from .fanout import Delivery, Fanout
@@ -162,6 +162,7 @@ class QuoteHub:
         stored market and resnapshots every connection instead of handing
         clients a gap.
         """
+        metrics.batch_received(message)
         if new_leader and not self.store.continues(message["quotes"]):
             return False
         if "session" in message:
@@ -252,6 +253,7 @@ async def get_hub(wait_s: float | None = READY_TIMEOUT_S) -> QuoteHub:
             get_channel_layer(), stale_after_s=stale_after_s, heartbeat_s=settings.TICKER_HEARTBEAT_S
         )
         hub.collections.take_over()
+        metrics.watch(hub)
     return await hub.ready(wait_s)
 
 

@@ -16,12 +16,13 @@ on everything, not a filter of the whole step and a JSON encode of its own
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-from .. import protocol
+from .. import metrics, protocol
 from ..server import Frame, Outlet
 from .clock import Clock, Timer
 from .interest import EVERYTHING, NOTHING, Interest
@@ -52,7 +53,7 @@ class Delivery:
 class Batch:
     """One step's fresh quotes, in symbol order, each encoded once on first use, and picked per interest."""
 
-    __slots__ = ("step", "symbols", "quotes", "pieces", "lazy_watchlists")
+    __slots__ = ("step", "symbols", "quotes", "pieces", "lazy_watchlists", "picked")
 
     # After this many watchlist frames in one step every fresh quote is encoded, and later watchlists
     # are picked with C-level look-ups (many personal watchlists together want nearly every quote;
@@ -66,6 +67,7 @@ class Batch:
         self.quotes = dict(zip(self.symbols, ordered, strict=True))
         self.pieces = _Pieces(self.quotes)
         self.lazy_watchlists = self.LAZY_WATCHLISTS
+        self.picked = 0  # quotes in the last frame ``payload`` made (the updates it delivers)
 
     def wanted(self, interest: Interest) -> list[str]:
         """The fresh symbols ``interest`` wants, in symbol order; a watchlist costs a look-up per symbol it holds."""
@@ -91,6 +93,7 @@ class Batch:
                 picked = list(filter(None, map(pieces.get, interest.ordered)))
         else:
             picked = [pieces[s] for s in self.wanted(interest)]
+        self.picked = len(picked)
         return protocol.quotes_payload(picked, step=self.step) if picked else None
 
 
@@ -124,6 +127,7 @@ class Fanout:
         self.movers = MoversBoard()
         self.movers_followers = 0  # connections that follow movers
         self._movers_timer: Timer | None = None
+        self.sent = metrics.Sent()  # what was handed to connections, for /metrics and the operations view
 
     def __len__(self) -> int:
         return len(self.deliveries)
@@ -206,6 +210,7 @@ class Fanout:
 
     def quotes(self, step: int, fresh: list[dict[str, Any]]) -> None:
         """One market step's fresh quotes: at most one frame per connection (or held by its rate cap)."""
+        started = time.perf_counter()
         batch = Batch(step, fresh)
         deliveries = list(self.deliveries.values())
         # A frame is kept for the rest of the step only when another connection has the same interest:
@@ -213,8 +218,10 @@ class Fanout:
         # (kept, 2,000 personal frames were ~15 MB allocated and freed per step; py-spy showed the
         # assembly at 16% of busy time, docs/benchmarks.md, "Personal watchlists").
         shared = Counter(d.interest for d in deliveries)
-        frames: dict[Interest, Frame | None] = {}
+        frames: dict[Interest, tuple[Frame, int, int] | None] = {}
         snapshots: dict[Interest, Frame | None] = {}
+        # Counted here and added once (metrics.Sent), not per frame: this loop is the hot path.
+        written = nbytes = updates = 0
         for delivery in deliveries:
             if self._held_back(delivery, snapshots):
                 continue
@@ -222,13 +229,18 @@ class Fanout:
                 self._capped(delivery, batch)
                 continue
             interest = delivery.interest
-            if (frame := frames.get(interest, _UNSEEN)) is _UNSEEN:
+            if (made := frames.get(interest, _UNSEEN)) is _UNSEEN:
                 payload = batch.payload(interest)
-                frame = None if payload is None else Frame(step=step, payload=payload)
+                made = None if payload is None else (Frame(step=step, payload=payload), len(payload), batch.picked)
                 if shared[interest] > 1:
-                    frames[interest] = frame
-            if frame is not None:
-                self._write(delivery, frame)
+                    frames[interest] = made
+            if made is not None:
+                self._put(delivery, made[0])
+                written += 1
+                nbytes += made[1]
+                updates += made[2]
+        self.sent.add_many("quotes", written, nbytes, updates)
+        self.sent.fanned_out(time.perf_counter() - started)
         self.movers.stale = True
         self._movers_soon()
         self.on_broadcast()
@@ -273,20 +285,26 @@ class Fanout:
         """The same heartbeat frame to every connection that is reading."""
         frame = Frame(text, self.store.step, "heartbeat")
         snapshots: dict[Interest, Frame | None] = {}
+        written = 0
         for delivery in list(self.deliveries.values()):
             if not self._held_back(delivery, snapshots):
-                self._write(delivery, frame)
+                self._put(delivery, frame)
+                written += 1
+        self.sent.add_many("heartbeat", written, written * len(frame.payload))
 
     # -- internals --------------------------------------------------------
 
     def _held_back(self, delivery: Delivery, snapshots: dict[Interest, Frame | None]) -> bool:
         """True when this broadcast is not for the connection: not reading, or behind and sent a snapshot instead."""
         if delivery.outlet.backlogged:
+            if not delivery.behind:
+                self.sent.held_back += 1
             delivery.behind = True  # queue nothing more for it: memory stays bounded
             return True
         if not delivery.behind:
             return False
         delivery.behind = False
+        self.sent.resnapshotted += 1
         if delivery.cap is not None:
             delivery.cap.forget()  # what it held is older than this snapshot
         if delivery.interest not in snapshots:
@@ -325,6 +343,8 @@ class Fanout:
             return
         cap.timer = None
         if delivery.outlet.backlogged:
+            if not delivery.behind:
+                self.sent.held_back += 1
             delivery.behind = True  # it gets a snapshot once it reads again
             return
         step = self.store.step
@@ -351,6 +371,11 @@ class Fanout:
         self._movers_soon()  # changed again meanwhile (a timer that fired a hair early): the next second
 
     def _write(self, delivery: Delivery, frame: Frame) -> None:
+        """Write one frame and count it (broadcasts count theirs in one go and call ``_put``)."""
+        self.sent.add(frame.kind, len(frame.payload))
+        self._put(delivery, frame)
+
+    def _put(self, delivery: Delivery, frame: Frame) -> None:
         try:
             delivery.outlet.write(frame)
         except Exception:  # one broken connection must not stop the others

@@ -1,0 +1,299 @@
+"""Prometheus metrics: each web process's at /metrics (ticker.health), the market's on its own port.
+
+Names are prefixed ``ticker_`` and listed, with their meaning, in docs/operations.md.
+
+The per-frame path is hot (docs/benchmarks.md: ~16 µs of server CPU per frame), so nothing here is touched
+once per frame: the fan-out keeps plain integers (``Sent``) and adds a step's frames in one go, and the
+collector below turns them into Prometheus samples only when /metrics is read. prometheus_client's own
+objects (with their locks) are used for what happens once per step, per connection or per close.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import time
+import weakref
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from .hub import QuoteHub
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# One registry per kind of process, so the market's port lists no web figures and /metrics no market ones.
+WEB = CollectorRegistry(auto_describe=True)
+MARKET = CollectorRegistry(auto_describe=True)
+for _registry in (WEB, MARKET):
+    ProcessCollector(registry=_registry)  # process_resident_memory_bytes, process_cpu_seconds_total, ...
+    PlatformCollector(registry=_registry)
+    GCCollector(registry=_registry)
+
+# Fan-out of a step takes ~16 µs per frame: 1 ms at 60 clients, 30 ms at 2,000 (docs/benchmarks.md).
+FANOUT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+TRANSPORTS = ("websocket", "sse", "long_poll")
+
+# Open connections by transport, as plain integers (the operations report reads them too).
+open_connections: dict[str, int] = dict.fromkeys(TRANSPORTS, 0)
+connections = Gauge("ticker_connections", "Open connections by transport.", ["transport"], registry=WEB)
+for _transport in TRANSPORTS:
+    connections.labels(_transport).set_function(lambda transport=_transport: open_connections[transport])
+closes = Counter("ticker_closes", "WebSocket connections closed, by close code.", ["code"], registry=WEB)
+refused_messages = Counter(
+    "ticker_refused_messages",
+    "Client messages refused by a limit (each also closes its connection), by reason.",
+    ["reason"],
+    registry=WEB,
+)
+for _reason in ("rate_limited", "too_large"):
+    refused_messages.labels(_reason)
+fanout_seconds = Histogram(
+    "ticker_fanout_seconds", "Time to hand one market step to every connection.", buckets=FANOUT_BUCKETS, registry=WEB
+)
+feed_lag_seconds = Histogram(
+    "ticker_feed_lag_seconds",
+    "From the market's publish time (the batch's ts) to this process's receipt of the batch.",
+    buckets=LAG_BUCKETS,
+    registry=WEB,
+)
+
+market_step_seconds = Histogram(
+    "ticker_market_step_seconds",
+    "Time of one market step: prices moved and stored.",
+    buckets=STEP_BUCKETS,
+    registry=MARKET,
+)
+market_steps = Counter("ticker_market_steps", "Market steps stored.", registry=MARKET)
+market_step_failures = Counter(
+    "ticker_market_step_failures", "Market steps that could not be stored (the market reloads).", registry=MARKET
+)
+market_publish_failures = Counter(
+    "ticker_market_publish_failures",
+    "Steps whose batch could not be sent to the channel layer (kept for the next one).",
+    registry=MARKET,
+)
+market_symbols = Gauge("ticker_market_symbols", "Symbols listed.", registry=MARKET)
+market_step = Gauge("ticker_market_step", "The last stored step's number.", registry=MARKET)
+market_last_publish = Gauge(
+    "ticker_market_last_publish_timestamp_seconds", "Unix time of the last batch sent.", registry=MARKET
+)
+
+
+class Sent:
+    """What one fan-out handed to its connections, as plain integers (read at scrape time, never locked).
+
+    ``add`` is for a frame written once; a broadcast adds its totals in one call (``add_many``).
+    """
+
+    __slots__ = ("frames", "bytes", "updates", "held_back", "resnapshotted", "recent_fanouts")
+
+    def __init__(self) -> None:
+        self.frames: dict[str, int] = collections.defaultdict(int)
+        self.bytes: dict[str, int] = collections.defaultdict(int)
+        self.updates = 0  # quotes in the per-step frames
+        self.held_back = 0  # a connection found not reading: sent nothing until it reads again
+        self.resnapshotted = 0  # a connection that was held back (or missed an outage) sent a snapshot instead
+        self.recent_fanouts: collections.deque[float] = collections.deque(maxlen=240)  # about a minute of steps
+
+    def add(self, kind: str, nbytes: int) -> None:
+        self.frames[kind] += 1
+        self.bytes[kind] += nbytes
+
+    def add_many(self, kind: str, frames: int, nbytes: int, updates: int = 0) -> None:
+        if frames:
+            self.frames[kind] += frames
+            self.bytes[kind] += nbytes
+            self.updates += updates
+
+    def fanned_out(self, seconds: float) -> None:
+        """Called once per market step with the time its fan-out took."""
+        fanout_seconds.observe(seconds)
+        self.recent_fanouts.append(seconds)
+
+    def fanout_p99(self) -> float | None:
+        """The 99th percentile of the last minute's fan-outs, in seconds (None before the first)."""
+        recent = sorted(self.recent_fanouts)
+        return recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else None
+
+
+# The web process's hub (one per event loop, ticker.hub.get_hub); weak, so a test's closed loop takes its hub along.
+_hubs: weakref.WeakSet[QuoteHub] = weakref.WeakSet()
+
+
+def watch(hub: QuoteHub) -> None:
+    """Called by get_hub when it makes a process's hub: its figures join this process's /metrics."""
+    _hubs.add(hub)
+
+
+def hubs() -> list[QuoteHub]:
+    return list(_hubs)
+
+
+def connection_opened(transport: str) -> None:
+    open_connections[transport] += 1
+
+
+def connection_closed(transport: str) -> None:
+    open_connections[transport] -= 1
+
+
+def websocket_closed(code: int | None) -> None:
+    closes.labels(str(code) if code is not None else "none").inc()
+
+
+def message_refused(reason: str) -> None:
+    refused_messages.labels(reason).inc()
+
+
+def batch_received(message: dict) -> None:
+    """Called for every batch from the feed: how long after the market sent it (its ts, in ms) it arrived."""
+    if (ts := message.get("ts")) is not None:
+        feed_lag_seconds.observe(max(0.0, time.time() - ts / 1000))
+
+
+def hub_figures() -> dict:
+    """This process's fan-out figures (its hubs together): for /metrics and the operations report."""
+    frames, sent_bytes = collections.Counter(), collections.Counter()
+    figures = {"updates": 0, "held_back": 0, "resnapshotted": 0, "behind": 0, "symbols": 0, "p99": None}
+    kinds = {"all": 0, "watchlist": 0, "none": 0}
+    seen = hubs()
+    for hub in seen:
+        sent = hub.fanout.sent
+        frames.update(sent.frames)
+        sent_bytes.update(sent.bytes)
+        figures["updates"] += sent.updates
+        figures["held_back"] += sent.held_back
+        figures["resnapshotted"] += sent.resnapshotted
+        if (p99 := sent.fanout_p99()) is not None:
+            figures["p99"] = max(p99, figures["p99"] or 0.0)
+        for delivery in list(hub.fanout.deliveries.values()):
+            figures["behind"] += delivery.behind
+            interest = delivery.interest
+            if interest.everything:
+                kinds["all"] += 1
+            elif interest.symbols:
+                kinds["watchlist"] += 1
+                figures["symbols"] += len(interest.symbols)
+            else:
+                kinds["none"] += 1
+    figures.update(
+        frames=dict(frames),
+        bytes=dict(sent_bytes),
+        subscriptions=kinds,
+        feed=("live" if all(hub.feed == "live" for hub in seen) else "interrupted") if seen else None,
+        step=max((hub.step for hub in seen), default=None),
+    )
+    return figures
+
+
+class HubCollector:
+    """The hub's own figures, read when /metrics is scraped."""
+
+    def collect(self) -> Iterator:
+        figures = hub_figures()
+        frames = CounterMetricFamily("ticker_frames_sent", "Frames handed to connections, by kind.", labels=["kind"])
+        sent_bytes = CounterMetricFamily(
+            "ticker_bytes_sent", "Payload bytes of those frames, by kind.", labels=["kind"]
+        )
+        for kind in sorted(figures["frames"]):
+            frames.add_metric([kind], figures["frames"][kind])
+            sent_bytes.add_metric([kind], figures["bytes"][kind])
+        updates = CounterMetricFamily("ticker_updates_delivered", "Quote updates in the per-step frames sent.")
+        updates.add_metric([], figures["updates"])
+        slow = CounterMetricFamily(
+            "ticker_slow_clients_events",
+            "Connections found not reading (held_back), and those sent a fresh snapshot instead of a backlog "
+            "(resnapshotted; after a feed outage every connection is).",
+            labels=["event"],
+        )
+        slow.add_metric(["held_back"], figures["held_back"])
+        slow.add_metric(["resnapshotted"], figures["resnapshotted"])
+        behind = GaugeMetricFamily("ticker_slow_clients", "Connections held back now (not reading).")
+        behind.add_metric([], figures["behind"])
+        subscriptions = GaugeMetricFamily(
+            "ticker_subscriptions",
+            "Connections following the feed, by what they follow (all symbols, a watchlist, nothing yet).",
+            labels=["kind"],
+        )
+        for kind, n in sorted(figures["subscriptions"].items()):
+            subscriptions.add_metric([kind], n)
+        symbols = GaugeMetricFamily("ticker_subscribed_symbols", "Symbols in all watchlists together.")
+        symbols.add_metric([], figures["symbols"])
+        live = GaugeMetricFamily("ticker_feed_live", "1 while batches arrive from the market, 0 otherwise.")
+        live.add_metric([], figures["feed"] == "live")
+        yield from (frames, sent_bytes, updates, slow, behind, subscriptions, symbols, live)
+        if figures["step"] is not None:
+            step = GaugeMetricFamily("ticker_feed_step", "The last market step this process holds.")
+            step.add_metric([], figures["step"])
+            yield step
+
+
+WEB.register(HubCollector())
+
+
+def exposition(registry: CollectorRegistry = WEB) -> bytes:
+    return generate_latest(registry)
+
+
+# -- the market -------------------------------------------------------------
+
+
+class MarketFigures:
+    """The market process's latest figures, for its operations report (ticker.ops)."""
+
+    def __init__(self) -> None:
+        self.step = 0
+        self.step_seconds: float | None = None
+        self.symbols = 0
+        self.last_publish: float | None = None
+        self.publish_failures = 0
+        self.started = time.time()
+        self.pid = os.getpid()
+
+
+market = MarketFigures()
+
+
+def market_stepped(seconds: float, step: int, symbols: int) -> None:
+    """Called after every stored market step."""
+    market_step_seconds.observe(seconds)
+    market_steps.inc()
+    market_step.set(step)
+    market_symbols.set(symbols)
+    market.step, market.step_seconds, market.symbols = step, seconds, symbols
+
+
+def market_step_failed() -> None:
+    market_step_failures.inc()
+
+
+def market_published(ok: bool) -> None:
+    """Called after every attempt to publish a step."""
+    if ok:
+        market.last_publish = time.time()
+        market_last_publish.set(market.last_publish)
+    else:
+        market.publish_failures += 1
+        market_publish_failures.inc()
+
+
+def serve_market_metrics(port: int, address: str) -> None:
+    """The market's /metrics on its own port, in a thread of its own (prometheus_client's server)."""
+    from prometheus_client import start_http_server
+
+    start_http_server(port, addr=address, registry=MARKET)
