@@ -8,6 +8,7 @@ import hashlib
 import importlib
 import inspect
 import re
+import weakref
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,7 +20,7 @@ from django.shortcuts import render
 from django.utils.http import parse_etags
 from django.views.decorators.http import require_GET
 
-from . import handshake, protocol, selectors, server
+from . import admission, handshake, protocol, selectors, server
 from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
 from .hub import interest as interests
 from .models import symbol_validator
@@ -177,6 +178,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "ticker/dashboard.html", context)
 
 
+def _admit() -> admission.Slot:
+    """A place in the process's connection cap for a stream or a long poll, or the 503 ``server_full``."""
+    try:
+        return admission.connections().admit()
+    except admission.Full as full:
+        raise protocol.server_full(full.limit, full.retry_after_s) from None
+
+
 async def _hub_and_interest(request: HttpRequest) -> tuple[QuoteHub, Interest]:
     """The process's hub and the ``?symbols=`` asked for, for the streaming and long-poll endpoints."""
     symbols = _symbols_param(request)
@@ -217,7 +226,13 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     since = _step_param(request.GET.get("since"), "bad_since", "since must be a market step: a whole number from 0.")
     hub, interest = await _hub_and_interest(request)
     since = hub.step if since is None else since
-    changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
+    # Admitted last, with no await before the try: every way out (an answer, a client that left and
+    # cancelled the wait) gives the slot back.
+    slot = _admit()
+    try:
+        changed = await hub.store.wait_for_change(since, interest, min(wait, LONG_POLL_MAX_WAIT_S))
+    finally:
+        slot.release()
     body = protocol.encode(
         {"step": hub.step if changed else since, "quotes": changed, "feed": hub.feed, "session": hub.store.session}
     )
@@ -267,6 +282,9 @@ async def stream(request: HttpRequest) -> HttpResponse:
     )
     hub, interest = await _hub_and_interest(request)
     outlet = _StreamOutlet(server.StreamBackpressure(getattr(request, "scope", {})))
+    # Admitted last, with no await until the response is returned: the stream's end gives the slot
+    # back, and so does the response's close(), which Django calls even for a stream never started.
+    slot = _admit()
 
     async def events():
         # Snapshot and attach happen here, inside the generator, in one step of
@@ -290,12 +308,28 @@ async def stream(request: HttpRequest) -> HttpResponse:
                 yield _sse(frame.kind, frame.step, frame.text)
         finally:
             hub.fanout.detach(outlet)
+            slot.release()
 
-    return StreamingHttpResponse(
+    return _EventStream(
+        slot,
         events(),
         content_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+class _EventStream(StreamingHttpResponse):
+    """An SSE response that gives its admission slot back when Django closes it (however the stream ended)."""
+
+    def __init__(self, slot: admission.Slot, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slot = slot
+        # And if a disconnect cancels the request between the view and close(), when the response goes.
+        weakref.finalize(self, slot.release)
+
+    def close(self) -> None:
+        self.slot.release()
+        super().close()
 
 
 def _movers_param(request: HttpRequest, name: str, *, least: int, default: int) -> int:
