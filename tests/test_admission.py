@@ -194,3 +194,46 @@ async def flooded(base: str) -> int:
             return ws.close_code
         assert asyncio.get_running_loop().time() < deadline, "no slot came free for the flooding client"
         await asyncio.sleep(0.2)
+
+
+@pytest.mark.browser
+def test_the_dashboard_waits_while_the_server_is_full_and_gets_in_once_a_slot_frees(tmp_path, redis_server):
+    """A full process: the badge says busy (still on WebSocket, no fallback); once a slot frees, prices go live."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS, wait_for_seq_above
+
+    with running_site(tmp_path, redis_server.url, market=True, env={"TICKER_MAX_CONNECTIONS": "2"}) as site:
+        holders = [_open_stream(site.port), _open_stream(site.port)]  # the two slots, taken
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.goto(site.base + "/")
+                badge = page.locator("#badge")
+                # Bounds: the first refusal comes within a second; 15 s allows a loaded machine.
+                expect(badge).to_have_attribute("data-state", "busy", timeout=15_000)
+                expect(badge).to_have_attribute("data-transport", "websocket")
+                expect(badge).to_contain_text("server busy, retry in")
+                expect(page.locator("#feed-banner")).to_contain_text("Server busy, retrying.")
+                # It keeps waiting on WebSocket: after another refusal (5 to 7.5 s later) it is still there.
+                page.wait_for_function(
+                    "() => document.querySelector('#badge').dataset.state !== 'busy'", timeout=10_000
+                )
+                expect(badge).to_have_attribute("data-state", "busy", timeout=15_000)
+                expect(badge).to_have_attribute("data-transport", "websocket")
+
+                holders.pop().close()  # one client leaves
+                # The next retry is at most 7.5 s away (Retry-After 5 s plus jitter), then the snapshot.
+                expect(badge).to_have_attribute("data-state", "live", timeout=30_000)
+                expect(badge).to_contain_text("WebSocket")
+                expect(page.locator("#feed-banner")).to_be_hidden()
+                seq = int(page.locator('tr[data-symbol="AAPL"]').get_attribute("data-seq") or -1)
+                wait_for_seq_above(page, "AAPL", seq)
+                assert errors == [], f"the page raised: {errors}"
+                browser.close()
+        finally:
+            for sock in holders:
+                sock.close()
