@@ -284,6 +284,19 @@ if not 0.1 <= TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
         f"TICKER_OPS_REPORT_S={TICKER_OPS_REPORT_S!r} must be at least 0.1 and less than "
         f"TICKER_OPS_TTL_S={TICKER_OPS_TTL_S!r} (whole seconds), or live processes would blink out of the view."
     )
+# Admission control (ticker/admission.py): the most WebSocket, SSE and long-poll connections one
+# web process holds open; past it a WebSocket is closed with 1013 and SSE and long-poll get 503 with
+# Retry-After, so the clients already in keep their latency (issue 12). 2,500 is what one daphne
+# process carried in the fan-out benchmark with two processes sharing this project's 2-core machine
+# (docs/benchmarks.md: 5,000 clients over two, p99 median 83 ms, one run in nine over 100 ms); a
+# process alone on a core carried 3,000 at p99 58 ms, so 2,500 keeps a margin for the heartbeats,
+# snapshots and reconnects the benchmark does not have. 0 lifts the cap (the benchmarks use it).
+TICKER_MAX_CONNECTIONS = env.int("TICKER_MAX_CONNECTIONS", default=2500)
+if TICKER_MAX_CONNECTIONS < 0:
+    raise ImproperlyConfigured(
+        f"TICKER_MAX_CONNECTIONS={TICKER_MAX_CONNECTIONS!r}: use a number of connections per web process "
+        "(default 2500), or 0 for no cap."
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -63,7 +63,7 @@ def test_compose_runs_several_web_replicas_behind_the_nginx_config_the_tests_run
     assert "./deploy/nginx.conf:/etc/nginx/conf.d/default.conf:ro" in lb["volumes"]
     assert lb["depends_on"]["web"]["condition"] == "service_healthy"
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
-    assert "server web:8000;" in conf and "listen 8000;" in conf
+    assert "server web:8000 max_fails=0;" in conf and "listen 8000;" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 import subprocess
 import urllib.request
@@ -50,9 +51,10 @@ def test_clients_on_two_web_processes_over_one_redis_receive_every_update(tmp_pa
 def nginx_config(tmp: Path, listen: int, backends: list[int]) -> Path:
     """deploy/nginx.conf, as compose mounts it, with the replicas' address swapped for ours."""
     site = (ROOT / "deploy" / "nginx.conf").read_text()
-    assert "server web:8000;" in site and "listen 8000;" in site
-    servers = "\n    ".join(f"server 127.0.0.1:{port};" for port in backends)
-    site = site.replace("server web:8000;", servers).replace("listen 8000;", f"listen 127.0.0.1:{listen};")
+    server = re.search(r"server web:8000([^;]*);", site)
+    assert server and "listen 8000;" in site
+    servers = "\n    ".join(f"server 127.0.0.1:{port}{server[1]};" for port in backends)
+    site = site.replace(server[0], servers).replace("listen 8000;", f"listen 127.0.0.1:{listen};")
     (tmp / "site.conf").write_text(site)
     main = tmp / "nginx.conf"
     main.write_text(

@@ -9,7 +9,7 @@ from functools import cached_property
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import logs, metrics, protocol, server
+from . import admission, logs, metrics, protocol, server
 from .hub import FeedUnavailable, QuoteHub, get_hub
 from .protocol import ALL, Command, ProtocolError
 from .ratelimit import TokenBucket
@@ -43,6 +43,21 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     # The code the server closed with (None: the client closed, or the connection broke), and when it opened.
     closed_with: int | None = None
     opened_at: float | None = None
+    # This connection's place in the process's connection cap (ticker/admission.py), once admitted.
+    slot: admission.Slot | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        """The connection's whole life: its admission slot is given back on every way out of it.
+
+        A close from either side, an exception in a handler, and daphne cancelling the
+        application at shutdown (after the 1001 notice) all leave through here, so the
+        process's count stays exact.
+        """
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.slot is not None:
+                self.slot.release()
 
     async def connect(self) -> None:
         """Called when a WebSocket connection is opened.
@@ -51,6 +66,13 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         not answered within 5 s, and a client is better told why (1013) than
         cut off. Client frames wait until this returns (Channels dispatches
         them in order).
+
+        Past the process's connection cap the socket is accepted and closed at
+        once with 1013 too, not refused with an HTTP 503: daphne turns a refusal
+        before the accept into a 403, and a browser hides an upgrade's status
+        anyway (a refused upgrade is close 1006 to the page, the same as a proxy
+        that blocks WebSockets), while 1013 and its reason reach the page, which
+        then waits and retries instead of leaving WebSocket for a worse transport.
         """
         await self.accept()
         logs.connection_started("ws")
@@ -58,6 +80,11 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         metrics.connection_opened("websocket")
         log.info("websocket opened", extra={"client": _peer(self.scope)})
         self.outlet = server.websocket_outlet(self.scope, self.base_send)
+        try:
+            self.slot = admission.connections().admit()
+        except admission.Full as full:
+            self._close(TRY_AGAIN_LATER, f"server full: try again in {full.retry_after_s} s")
+            return
         try:
             self.hub = await get_hub()
         except FeedUnavailable as unavailable:

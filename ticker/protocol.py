@@ -79,6 +79,16 @@ def unavailable(retry_after_s: int) -> ProtocolError:
     )
 
 
+def server_full(limit: int, retry_after_s: int) -> ProtocolError:
+    """The web process holds its cap of connections (TICKER_MAX_CONNECTIONS): come back later, or elsewhere."""
+    return ProtocolError(
+        "server_full",
+        f"This server holds its limit of {limit} live connections; try again in {retry_after_s} s.",
+        status=503,
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 # Per-connection frame rate cap a subscribe may ask for ("max_rate").
 MAX_RATE_LIMITS = (0.1, 100.0)
 UNCHANGED = object()  # a subscribe without "max_rate" leaves the connection's cap as it is

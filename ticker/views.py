@@ -9,6 +9,7 @@ import importlib
 import inspect
 import logging
 import re
+import weakref
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -19,7 +20,7 @@ from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from . import handshake, logs, metrics, protocol, security, selectors, server
+from . import admission, handshake, logs, metrics, protocol, security, selectors, server
 from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
 from .hub import interest as interests
 from .models import symbol_validator
@@ -231,6 +232,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "ticker/dashboard.html", context)
 
 
+def _admit() -> admission.Slot:
+    """A place in the process's connection cap for a stream or a long poll, or the 503 ``server_full``."""
+    try:
+        return admission.connections().admit()
+    except admission.Full as full:
+        raise protocol.server_full(full.limit, full.retry_after_s) from None
+
+
 async def _hub_and_interest(request: HttpRequest) -> tuple[QuoteHub, Interest]:
     """The process's hub and the ``?symbols=`` asked for, for the streaming and long-poll endpoints."""
     symbols = _symbols_param(request)
@@ -269,6 +278,9 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
         ) from None
     since = _step_param(request.GET.get("since"), "bad_since", "since must be a market step: a whole number from 0.")
     hub, interest = await _hub_and_interest(request)
+    # Admitted last, with no await before the try: every way out (an answer, a client that left and
+    # cancelled the wait) gives the slot back.
+    slot = _admit()
     metrics.connection_opened("long_poll")
     try:
         if since is not None and since > hub.step:
@@ -281,6 +293,7 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
             step = hub.step if changed else since
     finally:
         metrics.connection_closed("long_poll")
+        slot.release()
     body = protocol.encode({"step": step, "quotes": changed, "feed": hub.feed, "session": hub.store.session})
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
@@ -330,6 +343,9 @@ async def stream(request: HttpRequest) -> HttpResponse:
     if request.method == "HEAD":  # the stream's headers, without opening a stream that would never end
         return HttpResponse(content_type="text/event-stream", headers=headers)
     outlet = _StreamOutlet(server.StreamBackpressure(getattr(request, "scope", {})))
+    # Admitted last, with no await until the response is returned: the stream's end gives the slot
+    # back, and so does the response's close(), which Django calls even for a stream never started.
+    slot = _admit()
 
     async def events():
         # Snapshot and attach happen here, inside the generator, in one step of
@@ -361,8 +377,23 @@ async def stream(request: HttpRequest) -> HttpResponse:
             hub.fanout.detach(outlet)
             metrics.connection_closed("sse")
             log.info("sse stream closed")
+            slot.release()
 
-    return StreamingHttpResponse(events(), content_type="text/event-stream", headers=headers)
+    return _EventStream(slot, events(), content_type="text/event-stream", headers=headers)
+
+
+class _EventStream(StreamingHttpResponse):
+    """An SSE response that gives its admission slot back when Django closes it (however the stream ended)."""
+
+    def __init__(self, slot: admission.Slot, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slot = slot
+        # And if a disconnect cancels the request between the view and close(), when the response goes.
+        weakref.finalize(self, slot.release)
+
+    def close(self) -> None:
+        self.slot.release()
+        super().close()
 
 
 def _movers_param(request: HttpRequest, name: str, *, least: int, default: int) -> int:

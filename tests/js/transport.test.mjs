@@ -10,9 +10,13 @@ import {
   Transport,
   WebSocketTransport,
   backoffDelay,
+  busyDelay,
+  closeRetrySeconds,
   quotesQuery,
+  retryAfterSeconds,
   wsUrl,
 } from "../../static/ticker/js/transport.js";
+import { TransportChain } from "../../static/ticker/js/chain.js";
 
 // --- wsUrl -------------------------------------------------------------------
 
@@ -214,6 +218,11 @@ class FakeWebSocket extends FakeConnection {
   connectionDrops() {
     this.readyState = FakeWebSocket.CLOSED;
     this.emit("close", { code: 1006 });
+  }
+
+  serverCloses(code, reason = "") {
+    this.readyState = FakeWebSocket.CLOSED;
+    this.emit("close", { code, reason });
   }
 }
 
@@ -890,11 +899,12 @@ function fakeFetch(t, responses) {
   return requests;
 }
 
-function response(status, body = null, etag = null) {
+function response(status, body = null, etag = null, headers = {}) {
+  const named = { ...Object.fromEntries(Object.entries(headers).map(([k, v]) => [k.toLowerCase(), v])), etag };
   return {
     status,
     ok: status >= 200 && status < 300,
-    headers: { get: (name) => (name.toLowerCase() === "etag" ? etag : null) },
+    headers: { get: (name) => named[name.toLowerCase()] ?? null },
     json: async () => body,
     text: async () => JSON.stringify(body),
   };
@@ -971,12 +981,12 @@ test("PollingTransport forgets the ETag when the symbols change", async (t) => {
 test("PollingTransport shows 'reconnecting' on an HTTP error and keeps polling no faster than the interval", async (t) => {
   const timers = fakeTimers(t);
   t.mock.method(Math, "random", () => 0);
-  const requests = fakeFetch(t, [response(503), response(200, { quotes: [], step: 1 })]);
+  const requests = fakeFetch(t, [response(502), response(200, { quotes: [], step: 1 })]);
   const { calls, handlers, lastStatus } = recorder();
   const transport = new PollingTransport(handlers, { interval: 1000 });
   transport.start();
   await settle();
-  assert.deepEqual(lastStatus(), ["reconnecting", "HTTP polling failed (HTTP 503)"]);
+  assert.deepEqual(lastStatus(), ["reconnecting", "HTTP polling failed (HTTP 502)"]);
   assert.deepEqual(calls.snapshot, []);
   assert.deepEqual(timers.delays(), [1000]);
   timers.fire();
@@ -1315,4 +1325,158 @@ test("LongPollTransport with an empty watchlist waits without fetching and count
   assert.deepEqual(lastStatus(), ["live", "long-polling (watchlist empty)"]);
   assert.deepEqual(timers.delays(), [1000], "no connect timer: an empty watchlist is not a failure");
   transport.stop();
+});
+
+// --- a full server: close 1013, HTTP 503 with Retry-After (docs/protocol.md, "Admission control") ---
+
+test("busyDelay waits the seconds asked for plus up to half again at random; 5 s when none; at most 60 s", () => {
+  assert.equal(busyDelay(5, { random: () => 0 }), 5000);
+  assert.equal(busyDelay(5, { random: () => 1 }), 7500);
+  assert.equal(busyDelay(2, { random: () => 0.5 }), 2500);
+  assert.equal(busyDelay(null, { random: () => 0 }), 5000);
+  assert.equal(busyDelay(0, { random: () => 0 }), 5000);
+  assert.equal(busyDelay(86400, { random: () => 0 }), 60000);
+});
+
+test("retryAfterSeconds reads delta-seconds and HTTP dates, and nothing else", () => {
+  assert.equal(retryAfterSeconds("5"), 5);
+  assert.equal(retryAfterSeconds(" 12 "), 12);
+  const now = Date.parse("Wed, 02 Dec 2026 05:00:00 GMT");
+  assert.equal(retryAfterSeconds("Wed, 02 Dec 2026 05:00:30 GMT", now), 30);
+  assert.equal(retryAfterSeconds("Wed, 02 Dec 2026 04:00:00 GMT", now), 0);
+  assert.equal(retryAfterSeconds(null), null);
+  assert.equal(retryAfterSeconds("soon"), null);
+});
+
+test("closeRetrySeconds reads the wait from a 1013 close's reason", () => {
+  assert.equal(closeRetrySeconds("server full: try again in 5 s"), 5);
+  assert.equal(closeRetrySeconds("try again in 12 s"), 12);
+  assert.equal(closeRetrySeconds(""), null);
+  assert.equal(closeRetrySeconds(undefined), null);
+});
+
+test("WebSocketTransport closed with 1013 before any data says 'busy', waits what the server asked, and does not give up", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 0.5);
+  const { calls, handlers, lastStatus } = recorder();
+  const busy = [];
+  handlers.busy = (delay) => busy.push(delay);
+  const transport = new WebSocketTransport(handlers, { url: WS_URL, failFast: true });
+  transport.start();
+  sockets[0].serverOpens();
+  sockets[0].serverCloses(1013, "server full: try again in 8 s");
+  assert.deepEqual(calls.failed, [], "a full server is not a blocked transport");
+  assert.deepEqual(lastStatus(), ["busy", "WebSocket: server busy, retry in 10.0 s"]);
+  assert.deepEqual(busy, [10000]);
+  assert.deepEqual(timers.delays(), [10000], "only the retry: no connect deadline, no silence watchdog");
+  timers.fire();
+  assert.equal(sockets.length, 2, "tried again");
+  assert.deepEqual(timers.delays(), [5000], "the connect deadline again, for the new try");
+  sockets[1].serverOpens();
+  sockets[1].serverSends({ type: "snapshot", step: 3, quotes: [] });
+  assert.deepEqual(lastStatus(), ["live", "WebSocket"]);
+  assert.deepEqual(calls.failed, []);
+  transport.stop();
+});
+
+test("WebSocketTransport closed with 1013 after it worked waits 5 s at least, not the short reconnect backoff", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 0);
+  const { handlers, lastStatus } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL }).start();
+  sockets[0].serverOpens();
+  sockets[0].serverSends({ type: "snapshot", step: 1, quotes: [] });
+  sockets[0].serverCloses(1013);
+  assert.equal(lastStatus()[0], "busy");
+  assert.deepEqual(timers.delays(), [5000]);
+});
+
+test("SseTransport answered 503 with Retry-After says 'busy' and reopens after it, without giving up", async (t) => {
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 0);
+  fakeFetch(t, [response(503, { type: "error", code: "server_full", message: "full" }, null, { "Retry-After": "7" })]);
+  const { calls, handlers, lastStatus } = recorder();
+  new SseTransport(handlers, { symbols: ["AAPL"], failFast: true }).start();
+  sources[0].fails({ closed: true });
+  await settle();
+  assert.deepEqual(calls.failed, []);
+  assert.deepEqual(lastStatus(), ["busy", "Server-Sent Events: server busy, retry in 7.0 s"]);
+  assert.deepEqual(timers.delays(), [7000]);
+  timers.fire();
+  assert.equal(sources.length, 2);
+});
+
+test("LongPollTransport answered 503 says 'busy', waits Retry-After, and then polls again", async (t) => {
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 0);
+  fakeFetch(t, [
+    response(503, { type: "error", code: "server_full", message: "full" }, null, { "Retry-After": "5" }),
+    response(200, { quotes: [], step: 4 }),
+  ]);
+  const { calls, handlers, lastStatus } = recorder();
+  const transport = new LongPollTransport(handlers, { failFast: true });
+  transport.start();
+  await settle();
+  assert.deepEqual(calls.failed, []);
+  assert.deepEqual(lastStatus(), ["busy", "long-polling: server busy, retry in 5.0 s"]);
+  assert.deepEqual(timers.delays(), [5000]);
+  timers.fire();
+  await settle();
+  assert.deepEqual(lastStatus(), ["live", "long-polling"]);
+  transport.stop();
+});
+
+test("the chain stays on WebSocket while the server is full, and gets in once it has room", (t) => {
+  const sockets = installWebSocket(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 0);
+  const seen = [];
+  const handlers = {
+    status: (state, detail, transport) => seen.push([state, transport]),
+    snapshot: () => seen.push(["snapshot"]),
+    quotes: () => {},
+    request: () => {},
+  };
+  const chain = new TransportChain(handlers, { transportOptions: { url: WS_URL } });
+  chain.start();
+  for (let i = 0; i < 3; i++) {
+    sockets[i].serverOpens();
+    sockets[i].serverCloses(1013, "server full: try again in 5 s");
+    assert.equal(chain.transport, "websocket", "a full server is no reason to fall back");
+    assert.deepEqual(seen.at(-1), ["busy", "websocket"]);
+    timers.fireAfter(5000);
+  }
+  sockets[3].serverOpens();
+  sockets[3].serverSends({ type: "snapshot", step: 9, quotes: [] });
+  assert.deepEqual(seen.at(-1), ["snapshot"]);
+  assert.equal(chain.transport, "websocket");
+  assert.equal(sockets.length, 4, "one socket at a time, no other transport tried");
+  chain.stop();
+});
+
+test("an upgrade probe told the server is full is dropped, and the upgrade is tried again later", async (t) => {
+  const sockets = installWebSocket(t);
+  const sources = installEventSource(t);
+  const timers = fakeTimers(t);
+  t.mock.method(Math, "random", () => 0);
+  const seen = [];
+  const handlers = { status: (state, detail, transport) => seen.push([state, transport]), snapshot() {}, quotes() {}, request() {} };
+  const chain = new TransportChain(handlers, { symbols: ["AAPL"], upgradeMs: 30000, transportOptions: { url: WS_URL } });
+  chain.start();
+  sockets[0].connectionDrops(); // a proxy that blocks WebSocket: the chain falls back to SSE
+  assert.equal(chain.transport, "sse");
+  sources[0].serverOpens();
+  sources[0].serverSends("snapshot", 1, { type: "snapshot", step: 1, quotes: [] });
+  timers.fireAfter(30000); // the upgrade probe: a WebSocket beside the live stream
+  assert.equal(sockets.length, 2);
+  sockets[1].serverOpens();
+  sockets[1].serverCloses(1013, "server full: try again in 5 s");
+  assert.equal(chain.transport, "sse", "the live stream is kept");
+  assert.equal(chain.probe, null);
+  assert.ok(!seen.some(([state]) => state === "busy"), "the probe's state is not the page's");
+  assert.ok(timers.delays().includes(30000), "the next upgrade is scheduled");
+  chain.stop();
 });

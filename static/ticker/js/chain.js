@@ -85,6 +85,8 @@ export class TransportChain {
       error: (frame) => live() && this.handlers.error?.(frame),
       request: () => this.handlers.request(name),
       failed: (reason) => (slot.live ? this.fallBack(slot, reason) : this.probeFailed(slot)),
+      // A full server is no reason to leave a transport: the live one waits and retries on its own.
+      busy: () => !slot.live && this.probeBusy(slot),
     };
     // Only the chain fails fast; a pinned transport keeps retrying with backoff.
     const options = {
@@ -122,6 +124,14 @@ export class TransportChain {
     if (this.probe !== slot.transport) return;
     this.probe = null;
     this.tryUpgrade(slot.index + 1);
+  }
+
+  /** A probe told the server is full: drop it and try again at the next upgrade, not with a worse transport. */
+  probeBusy(slot) {
+    if (this.probe !== slot.transport) return;
+    this.probe = null;
+    slot.transport.stop();
+    this.scheduleUpgrade();
   }
 
   promote(slot) {

@@ -107,7 +107,8 @@ function follow() {
 const stale = { connection: false, feed: false };
 
 function showStale() {
-  const why = stale.connection ? "Connection lost, reconnecting." : stale.feed ? "Market feed interrupted." : "";
+  const lost = status.state === "busy" ? "Server busy, retrying." : "Connection lost, reconnecting.";
+  const why = stale.connection ? lost : stale.feed ? "Market feed interrupted." : "";
   el.banner.hidden = !why;
   el.banner.textContent = why ? `${why} Prices shown are the last received, not live.` : "";
   el.board.classList.toggle("stale", Boolean(why));
@@ -349,8 +350,9 @@ function receive(quotes, { snapshot, measure }) {
 const handlers = {
   status: (state, detail, transport) => {
     status = { state, detail, transport };
-    setStale("connection", state === "reconnecting");
-    showBadge();
+    // "busy": the server is full (or not ready) and the transport waits to try again (transport.js).
+    stale.connection = state === "reconnecting" || state === "busy";
+    showStale(); // the banner and the badge
   },
   // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
   snapshot: (quotes) => {

@@ -73,8 +73,8 @@ export function renderQuote(row, quote, prev) {
 }
 
 /**
- * A transport's status: state is "connecting", "live", "polling", "reconnecting" or
- * "error" (transport.js), or "interrupted" while the server says its market feed is:
+ * A transport's status: state is "connecting", "live", "polling", "reconnecting", "busy"
+ * (the server is full: waiting to retry) or "error" (transport.js), or "interrupted" while the server says its market feed is:
  * the badge never says "live" over prices that are not.
  */
 export function renderBadge(el, state, detail, transport = "") {

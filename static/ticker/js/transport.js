@@ -53,6 +53,38 @@ export function wsUrl(loc = window.location, path = "/ws/quotes/") {
   return `${scheme}//${loc.host}${path}`;
 }
 
+// RFC 6455 close code 1013, "try again later": the server is full (its connection cap,
+// TICKER_MAX_CONNECTIONS) or has no quotes yet. The HTTP transports get a 503 with Retry-After instead.
+export const TRY_AGAIN_LATER = 1013;
+// The wait a busy server asks for when its answer names none (the server's own default, 5 s), and the
+// most the page waits whatever the answer says (a proxy's odd Retry-After must not freeze the page).
+const BUSY_RETRY_S = 5;
+const BUSY_MAX_S = 60;
+
+/**
+ * The wait after a "server busy" answer: the seconds it asked for (Retry-After, or the 1013 close's
+ * reason), plus up to half as much again at random, so clients turned away together do not come
+ * back together.
+ */
+export function busyDelay(retryAfterS, { random = Math.random } = {}) {
+  const seconds = Number.isFinite(retryAfterS) && retryAfterS > 0 ? Math.min(retryAfterS, BUSY_MAX_S) : BUSY_RETRY_S;
+  return Math.round(seconds * 1000 * (1 + random() / 2));
+}
+
+/** Seconds from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3); null when absent or bad. */
+export function retryAfterSeconds(value, now = Date.now()) {
+  if (value == null || value === "") return null;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value);
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? null : Math.max(0, (at - now) / 1000);
+}
+
+/** Seconds from a 1013 close's reason ("server full: try again in 5 s", docs/protocol.md); null without one. */
+export function closeRetrySeconds(reason) {
+  const match = /try again in (\d+) s/.exec(reason ?? "");
+  return match ? Number(match[1]) : null;
+}
+
 /** Exponential backoff with full jitter: a random wait in [0, min(max, base * 2^attempt)]. */
 export function backoffDelay(attempt, { base = 500, max = 5000, random = Math.random } = {}) {
   return Math.round(random() * Math.min(max, base * 2 ** attempt));
@@ -194,6 +226,21 @@ export class Transport {
     this.later(() => this.restart(), delay);
   }
 
+  /**
+   * The server is full or not ready (close 1013, or HTTP 503 with Retry-After; docs/protocol.md,
+   * "Admission control"). That says nothing against this transport, so it is not a failure to fall
+   * back from, even with failFast: wait what the server asked for (with jitter), saying so, then
+   * open again. handlers.busy(delay) tells a chain (whose upgrade probe gives up instead).
+   */
+  busy(retryAfterS) {
+    clearTimeout(this.connectTimer);
+    this.watchdog.clear();
+    const delay = busyDelay(retryAfterS);
+    this.handlers.status("busy", `${this.label}: server busy, retry in ${(delay / 1000).toFixed(1)} s`);
+    this.handlers.busy?.(delay);
+    if (!this.stopped) this.later(() => this.restart(), delay);
+  }
+
   /** Run fn after ms, unless stop() comes first. One such timer at a time. */
   later(fn, ms) {
     clearTimeout(this.timer);
@@ -280,9 +327,10 @@ export class WebSocketTransport extends Transport {
       const frame = JSON.parse(event.data);
       this.read(frame.type, frame);
     });
-    socket.addEventListener("close", () => {
+    socket.addEventListener("close", (event) => {
       if (this.socket !== socket || this.stopped) return;
       this.socket = null;
+      if (event.code === TRY_AGAIN_LATER) return this.busy(closeRetrySeconds(event.reason));
       this.retry("WebSocket closed before any data");
     });
   }
@@ -403,9 +451,11 @@ export class SseTransport extends Transport {
   async explain(source, url, reason) {
     const controller = new AbortController();
     let frame = null;
+    let busyFor;
     try {
       const response = await fetch(url, { cache: "no-store", signal: controller.signal });
       if (isRefusal(response.status)) frame = errorFrame(response.status, await response.text());
+      else if (response.status === 503) busyFor = retryAfterSeconds(response.headers.get("Retry-After"));
     } catch {
       // the network: retry below
     } finally {
@@ -414,6 +464,7 @@ export class SseTransport extends Transport {
     if (this.source !== source || this.stopped) return;
     this.source = null;
     if (frame) this.refused(frame);
+    else if (busyFor !== undefined) this.busy(busyFor);
     else this.retry(reason);
   }
 
@@ -515,6 +566,10 @@ class PullTransport extends Transport {
     if (this.stopped) return null;
     if (isRefusal(response.status)) {
       this.refused(errorFrame(response.status, text));
+      return null;
+    }
+    if (response.status === 503) {
+      this.busy(retryAfterSeconds(response.headers.get("Retry-After")));
       return null;
     }
     return { response, text };

@@ -1,0 +1,287 @@
+"""Admission control on real processes: a daphne capped at 50 connections (TICKER_MAX_CONNECTIONS), a market, Redis.
+
+The 51st connection is told to come back later (a WebSocket closed with 1013, SSE and long-poll
+503 with Retry-After) while the 50 inside keep receiving every update; the count is exact, so a
+connection that leaves, by any way out, makes room for exactly one more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets
+
+from .clients import Follower, follow, get_json, recv_data, stop_following, until
+from .processes import running_site
+
+pytestmark = pytest.mark.processes
+
+CAP = 50
+
+
+@pytest.fixture
+def site(tmp_path, redis_server):
+    with running_site(tmp_path, redis_server.url, market=True, env={"TICKER_MAX_CONNECTIONS": str(CAP)}) as site:
+        yield site
+
+
+async def refused_websocket(base: str) -> tuple[int | None, str]:
+    """Open a WebSocket and subscribe; the close code and reason it gets (None if it got a snapshot instead)."""
+    async with websockets.connect(base.replace("http", "ws") + "/ws/quotes/", origin=base) as ws:
+        try:
+            await ws.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
+            frame = await recv_data(ws, limit=15)
+        except websockets.ConnectionClosed:
+            return ws.close_code, ws.close_reason
+        assert frame["type"] == "snapshot", frame
+        return None, ""
+
+
+def http_refusal(url: str) -> tuple[int, str | None, dict]:
+    """GET url expecting an HTTP error: (status, Retry-After, JSON body)."""
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=30)
+    return refused.value.code, refused.value.headers["Retry-After"], json.loads(refused.value.read())
+
+
+async def admitted(base: str) -> tuple[Follower, asyncio.Task]:
+    """A new WebSocket follower once the process has room: tried until it gets a snapshot.
+
+    A slot frees when daphne has seen the leaving client's close, a moment after the client
+    sent it; the loop retries the way the protocol tells clients to (after a 1013, again).
+    """
+    deadline = asyncio.get_running_loop().time() + 30  # generous: the machine is shared
+    while True:
+        follower, ready = Follower(base), asyncio.Event()
+        task = asyncio.create_task(follower.run(ready))
+        waiting = asyncio.ensure_future(ready.wait())
+        await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+        waiting.cancel()
+        if ready.is_set():
+            return follower, task
+        assert follower.close_code == 1013, f"refused with {follower.close_code}, not 1013"
+        assert asyncio.get_running_loop().time() < deadline, "no slot came free within 30 s"
+        await asyncio.sleep(0.2)
+
+
+def test_the_51st_websocket_is_told_to_come_back_while_the_50_get_every_update(site):
+    """At the cap a WebSocket is closed with 1013, SSE and long-poll get 503 with Retry-After; the 50 lose nothing."""
+
+    async def main():
+        followers, tasks = await follow(site.base, CAP)
+        try:
+            refused_at = len(followers[0].frames)
+            code, reason = await refused_websocket(site.base)
+            assert (code, reason) == (1013, "server full: try again in 5 s")
+            for path in ("/api/quotes/stream/?symbols=AAPL", "/api/quotes/?since=0&wait=1"):
+                status, retry_after, body = await asyncio.to_thread(http_refusal, site.base + path)
+                assert (status, retry_after, body["code"]) == (503, "5", "server_full"), (path, body)
+                assert f"limit of {CAP} live connections" in body["message"]
+            # Plain polling is not counted (ticker/admission.py): it still answers.
+            assert get_json(site.base, "/api/quotes/?symbols=AAPL")["quotes"][0]["symbol"] == "AAPL"
+            # The 50 kept receiving while the others were refused.
+            await until(
+                lambda: all(len(f.quotes_since(0)) > refused_at + 4 for f in followers),
+                limit=15,
+                what="the admitted clients' next quotes",
+            )
+            # One leaves; exactly one more gets in, and the one after it is refused again.
+            leaving = tasks.pop()
+            followers.pop()
+            await stop_following([leaving])
+            newcomer, task = await admitted(site.base)
+            followers.append(newcomer)
+            tasks.append(task)
+            assert (await refused_websocket(site.base))[0] == 1013
+
+            assert site.stop("market") == 0  # its last step stored: nothing changes from here
+            stored = {q["symbol"]: q["seq"] for q in get_json(site.base, "/api/quotes/")["quotes"]}
+            await until(lambda: all(f.seq == stored for f in followers), limit=15, what="every client's last update")
+        finally:
+            await stop_following(tasks)
+        assert [f.problems() for f in followers] == [[] for _ in followers]
+
+    asyncio.run(main())
+
+
+def _open_long_poll(port: int, since: int) -> socket.socket:
+    """A long poll left waiting (wait=30, the market stopped), on a raw socket so the test can drop it mid-wait."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(f"GET /api/quotes/?since={since}&wait=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    return sock
+
+
+def _open_stream(port: int) -> socket.socket:
+    """An SSE stream, read up to its first event, on a raw socket so the test can drop it."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(b"GET /api/quotes/stream/?symbols=AAPL HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    sock.settimeout(15)
+    head = b""
+    while b"event: snapshot" not in head:
+        chunk = sock.recv(65536)
+        assert chunk, f"the stream closed: {head!r}"
+        head += chunk
+    assert head.startswith(b"HTTP/1.1 200"), head[:200]
+    return sock
+
+
+def test_every_way_out_gives_the_slot_back(site):
+    """A long poll dropped mid-wait, an SSE stream dropped, a WebSocket closed for flooding: each frees one slot."""
+
+    async def main():
+        followers, tasks = await follow(site.base, CAP - 2)
+        assert site.stop("market") == 0  # nothing changes from here: the long poll waits its 30 s
+        step = get_json(site.base, "/api/quotes/")["step"]
+        poll = await asyncio.to_thread(_open_long_poll, site.port, step)
+        stream = await asyncio.to_thread(_open_stream, site.port)
+        extra: list[asyncio.Task] = []
+        try:
+            # The long poll is counted once it waits: wait for the process to be full.
+            await until_refused(site.base)
+
+            poll.close()  # the client leaves mid-wait: Django cancels the view
+            _, task = await admitted(site.base)
+            extra.append(task)
+            await until_refused(site.base)
+
+            stream.close()  # the reader goes: the stream ends
+            _, task = await admitted(site.base)
+            extra.append(task)
+            await until_refused(site.base)
+
+            # A flooding client is closed with 1008 (the rate limit): its slot comes back too.
+            tasks.remove(victim := tasks[0])
+            await stop_following([victim])
+            assert await flooded(site.base) == 1008
+            _, task = await admitted(site.base)
+            extra.append(task)
+            assert (await refused_websocket(site.base))[0] == 1013
+        finally:
+            poll.close()
+            stream.close()
+            await stop_following(tasks + extra)
+
+    asyncio.run(main())
+
+
+async def until_refused(base: str) -> None:
+    """Wait until the process is full: a new WebSocket gets 1013 (a connection that just came takes a moment to count).
+
+    Up to 30 s: the machine is shared, and a slot is only counted once daphne has run the view or consumer.
+    """
+    deadline = asyncio.get_running_loop().time() + 30
+    while (await refused_websocket(base))[0] != 1013:
+        assert asyncio.get_running_loop().time() < deadline, "the process never filled up"
+        await asyncio.sleep(0.2)
+
+
+async def flooded(base: str) -> int:
+    """A client that sends 100 pings at once, once admitted: the close code it gets."""
+    deadline = asyncio.get_running_loop().time() + 30
+    while True:
+        async with websockets.connect(base.replace("http", "ws") + "/ws/quotes/", origin=base) as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                for _ in range(100):
+                    await ws.send(json.dumps({"action": "ping"}))
+                while True:
+                    await asyncio.wait_for(ws.recv(), 15)
+        if ws.close_code != 1013:
+            return ws.close_code
+        assert asyncio.get_running_loop().time() < deadline, "no slot came free for the flooding client"
+        await asyncio.sleep(0.2)
+
+
+@pytest.mark.browser
+def test_the_dashboard_waits_while_the_server_is_full_and_gets_in_once_a_slot_frees(tmp_path, redis_server):
+    """A full process: the badge says busy (still on WebSocket, no fallback); once a slot frees, prices go live."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from .test_browser import CHROMIUM, CHROMIUM_ARGS, wait_for_seq_above
+
+    with running_site(tmp_path, redis_server.url, market=True, env={"TICKER_MAX_CONNECTIONS": "2"}) as site:
+        holders = [_open_stream(site.port), _open_stream(site.port)]  # the two slots, taken
+        try:
+            with sync_playwright() as playwright:
+                browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+                page = browser.new_page()
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                page.on("console", lambda message: print("console:", message.text))  # shown if the test fails
+                # Every state and transport the badge shows, in order (a brief "connecting" is easy to miss).
+                page.add_init_script(
+                    """document.addEventListener("DOMContentLoaded", () => {
+                      window.badgeStates = [];
+                      const badge = document.getElementById("badge");
+                      const seen = () => window.badgeStates.push([badge.dataset.state, badge.dataset.transport]);
+                      new MutationObserver(seen).observe(badge, { attributes: true, attributeFilter: ["data-state"] });
+                    });"""
+                )
+                page.goto(site.base + "/")
+                badge = page.locator("#badge")
+                # Bounds: the first refusal comes within a second; 15 s allows a loaded machine.
+                expect(badge).to_have_attribute("data-state", "busy", timeout=15_000)
+                expect(badge).to_have_attribute("data-transport", "websocket")
+                expect(badge).to_contain_text("server busy, retry in")
+                expect(page.locator("#feed-banner")).to_contain_text("Server busy, retrying.")
+                # It keeps waiting on WebSocket: a second refusal (5 to 7.5 s after the first) leaves it there.
+                page.wait_for_function(
+                    "() => window.badgeStates.filter(([state]) => state === 'busy').length >= 2", timeout=20_000
+                )
+                assert {transport for _, transport in page.evaluate("window.badgeStates")} == {"websocket"}
+
+                holders.pop().close()  # one client leaves
+                # The next retry is at most 7.5 s away (Retry-After 5 s plus jitter), then the snapshot.
+                expect(badge).to_have_attribute("data-state", "live", timeout=30_000)
+                expect(badge).to_contain_text("WebSocket")
+                expect(page.locator("#feed-banner")).to_be_hidden()
+                seq = int(page.locator('tr[data-symbol="AAPL"]').get_attribute("data-seq") or -1)
+                wait_for_seq_above(page, "AAPL", seq)
+                assert errors == [], f"the page raised: {errors}"
+                browser.close()
+        finally:
+            for sock in holders:
+                sock.close()
+
+
+def test_behind_nginx_a_full_replica_passes_the_request_to_the_next(tmp_path, redis_server):
+    """deploy/nginx.conf for real: an SSE request a full replica answers 503 goes to the other; all full, a 503."""
+    from .conftest import free_port, wait_for
+    from .processes import serves_quotes
+    from .test_scaleout import NGINX, nginx_config
+
+    with running_site(tmp_path, redis_server.url, market=True, env={"TICKER_MAX_CONNECTIONS": "1"}) as site:
+        second = site.start_web(name="web2")
+        listen = free_port()
+        config = nginx_config(tmp_path, listen, [site.port, int(second.rsplit(":", 1)[1])])
+        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"])
+        holders = []
+        try:
+            wait_for(lambda: serves_quotes(f"http://127.0.0.1:{listen}"), timeout=15, what="nginx to proxy")
+            holders.append(_open_stream(site.port))  # the first replica is full, taken directly
+            holders.append(_open_stream(listen))  # through nginx: the other replica serves it
+            # Both full now: nginx tries each (each logs its 503: a full replica passes the request on), and the
+            # client gets the last 503 as it was.
+            status, retry_after, body = http_refusal(f"http://127.0.0.1:{listen}/api/quotes/stream/?symbols=AAPL")
+            assert (status, retry_after, body["code"]) == (503, "5", "server_full")
+            logs = [(tmp_path / f"{name}.log").read_text() for name in ("web", "web2")]
+            assert all(log.count('"GET /api/quotes/stream/?symbols=AAPL" 503') >= 1 for log in logs), (
+                "nginx did not try both"
+            )
+            # Polling is not capped and no replica was marked down (max_fails=0): it is still served.
+            assert get_json(f"http://127.0.0.1:{listen}", "/api/quotes/?symbols=AAPL")["quotes"]
+            # A WebSocket through nginx to a full replica: closed with 1013, passed through unchanged.
+            code, _ = asyncio.run(refused_websocket(f"http://127.0.0.1:{listen}"))
+            assert code == 1013
+            holders.pop(0).close()  # a slot frees on the first replica
+            holders.append(_open_stream(listen))
+        finally:
+            for sock in holders:
+                sock.close()
+            nginx.terminate()
+            nginx.wait(10)
