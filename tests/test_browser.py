@@ -34,19 +34,21 @@ ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}
 UPGRADE_PROBE_S = 3
 
 
+def add_operator(site) -> None:
+    """Prepares a site with a staff user "op" (ADMIN_PASSWORD) for the admin's pages."""
+    site.manage(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "op",
+        "--email",
+        "op@example.com",
+        env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
+    )
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, redis_server):
-    def add_operator(site):
-        site.manage(
-            "createsuperuser",
-            "--noinput",
-            "--username",
-            "op",
-            "--email",
-            "op@example.com",
-            env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-        )
-
     with running_site(
         tmp_path_factory.mktemp("browser-site"),
         redis_server.url,

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 from .clients import follow, stop_following
 from .conftest import free_port, wait_for
 from .processes import running_site
-from .test_browser import ADMIN_PASSWORD, browser  # noqa: F401 (the browser fixture)
+from .test_browser import ADMIN_PASSWORD, add_operator, browser  # noqa: F401 (the browser fixture)
 from .test_operations import sample, samples
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
@@ -45,18 +45,6 @@ class Clients:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
-
-
-def add_operator(site) -> None:
-    site.manage(
-        "createsuperuser",
-        "--noinput",
-        "--username",
-        "op",
-        "--email",
-        "op@example.com",
-        env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-    )
 
 
 def cell(page, process: str, field: str) -> str:

@@ -9,6 +9,7 @@ The takeover times these tests print are quoted in docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -127,43 +128,19 @@ def default_namespace_site(tmp: Path, redis_url: str, **env) -> Site:
     return Site(tmp, redis_url, env={"TICKER_CHANNEL_PREFIX": None, "TICKER_HEARTBEAT_S": "1", **env})
 
 
-def test_a_second_site_on_the_same_redis_does_not_see_the_first_sites_prices(tmp_path):
-    """Two sites (two databases) on one Redis with default settings: a client of site 2 gets none of site 1's."""
+@contextlib.contextmanager
+def two_sites(tmp_path: Path, **env):
+    """Two sites on one private Redis, both web processes up, site 1's market stepping; site 2 has no market,
+    so every quote its client got would be site 1's. Yields (one, two, redis_server)."""
     redis_server = RedisServer(tmp_path)
     redis_server.start()
-    one = default_namespace_site(tmp_path / "one", redis_server.url)
-    two = default_namespace_site(tmp_path / "two", redis_server.url)
-    try:
-        for site in (one, two):
-            site.start_web()
-        one.start_market()  # site 2 has no market: every quote its client got would be site 1's
-        asyncio.run(_separate(one, two))
-        groups = {key.decode() for key in redis_server.client().keys("*:group:quotes")}
-        assert len(groups) == 2, f"each site's web process in its own namespace: {groups}"
-        assert "another site's market" not in log_of(two, "web"), "site 2 never even heard site 1's batches"
-    except BaseException:
-        print(one.logs(), two.logs())
-        raise
-    finally:
-        one.close()
-        two.close()
-        redis_server.stop()
-
-
-def test_a_web_process_ignores_and_reports_another_sites_market_on_its_namespace(tmp_path):
-    """Two sites given the same prefix by mistake: site 2's web logs one ERROR and none of site 1's prices leak."""
-    redis_server = RedisServer(tmp_path)
-    redis_server.start()
-    shared = {"TICKER_CHANNEL_PREFIX": "shared-by-mistake"}
-    one = default_namespace_site(tmp_path / "one", redis_server.url, **shared)
-    two = default_namespace_site(tmp_path / "two", redis_server.url, **shared)
+    one = default_namespace_site(tmp_path / "one", redis_server.url, **env)
+    two = default_namespace_site(tmp_path / "two", redis_server.url, **env)
     try:
         for site in (one, two):
             site.start_web()
         one.start_market()
-        asyncio.run(_separate(one, two))
-        errors = [line for line in log_of(two, "web").splitlines() if "another site's market" in line]
-        assert len(errors) == 1 and " ERROR " in errors[0], errors
+        yield one, two, redis_server
     except BaseException:
         print(one.logs(), two.logs())
         raise
@@ -171,6 +148,23 @@ def test_a_web_process_ignores_and_reports_another_sites_market_on_its_namespace
         one.close()
         two.close()
         redis_server.stop()
+
+
+def test_a_second_site_on_the_same_redis_does_not_see_the_first_sites_prices(tmp_path):
+    """Two sites (two databases) on one Redis with default settings: a client of site 2 gets none of site 1's."""
+    with two_sites(tmp_path) as (one, two, redis_server):
+        asyncio.run(_separate(one, two))
+        groups = {key.decode() for key in redis_server.client().keys("*:group:quotes")}
+        assert len(groups) == 2, f"each site's web process in its own namespace: {groups}"
+        assert "another site's market" not in log_of(two, "web"), "site 2 never even heard site 1's batches"
+
+
+def test_a_web_process_ignores_and_reports_another_sites_market_on_its_namespace(tmp_path):
+    """Two sites given the same prefix by mistake: site 2's web logs one ERROR and none of site 1's prices leak."""
+    with two_sites(tmp_path, TICKER_CHANNEL_PREFIX="shared-by-mistake") as (one, two, _):
+        asyncio.run(_separate(one, two))
+        errors = [line for line in log_of(two, "web").splitlines() if "another site's market" in line]
+        assert len(errors) == 1 and " ERROR " in errors[0], errors
 
 
 def assert_none_of_site_ones(other: Follower) -> None:
