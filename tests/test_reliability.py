@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 
 from .clients import follow, get_json, stop_following, until
-from .conftest import RedisServer
+from .conftest import RedisServer, wait_for
 from .processes import running_site
+from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
 
@@ -136,6 +137,11 @@ def get_json_or_none(base: str) -> dict | None:
         return None
 
 
+def open_connections(site, transport: str) -> int:
+    """How many connections of ``transport`` the site's web process holds (its /metrics, from loopback)."""
+    return int(sample(samples(site.base + "/metrics"), "ticker_connections", transport=transport))
+
+
 def test_sigterm_with_long_polls_and_streams_in_flight_exits_at_once(tmp_path, redis_server):
     """Requests waiting in async views do not keep a stopping web process alive (it used to hang)."""
     with running_site(tmp_path, redis_server.url) as site:
@@ -150,11 +156,18 @@ def test_sigterm_with_long_polls_and_streams_in_flight_exits_at_once(tmp_path, r
             except (OSError, http.client.HTTPException) as exc:  # a stream cut mid-chunk: IncompleteRead
                 answers.append(type(exc).__name__)
 
-        waiting = [f"/api/quotes/?since={step + 1000}&wait=25"] * 20 + ["/api/quotes/stream/"] * 5
+        # No market runs, so a long-poll from the current step waits its whole 25 s (a cursor beyond the
+        # current step would be answered at once with a snapshot: docs/protocol.md).
+        waiting = [f"/api/quotes/?since={step}&wait=25"] * 20 + ["/api/quotes/stream/"] * 5
         threads = [threading.Thread(target=wait_on, args=(path,), daemon=True) for path in waiting]
         for thread in threads:
             thread.start()
-        time.sleep(2)  # all of them inside the views, waiting
+        # All of them inside the views, waiting: the process's own count of the connections it holds.
+        wait_for(
+            lambda: [open_connections(site, t) for t in ("long_poll", "sse")] == [20, 5],
+            timeout=30,
+            what="20 long-polls and 5 streams held by the web process",
+        )
         assert answers == []
         assert site.stop("web", signal.SIGTERM, timeout=5) == 0
         for thread in threads:
