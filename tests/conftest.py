@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import shutil
 import socket
@@ -157,6 +158,22 @@ def redis_channel_layer(redis_server):
     }
     with override_settings(CHANNEL_LAYERS=layers, REDIS_URL=redis_server.url, REDIS=RedisConfig(url=redis_server.url)):
         yield layers
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer(redis_channel_layer):
+    """Every test gets its own channel layer instance (same Redis, same settings).
+
+    channels_redis keeps its receive state (a count, an asyncio.Lock and the loop that made them) on the
+    layer instance, not per event loop, while pytest-asyncio gives every test a new loop and Django's sync
+    test client runs each async view in a loop of its own. One instance shared by the whole run let a
+    lock made in one test's loop reach the next test's hub ("Lock ... is bound to a different event
+    loop"), and that hub reported the feed interrupted mid-test. A web process runs one loop for its
+    life, so this is a hazard of the suite, not of the site. Changing CHANNEL_LAYERS is channels' own way
+    to drop the cached instances (ChannelLayerManager listens for setting_changed), on entry and exit.
+    """
+    with override_settings(CHANNEL_LAYERS=copy.deepcopy(redis_channel_layer)):
+        yield
 
 
 @pytest.fixture

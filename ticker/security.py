@@ -118,6 +118,17 @@ def websocket_allowed(scope: dict[str, Any]) -> bool:
     return origin_allowed(origin, own)
 
 
+class _Denier(WebsocketDenier):
+    """channels' denier without the channel layer: it refuses and ends, so it has nothing to receive.
+
+    WebsocketDenier is a consumer on the default layer, so each refused handshake made a layer channel and
+    ran a ``receive()`` beside the hub's until its socket was gone: Redis work for nobody, and in the suite a
+    second receiver sharing channels_redis' receive lock with the hub.
+    """
+
+    channel_layer_alias = None
+
+
 class OriginCheck:
     """ASGI middleware in front of the WebSocket routes: a handshake ``websocket_allowed`` refuses gets HTTP 403."""
 
@@ -127,7 +138,7 @@ class OriginCheck:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "websocket" and not websocket_allowed(scope):
             # Closing before accepting is answered by daphne with 403 before the upgrade.
-            return await WebsocketDenier()(scope, receive, send)
+            return await _Denier()(scope, receive, send)
         return await self.application(scope, receive, send)
 
 
