@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db import connection
 
 from . import metrics
+from .cancellation import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,7 @@ async def report(role: str, build) -> None:
                 if not failing:
                     log.warning("could not write the operations report to Redis: %s", exc)
                 failing = True
+            stop_if_cancelled()
             await asyncio.sleep(settings.TICKER_OPS_REPORT_S)
     finally:
         with contextlib.suppress(Exception):

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .. import protocol
+from ..cancellation import stop_if_cancelled
 from ..selectors import Listed
 from .source import FeedSource, Verdict
 
@@ -126,6 +127,7 @@ class FeedFollower:
                     return
                 while True:
                     message = await self.layer.receive(self.channel)
+                    stop_if_cancelled()
                     if message.get("type") != protocol.BATCH_EVENT:
                         continue
                     verdict = self.source.judge(message)
@@ -152,6 +154,7 @@ class FeedFollower:
                         self.ready.set()
                     except Exception:
                         log.exception("could not load quotes from the database either")
+                stop_if_cancelled()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
             finally:
@@ -166,6 +169,7 @@ class FeedFollower:
                 await self.layer.group_add(protocol.QUOTES_GROUP, channel)
             except Exception as exc:
                 log.warning("could not refresh the quotes group membership: %s", exc)
+            stop_if_cancelled()
 
     async def close(self) -> None:
         if self._resync is not None and not self._resync.done():
