@@ -166,9 +166,10 @@ def fresh_channel_layer(redis_channel_layer):
 
     channels_redis keeps its receive state (a count, an asyncio.Lock and the loop that made them) on the
     layer instance, not per event loop, while pytest-asyncio gives every test a new loop and Django's sync
-    test client runs each async view in a loop of its own. One instance shared by the whole run let a
-    lock made in one test's loop reach the next test's hub ("Lock ... is bound to a different event
-    loop"), and that hub reported the feed interrupted mid-test. A web process runs one loop for its
+    test client runs each async view in a loop of its own. With one instance for the whole run, a test
+    whose hub shared that state with a second receiver (channels' WebsocketDenier did, until
+    ticker/security.py's ``_Denier``) twice started its next test's hub on a lock "bound to a different
+    event loop", and that hub reported the feed interrupted mid-test. A web process runs one loop for its
     life, so this is a hazard of the suite, not of the site. Changing CHANNEL_LAYERS is channels' own way
     to drop the cached instances (ChannelLayerManager listens for setting_changed), on entry and exit.
     """

@@ -231,8 +231,8 @@ class QuoteHub:
         await self.follower.close()
         tasks, self._tasks = self._tasks, []
         # Cancel until done: on Python 3.11 a cancellation that lands while a
-        # wait_for inside redis-py completes can be swallowed, and the task
-        # would go back to waiting for a message that never comes.
+        # wait_for inside redis-py completes can be swallowed (ticker/cancellation.py;
+        # the follower's loops check for that too, this is the second guard).
         for task in tasks:
             while not task.done():
                 task.cancel()
