@@ -45,6 +45,8 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     opened_at: float | None = None
     # This connection's place in the process's connection cap (ticker/admission.py), once admitted.
     slot: admission.Slot | None = None
+    # Quotes frames as deltas (the client asked for protocol.DELTA_SUBPROTOCOL), or whole quotes.
+    delta: bool = False
 
     async def __call__(self, scope, receive, send) -> None:
         """The connection's whole life: its admission slot is given back on every way out of it.
@@ -74,7 +76,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         that blocks WebSockets), while 1013 and its reason reach the page, which
         then waits and retries instead of leaving WebSocket for a worse transport.
         """
-        await self.accept()
+        # The delta format only for a client that asks for it (docs/protocol.md, "Quote formats").
+        self.delta = protocol.DELTA_SUBPROTOCOL in self.scope.get("subprotocols", ())
+        await self.accept(protocol.DELTA_SUBPROTOCOL if self.delta else None)
         logs.connection_started("ws")
         self.opened_at = time.monotonic()
         metrics.connection_opened("websocket")
@@ -90,7 +94,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         except FeedUnavailable as unavailable:
             self._close(TRY_AGAIN_LATER, f"try again in {unavailable.retry_after_s} s")
             return
-        self.hub.fanout.attach(self.outlet)
+        self.hub.fanout.attach(self.outlet, delta=self.delta)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""

@@ -105,9 +105,17 @@ class Tick:
 
     @property
     def change_pct(self) -> float:
-        if not self.prev_close:
-            return 0.0
-        return round(float(self.change / self.prev_close * 100), 2)
+        return change_pct(self.change, self.prev_close)
+
+
+def change_pct(change: Decimal, prev_close: Decimal) -> float:
+    """``change`` as a percentage of ``prev_close``, rounded half to even to two decimals (0.0 without a close).
+
+    Exact (decimal arithmetic on cents, no float before the rounding), so a client that gets only price and
+    prev_close (the delta format, docs/protocol.md) can work out the same figure with integers."""
+    if not prev_close:
+        return 0.0
+    return float((change * 100 / prev_close).quantize(CENT, ROUND_HALF_EVEN))
 
 
 @dataclass(frozen=True, slots=True)

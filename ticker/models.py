@@ -4,6 +4,8 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from . import market
+
 symbol_validator = RegexValidator(
     r"^[A-Z][A-Z0-9.\-]{0,9}$",
     "A symbol is 1 to 10 characters: capital letters, digits, '.' or '-', starting with a letter.",
@@ -94,7 +96,7 @@ class Stock(models.Model):
 
     @property
     def change_pct(self) -> float:
-        return round(float(self.change / self.previous_close * 100), 2) if self.previous_close else 0.0
+        return market.change_pct(self.change, self.previous_close)
 
 
 class Candle(models.Model):

@@ -184,6 +184,43 @@ def quote(tick: Tick) -> dict[str, Any]:
     }
 
 
+# WebSocket subprotocols (docs/protocol.md, "Quote formats"). A client that asks for DELTA_SUBPROTOCOL gets, in
+# its quotes frames, each symbol's changes since its previous quote; any other (or none) gets whole quotes.
+DELTA_SUBPROTOCOL = "ticker.v2.json"
+# Every field of a whole quote (``quote``): a delta carries all of them only when it is a whole quote.
+QUOTE_FIELDS = (
+    "symbol",
+    "price",
+    "prev_close",
+    "change",
+    "change_pct",
+    "open",
+    "high",
+    "low",
+    "volume",
+    "seq",
+    "ts",
+    "halted",
+)
+# Not in a delta: they follow from price and prev_close (market.change_pct says exactly how), and change with
+# every price, so a delta would always carry them.
+DERIVED_FIELDS = ("change", "change_pct")
+_NOT_COMPARED = frozenset(("symbol", "seq", *DERIVED_FIELDS))
+
+
+def quote_delta(quote: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """``quote`` as the delta format sends it: ``symbol`` and ``seq``, then each field that changed since
+    ``previous`` (that symbol's quote at ``seq - 1``) except the derived ones; the whole quote when
+    ``previous`` is not that quote (none held, or the hub missed steps)."""
+    if previous is None or previous["seq"] != quote["seq"] - 1:
+        return quote
+    delta = {"symbol": quote["symbol"], "seq": quote["seq"]}
+    for key, value in quote.items():
+        if key not in _NOT_COMPARED and previous.get(key) != value:
+            delta[key] = value
+    return delta
+
+
 def session(session: Session) -> dict[str, Any]:
     """The trading session on the wire: in every batch, heartbeat, snapshot and HTTP answer."""
     return {"state": session.state, "until": session.until}

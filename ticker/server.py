@@ -27,12 +27,23 @@ send layers, a framing, and a deferred Twisted write with two epoll_ctl calls
 per frame: most of daphne's busy time at 2,000 clients (docs/benchmarks.md,
 "Fan-out at scale"). That direct write reads private attributes of Twisted's
 and autobahn's (``_tempDataLen``, ``offset``, ``dataBuffer``,
-``_perMessageCompress``, ``send_queue``); ``fast_path_missing`` checks them,
+``_perMessageCompress``, ``send_queue``, and daphne's ``Server.ws_factory``); ``fast_path_missing`` checks them,
 and that ``text_frame`` still frames as autobahn does, on the first connection
 and, if anything is off, logs once and uses autobahn's public
 ``sendPreparedMessage`` instead (still framed once, written through Twisted).
 Backpressure: each transport's kernel send buffer is capped and Twisted flags
 ``producerPaused`` once its own buffer passes ``bufferSize``.
+
+**Compression** (permessage-deflate, RFC 7692; docs/protocol.md, "Compression"): daphne declines every
+offer, so ``install`` gives daphne's WebSocket factory an accept function once the reactor runs. It answers
+``server_no_context_takeover`` whether or not the client asked (RFC 7692 7.1.1.1), so every message is
+compressed on its own and one compressed frame (``Frame.deflated``, made by ``deflated_frame``) goes to every
+connection that negotiated it, as the plain frame does. autobahn's ``sendPreparedMessage`` would compress
+per connection instead ("cannot compress/frame in advance"), so the direct write sends our own frame with
+RSV1 set; ``fast_path_missing`` checks that autobahn's own decompressor reads it back. Frames below
+``TICKER_WS_COMPRESS_MIN_BYTES``, and frames made for one connection past the fan-out's per-step budget
+(``Frame(compress=False)``: thousands of personal watchlists would cost a compressor per client per step,
+ticker/hub/fanout.py), go uncompressed with RSV1 clear, which RFC 7692 allows message by message.
 
 daphne and autobahn let an application's ``websocket.close`` carry only 1000
 or 3000-4999 (django/daphne#374), so ``close`` sends the RFC code through
@@ -54,6 +65,7 @@ import importlib.metadata
 import logging
 import socket
 import sys
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -73,6 +85,14 @@ KERNEL_SEND_BUFFER_BYTES = 32 * 1024
 QUEUED_FRAMES = 32
 GRACE_S = 1.0
 _installed = False
+# permessage-deflate: each frame compressed on its own, by a fresh compressor (no context to share), level 6 with
+# a 4 KiB window: as small as our frames' repetition needs (the keys of neighbouring quotes), and half the set-up
+# cost of the default 32 KiB (docs/benchmarks.md, "Compression"). A client that asks for a smaller server window
+# still gets compression, from autobahn, per connection.
+DEFLATE_LEVEL = 6
+DEFLATE_WINDOW_BITS = 12
+DEFLATE_MEM_LEVEL = 8
+compress_min_bytes = 256  # set from TICKER_WS_COMPRESS_MIN_BYTES by install()
 
 
 class Frame:
@@ -82,12 +102,25 @@ class Frame:
     from pieces); the other form is made on first use.
     """
 
-    __slots__ = ("_text", "_payload", "step", "kind", "wire", "prepared")
+    __slots__ = ("_text", "_payload", "step", "kind", "compress", "wire", "deflated", "prepared")
 
-    def __init__(self, text: str | None = None, step: int = 0, kind: str = "quotes", *, payload: bytes | None = None):
+    def __init__(
+        self,
+        text: str | None = None,
+        step: int = 0,
+        kind: str = "quotes",
+        *,
+        payload: bytes | None = None,
+        compress: bool = True,
+    ):
         self._text, self._payload = text, payload
         self.step, self.kind = step, kind
+        # False: sent uncompressed even where permessage-deflate was negotiated (a frame made for one
+        # connection, past the fan-out's budget: compressing it would cost a compressor per client per step).
+        self.compress = compress
         self.wire: bytes | None = None  # the whole RFC 6455 frame, made by the first daphne outlet that writes it
+        # What a connection with permessage-deflate gets: compressed, or ``wire`` (small, or ``compress`` off).
+        self.deflated: bytes | None = None
         self.prepared: Any = None  # autobahn's PreparedMessage, made only for its slow path
 
     @property
@@ -103,17 +136,42 @@ class Frame:
         return self._payload
 
 
-def text_frame(payload: bytes) -> bytes:
-    """One final, unmasked text frame as a server sends it (RFC 6455 5.2; 5.1: a server never masks)."""
+def text_frame(payload: bytes, first: int = 0x81) -> bytes:
+    """One final, unmasked text frame as a server sends it (RFC 6455 5.2; 5.1: a server never masks).
+
+    ``first`` is the header's first byte: FIN and the text opcode, plus RSV1 (0xC1) for a compressed message.
+    """
     length = len(payload)
     if length < 126:
-        return _SHORT_HEADERS[length] + payload
+        return (_SHORT_HEADERS[length] if first == 0x81 else bytes((first, length))) + payload
     if length < 65536:
-        return b"\x81\x7e" + length.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + length.to_bytes(8, "big") + payload
+        return bytes((first, 0x7E)) + length.to_bytes(2, "big") + payload
+    return bytes((first, 0x7F)) + length.to_bytes(8, "big") + payload
 
 
 _SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]
+
+
+def deflate(payload: bytes) -> bytes:
+    """A message's payload as permessage-deflate sends it: deflated on its own, with the 4-byte tail that
+    every sync flush ends with removed (RFC 7692 7.2.1); the receiver appends it again."""
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -DEFLATE_WINDOW_BITS, DEFLATE_MEM_LEVEL)
+    return (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+
+
+def deflated_frame(frame: Frame) -> bytes:
+    """What a connection that negotiated permessage-deflate is sent for ``frame``: compressed (RSV1 set) when
+    it may be (``Frame.compress``) and is at least ``compress_min_bytes`` long, and when that is smaller;
+    otherwise the plain frame."""
+    payload = frame.payload
+    if frame.compress and len(payload) >= compress_min_bytes:
+        data = deflate(payload)
+        if len(data) < len(payload):
+            return text_frame(data, 0xC1)
+    wire = frame.wire
+    if wire is None:
+        wire = frame.wire = text_frame(payload)
+    return wire
 
 
 class Outlet(Protocol):
@@ -134,9 +192,10 @@ def under_daphne() -> bool:
 
 def install() -> None:
     """Register the shutdown notice with daphne's reactor, and say if the versions differ from the verified ones."""
-    global _installed
+    global _installed, compress_min_bytes
     if _installed or not under_daphne():
         return
+    from django.conf import settings
     from twisted.internet import reactor
 
     for package, verified in VERIFIED_WITH.items():
@@ -144,7 +203,54 @@ def install() -> None:
             if (found := importlib.metadata.version(package)) != verified:
                 log.warning("%s %s is installed; ticker.server was verified with %s", package, found, verified)
     reactor.addSystemEventTrigger("before", "shutdown", close_websockets)
+    compress_min_bytes = settings.TICKER_WS_COMPRESS_MIN_BYTES
+    if settings.TICKER_WS_COMPRESSION:
+        # daphne makes its WebSocket factory when it starts to listen, after importing the application.
+        reactor.callWhenRunning(enable_compression)
     _installed = True
+
+
+def enable_compression() -> bool:
+    """Let daphne's WebSocket factories accept permessage-deflate; False (and a warning) if none was found."""
+    factories = [server.ws_factory for server in _servers() if hasattr(server, "ws_factory")]
+    for factory in factories:
+        factory.setProtocolOptions(perMessageCompressionAccept=accept_deflate)
+    if not factories:
+        log.warning("no daphne WebSocket factory found: WebSockets stay uncompressed (see ticker/server.py)")
+    return bool(factories)
+
+
+def accept_deflate(offers: list) -> Any:
+    """autobahn's ``perMessageCompressionAccept``: the first permessage-deflate offer, answered with
+    ``server_no_context_takeover`` (and ``client_no_context_takeover`` when the client allows it: its
+    messages are a few small commands, not worth a 32 KiB window kept per connection)."""
+    from autobahn.websocket.compress import PerMessageDeflateOffer
+
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return _deflate_accept_class()(
+                offer, request_no_context_takeover=offer.accept_no_context_takeover, no_context_takeover=True
+            )
+    return None
+
+
+_DeflateAccept: Any = None
+
+
+def _deflate_accept_class():
+    """autobahn's offer accept, saying ``server_no_context_takeover`` even when the client did not ask: autobahn
+    writes it only when asked, and a client may then keep its 32 KiB window for nothing (RFC 7692 7.1.1.1)."""
+    global _DeflateAccept
+    if _DeflateAccept is None:
+        from autobahn.websocket.compress import PerMessageDeflateOfferAccept
+
+        class DeflateAccept(PerMessageDeflateOfferAccept):
+            def get_extension_string(self):
+                text = super().get_extension_string()
+                return text if "server_no_context_takeover" in text else text + "; server_no_context_takeover"
+
+        _DeflateAccept = DeflateAccept
+    return _DeflateAccept
 
 
 def _servers() -> set:
@@ -211,7 +317,39 @@ def fast_path_missing(transport, protocol) -> list[str]:
         missing.append("protocol.send_queue")
     if not _framing_agrees():
         missing.append("autobahn's framing of a text frame as ticker.server.text_frame makes it")
+    if not _deflate_agrees():
+        missing.append("autobahn's reading of a frame that ticker.server.deflate compressed")
     return missing
+
+
+def _deflate_agrees() -> bool:
+    """A frame compressed by ``deflate`` read back by autobahn's own client-side permessage-deflate."""
+    from autobahn.websocket.compress import PerMessageDeflate
+
+    payload = b'{"type":"quotes","quotes":[' + b",".join([b'{"symbol":"AAPL","seq":1}'] * 40) + b"]}"
+    try:
+        reader = PerMessageDeflate(False, True, False, DEFLATE_WINDOW_BITS, 0, None)
+        for _ in range(2):  # twice: the second message must not lean on the first
+            reader.start_decompress_message()
+            data = reader.decompress_message_data(deflate(payload))
+            reader.end_decompress_message()
+            if data != payload:
+                return False
+    except Exception:
+        return False
+    return True
+
+
+def shares_deflate(protocol) -> bool:
+    """True if this connection negotiated permessage-deflate in a form our shared compressed frames fit:
+    no server context takeover, and a server window at least ours."""
+    pmce = getattr(protocol, "_perMessageCompress", None)
+    return (
+        pmce is not None
+        and pmce.EXTENSION_NAME == "permessage-deflate"
+        and getattr(pmce, "server_no_context_takeover", False) is True
+        and getattr(pmce, "server_max_window_bits", 0) >= DEFLATE_WINDOW_BITS
+    )
 
 
 def _framing_agrees() -> bool:
@@ -232,10 +370,13 @@ def _framing_agrees() -> bool:
 class DaphneOutlet:
     """A daphne WebSocket on plain TCP: frames prepared once, written straight to the socket when it can take them."""
 
-    __slots__ = ("protocol", "transport", "direct")
+    __slots__ = ("protocol", "transport", "direct", "deflate")
 
     def __init__(self, protocol, transport, direct: bool):
-        self.protocol, self.transport, self.direct = protocol, transport, direct
+        self.protocol, self.transport = protocol, transport
+        # Our own frames, compressed or not, fit this connection: or autobahn frames (and compresses) each one.
+        self.deflate = shares_deflate(protocol)
+        self.direct = direct and (self.deflate or getattr(protocol, "_perMessageCompress", None) is None)
 
     @property
     def backlogged(self) -> bool:
@@ -246,12 +387,13 @@ class DaphneOutlet:
 
         The frame is framed once for every connection it goes to (``Frame.wire``), by ``text_frame``: a
         header and the payload, no library call, so a frame made for one client (a personal watchlist)
-        costs no more to frame than one shared by thousands.
+        costs no more to frame than one shared by thousands; and compressed once for every connection
+        that negotiated permessage-deflate (``Frame.deflated``).
         """
         protocol = self.protocol
         if protocol.state != protocol.STATE_OPEN:
             return
-        if not self.direct or protocol._perMessageCompress is not None or protocol.send_queue:
+        if not self.direct or protocol.send_queue:
             prepared = frame.prepared
             if prepared is None:
                 from autobahn.websocket.protocol import PreparedMessage
@@ -261,9 +403,14 @@ class DaphneOutlet:
                 )
             protocol.sendPreparedMessage(prepared)  # compressed per connection, or behind autobahn's own queue
             return
-        data = frame.wire
-        if data is None:
-            data = frame.wire = text_frame(frame.payload)
+        if self.deflate:
+            data = frame.deflated
+            if data is None:
+                data = frame.deflated = deflated_frame(frame)
+        else:
+            data = frame.wire
+            if data is None:
+                data = frame.wire = text_frame(frame.payload)
         transport = self.transport
         # Twisted's write only buffers, and sends on a later turn of the loop;
         # when nothing is queued the socket can take the frame right now.
@@ -326,6 +473,8 @@ def close_websockets():
 
 class QueuedOutlet:
     """A WebSocket through ASGI ``send``: a bounded queue drained by the connection's own task."""
+
+    deflate = False  # whatever the server negotiated, it compresses (per connection): our frames are not shared
 
     def __init__(self, send: Callable[[dict], Awaitable[None]], transport=None, limit: int = QUEUED_FRAMES):
         self._send = send

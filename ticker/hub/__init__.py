@@ -150,7 +150,7 @@ class QuoteHub:
         if resnapshot:
             self.fanout.resnapshot()
         elif fresh:
-            self.fanout.quotes(listed.step, fresh)
+            self.fanout.quotes(listed.step, fresh, self.store.previous)
 
     def on_batch(self, message: dict[str, Any], new_leader: bool = False) -> bool:
         """One market step from the feed: apply it, and send each connection at most one frame.
@@ -171,7 +171,7 @@ class QuoteHub:
             self.store.delist(delisted)
             self.fanout.delisted(message["step"], delisted)
         if fresh := self.store.apply(message["step"], message["quotes"]):
-            self.fanout.quotes(message["step"], fresh)
+            self.fanout.quotes(message["step"], fresh, self.store.previous)
         return True
 
     # -- heartbeats and collections ---------------------------------------

@@ -11,6 +11,14 @@ and the daphne outlet frames each frame once (ticker/server.py). So a client
 on its own watchlist costs a few dictionary look-ups and a join more than one
 on everything, not a filter of the whole step and a JSON encode of its own
 (issue 11; docs/benchmarks.md, "Personal watchlists").
+
+A connection on the delta format (``ticker.v2.json``, docs/protocol.md) gets
+the same frames assembled from delta pieces (each symbol's changes, also
+encoded once per step). A frame that several connections share is compressed
+once for all of them (ticker/server.py); of the frames made for a single
+connection, only the first ``COMPRESSED_SINGLES`` of each step may be, so
+thousands of personal watchlists do not cost a compressor per client per step
+(issue 14; docs/benchmarks.md, "Compression").
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-from .. import metrics, protocol
+from .. import metrics, protocol, server
 from ..server import Frame, Outlet
 from .clock import Clock, Timer
 from .interest import EVERYTHING, NOTHING, Interest
@@ -34,14 +42,21 @@ log = logging.getLogger(__name__)
 _UNSEEN = object()
 
 
+# Per market step, at most this many frames made for one connection alone are compressed (the oldest connections'
+# first); the rest go uncompressed. Compressing costs ~30 us a frame, mostly setting up a compressor: 2,000
+# personal watchlists would double the fan-out's CPU (docs/benchmarks.md, "Compression").
+COMPRESSED_SINGLES = 32
+
+
 class Delivery:
-    """What the hub knows of one connection: what it wants, its rate cap, and whether it fell behind."""
+    """What the hub knows of one connection: what it wants, its format and rate cap, and whether it fell behind."""
 
-    __slots__ = ("outlet", "interest", "cap", "behind", "movers", "movers_shown")
+    __slots__ = ("outlet", "interest", "delta", "cap", "behind", "movers", "movers_shown")
 
-    def __init__(self, outlet: Outlet, interest: Interest):
+    def __init__(self, outlet: Outlet, interest: Interest, delta: bool = False):
         self.outlet = outlet
         self.interest = interest
+        self.delta = delta  # quotes frames carry each symbol's changes only (docs/protocol.md, "Quote formats")
         self.cap: RateCap | None = None  # max_rate, if the client asked for one
         # Set while the client does not read (its outlet is backlogged): it is
         # sent nothing, and once it reads again, a snapshot instead of a backlog.
@@ -51,22 +66,26 @@ class Delivery:
 
 
 class Batch:
-    """One step's fresh quotes, in symbol order, each encoded once on first use, and picked per interest."""
+    """One step's fresh quotes, in symbol order, each encoded once on first use (whole, and as a delta against
+    ``previous``, the quotes they replaced), and picked per interest."""
 
-    __slots__ = ("step", "symbols", "quotes", "pieces", "lazy_watchlists", "picked")
+    __slots__ = ("step", "symbols", "quotes", "pieces", "deltas", "picked")
 
-    # After this many watchlist frames in one step every fresh quote is encoded, and later watchlists
-    # are picked with C-level look-ups (many personal watchlists together want nearly every quote;
+    # After this many watchlist frames in one step (of one format) every fresh quote is encoded, and later
+    # watchlists are picked with C-level look-ups (many personal watchlists together want nearly every quote;
     # a few need not pay for encoding all of a big market's).
     LAZY_WATCHLISTS = 32
 
-    def __init__(self, step: int, fresh: list[dict[str, Any]]):
+    def __init__(self, step: int, fresh: list[dict[str, Any]], previous: dict[str, dict[str, Any]] | None = None):
         self.step = step
         ordered = sorted(fresh, key=itemgetter("symbol"))
         self.symbols = [q["symbol"] for q in ordered]
         self.quotes = dict(zip(self.symbols, ordered, strict=True))
-        self.pieces = _Pieces(self.quotes)
-        self.lazy_watchlists = self.LAZY_WATCHLISTS
+        self.pieces = _Pieces(self.quotes, protocol.encode_quote)
+        previous = previous or {}
+        self.deltas = _Pieces(
+            self.quotes, lambda quote: protocol.encode_quote(protocol.quote_delta(quote, previous.get(quote["symbol"])))
+        )
         self.picked = 0  # quotes in the last frame ``payload`` made (the updates it delivers)
 
     def wanted(self, interest: Interest) -> list[str]:
@@ -79,14 +98,14 @@ class Batch:
             return [s for s in interest.ordered if s in quotes]
         return [s for s in self.symbols if s in interest.symbols]
 
-    def payload(self, interest: Interest) -> bytes | None:
-        """The quotes frame for ``interest``, assembled from the encoded quotes; None when it wants none."""
-        pieces, quotes = self.pieces, self.quotes
+    def payload(self, interest: Interest, delta: bool = False) -> bytes | None:
+        """The quotes frame for ``interest``, assembled from the encoded quotes (or deltas); None when it wants none."""
+        pieces, quotes = self.deltas if delta else self.pieces, self.quotes
         if not interest.everything and len(interest.symbols) <= len(quotes):
             # A watchlist: one pass over its own symbols, no list of names first.
-            if self.lazy_watchlists:
-                self.lazy_watchlists -= 1
-                if not self.lazy_watchlists:
+            if pieces.lazy_watchlists:
+                pieces.lazy_watchlists -= 1
+                if not pieces.lazy_watchlists:
                     pieces.encode_all()
                 picked = [pieces[s] for s in interest.ordered if s in quotes]
             else:
@@ -98,22 +117,24 @@ class Batch:
 
 
 class _Pieces(dict):
-    """symbol -> its quote's JSON: encoded the first time a frame of the step needs it, then shared."""
+    """symbol -> its quote's JSON (``encode``): encoded the first time a frame of the step needs it, then shared."""
 
-    __slots__ = ("quotes",)
+    __slots__ = ("quotes", "encode", "lazy_watchlists")
 
-    def __init__(self, quotes: dict[str, dict[str, Any]]):
+    def __init__(self, quotes: dict[str, dict[str, Any]], encode: Callable[[dict[str, Any]], bytes]):
         super().__init__()
         self.quotes = quotes
+        self.encode = encode
+        self.lazy_watchlists = Batch.LAZY_WATCHLISTS  # watchlist frames left before ``encode_all``
 
     def __missing__(self, symbol: str) -> bytes:
-        piece = self[symbol] = protocol.encode_quote(self.quotes[symbol])
+        piece = self[symbol] = self.encode(self.quotes[symbol])
         return piece
 
     def encode_all(self) -> None:
         """Encode every fresh quote not encoded yet; from then on ``get`` finds each (and None for the rest)."""
         for symbol in self.quotes.keys() - self.keys():
-            self[symbol] = protocol.encode_quote(self.quotes[symbol])
+            self[symbol] = self.encode(self.quotes[symbol])
 
 
 class Fanout:
@@ -128,15 +149,16 @@ class Fanout:
         self.movers_followers = 0  # connections that follow movers
         self._movers_timer: Timer | None = None
         self.sent = metrics.Sent()  # what was handed to connections, for /metrics and the operations view
+        self.compressed_singles = COMPRESSED_SINGLES  # left this step (``_single``)
 
     def __len__(self) -> int:
         return len(self.deliveries)
 
     # -- one connection -------------------------------------------------
 
-    def attach(self, outlet: Outlet, interest: Interest = NOTHING) -> Delivery:
-        """Called when a connection starts following; it gets every broadcast from now on."""
-        delivery = self.deliveries[outlet] = Delivery(outlet, interest)
+    def attach(self, outlet: Outlet, interest: Interest = NOTHING, *, delta: bool = False) -> Delivery:
+        """Called when a connection starts following; it gets every broadcast from now on (``delta``: as deltas)."""
+        delivery = self.deliveries[outlet] = Delivery(outlet, interest, delta)
         return delivery
 
     def detach(self, outlet: Outlet) -> None:
@@ -208,17 +230,19 @@ class Fanout:
 
     # -- broadcasts -----------------------------------------------------
 
-    def quotes(self, step: int, fresh: list[dict[str, Any]]) -> None:
-        """One market step's fresh quotes: at most one frame per connection (or held by its rate cap)."""
+    def quotes(self, step: int, fresh: list[dict[str, Any]], previous: dict[str, dict[str, Any]] | None = None) -> None:
+        """One market step's fresh quotes (``previous``: the quotes they replaced, for deltas): at most one frame
+        per connection (or held by its rate cap)."""
         started = time.perf_counter()
-        batch = Batch(step, fresh)
+        batch = Batch(step, fresh, previous)
         deliveries = list(self.deliveries.values())
-        # A frame is kept for the rest of the step only when another connection has the same interest:
-        # a personal watchlist's frame is written and dropped at once, so the next one reuses its memory
+        self.compressed_singles = COMPRESSED_SINGLES
+        # A frame is kept for the rest of the step only when another connection has the same interest and
+        # format: a personal watchlist's frame is written and dropped at once, so the next one reuses its memory
         # (kept, 2,000 personal frames were ~15 MB allocated and freed per step; py-spy showed the
         # assembly at 16% of busy time, docs/benchmarks.md, "Personal watchlists").
-        shared = Counter(d.interest for d in deliveries)
-        frames: dict[Interest, tuple[Frame, int, int] | None] = {}
+        shared = Counter((d.interest, d.delta) for d in deliveries)
+        frames: dict[tuple[Interest, bool], tuple[Frame, int, int] | None] = {}
         snapshots: dict[Interest, Frame | None] = {}
         # Counted here and added once (metrics.Sent), not per frame: this loop is the hot path.
         written = nbytes = updates = 0
@@ -228,12 +252,16 @@ class Fanout:
             if delivery.cap is not None:
                 self._capped(delivery, batch)
                 continue
-            interest = delivery.interest
-            if (made := frames.get(interest, _UNSEEN)) is _UNSEEN:
-                payload = batch.payload(interest)
-                made = None if payload is None else (Frame(step=step, payload=payload), len(payload), batch.picked)
-                if shared[interest] > 1:
-                    frames[interest] = made
+            key = (delivery.interest, delivery.delta)
+            if (made := frames.get(key, _UNSEEN)) is _UNSEEN:
+                payload = batch.payload(*key)
+                if payload is None:
+                    made = None
+                elif shared[key] > 1:
+                    made = frames[key] = (Frame(step=step, payload=payload), len(payload), batch.picked)
+                else:
+                    frame = Frame(step=step, payload=payload, compress=self._single(delivery, payload))
+                    made = (frame, len(payload), batch.picked)
             if made is not None:
                 self._put(delivery, made[0])
                 written += 1
@@ -334,7 +362,7 @@ class Fanout:
                 cap.timer = self.clock.call_at(cap.next_at, lambda: self._flush(delivery))
             return
         if (payload := cap.take(delivery.interest, batch.step, now)) is not None:
-            self._write(delivery, Frame(step=batch.step, payload=payload))
+            self._write(delivery, Frame(step=batch.step, payload=payload, compress=self._single(delivery, payload)))
 
     def _flush(self, delivery: Delivery) -> None:
         """The interval ran out with quotes held and no step since: send them now."""
@@ -349,7 +377,7 @@ class Fanout:
             return
         step = self.store.step
         if (payload := cap.take(delivery.interest, step, self.clock.now())) is not None:
-            self._write(delivery, Frame(step=step, payload=payload))
+            self._write(delivery, Frame(step=step, payload=payload, compress=self._single(delivery, payload)))
 
     def _movers_soon(self) -> None:
         """While someone follows movers and the market changed: send them when their second is up."""
@@ -369,6 +397,15 @@ class Fanout:
                 delivery.movers_shown = shown
                 self._write(delivery, board.frame(delivery.movers))
         self._movers_soon()  # changed again meanwhile (a timer that fired a hair early): the next second
+
+    def _single(self, delivery: Delivery, payload: bytes) -> bool:
+        """May a frame made for this connection alone be compressed? Yes while this step's budget lasts."""
+        if not getattr(delivery.outlet, "deflate", False) or len(payload) < server.compress_min_bytes:
+            return True  # nothing to spend: the outlet does not compress our frames, or not one this small
+        if self.compressed_singles <= 0:
+            return False
+        self.compressed_singles -= 1
+        return True
 
     def _write(self, delivery: Delivery, frame: Frame) -> None:
         """Write one frame and count it (broadcasts count theirs in one go and call ``_put``)."""

@@ -22,6 +22,8 @@ class QuoteStore:
         self._changed: dict[str, int] = {}
         # Replaced by a fresh Event after every step that changed something.
         self._stepped = asyncio.Event()
+        # The quotes the last ``apply`` replaced, by symbol: what the delta format compares each fresh quote with.
+        self.previous: dict[str, dict[str, Any]] = {}
 
     def known(self, symbol: str) -> bool:
         return symbol in self._quotes
@@ -41,9 +43,12 @@ class QuoteStore:
         ``steps`` gives each quote's own change step when it is not ``step``.
         """
         fresh = []
+        previous = self.previous = {}
         for i, quote in enumerate(quotes):
             held = self._quotes.get(quote["symbol"])
             if held is None or quote["seq"] > held["seq"]:
+                if held is not None:
+                    previous[quote["symbol"]] = held
                 self._quotes[quote["symbol"]] = quote
                 self._changed[quote["symbol"]] = steps[i] if steps else step
                 fresh.append(quote)
