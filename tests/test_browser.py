@@ -203,6 +203,50 @@ def test_pinned_transport_keeps_prices_changing(site, page, transport, label):
     wait_for_seq_above(page, "MSFT", seq_of(page, "MSFT"))
 
 
+# Each row's figures next to the same symbol's quote from GET /api/quotes/, read in one turn of the page: only rows
+# at the API's seq are compared (the market moves every 250 ms).
+_ROWS_AGAINST_API = """async () => {
+  const api = await (await fetch("/api/quotes/")).json();
+  const cell = (tr, name) => tr.querySelector(`.${name}`).textContent;
+  return api.quotes.map((quote) => {
+    const tr = document.querySelector(`tr[data-symbol="${quote.symbol}"]`);
+    if (!tr || Number(tr.dataset.seq) !== quote.seq) return null;
+    const shown = {price: cell(tr, "price"), change: cell(tr, "change"), change_pct: Number(tr.dataset.changePct),
+                   open: cell(tr, "open"), high: cell(tr, "high"), low: cell(tr, "low")};
+    return {symbol: quote.symbol, shown, api: quote};
+  }).filter(Boolean);
+}"""
+
+
+def test_the_dashboard_negotiates_compression_and_deltas_and_shows_the_apis_prices(site, page):
+    """Chromium's dashboard socket is answered with permessage-deflate (no server context takeover) and the
+    delta format, and every row it builds from deltas shows what GET /api/quotes/ says at the same seq."""
+    handshakes: list[dict] = []
+    cdp = page.context.new_cdp_session(page)
+    cdp.on("Network.webSocketHandshakeResponseReceived", lambda event: handshakes.append(event["response"]))
+    cdp.send("Network.enable")
+    page.goto(site.base + "/")
+    expect(page.locator("#badge")).to_have_attribute("data-state", "live", timeout=10_000)
+    assert handshakes, "no WebSocket handshake seen"
+    headers = {name.lower(): value for name, value in handshakes[0]["headers"].items()}
+    assert headers["sec-websocket-protocol"] == "ticker.v2.json"
+    extensions = [part.strip() for part in headers["sec-websocket-extensions"].split(";")]
+    assert extensions[0] == "permessage-deflate" and "server_no_context_takeover" in extensions
+    first = seq_of(page, "AAPL")
+    wait_for_seq_above(page, "AAPL", first + 8)  # a couple of seconds of deltas applied on top of the snapshot
+    compared: dict[str, int] = {}
+    deadline = time.monotonic() + 30
+    while len(compared) < 20 and time.monotonic() < deadline:
+        for row in page.evaluate(_ROWS_AGAINST_API):
+            quote = row["api"]
+            expected = {name: f"{quote[name]:.2f}" for name in ("price", "open", "high", "low")}
+            expected["change"] = f"{quote['change']:+.2f}" if quote["change"] else "0.00"
+            expected["change_pct"] = quote["change_pct"]
+            assert row["shown"] == expected, f"{row['symbol']} at seq {quote['seq']}"
+            compared[row["symbol"]] = quote["seq"]
+    assert len(compared) >= 20, f"only {len(compared)} rows were at the API's seq within 30 s: {compared}"
+
+
 def test_lab_runs_the_four_transports_side_by_side(site, page):
     """/lab/ shows every transport receiving updates with its bytes split by layer, and a real 101 handshake."""
     page.goto(site.base + "/lab/")
@@ -216,6 +260,14 @@ def test_lab_runs_the_four_transports_side_by_side(site, page):
         )
         expect(card.locator("[data-field=latency]")).to_contain_text("ms", timeout=10_000)
         assert float(card.locator("[data-field=payload]").text_content()) > 0
+    # The WebSocket card on the delta format with permessage-deflate: each saving shown, measured.
+    card = page.locator('.lab-card[data-transport="websocket"]')
+    expect(card.locator("[data-field=negotiated]")).to_contain_text("ticker.v2.json")
+    expect(card.locator("[data-field=negotiated]")).to_contain_text("permessage-deflate")
+    sizes = [
+        float(card.locator(f"[data-field={name}]").text_content()) for name in ("deflated", "uncompressed", "whole")
+    ]
+    assert 0 < sizes[0] < sizes[1] < sizes[2], f"compressed, uncompressed, whole quotes: {sizes}"
     expect(page.locator("#hs-request")).to_contain_text("Upgrade: websocket")
     expect(page.locator("#hs-response")).to_contain_text("101 Switching Protocols")
     expect(page.locator("#hs-accept")).to_contain_text("checks out")

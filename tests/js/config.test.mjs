@@ -11,8 +11,9 @@ function page(blocks) {
 }
 
 test("readConfig takes the silence timeout, history length and upgrade interval from the page's ticker-config block", () => {
-  const config = readConfig(page({ [CONFIG_ID]: { silence_s: 7.5, history_steps: 1200, upgrade_probe_s: 3 } }));
-  assert.deepEqual(config, { silenceMs: 7500, historySteps: 1200, upgradeMs: 3000 });
+  const settings = { silence_s: 7.5, history_steps: 1200, upgrade_probe_s: 3, compress_min_bytes: 256 };
+  const config = readConfig(page({ [CONFIG_ID]: settings }));
+  assert.deepEqual(config, { silenceMs: 7500, historySteps: 1200, upgradeMs: 3000, compressMinBytes: 256 });
 });
 
 test("readConfig says which block is missing and where it comes from", () => {

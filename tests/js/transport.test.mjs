@@ -190,8 +190,12 @@ class FakeWebSocket extends FakeConnection {
   static CLOSING = 2;
   static CLOSED = 3;
 
-  constructor(url) {
+  constructor(url, protocols = []) {
     super(url);
+    this.protocols = protocols;
+    // As the browser's: empty until the server's handshake answer says otherwise.
+    this.protocol = "";
+    this.extensions = "";
     this.sent = [];
     this.closedWith = null;
   }
@@ -206,7 +210,10 @@ class FakeWebSocket extends FakeConnection {
   }
 
   // Test-side controls.
-  serverOpens() {
+  /** The handshake is answered: with `protocol` and `extensions`, what the server agreed to. */
+  serverOpens({ protocol = "", extensions = "" } = {}) {
+    this.protocol = protocol;
+    this.extensions = extensions;
     this.readyState = FakeWebSocket.OPEN;
     this.emit("open");
   }
@@ -682,8 +689,84 @@ test("WebSocketTransport reports each frame it sends and receives, as text, thro
   sockets[0].serverSends({ type: "snapshot", quotes: [], step: 1 });
   assert.deepEqual(calls.traffic, [
     { kind: "websocket", direction: "out", text: JSON.stringify({ action: "subscribe", symbols: ["AAPL"] }) },
-    { kind: "websocket", direction: "in", text: JSON.stringify({ type: "snapshot", quotes: [], step: 1 }) },
+    {
+      kind: "websocket",
+      direction: "in",
+      text: JSON.stringify({ type: "snapshot", quotes: [], step: 1 }),
+      protocol: "",
+      extensions: "",
+      whole: null,
+    },
   ]);
+});
+
+// --- WebSocketTransport on the delta format (delta.js, docs/protocol.md "Quote formats") ---
+
+const WHOLE = {
+  symbol: "AAPL",
+  price: 190.0,
+  prev_close: 189.5,
+  change: 0.5,
+  change_pct: 0.26,
+  open: 189.5,
+  high: 190.0,
+  low: 189.5,
+  volume: 1000,
+  seq: 7,
+  ts: 1000,
+  halted: false,
+};
+
+test("WebSocketTransport asks for the delta format, and reads whole frames when the server does not agree", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  assert.deepEqual(sockets[0].protocols, ["ticker.v2.json"]);
+  sockets[0].serverOpens(); // no protocol chosen: whole quotes, passed on as they come
+  sockets[0].serverSends({ type: "quotes", step: 2, quotes: [{ symbol: "AAPL", seq: 8 }] });
+  assert.deepEqual(calls.quotes, [[[{ symbol: "AAPL", seq: 8 }], 2]]);
+});
+
+test("WebSocketTransport on the delta format hands on whole quotes, with change and change_pct worked out", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  sockets[0].serverOpens({ protocol: "ticker.v2.json", extensions: "permessage-deflate; server_no_context_takeover" });
+  sockets[0].serverSends({ type: "snapshot", step: 1, quotes: [WHOLE] });
+  sockets[0].serverSends({ type: "quotes", step: 2, quotes: [{ symbol: "AAPL", seq: 8, price: 188.55, ts: 1250 }] });
+  assert.deepEqual(calls.quotes, [
+    [[{ ...WHOLE, price: 188.55, seq: 8, ts: 1250, change: -0.95, change_pct: -0.5 }], 2],
+  ]);
+  const record = calls.traffic.at(-1);
+  assert.equal(record.protocol, "ticker.v2.json");
+  assert.equal(record.extensions, "permessage-deflate; server_no_context_takeover");
+  assert.deepEqual(JSON.parse(record.whole).quotes, calls.quotes[0][0]);
+});
+
+test("WebSocketTransport on the delta format asks once for a snapshot of a symbol whose delta does not apply", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { calls, handlers } = recorder();
+  new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL"] }).start();
+  sockets[0].serverOpens({ protocol: "ticker.v2.json" });
+  sockets[0].serverSends({ type: "snapshot", step: 1, quotes: [WHOLE] });
+  // seq 8 never came: 9 and 10 cannot be applied, and are not handed on.
+  sockets[0].serverSends({ type: "quotes", step: 3, quotes: [{ symbol: "AAPL", seq: 9, price: 191 }] });
+  sockets[0].serverSends({ type: "quotes", step: 4, quotes: [{ symbol: "AAPL", seq: 10, price: 192 }] });
+  assert.deepEqual(calls.quotes, [
+    [[], 3],
+    [[], 4],
+  ]);
+  const resubscribes = sockets[0].sent.filter((m) => m.action === "subscribe").slice(1);
+  assert.deepEqual(resubscribes, [{ action: "subscribe", symbols: ["AAPL"] }]);
+  // The snapshot makes it whole again; deltas apply from there.
+  sockets[0].serverSends({ type: "snapshot", step: 4, quotes: [{ ...WHOLE, seq: 10, price: 192 }] });
+  sockets[0].serverSends({ type: "quotes", step: 5, quotes: [{ symbol: "AAPL", seq: 11, volume: 1100 }] });
+  assert.equal(calls.quotes.at(-1)[0][0].volume, 1100);
+  assert.equal(calls.quotes.at(-1)[0][0].price, 192);
+  assert.equal(calls.quotes.at(-1)[0][0].change, 2.5);
 });
 
 test("WebSocketTransport with failFast reports a socket closed before any snapshot as failed", (t) => {

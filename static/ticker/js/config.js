@@ -9,7 +9,8 @@ export const CONFIG_ID = "ticker-config";
  * connection may stay silent) and historySteps (MARKET_HISTORY_STEPS: how many
  * steps of history the server keeps, so how many points a chart can hold) and
  * upgradeMs (TICKER_UPGRADE_PROBE_S: how long a page that fell back from
- * WebSocket waits before it tries the better transports again).
+ * WebSocket waits before it tries the better transports again) and compressMinBytes
+ * (TICKER_WS_COMPRESS_MIN_BYTES: frames under this size go uncompressed; the Lab).
  */
 export function readConfig(doc = document) {
   const block = doc.getElementById(CONFIG_ID);
@@ -24,5 +25,6 @@ export function readConfig(doc = document) {
     silenceMs: config.silence_s * 1000,
     historySteps: config.history_steps,
     upgradeMs: config.upgrade_probe_s * 1000,
+    compressMinBytes: config.compress_min_bytes ?? 0,
   };
 }

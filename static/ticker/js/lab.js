@@ -3,7 +3,7 @@ import { makeTransport, measuresSnapshots } from "./chain.js";
 import { readConfig } from "./config.js";
 import { LatencyWindow, QuoteBook } from "./quotes.js";
 import { renderBadge } from "./render.js";
-import { tcpIpOverhead, trafficBytes } from "./wire.js";
+import { deflatedLength, deflates, tcpIpOverhead, trafficBytes, utf8Length, wsFrameHeader } from "./wire.js";
 
 const config = readConfig();
 const cards = [...document.querySelectorAll(".lab-card")];
@@ -19,6 +19,9 @@ class Run {
     this.updates = 0;
     this.requests = 0;
     this.bytes = { payload: 0, overhead: 0, tcpip: 0 };
+    // WebSocket frames received: as sent (compressed, ≈), inflated, and with whole quotes (no deltas).
+    this.frames = { deflated: 0, uncompressed: 0, whole: 0 };
+    this.negotiated = null;
     this.field = (name) => card.querySelector(`[data-field=${name}]`);
     this.field("error").hidden = true;
     this.field("error").textContent = "";
@@ -46,11 +49,28 @@ class Run {
 
   /** What one message cost, by layer: payload, protocol headers, TCP/IP headers (per message, at least one segment). */
   count(record) {
-    for (const { payload, overhead } of trafficBytes(record)) {
-      this.bytes.payload += payload;
-      this.bytes.overhead += overhead;
-      this.bytes.tcpip += tcpIpOverhead(payload + overhead);
+    if (record.kind === "websocket" && record.direction === "in") return this.countFrame(record);
+    for (const { payload, overhead } of trafficBytes(record)) this.add(payload, overhead);
+  }
+
+  add(payload, overhead) {
+    this.bytes.payload += payload;
+    this.bytes.overhead += overhead;
+    this.bytes.tcpip += tcpIpOverhead(payload + overhead);
+  }
+
+  /** A frame received: its payload as it crossed the wire, compressed when permessage-deflate was negotiated. */
+  async countFrame(record) {
+    this.negotiated = `${record.protocol || "no subprotocol"}; ${record.extensions || "no compression"}`;
+    const inflated = utf8Length(record.text);
+    this.frames.uncompressed += inflated;
+    this.frames.whole += record.whole ? utf8Length(record.whole) : inflated;
+    let sent = inflated;
+    if (deflates(record.extensions) && inflated >= config.compressMinBytes) {
+      sent = Math.min(inflated, await deflatedLength(record.text)); // the server sends the smaller
     }
+    this.frames.deflated += sent;
+    this.add(sent, wsFrameHeader(sent));
   }
 
   take(quotes, { snapshot, measure }) {
@@ -76,6 +96,10 @@ class Run {
     this.field("overhead").textContent = per(this.bytes.overhead);
     this.field("tcpip").textContent = per(this.bytes.tcpip);
     drawLayers(this.card.querySelector(".layers"), this.bytes, total);
+    if (this.name === "websocket") {
+      this.field("negotiated").textContent = this.negotiated ?? "—";
+      for (const name of ["deflated", "uncompressed", "whole"]) this.field(name).textContent = per(this.frames[name]);
+    }
   }
 
   stop() {

@@ -15,9 +15,12 @@
 // retried, see refused()); and traffic(record),
 // what crossed the wire as the transport saw it, for tools that measure it
 // (the Lab, wire.js):
-//   {kind: "websocket", direction: "in" | "out", text}   one frame
+//   {kind: "websocket", direction: "in" | "out", text,   one frame; for one received on the delta format,
+//    protocol, extensions, whole}                         `whole`: the same frame's JSON with whole quotes
 //   {kind: "sse", event, id, text}                       one event received
 //   {kind: "http", path, headers, response, text}        one request and its answer
+
+import { DELTA_PROTOCOL, DeltaBook } from "./delta.js";
 
 // A transport that fails fast gives up after this long without a snapshot.
 // At most this many symbols in one subscribe message or ?symbols= list (protocol.MAX_SYMBOLS_PER_MESSAGE).
@@ -303,29 +306,48 @@ export class Transport {
   silent() {}
 }
 
+/**
+ * A WebSocket. It asks for the delta format (delta.js; `protocols: []` asks for none) and, when the server
+ * agrees, makes whole quotes of what arrives, so its handlers get the same quotes as from any transport. The
+ * browser negotiates permessage-deflate by itself: the page sees frames already inflated.
+ */
 export class WebSocketTransport extends Transport {
   static label = "WebSocket";
 
-  constructor(handlers, { url = wsUrl(), ...options } = {}) {
+  constructor(handlers, { url = wsUrl(), protocols = [DELTA_PROTOCOL], ...options } = {}) {
     super(handlers, options);
     this.url = url;
+    this.protocols = protocols;
     this.socket = null;
+    this.deltas = null; // a DeltaBook while the open socket speaks the delta format
+    this.awaiting = new Set(); // symbols whose delta could not be applied: a snapshot of them was asked for
   }
 
   open() {
-    const socket = new WebSocket(this.url);
+    const socket = new WebSocket(this.url, this.protocols);
     this.socket = socket;
     socket.addEventListener("open", () => {
+      this.deltas = socket.protocol === DELTA_PROTOCOL ? new DeltaBook() : null;
+      this.awaiting.clear();
       this.connected();
       if (this.symbols.length) this.subscribe(this.symbols);
       else this.delivered();
       if (this.movers) this.send({ action: "movers", count: this.movers });
     });
     socket.addEventListener("message", (event) => {
+      if (this.socket !== socket) return;
       this.heard();
-      this.handlers.traffic?.({ kind: "websocket", direction: "in", text: event.data });
       const frame = JSON.parse(event.data);
-      this.read(frame.type, frame);
+      const whole = this.deltas ? this.expand(frame) : null;
+      this.handlers.traffic?.({
+        kind: "websocket",
+        direction: "in",
+        text: event.data,
+        protocol: socket.protocol,
+        extensions: socket.extensions,
+        whole: whole && JSON.stringify(whole),
+      });
+      this.read(frame.type, whole ?? frame);
     });
     socket.addEventListener("close", (event) => {
       if (this.socket !== socket || this.stopped) return;
@@ -394,6 +416,28 @@ export class WebSocketTransport extends Transport {
   /** A seq gap was seen: ask again for these symbols, which answers with a snapshot. */
   resync(symbols) {
     this.subscribe(symbols);
+  }
+
+  /**
+   * A frame of the delta format with whole quotes (null: not a quotes frame, read as it came). Symbols
+   * whose delta does not apply are asked for again (a snapshot), once, and skipped until it comes.
+   */
+  expand(frame) {
+    const deltas = this.deltas;
+    if (frame.type === "snapshot") {
+      deltas.hold(frame.quotes);
+      for (const quote of frame.quotes) this.awaiting.delete(quote.symbol);
+      return null;
+    }
+    if (frame.type === "delisted") deltas.forget(frame.symbols);
+    if (frame.type !== "quotes") return null;
+    const { quotes, unapplied } = deltas.expand(frame.quotes);
+    const ask = unapplied.filter((symbol) => !this.awaiting.has(symbol));
+    if (ask.length) {
+      ask.forEach((symbol) => this.awaiting.add(symbol));
+      this.resync(ask);
+    }
+    return { ...frame, quotes };
   }
 }
 

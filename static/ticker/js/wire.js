@@ -77,3 +77,18 @@ export function trafficBytes(record) {
       throw new Error(`unknown traffic kind ${record.kind}`);
   }
 }
+
+/** Whether a WebSocket's negotiated extensions (WebSocket.extensions) include permessage-deflate. */
+export function deflates(extensions) {
+  return /(^|,)\s*permessage-deflate\b/.test(extensions ?? "");
+}
+
+/**
+ * The size of `text` deflated on its own, as the server sends a frame with permessage-deflate
+ * (ticker/server.py): measured with the browser's own DEFLATE (CompressionStream), so within a few
+ * bytes of the server's (the level differs), hence an estimate (est.).
+ */
+export async function deflatedLength(text) {
+  const stream = new Blob([text]).stream().pipeThrough(new CompressionStream("deflate-raw"));
+  return (await new Response(stream).arrayBuffer()).byteLength;
+}
