@@ -49,7 +49,8 @@ def fanout(*quotes: dict) -> tuple[Fanout, ManualClock]:
 
 
 def step(f: Fanout, step: int, *quotes: dict) -> None:
-    f.quotes(step, f.store.apply(step, list(quotes)))
+    """One market step as the hub hands it on (QuoteHub.on_batch)."""
+    f.quotes(step, f.store.apply(step, list(quotes)), f.store.previous)
 
 
 def test_an_interest_in_everything_but_one_symbol_still_wants_symbols_listed_later():
@@ -363,3 +364,70 @@ def test_a_delisting_is_told_to_whoever_wanted_the_symbol_and_leaves_its_subscri
     assert everyone.frames[0]["type"] == "delisted" and hub.fanout.deliveries[everyone].interest == EVERYTHING
     assert [fr["type"] for fr in other.frames] == ["quotes"]
     assert not hub.store.known("BBB")
+
+
+# -- the delta format and compression (issue 14; docs/protocol.md, "Quote formats") --------------------------
+
+
+def full(symbol: str, seq: int, price: float, **fields) -> dict:
+    """A whole quote, as ticker.protocol.quote makes them."""
+    whole = {"symbol": symbol, "price": price, "prev_close": 100.0, "change": round(price - 100.0, 2)}
+    whole |= {"change_pct": round(price - 100.0, 2), "open": 100.0, "high": max(price, 100.0), "low": 100.0}
+    return whole | {"volume": 100 * seq, "seq": seq, "ts": 1000 + seq, "halted": False} | fields
+
+
+def test_a_delta_connection_gets_only_what_changed_and_a_whole_connection_the_whole_quote():
+    f, _ = fanout(full("AAA", 1, 100.5), full("BBB", 1, 99.0))
+    whole, delta, delta_too = Outlet(), Outlet(), Outlet()
+    f.attach(whole, EVERYTHING)
+    f.attach(delta, EVERYTHING, delta=True)
+    f.attach(delta_too, EVERYTHING, delta=True)
+    step(f, 2, full("AAA", 2, 101.25), full("BBB", 2, 99.0, volume=900, halted=True))
+    assert whole.frames[0]["quotes"] == [full("AAA", 2, 101.25), full("BBB", 2, 99.0, volume=900, halted=True)]
+    assert delta.frames[0]["quotes"] == [
+        # change and change_pct follow from price and prev_close: never in a delta
+        {"symbol": "AAA", "seq": 2, "price": 101.25, "high": 101.25, "volume": 200, "ts": 1002},
+        {"symbol": "BBB", "seq": 2, "volume": 900, "ts": 1002, "halted": True},
+    ]
+    assert delta.written[0] is delta_too.written[0]  # one frame for every delta connection on that interest
+
+
+def test_a_delta_without_the_previous_quote_is_the_whole_quote_and_snapshots_and_capped_frames_are_whole():
+    f, clock = fanout(full("AAA", 1, 100.5))
+    plain, capped = Outlet(), Outlet()
+    f.attach(plain, EVERYTHING, delta=True)
+    f.attach(capped, EVERYTHING, delta=True)
+    f.subscribe(capped, None)
+    f.set_max_rate(capped, 1.0)
+    step(f, 5, full("AAA", 4, 102.0))  # the hub never saw seq 2 and 3: nothing to compare with
+    assert plain.frames[0]["quotes"] == [full("AAA", 4, 102.0)]
+    assert capped.frames[0]["type"] == "snapshot" and capped.frames[0]["quotes"] == [full("AAA", 1, 100.5)]
+    assert capped.frames[1]["quotes"] == [full("AAA", 4, 102.0)]
+    step(f, 6, full("AAA", 5, 102.5))
+    clock.advance(1.0)
+    assert capped.frames[-1]["quotes"] == [full("AAA", 5, 102.5)], "a capped frame carries whole quotes"
+    delta = {"symbol": "AAA", "seq": 5, "price": 102.5, "high": 102.5, "volume": 500, "ts": 1005}
+    assert plain.frames[-1]["quotes"] == [delta]
+
+
+class DeflatingOutlet(Outlet):
+    deflate = True  # as a daphne outlet on a connection that negotiated permessage-deflate
+
+
+def test_frames_made_for_one_connection_are_compressed_only_within_the_steps_budget():
+    from ticker.hub.fanout import COMPRESSED_SINGLES
+
+    symbols = [f"S{n:03}" for n in range(COMPRESSED_SINGLES + 8)]
+    f, _ = fanout(*(full(s, 1, 100.0) for s in symbols))
+    # Each watches three symbols of its own (a frame big enough to compress), all but one alone.
+    outlets = [DeflatingOutlet() for _ in symbols]
+    for n, outlet in enumerate(outlets):
+        f.attach(outlet, mine(*(symbols[(n + k) % len(symbols)] for k in range(3))))
+    twin = DeflatingOutlet()
+    f.attach(twin, f.deliveries[outlets[-1]].interest)
+    for _ in range(2):  # the budget is per step
+        seq = f.store.step + 1
+        step(f, seq, *(full(s, seq, 100.0 + seq) for s in symbols))
+        latest = [outlet.written[-1] for outlet in outlets]
+        assert [frame.compress for frame in latest[:-1]] == [True] * COMPRESSED_SINGLES + [False] * 7
+        assert latest[-1].compress and twin.written[-1] is latest[-1], "a shared frame is always compressed"

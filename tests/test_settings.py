@@ -55,3 +55,13 @@ def test_the_bench_app_is_installed_only_in_development():
     installed = "'bench' in settings.INSTALLED_APPS"
     assert start(installed, DJANGO_DEBUG=None).stdout.strip() == "False"
     assert start(installed, DJANGO_DEBUG="1").stdout.strip() == "True"
+
+
+def test_websocket_compression_settings_refuse_what_they_cannot_mean():
+    """TICKER_WS_COMPRESSION is on or off; a frame-size threshold is not negative. Each error says what to set."""
+    assert start("settings.TICKER_WS_COMPRESSION", TICKER_WS_COMPRESSION="off").stdout.strip() == "False"
+    assert start("settings.TICKER_WS_COMPRESSION").stdout.strip() == "True"
+    result = start(TICKER_WS_COMPRESSION="gzip")
+    assert result.returncode != 0 and "TICKER_WS_COMPRESSION='gzip': use on or off" in result.stderr
+    result = start(TICKER_WS_COMPRESS_MIN_BYTES="-1")
+    assert result.returncode != 0 and "TICKER_WS_COMPRESS_MIN_BYTES=-1: use 0 or more bytes" in result.stderr
