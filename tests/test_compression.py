@@ -103,7 +103,7 @@ async def test_an_offer_is_answered_without_server_context_takeover_and_big_fram
     ws = await RawSocket.open(site, f"Sec-WebSocket-Extensions: {DEFLATE}")
     try:
         assert ws.headers["sec-websocket-extensions"] == (
-            "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
+            "permessage-deflate; client_no_context_takeover; client_max_window_bits=9; server_no_context_takeover"
         )
         assert "sec-websocket-protocol" not in ws.headers  # not asked for: whole quotes
         await ws.send({"action": "subscribe", "symbols": ["*"]})

@@ -92,6 +92,7 @@ _installed = False
 DEFLATE_LEVEL = 6
 DEFLATE_WINDOW_BITS = 12
 DEFLATE_MEM_LEVEL = 8
+CLIENT_WINDOW_BITS = 9  # asked of clients that allow it: a 512-byte window for their few small messages
 compress_min_bytes = 256  # set from TICKER_WS_COMPRESS_MIN_BYTES by install()
 
 
@@ -222,14 +223,18 @@ def enable_compression() -> bool:
 
 def accept_deflate(offers: list) -> Any:
     """autobahn's ``perMessageCompressionAccept``: the first permessage-deflate offer, answered with
-    ``server_no_context_takeover`` (and ``client_no_context_takeover`` when the client allows it: its
-    messages are a few small commands, not worth a 32 KiB window kept per connection)."""
+    ``server_no_context_takeover``, and, when the client allows them, ``client_no_context_takeover`` and
+    ``client_max_window_bits=9``: its messages are a few small commands, not worth the 32 KiB inflate window
+    autobahn would otherwise keep for every connection."""
     from autobahn.websocket.compress import PerMessageDeflateOffer
 
     for offer in offers:
         if isinstance(offer, PerMessageDeflateOffer):
             return _deflate_accept_class()(
-                offer, request_no_context_takeover=offer.accept_no_context_takeover, no_context_takeover=True
+                offer,
+                request_no_context_takeover=offer.accept_no_context_takeover,
+                request_max_window_bits=CLIENT_WINDOW_BITS if offer.accept_max_window_bits else 0,
+                no_context_takeover=True,
             )
     return None
 
