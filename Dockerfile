@@ -5,7 +5,8 @@
 FROM node:20-slim AS npm
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund --loglevel=error
+# --omit=dev: ws (devDependencies) is only the tests' Node client.
+RUN npm ci --omit=dev --no-audit --no-fund --loglevel=error
 
 FROM python:3.11-slim
 
