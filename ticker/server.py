@@ -223,9 +223,10 @@ def enable_compression() -> bool:
 
 def accept_deflate(offers: list) -> Any:
     """autobahn's ``perMessageCompressionAccept``: the first permessage-deflate offer, answered with
-    ``server_no_context_takeover``, and, when the client allows them, ``client_no_context_takeover`` and
-    ``client_max_window_bits=9``: its messages are a few small commands, not worth the 32 KiB inflate window
-    autobahn would otherwise keep for every connection."""
+    ``server_no_context_takeover``, ``client_no_context_takeover`` (a server may ask for it unasked, RFC 7692
+    7.1.1.2; autobahn's parser always allows it) and, when the client offered ``client_max_window_bits``,
+    ``client_max_window_bits=9``: a client's messages are a few small commands, not worth the 32 KiB inflate
+    window autobahn would otherwise keep for every connection."""
     from autobahn.websocket.compress import PerMessageDeflateOffer
 
     for offer in offers:
