@@ -120,12 +120,14 @@ def test_python_and_node_clients_decode_every_frame_of_a_minute_with_compression
         assert steps[-1] == final["step"], f"{who}: last quotes frame at step {steps[-1]}, market at {final['step']}"
         assert len(steps) >= market_steps - 1, f"{who}: {len(steps)} quotes frames for {market_steps} steps"
         assert len(steps) >= RUN_S * STEPS_PER_S * 0.85, f"{who}: only {len(steps)} quotes frames in {RUN_S} s"
-        # Compressed: every quotes frame (each well over the 256-byte threshold with every symbol) came with
-        # RSV1, and what the socket carried is a small fraction of the JSON decoded (measured: about a
-        # quarter; deflate on JSON this repetitive is rarely above 40%).
-        assert report["compressedMessages"] >= report["frameTypes"]["quotes"], summary
-        assert report.get("uncompressedLarge", 0) == 0, summary  # counted by the Python client only
+        # Compressed: what the socket carried is a small fraction of the JSON decoded (measured: about a
+        # quarter; deflate on JSON this repetitive is rarely above 40%). websockets' public extension API
+        # also shows each frame's RSV1: every quotes frame (each well over the 256-byte threshold with every
+        # symbol) came with it. (Node's ws has no public hook for that.)
         assert report["socketBytesRead"] < 0.5 * report["decodedBytes"], summary
+        if report["client"].startswith("python"):
+            assert report["compressedMessages"] >= report["frameTypes"]["quotes"], summary
+            assert report["uncompressedLarge"] == 0, summary
         # The final book: every symbol at the database's final seq, each field as the database has it.
         book = report["book"]
         assert set(book) == set(api), f"{who}: symbols {sorted(set(book) ^ set(api))} differ from /api/quotes/"
