@@ -176,3 +176,28 @@ async def test_without_an_offer_or_with_compression_off_nothing_is_compressed(si
             assert not any(compressed for compressed, _, _ in frames)
         finally:
             ws.close()
+
+
+async def test_metrics_count_what_connections_negotiated_and_what_compression_saved(site):
+    ws = await RawSocket.open(site, f"Sec-WebSocket-Extensions: {DEFLATE}", "Sec-WebSocket-Protocol: ticker.v2.json")
+    try:
+        await ws.send({"action": "subscribe", "symbols": ["*"]})
+        await ws.frames_of("quotes", 2)
+    finally:
+        ws.close()
+    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
+    writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nConnection: close\r\n\r\n".encode())
+    text = (await asyncio.wait_for(reader.read(), 10)).decode()
+    writer.close()
+    samples = {}
+    for line in text.splitlines():
+        if line.startswith(("ticker_websocket_negotiated_total", "ticker_compressed_")):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    assert samples['ticker_websocket_negotiated_total{compression="shared",format="delta"}'] >= 1
+    assert samples["ticker_compressed_frames_total"] >= 3  # the snapshot and two steps, at least
+    raw, deflated = (
+        samples['ticker_compressed_bytes_total{form="raw"}'],
+        samples['ticker_compressed_bytes_total{form="deflated"}'],
+    )
+    assert 0 < deflated < raw / 2

@@ -84,6 +84,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         metrics.connection_opened("websocket")
         log.info("websocket opened", extra={"client": _peer(self.scope)})
         self.outlet = server.websocket_outlet(self.scope, self.base_send)
+        metrics.websocket_negotiated(self.outlet.compression, self.delta)
         try:
             self.slot = admission.connections().admit()
         except admission.Full as full:

@@ -62,6 +62,26 @@ refused_messages = Counter(
 )
 for _reason in ("rate_limited", "too_large"):
     refused_messages.labels(_reason)
+# Compression (ticker/server.py): counted once per distinct frame compressed, not per connection it went to.
+compressed_frames = Counter(
+    "ticker_compressed_frames",
+    "Distinct frames compressed for permessage-deflate (each once, for every connection it went to).",
+    registry=WEB,
+)
+compressed_bytes = Counter(
+    "ticker_compressed_bytes",
+    "Bytes of the distinct frames compressed: before (form=raw) and after (form=deflated).",
+    ["form"],
+    registry=WEB,
+)
+negotiated = Counter(
+    "ticker_websocket_negotiated",
+    "WebSocket connections accepted, by what they negotiated: compression (shared: frames compressed once "
+    "for all; per_connection: by autobahn; none; server: up to a server other than daphne) and quote format "
+    "(delta: ticker.v2.json; whole).",
+    ["compression", "format"],
+    registry=WEB,
+)
 fanout_seconds = Histogram(
     "ticker_fanout_seconds", "Time to hand one market step to every connection.", buckets=FANOUT_BUCKETS, registry=WEB
 )
@@ -154,6 +174,16 @@ def connection_closed(transport: str) -> None:
 
 def websocket_closed(code: int | None) -> None:
     closes.labels(str(code) if code is not None else "none").inc()
+
+
+def frame_compressed(raw: int, deflated: int) -> None:
+    compressed_frames.inc()
+    compressed_bytes.labels("raw").inc(raw)
+    compressed_bytes.labels("deflated").inc(deflated)
+
+
+def websocket_negotiated(compression: str, delta: bool) -> None:
+    negotiated.labels(compression, "delta" if delta else "whole").inc()
 
 
 def message_refused(reason: str) -> None:

@@ -69,6 +69,8 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 VERIFIED_WITH = {"daphne": "4.2.3", "autobahn": "26.10.2", "Twisted": "26.10.0"}
@@ -168,6 +170,7 @@ def deflated_frame(frame: Frame) -> bytes:
     if frame.compress and len(payload) >= compress_min_bytes:
         data = deflate(payload)
         if len(data) < len(payload):
+            metrics.frame_compressed(len(payload), len(data))
             return text_frame(data, 0xC1)
     wire = frame.wire
     if wire is None:
@@ -385,6 +388,13 @@ class DaphneOutlet:
         self.direct = direct and (self.deflate or getattr(protocol, "_perMessageCompress", None) is None)
 
     @property
+    def compression(self) -> str:
+        """What this connection negotiated: "shared" (our frames, compressed once), "per_connection" or "none"."""
+        if self.deflate:
+            return "shared"
+        return "none" if getattr(self.protocol, "_perMessageCompress", None) is None else "per_connection"
+
+    @property
     def backlogged(self) -> bool:
         return self.transport.producerPaused
 
@@ -481,6 +491,7 @@ class QueuedOutlet:
     """A WebSocket through ASGI ``send``: a bounded queue drained by the connection's own task."""
 
     deflate = False  # whatever the server negotiated, it compresses (per connection): our frames are not shared
+    compression = "server"  # what that is, this module cannot tell
 
     def __init__(self, send: Callable[[dict], Awaitable[None]], transport=None, limit: int = QUEUED_FRAMES):
         self._send = send
