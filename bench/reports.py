@@ -164,6 +164,11 @@ FANOUT_COLUMNS = [
         " received nothing",
         lambda r: f"{_cell(r['lost_frames'])}+{r['lost_updates_sampled']} / {r.get('silent_clients', 0)}",
     ),
+    (
+        "RSV1 %",
+        "share of the frames that came compressed (permessage-deflate)",
+        lambda r: None if r.get("compressed_share") is None else round(100 * r["compressed_share"], 1),
+    ),
     ("server us/frame", "server CPU per delivered frame", lambda r: r["server_cpu_us_per_frame"]),
     ("server CPU", "share of one core the server used", lambda r: r["server_cpu_share"]),
     ("generator us/frame", "load generator CPU per frame", lambda r: r["generator_cpu_us_per_frame"]),
@@ -183,7 +188,13 @@ def fanout_markdown(config: dict, rows: list[dict], ratios: list[str]) -> str:
     lines = [
         f"Machine: {config['machine']}. {config['date']}. Market step {config['market_interval_ms']} ms, "
         f"{who}; {config['duration_s']:g} s measured per step. "
-        "Each server pinned to core 0, the load generator to core 1.",
+        "Each server pinned to core 0, the load generator to core 1."
+        + (
+            " Rows NAME-deflate: the same site, its clients offering permessage-deflate (the load generator "
+            "inflates only the sampled clients' frames, after the window: their latency and steps only)."
+            if config.get("compression") in ("on", "both")
+            else ""
+        ),
         "",
         *_table(FANOUT_COLUMNS, rows),
     ]
