@@ -85,7 +85,9 @@ class Workload:
         return self.watchlist > 0
 
 
-COMPRESSION = {"off": (False,), "on": (True,), "both": (False, True)}
+# --compression: which ramps, in this order (the cost of the later ramps drifts with the market's state,
+# so "on,off" is there to measure the other order too).
+COMPRESSION = {"off": (False,), "on": (True,), "both": (False, True), "off,on": (False, True), "on,off": (True, False)}
 
 
 def workloads(
@@ -109,7 +111,7 @@ def workloads(
 
 def deflated(workload: Workload, compression: str) -> list[Workload]:
     """``workload`` as ``--compression`` asks: as it is (off), its clients offering permessage-deflate (on,
-    the row's server named NAME-deflate), or both, one after the other."""
+    the row's server named NAME-deflate), or both, one after the other (both = off,on; or on,off)."""
     return [
         Workload(
             f"{workload.name}-deflate",

@@ -192,7 +192,7 @@ def fanout_markdown(config: dict, rows: list[dict], ratios: list[str]) -> str:
         + (
             " Rows NAME-deflate: the same site, its clients offering permessage-deflate (the load generator "
             "inflates only the sampled clients' frames, after the window: their latency and steps only)."
-            if config.get("compression") in ("on", "both")
+            if config.get("compression", "off") != "off"
             else ""
         ),
         "",

@@ -194,3 +194,30 @@ def test_the_personal_watchlist_ratio_is_taken_against_the_broadcast_of_the_same
         "personal watchlists / broadcast (ticker-personal / ticker) at 2000 vs 2000 clients: 1.30x "
         "(26.0 vs 20.0 us/frame) (issue 11: at most 1.5x)"
     ]
+
+
+def test_compression_ramps_the_site_off_then_on_or_in_the_order_asked():
+    """--compression: NAME and NAME-deflate rows, off first by default (both), or on,off for the other order."""
+    from bench.fanout import Workload, deflated, workloads
+
+    site = Workload("ticker", "ticker")
+    assert [(w.name, w.deflate) for w in deflated(site, "both")] == [("ticker", False), ("ticker-deflate", True)]
+    assert [w.name for w in deflated(site, "on,off")] == ["ticker-deflate", "ticker"]
+    assert [w.name for w in deflated(site, "off")] == ["ticker"]
+    loads = workloads(("A",), ("A", "B", "C"), 2, "on")
+    assert [(w.name, w.watchlist, w.deflate) for w in loads] == [
+        ("ticker-deflate", 0, True),
+        ("ticker-personal-deflate", 2, True),
+    ]
+    assert loads[1].label == "ticker, each client its own 2 of 3 symbols, permessage-deflate"
+
+
+def test_the_compression_ratio_is_taken_between_the_same_workload_off_and_on():
+    def row(server, us):
+        return {"server": server, "label": server, "processes": 1, "clients": 2000, "server_cpu_us_per_frame": us}
+
+    lines = ratios([row("ticker", 20.0), row("ticker-deflate", 22.0), row("ticker-personal-deflate", 30.0)], at=2000)
+    assert lines == [
+        "compression on / off (ticker-deflate / ticker) at 2000 vs 2000 clients: 1.10x (22.0 vs 20.0 us/frame) "
+        "(issue 14: at most 1.2x)"
+    ]

@@ -41,10 +41,11 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--compression",
-            choices=sorted(fanout.COMPRESSION),
+            choices=list(fanout.COMPRESSION),
             default="both",
             help="the site's clients offer permessage-deflate: off, on, or both (the site ramped twice per "
-            "workload, without then with; rows NAME and NAME-deflate); default %(default)s",
+            "workload, without then with; rows NAME and NAME-deflate; on,off for the other order); "
+            "default %(default)s",
         )
         parser.add_argument("--generators", type=int, default=1, help="load-generator processes (on core 1)")
         parser.add_argument(
