@@ -10,17 +10,38 @@ so the two cannot drift apart.
 from __future__ import annotations
 
 import os
+import zlib
 
 from ticker import handshake
 
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
+RSV1 = 0x40  # first header byte: a permessage-deflate compressed message (RFC 7692 6)
+# What a browser offers (RFC 7692 7.1); the site answers with no context takeover on both sides.
+DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
+DELTA_PROTOCOL = "ticker.v2.json"  # ticker.protocol.DELTA_SUBPROTOCOL: quotes frames carry changed fields only
+_TAIL = b"\x00\x00\xff\xff"
 
 
-def upgrade_request(netloc: str, path: str = "/ws/quotes/", origin: str | None = None) -> bytes:
-    """The bytes that open a WebSocket to ``path`` on ``netloc`` (HOST:PORT), from ``origin`` (default: that site)."""
-    return handshake.upgrade_request(
+def upgrade_request(
+    netloc: str, path: str = "/ws/quotes/", origin: str | None = None, *, deflate: bool = False, delta: bool = False
+) -> bytes:
+    """The bytes that open a WebSocket to ``path`` on ``netloc`` (HOST:PORT), from ``origin`` (default: that site);
+    ``deflate``: offer permessage-deflate, ``delta``: ask for the delta format (subprotocol ticker.v2.json)."""
+    request = handshake.upgrade_request(
         path=path, http_host=netloc, origin=origin or f"http://{netloc}", key=handshake.new_key()
-    ).encode()
+    )
+    extra = (f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else "") + (
+        f"Sec-WebSocket-Protocol: {DELTA_PROTOCOL}\r\n" if delta else ""
+    )
+    return (request[:-2] + extra + "\r\n").encode()
+
+
+def inflate(payload: bytes) -> bytes:
+    """A compressed message's payload as the application reads it (RFC 7692 7.2.2: the 4-byte tail put back).
+
+    A fresh decompressor per message: the site negotiates server_no_context_takeover.
+    """
+    return zlib.decompressobj(-15).decompress(payload + _TAIL)
 
 
 def client_frame(payload: bytes, opcode: int = TEXT) -> bytes:
@@ -73,10 +94,17 @@ def frame_at(data: bytes | bytearray, pos: int, end: int) -> tuple[int, int, int
 
 def take_frame(buffer: bytearray) -> tuple[int, bytes] | None:
     """Remove one whole frame from the front of ``buffer``: (opcode, unmasked payload); None until one has arrived."""
+    frame = take_message(buffer)
+    return None if frame is None else frame[:2]
+
+
+def take_message(buffer: bytearray) -> tuple[int, bytes, bool] | None:
+    """``take_frame``, and whether the frame had RSV1 set (compressed, RFC 7692), payload left as it came."""
     frame = frame_at(buffer, 0, len(buffer))
     if frame is None:
         return None
     opcode, start, stop, mask = frame
+    compressed = bool(buffer[0] & RSV1)
     payload = bytes(buffer[start:stop])
     del buffer[:stop]
-    return opcode, _masked(payload, mask) if mask else payload
+    return opcode, _masked(payload, mask) if mask else payload, compressed

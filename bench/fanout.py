@@ -11,6 +11,10 @@ bench/refs.py, measured on the same feed in the same invocation.
 
 CPU placement: each server process is pinned to core 0 and the load
 generator to core 1 (the market and Redis float), as in issue 5's anchors.
+
+Compression (issue 14): the site can be ramped twice per workload, its
+clients first not offering permessage-deflate, then offering it (the
+``-deflate`` rows); the server is the same command with the same settings.
 """
 
 from __future__ import annotations
@@ -74,19 +78,51 @@ class Workload:
     label: str
     symbols: tuple[str, ...] = ()  # empty: ["*"]
     watchlist: int = 0  # K: each client its own K random symbols of ``symbols``
+    deflate: bool = False  # the clients offer permessage-deflate
 
     @property
     def personal(self) -> bool:
         return self.watchlist > 0
 
 
-def workloads(seeded: tuple[str, ...], listed: tuple[str, ...], watchlist: int) -> list[Workload]:
-    """``--universe``/``--watchlist``: the broadcast (every client on the seeded symbols) and personal watchlists."""
+# --compression: which ramps, in this order (the cost of the later ramps drifts with the market's state,
+# so "on,off" is there to measure the other order too).
+COMPRESSION = {"off": (False,), "on": (True,), "both": (False, True), "off,on": (False, True), "on,off": (True, False)}
+
+
+def workloads(
+    seeded: tuple[str, ...], listed: tuple[str, ...], watchlist: int, compression: str = "off"
+) -> list[Workload]:
+    """``--universe``/``--watchlist``: the broadcast (every client on the seeded symbols) and personal watchlists;
+    each without and/or with permessage-deflate offered (``compression``: off, on or both)."""
     return [
-        Workload("ticker", f"ticker, every client on the {len(seeded)} seeded symbols", seeded),
-        Workload(
-            "ticker-personal", f"ticker, each client its own {watchlist} of {len(listed)} symbols", listed, watchlist
+        *deflated(Workload("ticker", f"ticker, every client on the {len(seeded)} seeded symbols", seeded), compression),
+        *deflated(
+            Workload(
+                "ticker-personal",
+                f"ticker, each client its own {watchlist} of {len(listed)} symbols",
+                listed,
+                watchlist,
+            ),
+            compression,
         ),
+    ]
+
+
+def deflated(workload: Workload, compression: str) -> list[Workload]:
+    """``workload`` as ``--compression`` asks: as it is (off), its clients offering permessage-deflate (on,
+    the row's server named NAME-deflate), or both, one after the other (both = off,on; or on,off)."""
+    return [
+        Workload(
+            f"{workload.name}-deflate",
+            f"{workload.label}, permessage-deflate",
+            workload.symbols,
+            workload.watchlist,
+            True,
+        )
+        if on
+        else workload
+        for on in COMPRESSION[compression]
     ]
 
 
@@ -124,6 +160,7 @@ def measure(
     wall0 = time.monotonic()
     figures = workers.window(seconds)
     elapsed = time.monotonic() - wall0
+    compressed = sum(f["compressed"] for f in figures)
     cpu = sum(process_cpu_s(pid) - c for pid, c in zip(pids, cpu0, strict=True))
     frames = sum(f["frames"] for f in figures)
     steps = [s for f in figures for s in f["steps"]]
@@ -138,10 +175,14 @@ def measure(
         "frames_per_s": round(frames / elapsed, 1),
         "latency_ms": latency_summary((x for f in figures for x in f["latencies_ms"]), (50, 99, 100)),
         "lost_frames": lost_by_steps(steps) if by_steps else None,
-        "silent_clients": sum(1 for client_steps in steps if not client_steps),
+        "silent_clients": sum(1 for f in figures for n in f["client_frames"] if not n),
         "lost_updates_sampled": sum(f["sampled_missing"] for f in figures),
         "sampled_updates": sum(f["sampled_updates"] for f in figures),
         "dropped_connections": sum(f["dropped"] for f in figures),
+        "compressed_frames": compressed,  # with RSV1 set (permessage-deflate)
+        "compressed_share": round(compressed / frames, 3) if frames else None,
+        "deflated_clients": sum(f["deflated_clients"] for f in figures),
+        "latency_samples": sum(len(f["latencies_ms"]) for f in figures),
         "server_cpu_us_per_frame": per_frame_us(cpu),
         "server_cpu_share": round(cpu / elapsed, 2),
         "generator_cpu_us_per_frame": per_frame_us(generator_cpu),
@@ -164,14 +205,16 @@ def ramp(
     """Start ``server`` on core 0, add clients step by step (load generator on core 1), measure each step."""
     process, port = rig.start(server, cpu=0)
     name, label = (workload.name, workload.label) if workload else (server.name, server.label)
-    symbols, watchlist = (workload.symbols, workload.watchlist) if workload else ((), 0)
+    symbols, watchlist, deflate = (
+        (workload.symbols, workload.watchlist, workload.deflate) if workload else ((), 0, False)
+    )
     personal = bool(workload and workload.personal)
     workers = Workers(generators, cpu=1)
     rows = []
     try:
         time.sleep(settle)
         idle = rss_kib(process.pid)
-        target = Target("127.0.0.1", port, server.path, server.dialect, symbols, watchlist)
+        target = Target("127.0.0.1", port, server.path, server.dialect, symbols, watchlist, deflate)
         connected = 0
         for count in steps:
             # Personal watchlists: every client keeps its frames for the seq check (decoded after the window).
@@ -235,9 +278,17 @@ def ratios(rows: list[dict], *, at: int) -> list[str]:
     usable = [r for r in rows if r["processes"] == 1 and r["clients"] <= at and r["server_cpu_us_per_frame"]]
     top = {row["server"]: row for row in sorted(usable, key=lambda r: r["clients"])}  # the largest step wins
     ours = top.get("ticker")
-    if ours is None:
-        return []
     targets = {"daphne-floor": " (issue 5: at most 1.5x)", "socketio": " (issue 5: below 1x)"}
+    site = ("ticker", "ticker-personal", "ticker-deflate", "ticker-personal-deflate")
+    compression = [
+        f"compression on / off ({on['label']} / {off['label']}) at {on['clients']} vs {off['clients']} clients: "
+        f"{on['server_cpu_us_per_frame'] / off['server_cpu_us_per_frame']:.2f}x "
+        f"({on['server_cpu_us_per_frame']} vs {off['server_cpu_us_per_frame']} us/frame) (issue 14: at most 1.2x)"
+        for off, on in ((top.get(name), top.get(f"{name}-deflate")) for name in ("ticker", "ticker-personal"))
+        if off and on and off["server_cpu_us_per_frame"]
+    ]
+    if ours is None:
+        return compression
     mine = top.get("ticker-personal")
     personal = (
         [
@@ -249,10 +300,14 @@ def ratios(rows: list[dict], *, at: int) -> list[str]:
         if mine and mine["server_cpu_us_per_frame"]
         else []
     )
-    return personal + [
-        f"ticker / {row['label']} at {ours['clients']} vs {row['clients']} clients: "
-        f"{ours['server_cpu_us_per_frame'] / row['server_cpu_us_per_frame']:.2f}x "
-        f"({ours['server_cpu_us_per_frame']} vs {row['server_cpu_us_per_frame']} us/frame){targets.get(name, '')}"
-        for name, row in top.items()
-        if name not in ("ticker", "ticker-personal")
-    ]
+    return (
+        compression
+        + personal
+        + [
+            f"ticker / {row['label']} at {ours['clients']} vs {row['clients']} clients: "
+            f"{ours['server_cpu_us_per_frame'] / row['server_cpu_us_per_frame']:.2f}x "
+            f"({ours['server_cpu_us_per_frame']} vs {row['server_cpu_us_per_frame']} us/frame){targets.get(name, '')}"
+            for name, row in top.items()
+            if name not in site
+        ]
+    )

@@ -10,6 +10,14 @@ are decoded as JSON after the measured window to check every symbol's
 ``seq`` for gaps. Every other client is checked for lost frames by the
 steps it saw (see ``bench_fanout``).
 
+With ``Target.deflate`` the clients offer permessage-deflate (RFC 7692), as
+browsers do. A compressed frame (RSV1 set) is only counted, unless the client
+is sampled: then it is kept as it came with its arrival time and inflated
+after the window (its latency, step and seqs read then), so the generator
+pays no decompression while the server is measured. Non-sampled clients thus
+give no latency or steps for compressed frames: with compression the latency
+and the by-step loss count come from the sampled clients alone.
+
 Workers run in their own processes (``Workers``), each pinned to a core if
 asked, and report their own CPU time so the benchmark can show the load
 generator was not the bottleneck.
@@ -26,10 +34,11 @@ import random
 import re
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ticker.gc_schedule import freeze_startup_objects
 
-from .codec import CLOSE, PING, PONG, TEXT, client_frame, frame_at, upgrade_request
+from .codec import CLOSE, PING, PONG, RSV1, TEXT, client_frame, frame_at, inflate, upgrade_request
 from .seq import SeqFollower
 
 STEP = re.compile(rb'"step": ?(\d+)')
@@ -51,6 +60,7 @@ class Target:
     # ``watchlist`` K, each client its own K distinct symbols drawn at random from ``symbols``.
     symbols: tuple[str, ...] = ()
     watchlist: int = 0
+    deflate: bool = False  # offer permessage-deflate (a ticker server then compresses what it sends)
 
     def subscribe(self, client: int) -> bytes:
         """The subscribe frame of the ``client``-th client (the same draw for the same client number)."""
@@ -61,6 +71,13 @@ class Target:
 
 
 SUBSCRIBE_ALL = client_frame(b'{"action":"subscribe","symbols":["*"]}')
+
+
+class Deflated(NamedTuple):
+    """A sampled client's compressed frame, kept as it came until the window is over."""
+
+    at_ms: float  # arrival, for its latency
+    raw: bytes
 
 
 class LeanClient(asyncio.BufferedProtocol):
@@ -82,11 +99,14 @@ class LeanClient(asyncio.BufferedProtocol):
         self.open = False
         self.ready = asyncio.get_running_loop().create_future()
         self.steps: list[int] = []
-        self.kept: list[bytes] = []  # whole frames of a sampled client, decoded after the window
+        self.kept: list[bytes | Deflated] = []  # whole frames of a sampled client, decoded after the window
+        self.frames = 0  # quotes frames (or compressed frames) this client got in the window
+        self.deflated = False  # the server accepted permessage-deflate
 
     def connection_made(self, transport) -> None:
         self.transport = transport
-        transport.write(upgrade_request(f"{self.target.host}:{self.target.port}", self.target.path))
+        netloc = f"{self.target.host}:{self.target.port}"
+        transport.write(upgrade_request(netloc, self.target.path, deflate=self.target.deflate))
 
     def connection_lost(self, exc) -> None:
         if self.open:
@@ -113,6 +133,7 @@ class LeanClient(asyncio.BufferedProtocol):
                 self.transport.close()
                 return
             self.open, pos = True, end + 4
+            self.deflated = data.find(b"permessage-deflate", 0, end) >= 0
             if self.target.dialect == "ticker":
                 self.transport.write(self.target.subscribe(self.number))
                 self.ready.set_result(None)
@@ -121,7 +142,9 @@ class LeanClient(asyncio.BufferedProtocol):
         worker = self.worker
         while (frame := frame_at(data, pos, n)) is not None:
             opcode, start, end, _ = frame  # a server never masks (RFC 6455 5.1)
-            if opcode == TEXT:
+            if opcode == TEXT and data[pos] & RSV1:
+                self.compressed(worker, data, start, end)
+            elif opcode == TEXT:
                 self.text(worker, data, start, end)
             elif opcode == PING:  # answer it, or the server drops us
                 self.transport.write(client_frame(bytes(data[start:end]), opcode=PONG))
@@ -149,10 +172,42 @@ class LeanClient(asyncio.BufferedProtocol):
         if not worker.counting:
             return
         worker.frames += 1
+        self.frames += 1
         worker.latencies_ms.append(time.time() * 1000 - int(TS.search(data, start, end).group(1)))
         self.steps.append(int(STEP.search(data, start, end).group(1)))
         if self.sampled:
             self.kept.append(bytes(data[start:end]))
+
+    def compressed(self, worker: Worker, data: bytes, start: int, end: int) -> None:
+        """A permessage-deflate frame: counted (only heartbeats are too small to be compressed, and they are not,
+        so it is taken for a quotes frame); a sampled client keeps it to inflate after the window."""
+        if not worker.counting:
+            return
+        worker.frames += 1
+        worker.compressed += 1
+        self.frames += 1
+        if self.sampled:
+            self.kept.append(Deflated(time.time() * 1000, bytes(data[start:end])))
+
+    def inflate_kept(self) -> tuple[list[float], int]:
+        """After the window: the kept compressed frames inflated in place, read for latency and step as ``text``
+        reads a plain one; (their latencies, how many were not quotes frames after all: snapshots)."""
+        latencies, not_quotes, kept = [], 0, []
+        for frame in self.kept:
+            if isinstance(frame, Deflated):
+                data = inflate(frame.raw)
+                if data[9:15] != b"quotes":
+                    not_quotes += 1
+                    continue
+                latencies.append(frame.at_ms - int(TS.search(data).group(1)))
+                self.steps.append(int(STEP.search(data).group(1)))
+                frame = data
+            kept.append(frame)
+        if not_quotes or latencies:
+            self.kept = kept
+            self.steps.sort()  # plain and compressed frames of one client, in step order again
+            self.frames -= not_quotes
+        return latencies, not_quotes
 
     def seq_gaps(self) -> tuple[int, int]:
         """(updates seen, updates missing or out of order) in the kept frames, by each symbol's seq."""
@@ -171,6 +226,7 @@ class Worker:
         self.clients: list[LeanClient] = []
         self.counting = False
         self.frames = 0
+        self.compressed = 0  # of the frames, those with RSV1 set
         self.dropped = 0
         self.latencies_ms: list[float] = []
         self.cpu_at = 0.0
@@ -214,8 +270,8 @@ class Worker:
 
     async def start(self) -> None:
         for client in self.clients:
-            client.steps, client.kept = [], []
-        self.frames, self.dropped, self.latencies_ms = 0, 0, []
+            client.steps, client.kept, client.frames = [], [], 0
+        self.frames, self.compressed, self.dropped, self.latencies_ms = 0, 0, 0, []
         self.cpu_at, self.counting = time.process_time(), True
 
     async def stop(self) -> dict:
@@ -224,6 +280,10 @@ class Worker:
         seen = missing = 0
         for client in self.clients:
             if client.sampled:
+                latencies, not_quotes = client.inflate_kept()  # outside the measured CPU
+                self.latencies_ms += latencies
+                self.frames -= not_quotes
+                self.compressed -= not_quotes
                 s, m = client.seq_gaps()
                 seen, missing = seen + s, missing + m
         return {
@@ -231,6 +291,9 @@ class Worker:
             "cpu_s": cpu_s,
             "latencies_ms": self.latencies_ms,
             "steps": [client.steps for client in self.clients],
+            "client_frames": [client.frames for client in self.clients],
+            "compressed": self.compressed,
+            "deflated_clients": sum(client.deflated for client in self.clients),
             "dropped": self.dropped,
             "sampled_updates": seen,
             "sampled_missing": missing,

@@ -6,24 +6,33 @@ TCP payload that crosses the client sockets (request and response headers,
 WebSocket frame headers, chunked-encoding lines, bodies). TCP/IP header bytes
 are estimated from the kernel's segment counters (/proc/net/snmp) and are
 labelled as an estimate. Server CPU time is read from /proc/<pid>/stat.
+
+WebSocket is measured in four variants: whole quotes or the delta format
+(subprotocol ``ticker.v2.json``: each quote carries only the fields that
+changed), each without or with permessage-deflate (RFC 7692) offered. The
+socket bytes are counted as sent (compressed); the application's payload,
+the decompressed JSON, is counted when the stashed frames are decoded after
+the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import time
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .codec import CLOSE, PING, PONG, TEXT, client_frame, take_frame, upgrade_request
+from .codec import CLOSE, PING, PONG, TEXT, client_frame, inflate, take_message, upgrade_request
 from .proc import process_cpu_s, tcp_segments
 from .seq import SeqFollower
 from .stats import latency_summary
 
-TRANSPORTS = ("websocket", "sse", "longpoll", "polling")
+WEBSOCKETS = ("websocket", "websocket-deflate", "websocket-delta", "websocket-delta-deflate")
+TRANSPORTS = (*WEBSOCKETS, "sse", "longpoll", "polling")
 # IPv4 (20) + TCP (20) + the timestamp option Linux sends on every segment (12).
 TCP_IP_HEADER_BYTES = 52
 
@@ -35,8 +44,11 @@ class Tally:
     updates: int = 0
     lost: int = 0
     requests: int = 0
-    payload_bytes: int = 0  # JSON the application needed
+    payload_bytes: int = 0  # JSON the application needed (decompressed)
+    wire_payload_bytes: int = 0  # that payload as it crossed the socket (compressed, where it was)
     wire_bytes: int = 0  # everything read from and written to the sockets
+    compressed_frames: int = 0  # WebSocket frames with RSV1 set (permessage-deflate)
+    bad_deltas: int = 0  # delta quotes that did not continue a held quote (seq + 1): unusable, counted lost
     latencies_ms: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     connected: int = 0
@@ -45,6 +57,7 @@ class Tally:
     books: list = field(default_factory=list)
     settled: int = 0  # clients connected or failed
     all_settled: asyncio.Event = field(default_factory=asyncio.Event)
+    answered: dict = field(default_factory=dict)  # the first 101's extension and subprotocol headers
 
     def connect(self) -> None:
         self.connected += 1
@@ -109,38 +122,74 @@ class Book:
     """One client's count of delivered and lost updates (by seq, ``bench.seq``) and their latency.
 
     Latency is taken when the bytes reach the client socket. Push clients only
-    stash each frame with its arrival time while the run lasts and decode it
-    afterwards (``replay``), so one Python process reading hundreds of sockets
-    does not add its own JSON decoding to the latency of the clients it reads
-    last, nor take CPU from the server while it is being measured.
+    stash each frame (as it came: compressed or not) with its arrival time
+    while the run lasts and decompress and decode it afterwards (``replay``),
+    so one Python process reading hundreds of sockets does not add its own
+    decoding to the latency of the clients it reads last, nor take CPU from
+    the server while it is being measured.
+
+    With ``delta`` (the ticker.v2.json format) it also keeps each symbol's whole
+    quote and applies every delta to it, as a browser would: a delta must
+    continue the held quote (its seq is the held seq + 1), or it cannot be
+    applied and is counted as lost (``Tally.bad_deltas``).
     """
 
-    def __init__(self, tally: Tally, counting: asyncio.Event):
-        self.tally, self.counting = tally, counting
+    def __init__(self, tally: Tally, counting: asyncio.Event, *, delta: bool = False):
+        self.tally, self.counting, self.delta = tally, counting, delta
         self.follower = SeqFollower()
-        self.stashed: list[tuple[float, bool, bytes]] = []
+        self.held: dict[str, dict] = {}  # delta format: each symbol's whole quote as rebuilt so far
+        self.stashed: list[tuple[float, bool, bool, bytes]] = []
         tally.books.append(self)
 
-    def stash(self, payload: bytes) -> None:
-        """Keep one push frame (JSON) with its arrival time, for ``replay``."""
-        self.stashed.append((time.time() * 1000, self.counting.is_set(), payload))
+    def stash(self, payload: bytes, compressed: bool = False) -> None:
+        """Keep one push frame (JSON, deflated if ``compressed``) with its arrival time, for ``replay``."""
+        self.stashed.append((time.time() * 1000, self.counting.is_set(), compressed, payload))
 
     def replay(self) -> None:
-        """Decode the stashed frames in arrival order and count them."""
+        """Decompress and decode the stashed frames in arrival order and count them."""
         stashed, self.stashed = self.stashed, []
-        for at, counted, payload in stashed:
-            frame = json.loads(payload)
+        for at, counted, compressed, payload in stashed:
+            data = inflate(payload) if compressed else payload
+            if counted and compressed:  # uncompressed frames were counted on arrival
+                self.tally.payload_bytes += len(data)
+            frame = json.loads(data)
             if frame.get("type") in ("snapshot", "quotes"):
                 self.take(frame["quotes"], snapshot=frame["type"] == "snapshot", at=at, counted=counted)
 
     def take(self, quotes: list[dict], *, snapshot: bool = False, at: float, counted: bool) -> None:
         """Count one frame's quotes; ``snapshot``: a full state (a snapshot, or every polling answer)."""
+        bad = self.apply(quotes, snapshot) if self.delta else 0
         change = self.follower.snapshot(quotes) if snapshot else self.follower.quotes(quotes)
         if counted:
             self.tally.updates += len(change.moved)
-            self.tally.lost += change.missing
-            # A symbol never quoted has ts 0 in a snapshot: no latency to take.
-            self.tally.latencies_ms += [at - quote["ts"] for quote in change.moved if quote["ts"]]
+            self.tally.lost += change.missing + bad
+            self.tally.bad_deltas += bad
+            # A symbol never quoted has ts 0 in a snapshot, and a delta may leave ts out: no latency to take.
+            self.tally.latencies_ms += [at - quote["ts"] for quote in change.moved if quote.get("ts")]
+
+    def apply(self, quotes: list[dict], snapshot: bool) -> int:
+        """Rebuild each symbol's whole quote from a frame of the delta format; the deltas that could not apply.
+
+        Whole quotes (snapshots, rate-capped frames, a symbol the server held no previous quote of) carry the
+        derived ``change``; deltas do not, and get it back from price and prev_close.
+        """
+        bad = 0
+        for quote in quotes:
+            symbol = quote["symbol"]
+            if snapshot or "change" in quote:
+                self.held[symbol] = dict(quote)
+                continue
+            held = self.held.get(symbol)
+            if held is None or quote["seq"] != held["seq"] + 1:
+                bad += 1
+                self.held.pop(symbol, None)  # unusable until a whole quote comes
+                continue
+            held.update(quote)
+            price, prev_close = held.get("price"), held.get("prev_close")
+            if price is not None and prev_close:
+                held["change"] = round(price - prev_close, 2)
+                held["change_pct"] = round((price - prev_close) * 100 / prev_close, 2)
+        return bad
 
 
 def _request(path: str, host: str, extra: str = "") -> bytes:
@@ -166,6 +215,7 @@ async def polling_client(target, tally: Tally, counting, stop, *, interval: floa
                 etag = headers.get("etag")
                 if counted:
                     tally.payload_bytes += len(body)
+                    tally.wire_payload_bytes += len(body)
                 book.take(json.loads(body)["quotes"], snapshot=True, at=at, counted=counted)
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
     finally:
@@ -190,6 +240,7 @@ async def longpoll_client(target, tally: Tally, counting, stop, **_) -> None:
             data = json.loads(body)
             if data["quotes"] and counted:
                 tally.payload_bytes += len(body)
+                tally.wire_payload_bytes += len(body)
             book.take(data["quotes"], at=at, counted=counted)
             since = data["step"]
     finally:
@@ -228,19 +279,28 @@ async def sse_client(target, tally: Tally, counting, stop, **_) -> None:
                         data = line[6:]
                         if counting.is_set():
                             tally.payload_bytes += len(data)
+                            tally.wire_payload_bytes += len(data)
                         tally.frames += 1
                         book.stash(data)
     finally:
         conn.close()
 
 
-async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
+async def websocket_client(
+    target, tally: Tally, counting, stop, *, deflate: bool = False, delta: bool = False, **_
+) -> None:
+    """``deflate``: offer permessage-deflate; ``delta``: ask for the delta format (ticker.v2.json)."""
     conn = await Counted.open(target.host, target.port, tally)
-    book = Book(tally, counting)
-    await conn.write(upgrade_request(target.netloc, "/ws/quotes/", target.origin))
-    status, _ = await conn.read_head()
+    book = Book(tally, counting, delta=delta)
+    await conn.write(upgrade_request(target.netloc, "/ws/quotes/", target.origin, deflate=deflate, delta=delta))
+    status, headers = await conn.read_head()
     if status != 101:
         raise ConnectionError(f"WebSocket handshake answered {status}")
+    if not tally.answered:
+        tally.answered = {
+            "extensions": headers.get("sec-websocket-extensions"),
+            "protocol": headers.get("sec-websocket-protocol"),
+        }
     await conn.write(client_frame(json.dumps({"action": "subscribe", "symbols": list(target.symbols)}).encode()))
     tally.connect()
     buffer = bytearray()
@@ -253,15 +313,18 @@ async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
                 raise ConnectionError("server closed the connection")
             tally.wire_bytes += len(chunk)
             buffer += chunk
-            while (frame := take_frame(buffer)) is not None:
-                opcode, payload = frame
+            while (frame := take_message(buffer)) is not None:
+                opcode, payload, compressed = frame
                 if opcode == PING:  # answer, or daphne drops us after its ping timeout
                     await conn.write(client_frame(payload, opcode=PONG))
                 elif opcode == TEXT:
                     if counting.is_set():
-                        tally.payload_bytes += len(payload)
+                        tally.wire_payload_bytes += len(payload)
+                        tally.compressed_frames += compressed
+                        if not compressed:  # a compressed one's JSON is counted when replayed
+                            tally.payload_bytes += len(payload)
                     tally.frames += 1
-                    book.stash(payload)
+                    book.stash(payload, compressed)
                 elif opcode == CLOSE:
                     raise ConnectionError("server closed the WebSocket")
     finally:
@@ -270,6 +333,9 @@ async def websocket_client(target, tally: Tally, counting, stop, **_) -> None:
 
 CLIENTS = {
     "websocket": websocket_client,
+    "websocket-deflate": functools.partial(websocket_client, deflate=True),
+    "websocket-delta": functools.partial(websocket_client, delta=True),
+    "websocket-delta-deflate": functools.partial(websocket_client, deflate=True, delta=True),
     "sse": sse_client,
     "longpoll": longpoll_client,
     "polling": polling_client,
@@ -381,11 +447,55 @@ async def run_transport(
         "requests_per_s": round(tally.requests / elapsed, 1),
         "bytes_per_update": per_update(bytes1 - bytes0),
         "payload_bytes_per_update": per_update(tally.payload_bytes),
-        "overhead_bytes_per_update": per_update(bytes1 - bytes0 - tally.payload_bytes),
+        "wire_payload_bytes_per_update": per_update(tally.wire_payload_bytes),
+        "overhead_bytes_per_update": per_update(bytes1 - bytes0 - tally.wire_payload_bytes),
         "tcp_ip_bytes_per_update_est": per_update(segments * TCP_IP_HEADER_BYTES if segments is not None else None),
         "server_cpu_ms_per_1000_updates": (
             round(server_cpu * 1e6 / updates, 2) if server_cpu is not None and updates else None
         ),
         "server_cpu_s": None if server_cpu is None else round(server_cpu, 2),
         "load_generator_cpu_s": round(own1 - own0, 2),
+        "frames": tally.frames,
+        "compressed_frames": tally.compressed_frames,
+        "bad_deltas": tally.bad_deltas,
+        "answered": tally.answered,
     }
+
+
+# The issue's targets for the compressed delta format, measured in one run (issue 14).
+RATIO_TARGETS = (
+    # (numerator, denominator, "le"/"ge", target)
+    ("websocket-delta-deflate", "websocket", "le", 0.25),
+    ("polling", "websocket-delta-deflate", "ge", 10.0),
+)
+
+
+def ratios(results: list[dict]) -> list[dict]:
+    """Bytes per update of one transport over another's, on the sockets and with the TCP/IP estimate added."""
+    rows = {r["transport"]: r for r in results}
+    out = []
+    for top, bottom, sense, target in RATIO_TARGETS:
+        a, b = rows.get(top), rows.get(bottom)
+        if not a or not b or not a["bytes_per_update"] or not b["bytes_per_update"]:
+            continue
+        socket = a["bytes_per_update"] / b["bytes_per_update"]
+        tcp = None
+        if a["tcp_ip_bytes_per_update_est"] is not None and b["tcp_ip_bytes_per_update_est"] is not None:
+            tcp = (a["bytes_per_update"] + a["tcp_ip_bytes_per_update_est"]) / (
+                b["bytes_per_update"] + b["tcp_ip_bytes_per_update_est"]
+            )
+        out.append(
+            {
+                "ratio": f"{top} / {bottom}",
+                "bytes_per_update": round(socket, 3),
+                "with_tcp_ip_est": None if tcp is None else round(tcp, 3),
+                "target": f"{'<=' if sense == 'le' else '>='} {target:g}",
+                "met": _met(socket, sense, target),
+                "met_with_tcp_ip_est": _met(tcp, sense, target),
+            }
+        )
+    return out
+
+
+def _met(value: float | None, sense: str, target: float) -> bool | None:
+    return None if value is None else (value <= target if sense == "le" else value >= target)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.transports import TRANSPORTS, WEBSOCKETS, Book, Tally
+
 from .conftest import ROOT, child_env
 
 pytestmark = pytest.mark.processes
@@ -32,18 +34,77 @@ def test_tiny_benchmark_run_writes_json_markdown_and_png(tmp_path, redis_server)
     assert result.returncode == 0, result.stdout + result.stderr
     data = json.loads((out / "results.json").read_text())
     rows = {r["transport"]: r for r in data["results"]}
-    assert set(rows) == {"websocket", "sse", "longpoll", "polling"}
+    assert list(rows) == list(TRANSPORTS) == [
+        "websocket", "websocket-deflate", "websocket-delta", "websocket-delta-deflate", "sse", "longpoll", "polling",
+    ]  # fmt: skip
     for row in rows.values():
         assert row["connected"] == 3 and row["errors"] == [] and row["updates"] > 0
-        assert row["bytes_per_update"] >= row["payload_bytes_per_update"] > 0
-        assert row["server_cpu_ms_per_1000_updates"] is not None
-    # Push transports see every update; polling skips the ones between polls.
-    for push in ("websocket", "sse", "longpoll"):
-        assert rows[push]["lost_updates"] == 0
+        assert row["bytes_per_update"] >= row["wire_payload_bytes_per_update"] > 0
+        assert row["payload_bytes_per_update"] > 0 and row["server_cpu_ms_per_1000_updates"] is not None
+    # Push transports see every update (and every delta applied to a held quote); polling skips some.
+    for push in (*WEBSOCKETS, "sse", "longpoll"):
+        assert rows[push]["lost_updates"] == 0 and rows[push]["bad_deltas"] == 0, rows[push]
     assert rows["polling"]["requests"] > 0 and rows["websocket"]["requests"] == 0
+    # What each variant negotiated, and what it got: compressed frames only where deflate was offered.
+    plain, deflate = rows["websocket"], rows["websocket-deflate"]
+    delta, both = rows["websocket-delta"], rows["websocket-delta-deflate"]
+    assert plain["answered"] == {"extensions": None, "protocol": None}
+    assert delta["answered"] == {"extensions": None, "protocol": "ticker.v2.json"}
+    for row in (deflate, both):
+        assert row["answered"]["extensions"].startswith("permessage-deflate"), row["answered"]
+        assert row["compressed_frames"] > 0
+        # The application reads more JSON than crossed the socket, and fewer socket bytes than uncompressed.
+        assert row["payload_bytes_per_update"] > 2 * row["wire_payload_bytes_per_update"], row
+    assert plain["compressed_frames"] == delta["compressed_frames"] == 0
+    assert plain["payload_bytes_per_update"] == plain["wire_payload_bytes_per_update"]
+    assert deflate["bytes_per_update"] < plain["bytes_per_update"] / 2
+    assert both["bytes_per_update"] < delta["bytes_per_update"] / 2
+    # Deltas carry only what changed: a smaller JSON payload than whole quotes.
+    assert delta["payload_bytes_per_update"] < plain["payload_bytes_per_update"]
+    assert [r["ratio"] for r in data["ratios"]] == [
+        "websocket-delta-deflate / websocket",
+        "polling / websocket-delta-deflate",
+    ]
+    assert data["ratios"][0]["bytes_per_update"] == pytest.approx(
+        both["bytes_per_update"] / plain["bytes_per_update"], abs=0.001
+    )
     table = (out / "results.md").read_text()
     assert "| transport | clients | updates/s |" in table and "| websocket |" in table
+    assert "| websocket-delta-deflate |" in table and "wire payload" in table
+    assert "websocket-delta-deflate / websocket, bytes per update:" in table
     assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_delta_book_rebuilds_whole_quotes_and_counts_a_delta_that_cannot_apply_as_lost():
+    """ticker.v2.json: a delta continues the held quote (seq + 1) or is lost; compressed frames are inflated."""
+    import asyncio
+    import zlib
+
+    def deflated(frame: dict) -> bytes:
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        data = compressor.compress(json.dumps(frame).encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+        return data[:-4]  # RFC 7692 7.2.1: the 00 00 ff ff tail removed
+
+    tally = Tally(expected=1)
+    counting = asyncio.Event()
+    book = Book(tally, counting, delta=True)
+    whole = {"symbol": "A", "seq": 5, "price": 10.0, "prev_close": 8.0, "change": 2.0, "change_pct": 25.0, "ts": 1}
+    book.stash(json.dumps({"type": "snapshot", "step": 1, "quotes": [whole]}).encode())
+    counting.set()
+    book.stash(
+        deflated({"type": "quotes", "step": 2, "quotes": [{"symbol": "A", "seq": 6, "price": 12.0, "ts": 2}]}), True
+    )
+    book.stash(json.dumps({"type": "quotes", "step": 3, "quotes": [{"symbol": "A", "seq": 8, "ts": 3}]}).encode())
+    book.stash(json.dumps({"type": "quotes", "step": 4, "quotes": [{"symbol": "A", "seq": 9, "ts": 4}]}).encode())
+    book.stash(json.dumps({"type": "quotes", "step": 5, "quotes": [{**whole, "seq": 10, "ts": 5}]}).encode())
+    book.stash(json.dumps({"type": "quotes", "step": 6, "quotes": [{"symbol": "A", "seq": 11}]}).encode())  # no ts
+    book.replay()
+    assert book.held["A"]["seq"] == 11 and book.held["A"]["price"] == 10.0 and book.held["A"]["change"] == 2.0
+    # seq 8 skipped 7 (missing 1) and could not apply, nor could 9 (its quote was gone): 2 bad deltas.
+    assert tally.bad_deltas == 2 and tally.lost == 1 + 2
+    assert tally.updates == 5 and len(tally.latencies_ms) == 4  # the last delta had no ts: no latency
+    # The compressed frame's JSON counts as payload once inflated.
+    assert tally.payload_bytes > 0
 
 
 def test_unknown_transport_is_refused(tmp_path):

@@ -1,6 +1,7 @@
 """The fan-out load generator's own logic: frame parsing, what it counts, how losses are found."""
 
 import json
+import zlib
 
 import pytest
 
@@ -9,9 +10,14 @@ from bench.fanout import lost_by_steps, ratios
 from bench.loadgen import SUBSCRIBE_ALL, LeanClient, Target, Worker
 
 
-def server_frame(payload: bytes, opcode: int = 0x1) -> bytes:
+def server_frame(payload: bytes, opcode: int = 0x1, *, compressed: bool = False) -> bytes:
+    """A server frame; ``compressed``: the payload deflated as the site sends it (RFC 7692, RSV1 set)."""
+    if compressed:
+        compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+        payload = (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    first = 0x80 | opcode | (0x40 if compressed else 0)
     n = len(payload)
-    header = bytes([0x80 | opcode, n]) if n < 126 else bytes([0x80 | opcode, 126]) + n.to_bytes(2, "big")
+    header = bytes([first, n]) if n < 126 else bytes([first, 126]) + n.to_bytes(2, "big")
     return header + payload
 
 
@@ -73,6 +79,44 @@ async def test_quotes_frames_split_anywhere_are_counted_once_with_step_and_laten
         pong = [w for w in client.transport.written if w[0] == 0x8A]
         assert len(pong) == 1 and take_frame(bytearray(pong[0])) == (0xA, b"are you there")
         assert client.seq_gaps() == (1, 1)  # ACME went from seq 5 to 7: one update missing
+
+
+@pytest.mark.asyncio
+async def test_compressed_frames_are_only_counted_unless_the_client_is_sampled_then_inflated_after_the_window():
+    """permessage-deflate: RSV1 frames count as frames; a sampled client reads them after the window."""
+    worker = Worker(pipe=None)
+    target = Target("h", 1, "/ws/quotes/", deflate=True)
+    sampled, other = (LeanClient(worker, target, sampled=s) for s in (True, False))
+    worker.clients = [sampled, other]
+    head = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Extensions: permessage-deflate;"
+        b" client_no_context_takeover; server_no_context_takeover\r\n\r\n"
+    )
+    for client in (sampled, other):
+        client.transport = RecordingTransport()
+        client.connection_made(client.transport)
+        feed(client, head, 10_000)
+        assert client.deflated
+    offer = client.transport.written[0]
+    assert b"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n" in offer
+    await worker.start()
+    pad = b" " * 300  # the site compresses frames of 256 bytes and more
+    stream = server_frame(b'{"type":"snapshot","step":1,"quotes":[]}' + pad, compressed=True)  # a resnapshot
+    stream += server_frame(quotes(2, 5, 1_000) + pad, compressed=True)
+    stream += server_frame(b'{"type":"heartbeat","feed":"live","step":2,"ts":1}')  # small: not compressed
+    stream += server_frame(quotes(3, 6, 2_000) + pad)  # sent uncompressed (past the per-step budget)
+    stream += server_frame(quotes(4, 8, 3_000) + pad, compressed=True)
+    for client in (sampled, other):
+        feed(client, stream, 13)
+    assert worker.frames == 8 and worker.compressed == 6  # every RSV1 frame, nothing inflated yet
+    assert sampled.steps == other.steps == [3] and len(worker.latencies_ms) == 2
+    figures = await worker.stop()
+    # The sampled client's snapshot is found out and taken back; its quotes frames give latency, steps, seqs.
+    assert figures["frames"] == 7 and figures["compressed"] == 5
+    assert sampled.steps == [2, 3, 4] and other.steps == [3]
+    assert figures["client_frames"] == [3, 4] and figures["deflated_clients"] == 2
+    assert len(figures["latencies_ms"]) == 2 + 2
+    assert (figures["sampled_updates"], figures["sampled_missing"]) == (2, 1)  # ACME 5, 6, then 8: one missing
 
 
 def test_losses_are_the_steps_a_client_missed_between_two_it_received():
@@ -149,4 +193,31 @@ def test_the_personal_watchlist_ratio_is_taken_against_the_broadcast_of_the_same
     assert lines == [
         "personal watchlists / broadcast (ticker-personal / ticker) at 2000 vs 2000 clients: 1.30x "
         "(26.0 vs 20.0 us/frame) (issue 11: at most 1.5x)"
+    ]
+
+
+def test_compression_ramps_the_site_off_then_on_or_in_the_order_asked():
+    """--compression: NAME and NAME-deflate rows, off first by default (both), or on,off for the other order."""
+    from bench.fanout import Workload, deflated, workloads
+
+    site = Workload("ticker", "ticker")
+    assert [(w.name, w.deflate) for w in deflated(site, "both")] == [("ticker", False), ("ticker-deflate", True)]
+    assert [w.name for w in deflated(site, "on,off")] == ["ticker-deflate", "ticker"]
+    assert [w.name for w in deflated(site, "off")] == ["ticker"]
+    loads = workloads(("A",), ("A", "B", "C"), 2, "on")
+    assert [(w.name, w.watchlist, w.deflate) for w in loads] == [
+        ("ticker-deflate", 0, True),
+        ("ticker-personal-deflate", 2, True),
+    ]
+    assert loads[1].label == "ticker, each client its own 2 of 3 symbols, permessage-deflate"
+
+
+def test_the_compression_ratio_is_taken_between_the_same_workload_off_and_on():
+    def row(server, us):
+        return {"server": server, "label": server, "processes": 1, "clients": 2000, "server_cpu_us_per_frame": us}
+
+    lines = ratios([row("ticker", 20.0), row("ticker-deflate", 22.0), row("ticker-personal-deflate", 30.0)], at=2000)
+    assert lines == [
+        "compression on / off (ticker-deflate / ticker) at 2000 vs 2000 clients: 1.10x (22.0 vs 20.0 us/frame) "
+        "(issue 14: at most 1.2x)"
     ]

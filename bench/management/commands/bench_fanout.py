@@ -39,6 +39,14 @@ class Command(BaseCommand):
             help="with --universe: the site is measured twice, every client on the seeded symbols, then each client "
             "on its own K distinct random symbols of the universe (default 20)",
         )
+        parser.add_argument(
+            "--compression",
+            choices=list(fanout.COMPRESSION),
+            default="both",
+            help="the site's clients offer permessage-deflate: off, on, or both (the site ramped twice per "
+            "workload, without then with; rows NAME and NAME-deflate; on,off for the other order); "
+            "default %(default)s",
+        )
         parser.add_argument("--generators", type=int, default=1, help="load-generator processes (on core 1)")
         parser.add_argument(
             "--machine", default="5000x2", help="CLIENTSxPROCESSES for the whole-machine run of the site, or 'none'"
@@ -47,7 +55,20 @@ class Command(BaseCommand):
         parser.add_argument("--out", type=Path, default=Path("bench-results/fanout"))
 
     def handle(
-        self, *args, steps, duration, settle, servers, generators, machine, interval, out, universe, watchlist, **_
+        self,
+        *args,
+        steps,
+        duration,
+        settle,
+        servers,
+        generators,
+        machine,
+        interval,
+        out,
+        universe,
+        watchlist,
+        compression,
+        **_,
     ):
         if watchlist is not None and universe is None:
             raise CommandError("--watchlist needs --universe: the number of listed symbols to draw from")
@@ -84,6 +105,7 @@ class Command(BaseCommand):
                 interval=interval,
                 universe=universe,
                 watchlist=watchlist,
+                compression=compression,
             )
         except RuntimeError as exc:  # a server, the feed or a load generator would not start: say which
             raise CommandError(str(exc)) from None
@@ -95,6 +117,7 @@ class Command(BaseCommand):
             "seeded": seeded,
             "universe": universe,
             "watchlist": watchlist if universe else None,
+            "compression": compression,
             "machine": reports.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
@@ -111,14 +134,21 @@ class Command(BaseCommand):
         self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}\n")
 
     def run(
-        self, counts, chosen, whole, *, duration, settle, generators, interval, universe, watchlist
+        self, counts, chosen, whole, *, duration, settle, generators, interval, universe, watchlist, compression
     ) -> tuple[list[dict], int, int]:
         """Every chosen server's ramp, then the whole-machine run: the rows, the feed's symbol count, the seeded."""
         rows = []
         with Rig(interval_ms=interval, name="fanout", log=self.say, universe=universe) as rig:
             for name in chosen:
-                # With --universe the site is ramped twice in this run: broadcast, then personal watchlists.
-                loads = fanout.workloads(rig.seeded, rig.listed, watchlist) if universe and name == "ticker" else [None]
+                # With --universe the site is ramped twice in this run: broadcast, then personal watchlists;
+                # with --compression both, each of them twice: its clients without, then with permessage-deflate.
+                if name != "ticker":
+                    loads = [None]
+                elif universe:
+                    loads = fanout.workloads(rig.seeded, rig.listed, watchlist, compression)
+                else:
+                    site = fanout.SERVERS[name]
+                    loads = fanout.deflated(fanout.Workload(site.name, site.label), compression)
                 for workload in loads:
                     self.say(
                         f"{workload.label if workload else name}: ramping through {', '.join(map(str, counts))} "

@@ -9,14 +9,15 @@ from django.core.management.base import BaseCommand, CommandError
 from bench import reports
 from bench.deps import require
 from bench.rig import SITE, Rig, RigError
-from bench.transports import TRANSPORTS, Target, run_transport
+from bench.transports import TRANSPORTS, Target, ratios, run_transport
 from ticker.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):
     help = (
-        "Measure WebSocket, SSE, long-polling and polling side by side: N clients per transport, bytes counted "
-        "on the client sockets, server CPU from /proc. Writes results.json, results.md and results.png."
+        "Measure WebSocket (whole quotes or deltas, without or with permessage-deflate), SSE, long-polling and "
+        "polling side by side: N clients per transport, bytes counted on the client sockets, server CPU from /proc. "
+        "Writes results.json, results.md and results.png."
     )
 
     def add_arguments(self, parser):
@@ -68,8 +69,11 @@ class Command(BaseCommand):
         except RigError as exc:  # the site or its feed would not start: say which, no traceback
             raise CommandError(str(exc)) from None
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps({"config": config, "results": results}, indent=2) + "\n")
-        table = reports.markdown(config, results)
+        measured = ratios(results)
+        (out / "results.json").write_text(
+            json.dumps({"config": config, "results": results, "ratios": measured}, indent=2) + "\n"
+        )
+        table = reports.markdown(config, results, measured)
         (out / "results.md").write_text(table)
         reports.chart(results, out / "results.png")
         self.stdout.write(table)
@@ -97,7 +101,7 @@ class Command(BaseCommand):
 
     def progress(self, transport, elapsed, duration, frames):
         bar = "#" * int(20 * elapsed / duration)
-        self.stdout.write(f"\r{transport:>9} [{bar:<20}] {elapsed:5.1f}/{duration:g} s  {frames} frames", ending="")
+        self.stdout.write(f"\r{transport:>23} [{bar:<20}] {elapsed:5.1f}/{duration:g} s  {frames} frames", ending="")
         self.stdout.flush()
 
     def say(self, line: str) -> None:
