@@ -89,8 +89,9 @@ GRACE_S = 1.0
 _installed = False
 # permessage-deflate: each frame compressed on its own, by a fresh compressor (no context to share), level 6 with
 # a 4 KiB window: as small as our frames' repetition needs (the keys of neighbouring quotes), and half the set-up
-# cost of the default 32 KiB (docs/benchmarks.md, "Compression"). A client that asks for a smaller server window
-# still gets compression, from autobahn, per connection.
+# cost of the default 32 KiB (a 28-quote delta frame of 2.3 KB: 46 us against 95 us, the same 347 bytes out,
+# measured on the 2-core EPYC). A client that asks for a smaller server window still gets compression, from
+# autobahn, per connection.
 DEFLATE_LEVEL = 6
 DEFLATE_WINDOW_BITS = 12
 DEFLATE_MEM_LEVEL = 8

@@ -18,7 +18,7 @@ encoded once per step). A frame that several connections share is compressed
 once for all of them (ticker/server.py); of the frames made for a single
 connection, only the first ``COMPRESSED_SINGLES`` of each step may be, so
 thousands of personal watchlists do not cost a compressor per client per step
-(issue 14; docs/benchmarks.md, "Compression").
+(issue 14; docs/benchmarks.md, "Compression and deltas").
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ _UNSEEN = object()
 
 
 # Per market step, at most this many frames made for one connection alone are compressed (the oldest connections'
-# first); the rest go uncompressed. Compressing costs ~30 us a frame, mostly setting up a compressor: 2,000
-# personal watchlists would double the fan-out's CPU (docs/benchmarks.md, "Compression").
+# first); the rest go uncompressed. Compressing a 20-quote frame costs 18-26 us, mostly setting up a fresh
+# compressor: a third again of the ~70 us a personal watchlist's frame costs in all, over issue 14's bound of
+# 1.2x (docs/benchmarks.md, "Compression and deltas").
 COMPRESSED_SINGLES = 32
 
 
