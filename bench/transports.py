@@ -24,7 +24,10 @@ import json
 import random
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from urllib.parse import urlsplit
+
+from ticker import market
 
 from .codec import CLOSE, PING, PONG, TEXT, client_frame, inflate, take_message, upgrade_request
 from .proc import process_cpu_s, tcp_segments
@@ -186,9 +189,11 @@ class Book:
                 continue
             held.update(quote)
             price, prev_close = held.get("price"), held.get("prev_close")
-            if price is not None and prev_close:
-                held["change"] = round(price - prev_close, 2)
-                held["change_pct"] = round((price - prev_close) * 100 / prev_close, 2)
+            if price is not None and prev_close is not None:
+                # As the server works them out (docs/protocol.md, "The quote"): in cents, exactly.
+                change = Decimal(str(price)) - Decimal(str(prev_close))
+                held["change"] = float(change)
+                held["change_pct"] = market.change_pct(change, Decimal(str(prev_close)))
         return bad
 
 

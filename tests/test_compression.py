@@ -201,3 +201,34 @@ async def test_metrics_count_what_connections_negotiated_and_what_compression_sa
         samples['ticker_compressed_bytes_total{form="deflated"}'],
     )
     assert 0 < deflated < raw / 2
+
+
+async def test_a_compressed_client_message_is_inflated_no_further_than_the_16_kib_limit(site):
+    """1 KB on the wire that would inflate to 200 KB: the server stops at the message limit and drops the
+    connection (autobahn's way with an oversized message, as daphne's past 1 MiB: docs/protocol.md, "Limits")."""
+    ws = await RawSocket.open(site, f"Sec-WebSocket-Extensions: {DEFLATE}")
+    try:
+        await ws.send({"action": "ping"})  # an ordinary (uncompressed) message still works
+        await ws.frames_of("pong", 1)
+        bomb = b'{"action": "ping", "pad": "' + b" " * 200_000 + b'"}'
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -9)  # the server asked for client_max_window_bits=9
+        data = (compressor.compress(bomb) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        assert len(data) < 2_000
+        frame = bytearray(client_frame(data))
+        frame[0] |= 0x40  # RSV1: this message is compressed
+        ws.writer.write(bytes(frame))
+        await ws.writer.drain()
+
+        async def until_dropped() -> list[str]:
+            """The types of the frames that came before the server ended the connection."""
+            seen = []
+            try:
+                while True:
+                    seen.append((await ws.frame())[2]["type"])
+            except (AssertionError, ConnectionResetError):  # the server closed: EOF or a reset
+                return seen
+
+        # Inflated in full, the message would have reached the consumer and got a too_large error frame.
+        assert "error" not in await asyncio.wait_for(until_dropped(), 20)
+    finally:
+        ws.close()

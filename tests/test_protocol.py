@@ -66,3 +66,30 @@ def test_oversized_message_is_refused():
     with pytest.raises(ProtocolError) as caught:
         parse_client_message(json.dumps({"action": "ping", "pad": "x" * MAX_MESSAGE_BYTES}))
     assert caught.value.code == "too_large"
+
+
+def test_the_fields_of_a_whole_quote_are_one_list_for_the_server_the_delta_format_and_the_browser():
+    """A delta is told from a whole quote by carrying every field: the server's quote, its field list and the
+    browser's (static/ticker/js/delta.js) must agree, in order, or a whole quote would be taken for a delta."""
+    import re
+    from decimal import Decimal
+    from pathlib import Path
+
+    from ticker import market, protocol
+
+    tick = market.Tick(symbol="AAPL", price=Decimal("190.00"), reference_price=Decimal("189.50"), seq=7, ts=1)
+    assert tuple(protocol.quote(tick)) == protocol.QUOTE_FIELDS
+    source = (Path(__file__).parent.parent / "static/ticker/js/delta.js").read_text()
+    listed = re.search(r"export const QUOTE_FIELDS = \[(.*?)\];", source, re.S).group(1)
+    assert tuple(re.findall(r'"(\w+)"', listed)) == protocol.QUOTE_FIELDS
+
+
+def test_a_delta_carries_symbol_seq_and_the_changed_fields_but_never_the_derived_ones():
+    from ticker.protocol import quote_delta
+
+    before = {"symbol": "AAPL", "price": 190.0, "prev_close": 189.5, "change": 0.5, "change_pct": 0.26}
+    before |= {"open": 189.5, "high": 190.0, "low": 189.5, "volume": 100, "seq": 7, "ts": 1, "halted": False}
+    after = before | {"price": 190.5, "change": 1.0, "change_pct": 0.53, "high": 190.5, "seq": 8, "ts": 2}
+    assert quote_delta(after, before) == {"symbol": "AAPL", "seq": 8, "price": 190.5, "high": 190.5, "ts": 2}
+    assert quote_delta(after, None) is after  # nothing to compare with: the whole quote
+    assert quote_delta(after | {"seq": 9}, before) == after | {"seq": 9}  # a step missed: whole

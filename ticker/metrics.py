@@ -176,10 +176,13 @@ def websocket_closed(code: int | None) -> None:
     closes.labels(str(code) if code is not None else "none").inc()
 
 
+_raw_bytes, _deflated_bytes = compressed_bytes.labels("raw"), compressed_bytes.labels("deflated")
+
+
 def frame_compressed(raw: int, deflated: int) -> None:
     compressed_frames.inc()
-    compressed_bytes.labels("raw").inc(raw)
-    compressed_bytes.labels("deflated").inc(deflated)
+    _raw_bytes.inc(raw)
+    _deflated_bytes.inc(deflated)
 
 
 def websocket_negotiated(compression: str, delta: bool) -> None:

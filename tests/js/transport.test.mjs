@@ -745,6 +745,35 @@ test("WebSocketTransport on the delta format hands on whole quotes, with change 
   assert.deepEqual(JSON.parse(record.whole).quotes, calls.quotes[0][0]);
 });
 
+test("WebSocketTransport on the delta format asks again after a delisting and relisting, never for a dropped symbol", (t) => {
+  const sockets = installWebSocket(t);
+  fakeTimers(t);
+  const { handlers } = recorder();
+  const everything = new WebSocketTransport(handlers, { url: WS_URL, symbols: ["*"] });
+  everything.start();
+  const socket = sockets[0];
+  socket.serverOpens({ protocol: "ticker.v2.json" });
+  socket.serverSends({ type: "snapshot", step: 1, quotes: [WHOLE] });
+  const asked = (s) => s.sent.filter((m) => m.action === "subscribe").slice(1);
+  socket.serverSends({ type: "quotes", step: 3, quotes: [{ symbol: "AAPL", seq: 9, price: 191 }] });
+  assert.deepEqual(asked(socket), [{ action: "subscribe", symbols: ["AAPL"] }]);
+  // Delisted before the snapshot came, then listed again (its first quote whole): a later gap is asked for again.
+  socket.serverSends({ type: "delisted", step: 4, symbols: ["AAPL"] });
+  socket.serverSends({ type: "quotes", step: 9, quotes: [{ ...WHOLE, seq: 20 }] });
+  socket.serverSends({ type: "quotes", step: 11, quotes: [{ symbol: "AAPL", seq: 22, price: 193 }] });
+  assert.equal(asked(socket).length, 2);
+
+  // A delta in flight for a symbol the page has just dropped is not a reason to subscribe it again.
+  const watchlist = new WebSocketTransport(handlers, { url: WS_URL, symbols: ["AAPL", "MSFT"] });
+  watchlist.start();
+  const other = sockets[1];
+  other.serverOpens({ protocol: "ticker.v2.json" });
+  other.serverSends({ type: "snapshot", step: 1, quotes: [WHOLE, { ...WHOLE, symbol: "MSFT" }] });
+  watchlist.setSymbols(["AAPL"]);
+  other.serverSends({ type: "quotes", step: 12, quotes: [{ symbol: "MSFT", seq: 30, price: 401 }] });
+  assert.deepEqual(asked(other), []);
+});
+
 test("WebSocketTransport on the delta format asks once for a snapshot of a symbol whose delta does not apply", (t) => {
   const sockets = installWebSocket(t);
   fakeTimers(t);

@@ -424,15 +424,23 @@ export class WebSocketTransport extends Transport {
    */
   expand(frame) {
     const deltas = this.deltas;
+    const settled = (symbols) => symbols.forEach((symbol) => this.awaiting.delete(symbol));
     if (frame.type === "snapshot") {
       deltas.hold(frame.quotes);
-      for (const quote of frame.quotes) this.awaiting.delete(quote.symbol);
+      settled(frame.quotes.map((quote) => quote.symbol));
       return null;
     }
-    if (frame.type === "delisted") deltas.forget(frame.symbols);
+    if (frame.type === "delisted") {
+      deltas.forget(frame.symbols);
+      settled(frame.symbols);
+    }
+    if (frame.type === "error" && frame.code === "unknown_symbol") settled(frame.symbols ?? []);
     if (frame.type !== "quotes") return null;
     const { quotes, unapplied } = deltas.expand(frame.quotes);
-    const ask = unapplied.filter((symbol) => !this.awaiting.has(symbol));
+    settled(quotes.map((quote) => quote.symbol)); // whole again, whatever made it so
+    // A delta still in flight for a symbol the page has just dropped is no reason to subscribe it again.
+    const wanted = (symbol) => this.symbols.includes("*") || this.symbols.includes(symbol);
+    const ask = unapplied.filter((symbol) => wanted(symbol) && !this.awaiting.has(symbol));
     if (ask.length) {
       ask.forEach((symbol) => this.awaiting.add(symbol));
       this.resync(ask);
