@@ -209,14 +209,16 @@ def test_dashboard_renders_the_first_table_on_the_server(client, traded):
 
 @pytest.mark.parametrize("path", ["/", "/lab/"])
 def test_pages_hand_the_browser_its_settings(client, traded, settings, path):
-    """Dashboard and Lab carry the silence timeout, history length and upgrade interval from settings."""
+    """Dashboard and Lab carry the silence timeout, history length, upgrade interval and compression threshold
+    from settings."""
     settings.TICKER_CLIENT_SILENCE_S = 7.5
     settings.MARKET_HISTORY_STEPS = 1200
     settings.TICKER_UPGRADE_PROBE_S = 3.0
+    settings.TICKER_WS_COMPRESS_MIN_BYTES = 512
     response = client.get(path)
     assert response.status_code == 200
     config = json_script(response.content.decode(), "ticker-config")
-    assert config == {"silence_s": 7.5, "history_steps": 1200, "upgrade_probe_s": 3.0}
+    assert config == {"silence_s": 7.5, "history_steps": 1200, "upgrade_probe_s": 3.0, "compress_min_bytes": 512}
 
 
 API = [
