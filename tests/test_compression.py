@@ -203,9 +203,10 @@ async def test_metrics_count_what_connections_negotiated_and_what_compression_sa
     assert 0 < deflated < raw / 2
 
 
-async def test_a_compressed_client_message_is_inflated_no_further_than_the_16_kib_limit(site):
-    """1 KB on the wire that would inflate to 200 KB: the server stops at the message limit and drops the
-    connection (autobahn's way with an oversized message, as daphne's past 1 MiB: docs/protocol.md, "Limits")."""
+async def test_a_compressed_client_message_is_inflated_no_further_than_128_kib(site):
+    """2 KB on the wire that would inflate to 200 KB: the server stops at its inflate limit (128 KiB) and drops
+    the connection (autobahn's way with an oversized message, as daphne's past 1 MiB: docs/protocol.md, "Limits").
+    Under the limit, a compressed message over 16 KiB gets too_large as any other (tests/test_limits.py)."""
     ws = await RawSocket.open(site, f"Sec-WebSocket-Extensions: {DEFLATE}")
     try:
         await ws.send({"action": "ping"})  # an ordinary (uncompressed) message still works

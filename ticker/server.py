@@ -97,6 +97,10 @@ DEFLATE_LEVEL = 6
 DEFLATE_WINDOW_BITS = 12
 DEFLATE_MEM_LEVEL = 8
 CLIENT_WINDOW_BITS = 9  # asked of clients that allow it: a 512-byte window for their few small messages
+# A compressed client message is inflated no further than this: else a 1 KB message could cost daphne's whole 1 MiB
+# limit. Up to it, a message over protocol.MAX_MESSAGE_BYTES still reaches the consumer, which answers too_large and
+# closes 1009, as for an uncompressed one; past it autobahn drops the connection (as daphne does past 1 MiB).
+INFLATE_LIMIT_BYTES = 8 * MAX_MESSAGE_BYTES
 compress_min_bytes = 256  # set from TICKER_WS_COMPRESS_MIN_BYTES by install()
 
 
@@ -241,9 +245,7 @@ def accept_deflate(offers: list) -> Any:
                 request_no_context_takeover=offer.accept_no_context_takeover,
                 request_max_window_bits=CLIENT_WINDOW_BITS if offer.accept_max_window_bits else 0,
                 no_context_takeover=True,
-                # Inflated no further than a client message may be: else a 1 KB compressed message could
-                # cost daphne's whole 1 MiB limit before the consumer refuses it. Past it autobahn closes 1009.
-                max_message_size=MAX_MESSAGE_BYTES,
+                max_message_size=INFLATE_LIMIT_BYTES,
             )
     return None
 
