@@ -135,16 +135,26 @@ def _safe(url: str) -> str:
 
 
 def ensure_superuser(stdout) -> None:
-    """In development, make an admin account with a random password, once, if there is none."""
+    """In development, make an admin account with a random password, once, if there is none.
+
+    Every start says how to sign in to the admin: the password is printed only when the account is made, so a
+    later start names the account and the command that sets a new password (issue 20: the command printed must
+    work as printed, hence scripts/manage, which uses the run command's .venv and development settings).
+    """
     User = get_user_model()
-    if User.objects.filter(is_superuser=True).exists():
+    existing = User.objects.filter(is_superuser=True).order_by("pk").values_list("username", flat=True).first()
+    if existing is not None:
+        stdout.write(
+            f"\n  Admin account: {existing} (/admin/). Forgot its password? "
+            f"scripts/manage changepassword {existing}\n\n"
+        )
         return
     password = secrets.token_urlsafe(12)
     User.objects.create_superuser("admin", "admin@localhost", password)
     stdout.write(
         "\n  Created the admin account (shown once, not stored anywhere else):\n"
         f"    user: admin   password: {password}\n"
-        "  Change it with: python manage.py changepassword admin\n\n"
+        "  Change it with: scripts/manage changepassword admin\n\n"
     )
 
 
