@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import path
+from django.urls import path, re_path
 from django.views.generic import RedirectView
 
 from ticker import ops_views, views
@@ -20,6 +20,8 @@ urlpatterns = [
     # Before the admin's own routes, which would take "ops" for an app label.
     path("admin/ops/", ops_views.page, name="ops"),
     path("admin/ops/data/", ops_views.data, name="ops-data"),
+    # Last of the API routes: any other /api/ path is a JSON 404 (docs/protocol.md, "HTTP errors").
+    re_path(r"^api/(?P<rest>.*)$", views.api_not_found, name="api-not-found"),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the admin, JSON answers).
     path("favicon.ico", RedirectView.as_view(url=static("ticker/img/favicon.svg"), permanent=True)),

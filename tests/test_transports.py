@@ -141,6 +141,8 @@ def test_long_poll_since_an_old_step_answers_at_once(site, market):
         ("since=x", "bad_since"),
         ("wait=soon", "bad_wait"),
         ("wait=-2", "bad_wait"),
+        ("wait=100", "bad_wait"),  # past the documented 0 to 30 (issue 20: it was accepted)
+        ("wait=inf", "bad_wait"),
         ("wait=nan", "bad_wait"),
         ("since=0&symbols=NOPE", "unknown_symbol"),
     ],

@@ -187,6 +187,21 @@ def test_history_of_unknown_symbol_is_a_404(client, traded):
     assert response.status_code == 404 and response.json()["code"] == "unknown_symbol"
 
 
+@pytest.mark.parametrize("path", ["/api/quotes/AAA/", "/api/nothing/", "/api/", "/api/quotes/AAA/history/x/"])
+def test_every_unknown_api_path_is_a_json_404(client, traded, path):
+    """A path under /api/ that no endpoint answers gets the API's JSON error, not Django's HTML page."""
+    response = client.get(path)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert response.json()["code"] == "not_found" and "docs/protocol.md" in response.json()["message"]
+
+
+def test_an_api_path_without_its_slash_is_redirected_to_the_endpoint(client, traded):
+    """/api/symbols?q=A still reaches /api/symbols/ (as APPEND_SLASH did before the JSON 404 route)."""
+    response = client.get("/api/symbols?q=A")
+    assert response.status_code == 301 and response["Location"] == "/api/symbols/?q=A"
+
+
 def json_script(html: str, element_id: str):
     """The data of a page's json_script block."""
     opening = f'<script id="{element_id}" type="application/json">'

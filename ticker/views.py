@@ -14,8 +14,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.urls import Resolver404, resolve
 from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
@@ -270,7 +271,7 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     _refuse_foreign_origin(request)
     try:
         wait = float(request.GET.get("wait", "0"))
-        if not wait >= 0:  # also refuses NaN
+        if not 0 <= wait <= LONG_POLL_MAX_WAIT_S:  # also refuses NaN and inf (issue 20: wait=100 was taken)
             raise ValueError
     except ValueError:
         raise ProtocolError(
@@ -486,6 +487,27 @@ def symbols(request: HttpRequest) -> HttpResponse:
         raise ProtocolError("bad_query", f"q is the text to search for: 1 to {SEARCH_MAX_CHARS} characters.")
     limit = _limit_param(request, default=SEARCH_DEFAULT, most=SEARCH_MOST)
     return JsonResponse({"results": selectors.search(text, limit=limit)})
+
+
+@csrf_exempt
+@answer_errors
+def api_not_found(request: HttpRequest, rest: str) -> HttpResponse:
+    """Any path under /api/ that no endpoint answers: a JSON 404 like every other API error (issue 20), never
+    Django's HTML page. A path that only lacks its trailing slash is redirected as APPEND_SLASH would."""
+    path = request.path
+    if not path.endswith("/"):
+        try:
+            match = resolve(path + "/")
+        except Resolver404:
+            match = None
+        if match is not None and match.func is not api_not_found:
+            query = request.META.get("QUERY_STRING", "")
+            return HttpResponsePermanentRedirect(path + "/" + (f"?{query}" if query else ""))
+    raise ProtocolError(
+        "not_found",
+        f"No API endpoint at {protocol.quoted(path, 80)}: see docs/protocol.md for the endpoints.",
+        status=404,
+    )
 
 
 @page
