@@ -27,7 +27,15 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if refused := development_command_refused(sys.argv):
         sys.exit(refused)
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
+
+    try:
+        _ = settings.INSTALLED_APPS  # loads config/settings.py, which checks every environment variable
+    except ImproperlyConfigured as error:
+        # One line that names the variable and what to set (issue 20), not a 40-line traceback.
+        sys.exit(f"ticker: {error}")
 
     execute_from_command_line(sys.argv)
 

@@ -4,10 +4,18 @@ Run with: daphne -b 127.0.0.1 -p 8000 config.asgi:application
 """
 
 import os
+import sys
 
+from django.conf import settings
 from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+try:
+    _ = settings.INSTALLED_APPS  # loads config/settings.py, which checks every environment variable
+except ImproperlyConfigured as error:
+    # daphne would print a traceback around it; one line that names the variable says it all (issue 20).
+    sys.exit(f"ticker: {error}")
 # Set up Django (apps, settings) before anything imports models: routing
 # imports the consumers, which import the ORM.
 django_asgi_app = get_asgi_application()

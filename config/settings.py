@@ -6,43 +6,51 @@ environment variable; see README.md ("Environment") for the list.
 
 import hashlib
 import ipaddress
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
 import environ
-from django.core.exceptions import ImproperlyConfigured
 
+from config.environment import LOG_LEVELS, Environment, SettingError
 from ticker.redis_conn import RedisConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
+# Every variable is read through `env` (config/environment.py): strict booleans, stripped lists, ranges
+# checked at start-up, and an error that names the variable (issue 20). README.md, "Environment".
+env = Environment()
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
+DEBUG = env.flag("DJANGO_DEBUG", default=False)
 
 # A secret key is required whenever debug is off: failing at start-up is
 # better than running production with a key everyone can read in the repo.
-SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
+SECRET_KEY = env.text("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        raise ImproperlyConfigured(
+        raise SettingError(
             "DJANGO_SECRET_KEY is not set: set DJANGO_SECRET_KEY=<a long random string>, "
             "or DJANGO_DEBUG=1 for local development."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 
-ALLOWED_HOSTS = env.list(
+ALLOWED_HOSTS = env.names(
     "DJANGO_ALLOWED_HOSTS",
     default=["127.0.0.1", "localhost", "[::1]"] if DEBUG else [],
 )
 if "*" in ALLOWED_HOSTS and not DEBUG:
-    raise ImproperlyConfigured(
+    raise SettingError(
         "DJANGO_ALLOWED_HOSTS contains '*': list the host names the site is served "
         "under; '*' also disables the WebSocket Origin check."
     )
 # Origins besides the site's own that may post forms (Django's CSRF check) and read the feed over every
 # transport (ticker/security.py: the same rule): "https://ticker.example.com", "https://*.example.com".
-CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+CSRF_TRUSTED_ORIGINS = env.names("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+for _origin in CSRF_TRUSTED_ORIGINS:
+    if "://" not in _origin:
+        raise SettingError(
+            f"DJANGO_CSRF_TRUSTED_ORIGINS={_origin!r}: list origins with their scheme, e.g. https://ticker.example.com."
+        )
 
 INSTALLED_APPS = [
     "daphne",
@@ -85,14 +93,8 @@ AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_FAILURE_LIMIT = env.int("TICKER_LOGIN_FAILURE_LIMIT", default=5)
-TICKER_LOGIN_COOLOFF_MINUTES = env.float("TICKER_LOGIN_COOLOFF_MINUTES", default=15.0)
-if AXES_FAILURE_LIMIT < 1 or not TICKER_LOGIN_COOLOFF_MINUTES > 0:
-    raise ImproperlyConfigured(
-        f"TICKER_LOGIN_FAILURE_LIMIT={AXES_FAILURE_LIMIT!r} and TICKER_LOGIN_COOLOFF_MINUTES="
-        f"{TICKER_LOGIN_COOLOFF_MINUTES!r}: use a limit of 1 or more failed logins and a cool-off above 0 minutes "
-        "(defaults 5 and 15)."
-    )
+AXES_FAILURE_LIMIT = env.whole("TICKER_LOGIN_FAILURE_LIMIT", default=5, least=1, most=1000)
+TICKER_LOGIN_COOLOFF_MINUTES = env.number("TICKER_LOGIN_COOLOFF_MINUTES", default=15.0, above=0, most=7 * 24 * 60)
 AXES_COOLOFF_TIME = timedelta(minutes=TICKER_LOGIN_COOLOFF_MINUTES)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "ticker/lockout.html"
@@ -100,12 +102,7 @@ AXES_LOCKOUT_TEMPLATE = "ticker/lockout.html"
 # client may send, is ignored: unless TICKER_TRUSTED_PROXIES says how many proxies (nginx: 1) stand in
 # front of the web processes, and then only the entry the outermost of them wrote counts. Set it only
 # when the web processes cannot be reached but through those proxies.
-TICKER_TRUSTED_PROXIES = env.int("TICKER_TRUSTED_PROXIES", default=0)
-if TICKER_TRUSTED_PROXIES < 0:
-    raise ImproperlyConfigured(
-        f"TICKER_TRUSTED_PROXIES={TICKER_TRUSTED_PROXIES!r}: the number of proxies in front of the web "
-        "processes, 0 (default: none) or more."
-    )
+TICKER_TRUSTED_PROXIES = env.whole("TICKER_TRUSTED_PROXIES", default=0, least=0, most=10)
 AXES_CLIENT_IP_CALLABLE = "ticker.security.client_address"
 
 ROOT_URLCONF = "config.urls"
@@ -128,9 +125,19 @@ TEMPLATES = [
 
 ASGI_APPLICATION = "config.asgi.application"
 
-DATABASES = {
-    "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
-}
+_database_url = env.text("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+try:
+    with warnings.catch_warnings():  # django-environ warns, then returns no engine: the error below says it once
+        warnings.simplefilter("ignore")
+        _database = environ.Env.db_url_config(_database_url)
+except Exception:  # django-environ raises several kinds for a URL it cannot read
+    _database = {}
+if not _database.get("ENGINE"):
+    raise SettingError(
+        f"DATABASE_URL={_database_url!r} is not a database URL: use sqlite:///PATH or "
+        "postgres://USER:PASSWORD@HOST:5432/NAME."
+    )
+DATABASES = {"default": _database}
 # Under ASGI every request may run in a different thread: persistent
 # connections would pile up one per thread, so close them after each request.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -147,15 +154,15 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
+REDIS_URL = env.text("REDIS_URL", default="redis://127.0.0.1:6379/0")
 # Redis Sentinel (high availability): with both set, every Redis client asks these
 # sentinels for the current primary, and REDIS_URL gives only its password and
 # database. README.md, "Redis through Sentinel".
 REDIS = RedisConfig.parse(
     url=REDIS_URL,
-    sentinels=env.str("REDIS_SENTINELS", default=""),
-    master_name=env.str("REDIS_SENTINEL_MASTER", default=""),
-    sentinel_password=env.str("REDIS_SENTINEL_PASSWORD", default=""),
+    sentinels=env.text("REDIS_SENTINELS"),
+    master_name=env.text("REDIS_SENTINEL_MASTER"),
+    sentinel_password=env.text("REDIS_SENTINEL_PASSWORD"),
 )
 
 
@@ -174,12 +181,12 @@ def _site_namespace(database: dict) -> str:
 
 
 # The Redis namespace of the feed; an explicit value wins (every process of a site must then use the same one).
-TICKER_CHANNEL_PREFIX = env.str("TICKER_CHANNEL_PREFIX", default="") or _site_namespace(DATABASES["default"])
+TICKER_CHANNEL_PREFIX = env.text("TICKER_CHANNEL_PREFIX") or _site_namespace(DATABASES["default"])
 
 # "redis" (default) or "memory". "memory" is only for one process holding both
 # the web server and the market (the run command's fallback when no Redis can
 # be had) and for tests of pure logic.
-CHANNEL_LAYER_BACKEND = env.str("TICKER_CHANNEL_LAYER", default="redis")
+CHANNEL_LAYER_BACKEND = env.text("TICKER_CHANNEL_LAYER", default="redis", choices=("redis", "memory"))
 if CHANNEL_LAYER_BACKEND == "memory":
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 elif CHANNEL_LAYER_BACKEND == "redis":
@@ -201,50 +208,41 @@ elif CHANNEL_LAYER_BACKEND == "redis":
             },
         }
     }
-else:
-    raise ImproperlyConfigured(f"TICKER_CHANNEL_LAYER={CHANNEL_LAYER_BACKEND!r} is not known: use 'redis' or 'memory'.")
 
 # The market: how often it steps, how much history it keeps.
-MARKET_INTERVAL_MS = env.int("MARKET_INTERVAL_MS", default=250)
-MARKET_HISTORY_STEPS = env.int("MARKET_HISTORY_STEPS", default=2400)
+MARKET_INTERVAL_MS = env.whole("MARKET_INTERVAL_MS", default=250, least=10, most=60_000)
+MARKET_HISTORY_STEPS = env.whole("MARKET_HISTORY_STEPS", default=2400, least=1, most=100_000)
 # Simulated seconds per real second: at 60, one real second is one trading
 # minute, so a 30% annual volatility moves a $150 stock a few cents a step.
-MARKET_SPEED = env.float("MARKET_SPEED", default=60.0)
+MARKET_SPEED = env.number("MARKET_SPEED", default=60.0, above=0, most=86_400)
 # Simulated trading sessions, in simulated hours (so at MARKET_SPEED=60, open
 # 6.5 real minutes, then closed 30 real seconds). docs/protocol.md, "The session".
-MARKET_SESSION_OPEN_HOURS = env.float("MARKET_SESSION_OPEN_HOURS", default=6.5)
-MARKET_SESSION_CLOSED_HOURS = env.float("MARKET_SESSION_CLOSED_HOURS", default=0.5)
-if MARKET_SESSION_OPEN_HOURS <= 0 or MARKET_SESSION_CLOSED_HOURS < 0:
-    raise ImproperlyConfigured(
-        "MARKET_SESSION_OPEN_HOURS must be positive and MARKET_SESSION_CLOSED_HOURS not negative "
-        f"(got {MARKET_SESSION_OPEN_HOURS!r} and {MARKET_SESSION_CLOSED_HOURS!r})."
-    )
+MARKET_SESSION_OPEN_HOURS = env.number("MARKET_SESSION_OPEN_HOURS", default=6.5, above=0, most=24 * 365)
+MARKET_SESSION_CLOSED_HOURS = env.number("MARKET_SESSION_CLOSED_HOURS", default=0.5, least=0, most=24 * 365)
 # Seconds a market's lease lasts without renewal (every step renews it): a standby takes over at most this
 # long (plus one poll, a fifth of it) after the leader dies, and at once when the leader stops cleanly.
-MARKET_LEASE_TTL_S = env.float("MARKET_LEASE_TTL_S", default=2.5)
-if not 0.5 <= MARKET_LEASE_TTL_S <= 300:
-    raise ImproperlyConfigured(
-        f"MARKET_LEASE_TTL_S={MARKET_LEASE_TTL_S!r}: use 0.5 to 300 seconds (default 2.5); it must also be at least "
-        "twice the market interval, since each step renews the lease."
+MARKET_LEASE_TTL_S = env.number("MARKET_LEASE_TTL_S", default=2.5, least=0.5, most=300)
+if MARKET_LEASE_TTL_S * 1000 < 2 * MARKET_INTERVAL_MS:
+    raise SettingError(
+        f"MARKET_LEASE_TTL_S={MARKET_LEASE_TTL_S:g} is less than twice MARKET_INTERVAL_MS={MARKET_INTERVAL_MS}: "
+        "each step renews the lease, so it must outlast two steps (defaults 2.5 s and 250 ms)."
     )
 # Finished one-minute candles kept per symbol (and the candles endpoint's largest limit).
-MARKET_CANDLE_MINUTES = env.int("MARKET_CANDLE_MINUTES", default=240)
+MARKET_CANDLE_MINUTES = env.whole("MARKET_CANDLE_MINUTES", default=240, least=1, most=7 * 24 * 60)
 # Seconds a browser waits without any frame (heartbeats included) before it
 # takes a connection for dead and opens a new one; pages hand it to the
 # browser (ticker.context_processors.site).
-TICKER_CLIENT_SILENCE_S = env.float("TICKER_CLIENT_SILENCE_S", default=12.0)
+TICKER_CLIENT_SILENCE_S = env.number("TICKER_CLIENT_SILENCE_S", default=12.0, least=2.1, most=3600)
 # Seconds between the heartbeat frames every live connection gets (WebSocket
 # and SSE): at least 2 s inside the browser's silence timeout, so a late
 # heartbeat does not cost a reconnect.
-TICKER_HEARTBEAT_S = env.float("TICKER_HEARTBEAT_S", default=5.0)
+TICKER_HEARTBEAT_S = env.number("TICKER_HEARTBEAT_S", default=5.0, least=0.1, most=3600)
 # Seconds a browser that fell back from WebSocket (to SSE, long-poll or polling)
 # waits before it tries the better transports again, beside the one it has
 # (static/ticker/js/chain.js); the page hands it over like the silence timeout.
-TICKER_UPGRADE_PROBE_S = env.float("TICKER_UPGRADE_PROBE_S", default=30.0)
-if TICKER_UPGRADE_PROBE_S <= 0:
-    raise ImproperlyConfigured(f"TICKER_UPGRADE_PROBE_S={TICKER_UPGRADE_PROBE_S!r}: use a positive number of seconds.")
-if not 0.1 <= TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
-    raise ImproperlyConfigured(
+TICKER_UPGRADE_PROBE_S = env.number("TICKER_UPGRADE_PROBE_S", default=30.0, above=0, most=3600)
+if not TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
+    raise SettingError(
         f"TICKER_HEARTBEAT_S={TICKER_HEARTBEAT_S!r}: use 0.1 seconds up to 2 s less than "
         f"TICKER_CLIENT_SILENCE_S={TICKER_CLIENT_SILENCE_S!r} (browsers give up after that long without a frame)."
     )
@@ -253,51 +251,43 @@ if not 0.1 <= TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
 # TICKER_WS_RATE a second sustained, bursts of TICKER_WS_BURST. The dashboard
 # sends a few a minute; a client over the limit gets a "rate_limited" error
 # frame and close code 1008 (docs/protocol.md, "Limits and errors").
-TICKER_WS_RATE = env.float("TICKER_WS_RATE", default=20.0)
-TICKER_WS_BURST = env.int("TICKER_WS_BURST", default=40)
-if not (TICKER_WS_RATE > 0 and TICKER_WS_BURST >= 1):
-    raise ImproperlyConfigured(
-        f"TICKER_WS_RATE={TICKER_WS_RATE!r} and TICKER_WS_BURST={TICKER_WS_BURST!r} would refuse every "
-        "WebSocket message: set TICKER_WS_RATE above 0 and TICKER_WS_BURST to 1 or more (defaults 20 and 40)."
-    )
+TICKER_WS_RATE = env.number("TICKER_WS_RATE", default=20.0, above=0, most=100_000)
+TICKER_WS_BURST = env.whole("TICKER_WS_BURST", default=40, least=1, most=100_000)
 
 # permessage-deflate (RFC 7692) on WebSockets served by daphne (ticker/server.py, docs/protocol.md,
 # "Compression"): on by default, answered with server_no_context_takeover so each frame is compressed once
 # and shared by every client it goes to. "off" declines every client's offer. Frames under
 # TICKER_WS_COMPRESS_MIN_BYTES go uncompressed: deflating a heartbeat saves a few bytes for ~20 µs of CPU.
-_compression = env.str("TICKER_WS_COMPRESSION", default="on").strip().lower()
-if _compression not in ("on", "off", "true", "false", "1", "0", "yes", "no"):
-    raise ImproperlyConfigured(
-        f"TICKER_WS_COMPRESSION={_compression!r}: use on or off (default on): permessage-deflate on WebSockets."
-    )
-TICKER_WS_COMPRESSION = _compression in ("on", "true", "1", "yes")
-TICKER_WS_COMPRESS_MIN_BYTES = env.int("TICKER_WS_COMPRESS_MIN_BYTES", default=256)
-if TICKER_WS_COMPRESS_MIN_BYTES < 0:
-    raise ImproperlyConfigured(
-        f"TICKER_WS_COMPRESS_MIN_BYTES={TICKER_WS_COMPRESS_MIN_BYTES!r}: use 0 or more bytes (default 256); "
-        "frames smaller than this are sent uncompressed."
-    )
+TICKER_WS_COMPRESSION = env.flag("TICKER_WS_COMPRESSION", default=True)
+TICKER_WS_COMPRESS_MIN_BYTES = env.whole("TICKER_WS_COMPRESS_MIN_BYTES", default=256, least=0, most=1 << 20)
 
 # Who may read a web process's /metrics (ticker.health): clients from these networks, or any client sending
 # "Authorization: Bearer <TICKER_METRICS_TOKEN>" (when set). Not public by default: loopback only.
-TICKER_METRICS_ALLOW = env.list("TICKER_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])
+TICKER_METRICS_ALLOW = env.names("TICKER_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])
 try:
-    TICKER_METRICS_NETWORKS = [ipaddress.ip_network(net.strip(), strict=False) for net in TICKER_METRICS_ALLOW]
+    TICKER_METRICS_NETWORKS = [ipaddress.ip_network(net, strict=False) for net in TICKER_METRICS_ALLOW]
 except ValueError as error:
-    raise ImproperlyConfigured(
+    raise SettingError(
         f"TICKER_METRICS_ALLOW={','.join(TICKER_METRICS_ALLOW)!r}: {error}. "
         "List networks separated by commas, e.g. 127.0.0.1/32,::1/128,10.0.0.0/8."
     ) from None
-TICKER_METRICS_TOKEN = env.str("TICKER_METRICS_TOKEN", default="")
+TICKER_METRICS_TOKEN = env.text("TICKER_METRICS_TOKEN")
 # The market's own metrics (run_market --metrics-port): off unless a port is given.
-MARKET_METRICS_PORT = env.int("MARKET_METRICS_PORT", default=0)
-MARKET_METRICS_ADDRESS = env.str("MARKET_METRICS_ADDRESS", default="127.0.0.1")
+MARKET_METRICS_PORT = env.whole("MARKET_METRICS_PORT", default=0, least=0, most=65535)
+MARKET_METRICS_ADDRESS = env.text("MARKET_METRICS_ADDRESS", default="127.0.0.1")
+try:
+    ipaddress.ip_address(MARKET_METRICS_ADDRESS)
+except ValueError:
+    raise SettingError(
+        f"MARKET_METRICS_ADDRESS={MARKET_METRICS_ADDRESS!r}: use an IP address to listen on, e.g. 127.0.0.1 "
+        "or 0.0.0.0 (default 127.0.0.1)."
+    ) from None
 # Seconds between each process's operations report to Redis (the admin's operations view); a report lives
 # TICKER_OPS_TTL_S, so a process that stops reporting leaves the view within that long.
-TICKER_OPS_REPORT_S = env.float("TICKER_OPS_REPORT_S", default=1.0)
-TICKER_OPS_TTL_S = env.int("TICKER_OPS_TTL_S", default=5)
-if not 0.1 <= TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
-    raise ImproperlyConfigured(
+TICKER_OPS_REPORT_S = env.number("TICKER_OPS_REPORT_S", default=1.0, least=0.1, most=3600)
+TICKER_OPS_TTL_S = env.whole("TICKER_OPS_TTL_S", default=5, least=1, most=86_400)
+if not TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
+    raise SettingError(
         f"TICKER_OPS_REPORT_S={TICKER_OPS_REPORT_S!r} must be at least 0.1 and less than "
         f"TICKER_OPS_TTL_S={TICKER_OPS_TTL_S!r} (whole seconds), or live processes would blink out of the view."
     )
@@ -308,12 +298,7 @@ if not 0.1 <= TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
 # (docs/benchmarks.md: 5,000 clients over two, p99 median 83 ms, one run in nine over 100 ms); a
 # process alone on a core carried 3,000 at p99 58 ms, so 2,500 keeps a margin for the heartbeats,
 # snapshots and reconnects the benchmark does not have. 0 lifts the cap (the benchmarks use it).
-TICKER_MAX_CONNECTIONS = env.int("TICKER_MAX_CONNECTIONS", default=2500)
-if TICKER_MAX_CONNECTIONS < 0:
-    raise ImproperlyConfigured(
-        f"TICKER_MAX_CONNECTIONS={TICKER_MAX_CONNECTIONS!r}: use a number of connections per web process "
-        "(default 2500), or 0 for no cap."
-    )
+TICKER_MAX_CONNECTIONS = env.whole("TICKER_MAX_CONNECTIONS", default=2500, least=0, most=1_000_000)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -334,7 +319,7 @@ STATICFILES_DIRS = [
     BASE_DIR / "static",
     ("lightweight-charts", BASE_DIR / "node_modules" / "lightweight-charts" / "dist"),
 ]
-STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
+STATIC_ROOT = Path(env.text("DJANGO_STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 # collectstatic also writes a gzipped copy of each file, which WhiteNoise serves to browsers that take
 # gzip: the chart library is 196 KB as it ships, 62 KB gzipped (the dashboard's first load is held under 300 KB).
 STORAGES = {
@@ -350,18 +335,17 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # HSTS is sent only on HTTPS responses (SecurityMiddleware checks), so it is
 # safe to leave on: plain-HTTP development never sees it. Behind a TLS proxy,
 # set DJANGO_SECURE_PROXY_SSL_HEADER=1 so Django knows the request was HTTPS.
-SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
-if env.bool("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
+SECURE_HSTS_SECONDS = env.whole("DJANGO_HSTS_SECONDS", default=0 if DEBUG else 31_536_000, least=0, most=10**9)
+if env.flag("DJANGO_SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+SESSION_COOKIE_SECURE = env.flag("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # "plain" (default) or "json": one JSON object per line with the process and connection ids (ticker.logs).
-TICKER_LOG_FORMAT = env.str("TICKER_LOG_FORMAT", default="plain")
-if TICKER_LOG_FORMAT not in ("plain", "json"):
-    raise ImproperlyConfigured(f"TICKER_LOG_FORMAT={TICKER_LOG_FORMAT!r} is not known: use 'plain' or 'json'.")
+TICKER_LOG_FORMAT = env.text("TICKER_LOG_FORMAT", default="plain", choices=("plain", "json"))
+TICKER_LOG_LEVEL = env.text("TICKER_LOG_LEVEL", default="INFO", choices=LOG_LEVELS)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -373,6 +357,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": TICKER_LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
-        "ticker": {"handlers": ["console"], "level": env.str("TICKER_LOG_LEVEL", default="INFO"), "propagate": False},
+        "ticker": {"handlers": ["console"], "level": TICKER_LOG_LEVEL, "propagate": False},
     },
 }

@@ -140,7 +140,7 @@ def test_limits_come_from_the_environment_and_nonsense_fails_at_start_up():
     assert settings_of().stdout.split() == ["20.0", "40"]
     assert settings_of(TICKER_WS_RATE="5.5", TICKER_WS_BURST="8").stdout.split() == ["5.5", "8"]
     refused = settings_of(TICKER_WS_RATE="0")
-    assert refused.returncode != 0 and "set TICKER_WS_RATE above 0" in refused.stderr
+    assert refused.returncode != 0 and "TICKER_WS_RATE='0': use a number above 0" in refused.stderr
 
 
 # Against a real daphne process: what a browser or an integrator actually sees.
