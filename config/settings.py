@@ -93,9 +93,23 @@ if AXES_FAILURE_LIMIT < 1 or not TICKER_LOGIN_COOLOFF_MINUTES > 0:
         f"{TICKER_LOGIN_COOLOFF_MINUTES!r}: use a limit of 1 or more failed logins and a cool-off above 0 minutes "
         "(defaults 5 and 15)."
     )
+# The pair lock alone let a guesser spread its guesses over addresses (issue 21: 80 wrong passwords for one
+# username from 20 addresses locked nothing; IPv6 gives a client a /64). So a username is also locked from
+# every address after TICKER_LOGIN_FAILURE_LIMIT_PER_USER failures within the cool-off, from any addresses
+# (ticker/lockout.py). That lets a guesser lock an operator out too, for the cool-off or until an operator
+# runs `manage.py axes_reset_username`: a wait is better than a guessed password.
+_per_user = env.str("TICKER_LOGIN_FAILURE_LIMIT_PER_USER", default="20").strip()
+TICKER_LOGIN_FAILURE_LIMIT_PER_USER = int(_per_user) if _per_user.isdigit() else 0
+if TICKER_LOGIN_FAILURE_LIMIT_PER_USER < 1:
+    raise ImproperlyConfigured(
+        f"TICKER_LOGIN_FAILURE_LIMIT_PER_USER={_per_user!r}: use a whole number of 1 or more failed logins "
+        "(default 20) for one username from all addresses together within TICKER_LOGIN_COOLOFF_MINUTES."
+    )
+AXES_HANDLER = "ticker.lockout.LoginLockout"
 AXES_COOLOFF_TIME = timedelta(minutes=TICKER_LOGIN_COOLOFF_MINUTES)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "ticker/lockout.html"
+AXES_LOCKOUT_CALLABLE = "ticker.lockout.lockout_response"
 # The client address is REMOTE_ADDR (ticker.security.client_address), so X-Forwarded-For, which any
 # client may send, is ignored: unless TICKER_TRUSTED_PROXIES says how many proxies (nginx: 1) stand in
 # front of the web processes, and then only the entry the outermost of them wrote counts. Set it only

@@ -285,3 +285,43 @@ def test_behind_a_trusted_proxy_the_address_it_forwarded_counts(operator, settin
     assert log_in(Client(), "op", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.8").status_code == 429
     # Another client behind the same proxy is not locked out.
     assert logged_in(log_in(Client(), "op", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.9"))
+
+
+def test_failures_from_many_addresses_lock_the_username_everywhere(operator, settings):
+    """Issue 21: 25 wrong passwords for one username from 25 addresses lock it; the right password from a 26th
+    address gets the lockout page (saying the lock holds everywhere), and another username still logs in."""
+    assert settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER == 20  # the documented default
+    get_user_model().objects.create_superuser("other", "other@example.com", PASSWORD)
+    for i in range(25):
+        log_in(Client(), "op", "wrong-password", f"198.51.100.{i + 1}")
+    locked = log_in(Client(), "op", PASSWORD, "203.0.113.99")
+    assert locked.status_code == 429 and "sessionid" not in locked.cookies
+    page = locked.content.decode()
+    assert "After 20 failed logins for <strong>op</strong>" in page and "from anywhere" in page
+    assert "python manage.py axes_reset_username USERNAME" in page
+    assert logged_in(log_in(Client(), "other", PASSWORD, "203.0.113.99"))
+
+
+def test_the_username_lock_starts_at_its_limit_and_the_reset_command_lifts_it(operator, settings):
+    """One failure short of the per-username limit the right password still logs in from a new address; at the
+    limit it is refused; ``manage.py axes_reset_username op`` lets it in again."""
+    from django.core.management import call_command
+
+    settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER = 8
+    for i in range(7):
+        log_in(Client(), "op", "wrong-password", f"2001:db8:0:0::{i + 1}")  # one IPv6 /64, a new address each try
+    assert logged_in(log_in(Client(), "op", PASSWORD, "2001:db8::100"))
+    log_in(Client(), "op", "wrong-password", "2001:db8::8")
+    assert log_in(Client(), "op", PASSWORD, "2001:db8::101").status_code == 429
+    call_command("axes_reset_username", "op")
+    assert logged_in(log_in(Client(), "op", PASSWORD, "2001:db8::101"))
+
+
+def test_a_bad_per_username_limit_stops_start_up_naming_the_variable():
+    """TICKER_LOGIN_FAILURE_LIMIT_PER_USER must be a whole number of 1 or more; the error names it."""
+    from .test_settings import start
+
+    for bad in ("0", "-3", "many"):
+        result = start(TICKER_LOGIN_FAILURE_LIMIT_PER_USER=bad)
+        assert result.returncode != 0 and "TICKER_LOGIN_FAILURE_LIMIT_PER_USER=" in result.stderr, result.stderr
+    assert start("settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER").stdout.strip() == "20"
