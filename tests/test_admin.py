@@ -325,3 +325,59 @@ def test_a_bad_per_username_limit_stops_start_up_naming_the_variable():
         result = start(TICKER_LOGIN_FAILURE_LIMIT_PER_USER=bad)
         assert result.returncode != 0 and "TICKER_LOGIN_FAILURE_LIMIT_PER_USER=" in result.stderr, result.stderr
     assert start("settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER").stdout.strip() == "20"
+
+
+@pytest.fixture
+def viewer(db, client):
+    """A staff user whose only permission is ticker.view_stock, signed in."""
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("viewer", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_stock", content_type__app_label="ticker"))
+    client.force_login(user)
+    return client
+
+
+def test_a_view_only_staff_user_is_not_offered_halt_or_resume(viewer, stocks):
+    """Issue 21: the changelist a view-only user sees lists the stocks but offers neither action."""
+    page = viewer.get("/admin/ticker/stock/")
+    assert page.status_code == 200 and "AAA" in page.content.decode()
+    offered = dict(page.context["action_form"].fields["action"].choices) if page.context.get("action_form") else {}
+    assert "halt" not in offered and "resume" not in offered
+    assert "Halt trading" not in page.content.decode()
+
+
+def test_a_view_only_staff_user_cannot_halt_by_a_forged_post(viewer, stocks):
+    """A forged halt POST (one stock, or select_across=1 for all) halts nothing and writes no log entry."""
+    from django.contrib.admin.models import LogEntry
+
+    ids = [s.pk for s in stocks]
+    one = viewer.post("/admin/ticker/stock/", {"action": "halt", "_selected_action": ids[:1]})
+    every = viewer.post("/admin/ticker/stock/", {"action": "halt", "_selected_action": ids[:1], "select_across": "1"})
+    assert one.status_code in (200, 302, 403) and every.status_code in (200, 302, 403)
+    assert not Stock.objects.filter(halted=True).exists()
+    Stock.objects.update(halted=True)
+    viewer.post("/admin/ticker/stock/", {"action": "resume", "_selected_action": ids, "select_across": "1"})
+    assert Stock.objects.filter(halted=True).count() == 3 and not LogEntry.objects.exists()
+
+
+def test_a_halt_logs_who_halted_each_stock_and_leaves_the_live_price_alone(staff, stocks):
+    """A permitted halt writes one admin log entry per stock naming the user ("Halted"), and a resume likewise;
+    a market step taken meanwhile is not rolled back."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    market = services.market_open(interval_ms=250, seed=1)
+    services.market_step(market=market, ts=0)
+    ids = [s.pk for s in stocks[:2]]
+    moved = {s.pk: (s.price, s.seq) for s in Stock.objects.filter(pk__in=ids)}
+    response = staff.post("/admin/ticker/stock/", {"action": "halt", "_selected_action": ids}, follow=True)
+    assert "Halted 2 stock(s)" in response.content.decode()
+    entries = LogEntry.objects.filter(action_flag=CHANGE).order_by("object_id")
+    assert [(e.user.username, int(e.object_id), e.get_change_message()) for e in entries] == [
+        ("op", ids[0], "Halted"),
+        ("op", ids[1], "Halted"),
+    ]
+    assert {s.pk: (s.price, s.seq) for s in Stock.objects.filter(pk__in=ids)} == moved
+    staff.post("/admin/ticker/stock/", {"action": "resume", "_selected_action": ids, "select_across": "1"})
+    assert not Stock.objects.filter(halted=True).exists()
+    assert LogEntry.objects.filter(change_message="Resumed").count() == 2  # only the two that were halted
