@@ -30,6 +30,32 @@ if not SECRET_KEY:
             "or DJANGO_DEBUG=1 for local development."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# Keys anyone can read (issue 21: compose fell back to a public demo key with debug off): the old compose
+# demo key, .env.example's placeholder, this file's development key, and the usual stand-ins. Refused with
+# debug off, as is any key shorter than 32 characters, with fewer than 5 different characters, or starting
+# with "django-insecure-" (Django's own check, security.W009, calls such keys insecure).
+PLACEHOLDER_SECRET_KEYS = {
+    "insecure-compose-demo-key-set-django_secret_key",
+    "replace-me-with-a-long-random-string",
+    "insecure-development-key-do-not-use-in-production",
+    "changeme",
+    "change-me",
+    "secret",
+    "secret-key",
+    "secret_key",
+    "your-secret-key",
+}
+if not DEBUG and (
+    SECRET_KEY.strip().lower() in PLACEHOLDER_SECRET_KEYS
+    or len(SECRET_KEY) < 32
+    or len(set(SECRET_KEY)) < 5
+    or SECRET_KEY.startswith("django-insecure-")
+):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is a placeholder or too weak (known stand-in, under 32 characters, or fewer than "
+        "5 different characters): set DJANGO_SECRET_KEY to a long random string, e.g. the output of "
+        'python3 -c "import secrets; print(secrets.token_urlsafe(50))".'
+    )
 
 ALLOWED_HOSTS = env.list(
     "DJANGO_ALLOWED_HOSTS",
