@@ -317,6 +317,16 @@ def test_the_username_lock_starts_at_its_limit_and_the_reset_command_lifts_it(op
     assert logged_in(log_in(Client(), "op", PASSWORD, "2001:db8::101"))
 
 
+def test_a_script_that_logs_in_gets_the_lockout_as_json(operator, settings):
+    """A login sent with X-Requested-With (as axes answers scripts) gets 429 JSON saying which lock holds."""
+    settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER = 3
+    for i in range(3):
+        log_in(Client(), "op", "wrong-password", f"198.51.100.{i + 1}")
+    locked = log_in(Client(), "op", PASSWORD, "203.0.113.5", HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert locked.status_code == 429
+    assert locked.json() == {"failure_limit": 3, "username": "op", "per_username": True, "cooloff_minutes": 15.0}
+
+
 def test_a_bad_per_username_limit_stops_start_up_naming_the_variable():
     """TICKER_LOGIN_FAILURE_LIMIT_PER_USER must be a whole number of 1 or more; the error names it."""
     from .test_settings import start
