@@ -23,7 +23,7 @@ COPY --from=npm /app/node_modules/lightweight-charts/dist node_modules/lightweig
 # Static files are collected into the image and served by WhiteNoise. The key
 # below only lets settings load for this build step; it is not in the image's
 # environment at run time.
-RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v0
+RUN DJANGO_SECRET_KEY=collectstatic-only-build-step-key-never-used-at-run-time python manage.py collectstatic --noinput -v0
 
 RUN useradd --create-home --uid 1000 ticker
 USER ticker

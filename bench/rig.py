@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import sqlite3
 import subprocess
@@ -134,7 +135,7 @@ class Rig:
                 "TICKER_CHANNEL_LAYER": "redis",
                 "TICKER_CHANNEL_PREFIX": f"{name}{os.getpid()}",
                 "DJANGO_DEBUG": "0",
-                "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or "bench-only-key",
+                "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50),
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "DJANGO_STATIC_ROOT": f"{self.tmp.name}/static",
                 # Sessions follow the wall clock (closed 30 s in every 7 minutes by default): a run that

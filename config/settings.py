@@ -33,6 +33,32 @@ if not SECRET_KEY:
             "or DJANGO_DEBUG=1 for local development."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
+# Keys anyone can read (issue 21: compose fell back to a public demo key with debug off): the old compose
+# demo key, .env.example's placeholder, this file's development key, and the usual stand-ins. Refused with
+# debug off, as is any key shorter than 32 characters, with fewer than 5 different characters, or starting
+# with "django-insecure-" (Django's own check, security.W009, calls such keys insecure).
+PLACEHOLDER_SECRET_KEYS = {
+    "insecure-compose-demo-key-set-django_secret_key",
+    "replace-me-with-a-long-random-string",
+    "insecure-development-key-do-not-use-in-production",
+    "changeme",
+    "change-me",
+    "secret",
+    "secret-key",
+    "secret_key",
+    "your-secret-key",
+}
+if not DEBUG and (
+    SECRET_KEY.strip().lower() in PLACEHOLDER_SECRET_KEYS
+    or len(SECRET_KEY) < 32
+    or len(set(SECRET_KEY)) < 5
+    or SECRET_KEY.startswith("django-insecure-")
+):
+    raise SettingError(
+        "DJANGO_SECRET_KEY is a placeholder or too weak (known stand-in, under 32 characters, or fewer than "
+        "5 different characters): set DJANGO_SECRET_KEY to a long random string, e.g. the output of "
+        'python3 -c "import secrets; print(secrets.token_urlsafe(50))".'
+    )
 
 ALLOWED_HOSTS = env.names(
     "DJANGO_ALLOWED_HOSTS",
@@ -95,9 +121,17 @@ AUTHENTICATION_BACKENDS = [
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_FAILURE_LIMIT = env.whole("TICKER_LOGIN_FAILURE_LIMIT", default=5, least=1, most=1000)
 TICKER_LOGIN_COOLOFF_MINUTES = env.number("TICKER_LOGIN_COOLOFF_MINUTES", default=15.0, above=0, most=7 * 24 * 60)
+# The pair lock alone let a guesser spread its guesses over addresses (issue 21: 80 wrong passwords for one
+# username from 20 addresses locked nothing; IPv6 gives a client a /64). So a username is also locked from
+# every address after TICKER_LOGIN_FAILURE_LIMIT_PER_USER failures within the cool-off, from any addresses
+# (ticker/lockout.py). That lets a guesser lock an operator out too, for the cool-off or until an operator
+# runs `manage.py axes_reset_username`: a wait is better than a guessed password.
+TICKER_LOGIN_FAILURE_LIMIT_PER_USER = env.whole("TICKER_LOGIN_FAILURE_LIMIT_PER_USER", default=20, least=1, most=10_000)
+AXES_HANDLER = "ticker.lockout.LoginLockout"
 AXES_COOLOFF_TIME = timedelta(minutes=TICKER_LOGIN_COOLOFF_MINUTES)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "ticker/lockout.html"
+AXES_LOCKOUT_CALLABLE = "ticker.lockout.lockout_response"
 # The client address is REMOTE_ADDR (ticker.security.client_address), so X-Forwarded-For, which any
 # client may send, is ignored: unless TICKER_TRUSTED_PROXIES says how many proxies (nginx: 1) stand in
 # front of the web processes, and then only the entry the outermost of them wrote counts. Set it only

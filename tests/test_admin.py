@@ -285,3 +285,109 @@ def test_behind_a_trusted_proxy_the_address_it_forwarded_counts(operator, settin
     assert log_in(Client(), "op", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.8").status_code == 429
     # Another client behind the same proxy is not locked out.
     assert logged_in(log_in(Client(), "op", PASSWORD, proxy, HTTP_X_FORWARDED_FOR="198.51.100.9"))
+
+
+def test_failures_from_many_addresses_lock_the_username_everywhere(operator, settings):
+    """Issue 21: 25 wrong passwords for one username from 25 addresses lock it; the right password from a 26th
+    address gets the lockout page (saying the lock holds everywhere), and another username still logs in."""
+    assert settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER == 20  # the documented default
+    get_user_model().objects.create_superuser("other", "other@example.com", PASSWORD)
+    for i in range(25):
+        log_in(Client(), "op", "wrong-password", f"198.51.100.{i + 1}")
+    locked = log_in(Client(), "op", PASSWORD, "203.0.113.99")
+    assert locked.status_code == 429 and "sessionid" not in locked.cookies
+    page = locked.content.decode()
+    assert "After 20 failed logins for <strong>op</strong>" in page and "from anywhere" in page
+    assert "python manage.py axes_reset_username USERNAME" in page
+    assert logged_in(log_in(Client(), "other", PASSWORD, "203.0.113.99"))
+
+
+def test_the_username_lock_starts_at_its_limit_and_the_reset_command_lifts_it(operator, settings):
+    """One failure short of the per-username limit the right password still logs in from a new address; at the
+    limit it is refused; ``manage.py axes_reset_username op`` lets it in again."""
+    from django.core.management import call_command
+
+    settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER = 8
+    for i in range(7):
+        log_in(Client(), "op", "wrong-password", f"2001:db8:0:0::{i + 1}")  # one IPv6 /64, a new address each try
+    assert logged_in(log_in(Client(), "op", PASSWORD, "2001:db8::100"))
+    log_in(Client(), "op", "wrong-password", "2001:db8::8")
+    assert log_in(Client(), "op", PASSWORD, "2001:db8::101").status_code == 429
+    call_command("axes_reset_username", "op")
+    assert logged_in(log_in(Client(), "op", PASSWORD, "2001:db8::101"))
+
+
+def test_a_script_that_logs_in_gets_the_lockout_as_json(operator, settings):
+    """A login sent with X-Requested-With (as axes answers scripts) gets 429 JSON saying which lock holds."""
+    settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER = 3
+    for i in range(3):
+        log_in(Client(), "op", "wrong-password", f"198.51.100.{i + 1}")
+    locked = log_in(Client(), "op", PASSWORD, "203.0.113.5", HTTP_X_REQUESTED_WITH="XMLHttpRequest")
+    assert locked.status_code == 429
+    assert locked.json() == {"failure_limit": 3, "username": "op", "per_username": True, "cooloff_minutes": 15.0}
+
+
+def test_a_bad_per_username_limit_stops_start_up_naming_the_variable():
+    """TICKER_LOGIN_FAILURE_LIMIT_PER_USER must be a whole number of 1 or more; the error names it."""
+    from .test_settings import start
+
+    for bad in ("0", "-3", "many"):
+        result = start(TICKER_LOGIN_FAILURE_LIMIT_PER_USER=bad)
+        assert result.returncode != 0 and "TICKER_LOGIN_FAILURE_LIMIT_PER_USER=" in result.stderr, result.stderr
+    assert start("settings.TICKER_LOGIN_FAILURE_LIMIT_PER_USER").stdout.strip() == "20"
+
+
+@pytest.fixture
+def viewer(db, client):
+    """A staff user whose only permission is ticker.view_stock, signed in."""
+    from django.contrib.auth.models import Permission
+
+    user = get_user_model().objects.create_user("viewer", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_stock", content_type__app_label="ticker"))
+    client.force_login(user)
+    return client
+
+
+def test_a_view_only_staff_user_is_not_offered_halt_or_resume(viewer, stocks):
+    """Issue 21: the changelist a view-only user sees lists the stocks but offers neither action."""
+    page = viewer.get("/admin/ticker/stock/")
+    assert page.status_code == 200 and "AAA" in page.content.decode()
+    offered = dict(page.context["action_form"].fields["action"].choices) if page.context.get("action_form") else {}
+    assert "halt" not in offered and "resume" not in offered
+    assert "Halt trading" not in page.content.decode()
+
+
+def test_a_view_only_staff_user_cannot_halt_by_a_forged_post(viewer, stocks):
+    """A forged halt POST (one stock, or select_across=1 for all) halts nothing and writes no log entry."""
+    from django.contrib.admin.models import LogEntry
+
+    ids = [s.pk for s in stocks]
+    one = viewer.post("/admin/ticker/stock/", {"action": "halt", "_selected_action": ids[:1]})
+    every = viewer.post("/admin/ticker/stock/", {"action": "halt", "_selected_action": ids[:1], "select_across": "1"})
+    assert one.status_code in (200, 302, 403) and every.status_code in (200, 302, 403)
+    assert not Stock.objects.filter(halted=True).exists()
+    Stock.objects.update(halted=True)
+    viewer.post("/admin/ticker/stock/", {"action": "resume", "_selected_action": ids, "select_across": "1"})
+    assert Stock.objects.filter(halted=True).count() == 3 and not LogEntry.objects.exists()
+
+
+def test_a_halt_logs_who_halted_each_stock_and_leaves_the_live_price_alone(staff, stocks):
+    """A permitted halt writes one admin log entry per stock naming the user ("Halted"), and a resume likewise;
+    a market step taken meanwhile is not rolled back."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    market = services.market_open(interval_ms=250, seed=1)
+    services.market_step(market=market, ts=0)
+    ids = [s.pk for s in stocks[:2]]
+    moved = {s.pk: (s.price, s.seq) for s in Stock.objects.filter(pk__in=ids)}
+    response = staff.post("/admin/ticker/stock/", {"action": "halt", "_selected_action": ids}, follow=True)
+    assert "Halted 2 stock(s)" in response.content.decode()
+    entries = LogEntry.objects.filter(action_flag=CHANGE).order_by("object_id")
+    assert [(e.user.username, int(e.object_id), e.get_change_message()) for e in entries] == [
+        ("op", ids[0], "Halted"),
+        ("op", ids[1], "Halted"),
+    ]
+    assert {s.pk: (s.price, s.seq) for s in Stock.objects.filter(pk__in=ids)} == moved
+    staff.post("/admin/ticker/stock/", {"action": "resume", "_selected_action": ids, "select_across": "1"})
+    assert not Stock.objects.filter(halted=True).exists()
+    assert LogEntry.objects.filter(change_message="Resumed").count() == 2  # only the two that were halted

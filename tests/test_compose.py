@@ -1,6 +1,9 @@
 """docker-compose.yml stays valid and in step with the documented process commands (no Docker engine here)."""
 
+import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,46 @@ def test_compose_runs_prometheus_on_every_replica_and_the_market():
     assert "ports" not in services["market"], "the market's metrics stay on the compose network"
     assert "location = /metrics" in (ROOT / "deploy" / "nginx.conf").read_text(), "nginx keeps /metrics private"
     assert (ROOT / "deploy" / "grafana-dashboard.json").exists()
+
+
+def compose_config(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """Debian's docker-compose validating docker-compose.yml (no engine needed) in a clean environment: nothing
+    from the caller's shell, and an empty env file, so a developer's own .env cannot make it pass."""
+    assert shutil.which("docker-compose"), (
+        "docker-compose is missing: run scripts/system-deps (apt-get install docker-compose)"
+    )
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    return subprocess.run(
+        ["docker-compose", "--env-file", str(empty), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_compose_refuses_to_start_without_its_secrets(tmp_path):
+    """Issue 21: no public fallback key or password. Without DJANGO_SECRET_KEY (or POSTGRES_PASSWORD) compose
+    refuses and names the variable; with both set it is valid."""
+    key, password = "Vq3x-8JkP0rZt_6mWc2LsY9uBn4HdE7gFa1Qo5Ri", "c0ffee0123456789abcdef"
+    no_key = compose_config(tmp_path, POSTGRES_PASSWORD=password)
+    assert no_key.returncode != 0 and "set DJANGO_SECRET_KEY" in no_key.stderr, no_key.stderr
+    no_password = compose_config(tmp_path, DJANGO_SECRET_KEY=key)
+    assert no_password.returncode != 0 and "set POSTGRES_PASSWORD" in no_password.stderr, no_password.stderr
+    both = compose_config(tmp_path, DJANGO_SECRET_KEY=key, POSTGRES_PASSWORD=password)
+    assert both.returncode == 0, both.stderr
+
+
+def test_the_database_password_comes_from_the_environment_and_env_files_stay_private():
+    """db and DATABASE_URL use ${POSTGRES_PASSWORD}; .env.example names both secrets; .env is never committed or
+    copied into the image."""
+    assert services["db"]["environment"]["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
+    assert "${POSTGRES_PASSWORD:?" in services["web"]["environment"]["DATABASE_URL"]
+    assert services["web"]["environment"]["DJANGO_SECRET_KEY"].startswith("${DJANGO_SECRET_KEY:?")
+    example = (ROOT / ".env.example").read_text()
+    assert "\nDJANGO_SECRET_KEY=" in example and "\nPOSTGRES_PASSWORD=" in example
+    assert ".env" in (ROOT / ".gitignore").read_text().splitlines()
+    assert ".env" in (ROOT / ".dockerignore").read_text().splitlines()
+    assert "cp .env.example .env" in readme

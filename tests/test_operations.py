@@ -43,9 +43,9 @@ def status_of(url: str, headers: dict | None = None) -> int:
         return 0
 
 
-def json_of(url: str) -> tuple[int, dict]:
+def json_of(url: str, headers: dict | None = None) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=5) as response:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -81,7 +81,8 @@ def test_health_checks_pass_with_allowed_hosts_set_to_the_real_host_name_only(tm
         assert status_of(site.base + "/healthz") == 200
         # Ready once the market's batches arrive (it starts beside daphne); 30 s: a busy machine.
         wait_for(lambda: status_of(site.base + "/readyz") == 200, timeout=30, what="/readyz to say ready")
-        assert json_of(site.base + "/readyz") == (200, {"status": "ready", "reasons": []})
+        # Loopback may read /metrics, so it gets the details too (none: ready).
+        assert json_of(site.base + "/readyz") == (200, {"status": "ready", "reasons": [], "details": []})
         assert status_of(site.base + "/metrics") == 200, "loopback may read the metrics by default"
         check = compose_healthcheck().replace("127.0.0.1:8000", f"127.0.0.1:{site.port}")
         result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=30)
@@ -113,7 +114,8 @@ def test_readyz_follows_redis_and_healthz_stays_up(tmp_path):
                 went = time.monotonic() - stopped
                 status, body = json_of(site.base + "/readyz")
                 assert status == 503 and body["status"] == "not ready"
-                assert any(reason.startswith("feed:") for reason in body["reasons"]), body
+                assert "feed_disconnected" in body["reasons"], body
+                assert any(detail.startswith("feed: not receiving") for detail in body["details"]), body
 
                 redis_server.start()
                 back = time.monotonic()
@@ -126,6 +128,28 @@ def test_readyz_follows_redis_and_healthz_stays_up(tmp_path):
             print(f"\n/readyz: 503 {went:.2f} s after Redis stopped, 200 {returned:.2f} s after it returned")
     finally:
         redis_server.stop()
+
+
+def test_readyz_tells_the_public_a_reason_code_and_only_operators_the_error(tmp_path, redis_server):
+    """Issue 21: a web process whose database does not answer says 503 "database_unavailable" to a caller outside
+    TICKER_METRICS_ALLOW, without the driver's error text; a caller that may read /metrics gets the error too."""
+    token = "readyz-test-token-0123456789abcdef"
+    with running_site(tmp_path, redis_server.url) as site:
+        # A second web process on the same Redis whose database is a port nothing listens on: a real driver
+        # error. Loopback is not in its TICKER_METRICS_ALLOW, so this test is a public caller unless it sends
+        # the metrics token.
+        unreachable = f"postgres://ticker:not-a-password@127.0.0.1:{free_port()}/ticker"
+        env = {"DATABASE_URL": unreachable, "TICKER_METRICS_ALLOW": "192.0.2.0/24", "TICKER_METRICS_TOKEN": token}
+        base = site.start_web(name="no-database", env=env, serving=False)
+        status, public = json_of(base + "/readyz")
+        assert status == 503 and public["status"] == "not ready", public
+        assert "database_unavailable" in public["reasons"] and "details" not in public, public
+        assert all(code.replace("_", "").isalpha() for code in public["reasons"]), public
+        assert "Error" not in json.dumps(public) and "127.0.0.1" not in json.dumps(public)
+        status, operator = json_of(base + "/readyz", {"Authorization": f"Bearer {token}"})
+        assert status == 503 and operator["reasons"] == public["reasons"], operator
+        error = next(detail for detail in operator["details"] if detail.startswith("database: "))
+        assert "OperationalError" in error and "127.0.0.1" in error, operator
 
 
 def test_metrics_count_connections_frames_and_a_1008_close(tmp_path, redis_server):

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 
 pytestmark = pytest.mark.django_db
+
+
+def operator(**fields) -> User:
+    """A staff user allowed the operations view (ticker.view_operations)."""
+    user = User.objects.create_user("op", password="x-long-password-1", is_staff=True, **fields)
+    user.user_permissions.add(Permission.objects.get(codename="view_operations", content_type__app_label="ticker"))
+    return user
 
 
 def test_the_operations_page_and_its_data_are_for_staff_only(client):
@@ -18,9 +25,27 @@ def test_the_operations_page_and_its_data_are_for_staff_only(client):
     assert client.get("/admin/ops/data/").status_code == 403
 
 
+def test_staff_without_the_operations_permission_are_refused(client):
+    """Issue 21: a staff user who may only view stocks gets 403 from the page and its data, and no host or PID."""
+    user = User.objects.create_user("viewer", password="x-long-password-1", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_stock", content_type__app_label="ticker"))
+    client.force_login(user)
+    assert client.get("/admin/ops/").status_code == 403
+    refused = client.get("/admin/ops/data/")
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    assert "ticker.view_operations" in refused.json()["message"] and "pid" not in refused.content.decode()
+
+
+def test_the_operations_permission_is_granted_to_nobody_by_default(client):
+    """A new staff user has no ticker.view_operations; a superuser has it."""
+    assert not User.objects.create_user("new", is_staff=True).has_perm("ticker.view_operations")
+    assert User.objects.create_superuser("root", "root@example.com", "x").has_perm("ticker.view_operations")
+
+
 def test_staff_see_redis_the_database_and_the_reports(client, clean_redis):
-    """A staff user gets Redis's and the database's state and a list (maybe empty) of each kind of process."""
-    client.force_login(User.objects.create_user("op", password="x-long-password-1", is_staff=True))
+    """A staff user with the permission gets Redis's and the database's state and a list (maybe empty) of each
+    kind of process."""
+    client.force_login(operator())
     assert client.get("/admin/ops/").status_code == 200
     view = client.get("/admin/ops/data/").json()
     assert view["redis"]["ok"] and view["redis"]["version"]

@@ -68,3 +68,30 @@ def test_websocket_compression_settings_refuse_what_they_cannot_mean():
     )
     result = start(TICKER_WS_COMPRESS_MIN_BYTES="-1")
     assert result.returncode != 0 and "TICKER_WS_COMPRESS_MIN_BYTES='-1': use a whole number from 0" in result.stderr
+
+
+def test_placeholder_secret_keys_are_refused_outside_development():
+    """Issue 21: with debug off, each known stand-in key (the old compose demo key, .env.example's placeholder,
+    the development key, "changeme", "secret"), a key under 32 characters, one of few characters and a
+    "django-insecure-" key stop start-up with an error naming DJANGO_SECRET_KEY; debug on still starts."""
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if line[:1].isalpha()
+    )
+    placeholders = [
+        "insecure-compose-demo-key-set-DJANGO_SECRET_KEY",
+        example["DJANGO_SECRET_KEY"],
+        "insecure-development-key-do-not-use-in-production",
+        "changeme",
+        "secret",
+        "a" * 20 + "B1-",  # 23 characters
+        "abab" * 16,  # 64 characters, but two different ones
+        "django-insecure-" + "x7Qk2mP9vL4nR8sT1wY6zC3b",
+    ]
+    for key in placeholders:
+        result = start(DJANGO_DEBUG=None, DJANGO_SECRET_KEY=key)
+        assert result.returncode != 0, key
+        # "changeme" is refused by the reader of every variable (config/environment.py), the rest by the key check.
+        assert "DJANGO_SECRET_KEY" in result.stderr and "placeholder" in result.stderr, (key, result.stderr[-300:])
+    assert start(DJANGO_DEBUG="1", DJANGO_SECRET_KEY="secret").returncode == 0
+    fine = start(DJANGO_DEBUG=None, DJANGO_SECRET_KEY="Vq3x-8JkP0rZt_6mWc2LsY9uBn4HdE7gFa1Qo5Ri")
+    assert fine.returncode == 0, fine.stderr

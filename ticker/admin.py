@@ -2,6 +2,8 @@ from decimal import Decimal
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import transaction
 
 from .models import Candle, Stock, symbol_validator
 
@@ -121,16 +123,34 @@ class StockAdmin(admin.ModelAdmin):
     def change_pct_display(self, obj: Stock) -> str:
         return f"{obj.change_pct:+.2f}%"
 
-    @admin.action(description="Halt trading in the selected stocks")
+    # Halting changes what the market does, so it needs the change permission (issue 21: a view-only staff
+    # user was offered both actions and could halt every stock with select_across). Each stock it changes gets
+    # an admin LogEntry naming the user; only "halted" is written, never MARKET_FIELDS.
+    @admin.action(description="Halt trading in the selected stocks", permissions=["change"])
     def halt(self, request, queryset):
-        count = queryset.update(halted=True)
-        self.message_user(request, f"Halted {count} stock(s); the market applies it within a second.", messages.SUCCESS)
+        self._set_halted(request, queryset, halted=True)
 
-    @admin.action(description="Resume trading in the selected stocks")
+    @admin.action(description="Resume trading in the selected stocks", permissions=["change"])
     def resume(self, request, queryset):
-        count = queryset.update(halted=False)
+        self._set_halted(request, queryset, halted=False)
+
+    def _set_halted(self, request, queryset, *, halted: bool) -> None:
+        verb = "Halted" if halted else "Resumed"
+        with transaction.atomic():
+            # Counted first: the changelist's own filter may be on "halted" (select_across).
+            selected = queryset.count()
+            changing = list(queryset.exclude(halted=halted).select_for_update().only("pk", "symbol", "name"))
+            Stock.objects.filter(pk__in=[stock.pk for stock in changing]).update(halted=halted)
+            if changing:
+                LogEntry.objects.log_actions(
+                    user_id=request.user.pk, queryset=changing, action_flag=CHANGE, change_message=verb
+                )
+        unchanged = selected - len(changing)
+        already = f" ({unchanged} already {'halted' if halted else 'trading'})" if unchanged else ""
         self.message_user(
-            request, f"Resumed {count} stock(s); the market applies it within a second.", messages.SUCCESS
+            request,
+            f"{verb} {len(changing)} stock(s){already}; the market applies it within a second.",
+            messages.SUCCESS,
         )
 
 

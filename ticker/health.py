@@ -8,7 +8,8 @@ the whole site (config/asgi.py) before Django sees the request: none of them rea
 
 - ``/healthz``: 200 while the process answers (liveness: restart it if this fails).
 - ``/readyz``: 200 while the feed is live and the database answers; otherwise 503 with the reasons as a JSON
-  list (readiness: send it no clients meanwhile).
+  list of short codes (readiness: send it no clients meanwhile); callers that may read /metrics also get
+  "details", the reasons in words with the error text.
 - ``/metrics``: this process's Prometheus metrics (ticker.metrics).
 """
 
@@ -53,31 +54,47 @@ async def _answer(scope, send) -> None:
         return await _respond(send, scope, 200, b'{"status": "ok"}', json_body=True)
     if path == "/readyz":
         reasons = await not_ready()
-        body = json.dumps({"status": "ready" if not reasons else "not ready", "reasons": reasons}).encode()
+        answer = {"status": "ready" if not reasons else "not ready", "reasons": [code for code, _ in reasons]}
+        # Issue 21: the details name hosts and carry driver errors ("OperationalError: connection to server at
+        # ..."), and nginx forwards /readyz to the public. So everyone gets the short codes, and only a caller
+        # that may read /metrics (an operator, Prometheus, the container's own health check) the details.
+        if metrics_refusal(scope) is None:
+            answer["details"] = [detail for _, detail in reasons]
+        body = json.dumps(answer).encode()
         return await _respond(send, scope, 503 if reasons else 200, body, json_body=True)
     if (refusal := metrics_refusal(scope)) is not None:
         return await _respond(send, scope, 403, refusal.encode() + b"\n")
     return await _respond(send, scope, 200, metrics.exposition(), content_type=metrics.CONTENT_TYPE.encode())
 
 
-async def not_ready() -> list[str]:
-    """Why this process should not be sent clients now (empty: ready)."""
+async def not_ready() -> list[tuple[str, str]]:
+    """Why this process should not be sent clients now, as (code, detail) pairs (empty: ready).
+
+    The codes are fixed and safe for anyone to read (docs/operations.md lists them); the details may
+    carry host names and exception text.
+    """
     from .hub import FeedUnavailable, get_hub
 
     reasons, database = [], asyncio.ensure_future(_database_answers())
     try:
         hub = await get_hub(wait_s=READY_WAIT_S)
     except FeedUnavailable:
-        reasons.append("feed: no quotes yet (neither the channel layer nor the database answered)")
+        reasons.append(
+            ("feed_unavailable", "feed: no quotes yet (neither the channel layer nor the database answered)")
+        )
     else:
         if hub.feed != "live":
             if not hub.follower.connected:
-                reasons.append("feed: not receiving from the channel layer (is Redis up? REDIS_URL)")
+                reasons.append(
+                    ("feed_disconnected", "feed: not receiving from the channel layer (is Redis up? REDIS_URL)")
+                )
             else:
                 silent = asyncio.get_running_loop().time() - hub.follower.last_batch_at
-                reasons.append(f"feed: no batch from the market for {silent:.1f} s (is run_market running?)")
+                reasons.append(
+                    ("feed_stale", f"feed: no batch from the market for {silent:.1f} s (is run_market running?)")
+                )
     if (problem := await database) is not None:
-        reasons.append(f"database: {problem}")
+        reasons.append(("database_unavailable", f"database: {problem}"))
     return reasons
 
 

@@ -82,6 +82,10 @@ class Stock(models.Model):
 
     class Meta:
         ordering = ["symbol"]
+        # The admin's operations view shows host names, PIDs, memory, the Redis version and the database
+        # vendor: more than a staff user needs to run the market (issue 21), so it has a permission of its
+        # own, granted to nobody by default (superusers have every permission).
+        permissions = [("view_operations", "Can see the operations view (processes, Redis, database)")]
 
     def __str__(self) -> str:
         return f"{self.symbol} ({self.name})"

@@ -1,5 +1,5 @@
-// The admin's operations view (/admin/ops/): polls the staff-only JSON every second and renders it with
-// textContent (never innerHTML). Figures: ticker/ops.py; what they mean: docs/operations.md.
+// The admin's operations view (/admin/ops/): polls its JSON (staff with ticker.view_operations only) every
+// second and renders it with textContent (never innerHTML). Figures: ticker/ops.py; what they mean: docs/operations.md.
 
 const POLL_MS = 1000;
 
