@@ -383,14 +383,18 @@ TICKER_LOG_LEVEL = env.text("TICKER_LOG_LEVEL", default="INFO", choices=LOG_LEVE
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ticker.logs.ContextFilter"}},
+    "filters": {"context": {"()": "ticker.logs.ContextFilter"}, "repeats": {"()": "ticker.logs.RepeatFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
         "json": {"()": "ticker.logs.JsonLines"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": TICKER_LOG_FORMAT, "filters": ["context"]}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": TICKER_LOG_FORMAT, "filters": ["context", "repeats"]}
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
+        # Django's own default sends these to a console handler of its own too (in debug): each line once, here.
+        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "ticker": {"handlers": ["console"], "level": TICKER_LOG_LEVEL, "propagate": False},
     },
 }

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import threading
 import time
 
 PROCESS_ID = f"{socket.gethostname()}:{os.getpid()}"
@@ -62,3 +63,52 @@ class JsonLines(logging.Formatter):
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
+
+
+# Expected refusals and outage warnings come in floods (every client refused at once, a warning per retry while
+# Redis is away): issue 20 found an overload flooding the log. Within this window each kind is logged once; the
+# next one after it says how many were left out.
+REPEAT_WINDOW_S = 30.0
+_MOST_KINDS = 1000  # a bound on what the filter remembers, whatever the messages
+
+
+class RepeatFilter(logging.Filter):
+    """Warnings and expected refusals once per kind per ``window_s``, the next one carrying the count left out.
+
+    A kind is a logger, level and message template (``"Bad Request: %s"`` for every 400, whatever the path).
+    Django logs a 503 at ERROR; the site answers 503 only on purpose (``server_full``, ``unavailable``, with
+    Retry-After), so those become WARNINGs. Records with a traceback, other 5xx answers and CRITICAL records
+    are never held back: each may be a different fault. INFO and DEBUG pass untouched.
+    """
+
+    def __init__(self, window_s: float = REPEAT_WINDOW_S, clock=time.monotonic):
+        super().__init__()
+        self.window_s, self.clock = window_s, clock
+        self._kinds: dict[tuple, list] = {}  # kind -> [when it was last let through, how many held back since]
+        self._lock = threading.Lock()  # handlers on several threads (Django's sync views) share this filter
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        status = getattr(record, "status_code", None)
+        if record.name == "django.request" and status == 503:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        if record.levelno < logging.WARNING or record.levelno >= logging.CRITICAL or record.exc_info:
+            return True
+        if record.name == "django.request" and status is not None and status >= 500 and status != 503:
+            return True
+        kind = (record.name, record.levelno, str(record.msg), status)
+        now = self.clock()
+        with self._lock:
+            seen = self._kinds.get(kind)
+            if seen is not None and now - seen[0] < self.window_s:
+                seen[1] += 1
+                return False
+            held = seen[1] if seen is not None else 0
+            if len(self._kinds) >= _MOST_KINDS:
+                self._kinds = {k: v for k, v in self._kinds.items() if now - v[0] < self.window_s}
+                if len(self._kinds) >= _MOST_KINDS:  # that many kinds within one window: start again
+                    self._kinds.clear()
+            self._kinds[kind] = [now, 0]
+        if held:
+            record.repeats = held
+            record.msg = f"{record.msg} [{held} more like this in the last {self.window_s:g} s]"
+        return True
