@@ -51,18 +51,31 @@ def json_of(url: str, headers: dict | None = None) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def samples(url: str) -> dict[tuple[str, tuple], float]:
-    """Every sample of a Prometheus exposition: (name, sorted labels) -> value."""
+class Samples(dict):
+    """Every sample of a Prometheus exposition, (name, sorted labels) -> value, and the metric names it declares."""
+
+    declared: set[str]
+
+
+def samples(url: str) -> Samples:
+    """Every sample of the exposition at ``url``."""
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+    found, found.declared = Samples(), set()
+    for family in text_string_to_metric_families(text):
+        found.declared.add(family.name)
+        for each in family.samples:
+            found[(each.name, tuple(sorted(each.labels.items())))] = each.value
+    return found
 
 
-def sample(found: dict, name: str, **labels: str) -> float:
+def sample(found: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled sample its metric has not had yet (a counter whose label was never
+    incremented). A metric the exposition does not declare at all fails: a renamed metric must not read as 0."""
+    suffixes = ("", "_total", "_count", "_sum", "_bucket", "_created", "_info")
+    assert any(name == family + end for family in found.declared for end in suffixes), (
+        f"{name} is not in the exposition (declared: {sorted(found.declared)})"
+    )
     return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
