@@ -314,6 +314,25 @@ if TICKER_MAX_CONNECTIONS < 0:
         f"TICKER_MAX_CONNECTIONS={TICKER_MAX_CONNECTIONS!r}: use a number of connections per web process "
         "(default 2500), or 0 for no cap."
     )
+# A fair share per client address (issue 21): one address filled a process's whole cap with 2,500 SSE
+# streams in 11 s and locked every other client out. An address may hold at most this many of a
+# process's WebSockets, SSE streams and long-polls (an IPv6 address counts for its whole /64); past it
+# it is refused as at the cap, with "address_full". The address is the one TICKER_TRUSTED_PROXIES makes
+# trustworthy (behind nginx with TICKER_TRUSTED_PROXIES=1, the real client; without it every client
+# behind a proxy shares the proxy's address). Unset: a tenth of TICKER_MAX_CONNECTIONS (250 at 2,500),
+# so ten addresses at their share fill a process; a dashboard holds one connection, the Lab four, so
+# 250 still admits a large office behind one NAT. 0 lifts it (the benchmarks and the soak test, which
+# open thousands of connections from 127.0.0.1).
+_per_address = env.str("TICKER_MAX_CONNECTIONS_PER_ADDRESS", default="").strip()
+if not _per_address:
+    TICKER_MAX_CONNECTIONS_PER_ADDRESS = -(-TICKER_MAX_CONNECTIONS // 10)  # a tenth, rounded up: 1 at least
+elif _per_address.isascii() and _per_address.isdigit():  # not "²", which int() refuses
+    TICKER_MAX_CONNECTIONS_PER_ADDRESS = int(_per_address)
+else:
+    raise ImproperlyConfigured(
+        f"TICKER_MAX_CONNECTIONS_PER_ADDRESS={_per_address!r}: use a number of connections one client address "
+        "may hold per web process, 0 for no limit, or leave it unset for a tenth of TICKER_MAX_CONNECTIONS."
+    )
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
