@@ -17,6 +17,8 @@ import urllib.request
 import pytest
 import websockets
 
+from ticker import admission
+
 from .clients import Follower, follow, get_json, recv_data, stop_following, until
 from .processes import running_site
 
@@ -345,8 +347,9 @@ def _address_full(port: int, path: str, **sender: str) -> None:
     """``path`` from that sender is refused for its address: 503, Retry-After 5, ``address_full``."""
     status, headers, body, sock = _request(port, path, **sender)
     sock.close()
+    assert (status, headers.get("retry-after")) == (503, "5"), f"{path} from {sender}: {status} {body[:200]!r}"
     error = json.loads(body)
-    assert (status, headers.get("retry-after"), error["code"]) == (503, "5", "address_full"), (path, status, body)
+    assert error["code"] == "address_full", error
     assert error["message"].startswith("Too many connections from your address ("), error
 
 
@@ -441,3 +444,64 @@ def test_behind_trusted_proxies_the_forwarded_address_is_what_counts(tmp_path, r
         finally:
             for sock in held:
                 sock.close()
+
+
+# --- The counting itself (pure logic: no processes) -------------------------------------------------------
+
+
+def test_an_address_at_its_share_is_refused_while_others_are_admitted():
+    """Two from one address (share 2) fill its share: the third is AddressFull, another address gets in."""
+    counts = admission.Admission(100, per_address=2)
+    for _ in range(2):
+        counts.admit("192.0.2.1")
+    with pytest.raises(admission.AddressFull) as refused:
+        counts.admit("192.0.2.1")
+    assert refused.value.limit == 2
+    assert refused.value.close_reason == "too many connections from your address (2): try again in 5 s"
+    counts.admit("192.0.2.2")
+    assert (counts.held, counts.by_address, counts.refused, counts.refused_address) == (
+        3,
+        {"192.0.2.1": 2, "192.0.2.2": 1},
+        1,
+        1,
+    )
+
+
+def test_the_count_per_address_is_emptied_at_zero_and_released_once():
+    """Every slot given back (twice over): no entry is left for any address, and the counts are back to 0."""
+    counts = admission.Admission(0, per_address=3)
+    slots = [counts.admit(f"198.51.100.{i % 50}") for i in range(120)]
+    assert len(counts.by_address) == 50
+    for slot in slots + slots:  # a second release on another way out counts nothing
+        slot.release()
+    assert (counts.held, counts.by_address) == (0, {})
+    assert all(not slot.held for slot in slots)
+    counts.admit("198.51.100.1")  # and the share is whole again
+    assert counts.by_address == {"198.51.100.1": 1}
+
+
+def test_an_ipv6_client_counts_for_its_whole_64():
+    """Addresses in one /64 share one count (one host can rotate through them); the next /64 is another client."""
+    counts = admission.Admission(100, per_address=1)
+    counts.admit("2001:db8:1:2::1")
+    with pytest.raises(admission.AddressFull):
+        counts.admit("2001:db8:1:2:ffff:ffff:ffff:fffe")
+    counts.admit("2001:db8:1:3::1")
+    assert set(counts.by_address) == {"2001:db8:1:2::/64", "2001:db8:1:3::/64"}
+    # An IPv4 client on a dual-stack socket is the same client as over IPv4.
+    assert admission.address_key("::ffff:192.0.2.9") == admission.address_key("192.0.2.9") == "192.0.2.9"
+
+
+def test_a_full_process_says_server_full_and_no_address_or_no_share_is_not_counted_per_address():
+    """At the cap the refusal is Full (not AddressFull); without an address, or with share 0, no entry is kept."""
+    counts = admission.Admission(2, per_address=1)
+    counts.admit("192.0.2.1")
+    counts.admit(None)
+    with pytest.raises(admission.Full) as refused:
+        counts.admit("192.0.2.1")
+    assert type(refused.value) is admission.Full
+    assert counts.by_address == {"192.0.2.1": 1}
+    unshared = admission.Admission(0, per_address=0)
+    for _ in range(300):
+        unshared.admit("192.0.2.1")
+    assert (unshared.held, unshared.by_address) == (300, {})
