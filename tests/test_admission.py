@@ -350,7 +350,7 @@ def _address_full(port: int, path: str, **sender: str) -> None:
     assert (status, headers.get("retry-after")) == (503, "5"), f"{path} from {sender}: {status} {body[:200]!r}"
     error = json.loads(body)
     assert error["code"] == "address_full", error
-    assert error["message"].startswith("Too many connections from your address ("), error
+    assert error["message"].startswith("Too many connections from your address"), error
 
 
 async def _websocket(
@@ -444,6 +444,48 @@ def test_behind_trusted_proxies_the_forwarded_address_is_what_counts(tmp_path, r
         finally:
             for sock in held:
                 sock.close()
+
+
+def test_behind_nginx_one_address_is_held_to_its_connections_and_its_request_rate(tmp_path, redis_server):
+    """deploy/nginx.conf's own limits, lowered in the test's copy (2 connections, bursts of 20 requests, then one
+    a minute) so a few clients reach them: the 3rd stream is 503 address_full with Retry-After 5, a request past
+    the burst 429 rate_limited with Retry-After 1. The replica (share lifted) never sees them."""
+    from .conftest import free_port, wait_for
+    from .processes import serves_quotes
+    from .test_scaleout import NGINX, nginx_config
+
+    with running_site(tmp_path, redis_server.url, env=capped(0)) as site:
+        listen = free_port()
+        config = nginx_config(tmp_path, listen, [site.port])
+        site_conf = tmp_path / "site.conf"
+        text = site_conf.read_text()
+        lowered = text.replace("limit_conn ticker_connections 250;", "limit_conn ticker_connections 2;")
+        lowered = lowered.replace("rate=20r/s;", "rate=1r/m;").replace("burst=100 nodelay;", "burst=20 nodelay;")
+        assert lowered.count("ticker_connections 2;") == 1 and "rate=1r/m;" in lowered and "burst=20 " in lowered
+        site_conf.write_text(lowered)
+        nginx = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(config), "-g", "daemon off;"])
+        held: list[socket.socket] = []
+        try:
+            wait_for(lambda: serves_quotes(f"http://127.0.0.1:{listen}"), timeout=15, what="nginx to proxy")
+            held += [_held_stream(listen), _held_stream(listen)]
+            _address_full(listen, "/api/quotes/stream/?symbols=AAPL")
+            # nginx's own refusal: the replica (no cap, no share) answered no 503.
+            assert '" 503' not in (tmp_path / "web.log").read_text()
+            held.pop().close()
+            statuses = []
+            for _ in range(25):  # past the burst of 20 (a few of it were spent above)
+                status, headers, body, sock = _request(listen, "/api/quotes/?symbols=AAPL")
+                sock.close()
+                statuses.append(status)
+                if status == 429:
+                    assert headers["retry-after"] == "1" and json.loads(body)["code"] == "rate_limited", body
+                    break
+            assert statuses[0] == 200 and statuses[-1] == 429, statuses
+        finally:
+            for sock in held:
+                sock.close()
+            nginx.terminate()
+            nginx.wait(10)
 
 
 # --- The counting itself (pure logic: no processes) -------------------------------------------------------
