@@ -72,6 +72,7 @@ def test_the_share_per_address_is_a_tenth_of_the_cap_unless_set_and_a_bad_value_
     0 lifts it; anything but a whole number of 0 or more fails, naming the variable (issue 21)."""
     share = "settings.TICKER_MAX_CONNECTIONS_PER_ADDRESS"
     assert start(share, TICKER_MAX_CONNECTIONS_PER_ADDRESS=None).stdout.strip() == "250"
+    assert start(share, TICKER_MAX_CONNECTIONS_PER_ADDRESS="").stdout.strip() == "250"  # compose's empty default
     assert start(share, TICKER_MAX_CONNECTIONS="3", TICKER_MAX_CONNECTIONS_PER_ADDRESS=None).stdout.strip() == "1"
     assert start(share, TICKER_MAX_CONNECTIONS_PER_ADDRESS="0").stdout.strip() == "0"
     for bad in ("-1", "ten", "2.5"):
