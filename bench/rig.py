@@ -141,8 +141,10 @@ class Rig:
                 # Sessions follow the wall clock (closed 30 s in every 7 minutes by default): a run that
                 # fell into a close would measure a market that does not move.
                 "MARKET_SESSION_CLOSED_HOURS": "0",
-                # No connection cap: the benchmarks measure what a process carries past the default.
+                # No connection cap: the benchmarks measure what a process carries past the default. Nor a
+                # share per address (issue 21): every benchmark client connects from 127.0.0.1.
                 "TICKER_MAX_CONNECTIONS": "0",
+                "TICKER_MAX_CONNECTIONS_PER_ADDRESS": "0",
             }
             self.output = open(Path(self.tmp.name) / "servers.log", "ab")  # noqa: SIM115 (closed in close)
             log(f"Redis: {self.redis.how}")

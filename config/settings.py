@@ -333,6 +333,21 @@ if not TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
 # process alone on a core carried 3,000 at p99 58 ms, so 2,500 keeps a margin for the heartbeats,
 # snapshots and reconnects the benchmark does not have. 0 lifts the cap (the benchmarks use it).
 TICKER_MAX_CONNECTIONS = env.whole("TICKER_MAX_CONNECTIONS", default=2500, least=0, most=1_000_000)
+# A fair share per client address (issue 21): one address filled a process's whole cap with 2,500 SSE
+# streams in 11 s and locked every other client out. An address may hold at most this many of a
+# process's WebSockets, SSE streams and long-polls (an IPv6 address counts for its whole /64); past it
+# it is refused as at the cap, with "address_full". The address is the one TICKER_TRUSTED_PROXIES makes
+# trustworthy (behind nginx with TICKER_TRUSTED_PROXIES=1, the real client; without it every client
+# behind a proxy shares the proxy's address). Unset: a tenth of TICKER_MAX_CONNECTIONS (250 at 2,500),
+# so ten addresses at their share fill a process; a dashboard holds one connection, the Lab four, so
+# 250 still admits a large office behind one NAT. 0 lifts it (the benchmarks and the soak test, which
+# open thousands of connections from 127.0.0.1).
+TICKER_MAX_CONNECTIONS_PER_ADDRESS = env.whole(
+    "TICKER_MAX_CONNECTIONS_PER_ADDRESS",
+    default=-(-TICKER_MAX_CONNECTIONS // 10),  # a tenth, rounded up: 1 at least
+    least=0,
+    most=1_000_000,
+)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -76,3 +76,22 @@ def test_a_websocket_to_a_host_outside_allowed_hosts_is_refused():
     assert not websocket_allowed("http://rebound.example", "rebound.example")
     assert not websocket_allowed(None, "rebound.example")
     assert not security.websocket_allowed({"type": "websocket", "scheme": "ws", "headers": []})  # no Host at all
+
+
+def _handshake(peer: str, forwarded_for: str | None = None) -> dict:
+    headers = [(b"host", b"127.0.0.1")]
+    if forwarded_for is not None:
+        headers.append((b"x-forwarded-for", forwarded_for.encode()))
+    return {"type": "websocket", "client": [peer, 50000], "headers": headers}
+
+
+def test_a_websocket_handshake_has_the_client_address_an_http_request_has(settings):
+    """X-Forwarded-For counts only behind trusted proxies, and then the entry the outermost one wrote (issue 21)."""
+    spoofed = _handshake("192.0.2.1", "203.0.113.5")
+    assert security.scope_client_address(spoofed) == "192.0.2.1"
+    settings.TICKER_TRUSTED_PROXIES = 1
+    assert security.scope_client_address(_handshake("10.0.0.2", "198.51.100.1, 203.0.113.5")) == "203.0.113.5"
+    assert security.scope_client_address(_handshake("10.0.0.2")) == "10.0.0.2"  # not through the proxy
+    request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.5")
+    assert security.client_address(request) == "203.0.113.5"
+    assert security.scope_client_address({"type": "websocket", "headers": []}) is None  # no peer (a Unix socket)

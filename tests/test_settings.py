@@ -95,3 +95,16 @@ def test_placeholder_secret_keys_are_refused_outside_development():
     assert start(DJANGO_DEBUG="1", DJANGO_SECRET_KEY="secret").returncode == 0
     fine = start(DJANGO_DEBUG=None, DJANGO_SECRET_KEY="Vq3x-8JkP0rZt_6mWc2LsY9uBn4HdE7gFa1Qo5Ri")
     assert fine.returncode == 0, fine.stderr
+
+
+def test_the_share_per_address_is_a_tenth_of_the_cap_unless_set_and_a_bad_value_stops_start_up():
+    """TICKER_MAX_CONNECTIONS_PER_ADDRESS: unset, a tenth of TICKER_MAX_CONNECTIONS (250 at 2,500; 1 at least);
+    0 lifts it; anything but a whole number of 0 or more fails, naming the variable (issue 21)."""
+    share = "settings.TICKER_MAX_CONNECTIONS_PER_ADDRESS"
+    assert start(share, TICKER_MAX_CONNECTIONS_PER_ADDRESS=None).stdout.strip() == "250"
+    assert start(share, TICKER_MAX_CONNECTIONS_PER_ADDRESS="").stdout.strip() == "250"  # compose's empty default
+    assert start(share, TICKER_MAX_CONNECTIONS="3", TICKER_MAX_CONNECTIONS_PER_ADDRESS=None).stdout.strip() == "1"
+    assert start(share, TICKER_MAX_CONNECTIONS_PER_ADDRESS="0").stdout.strip() == "0"
+    for bad in ("-1", "ten", "2.5"):
+        result = start(TICKER_MAX_CONNECTIONS_PER_ADDRESS=bad)
+        assert result.returncode != 0 and f"TICKER_MAX_CONNECTIONS_PER_ADDRESS={bad!r}" in result.stderr, bad

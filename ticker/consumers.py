@@ -9,7 +9,7 @@ from functools import cached_property
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import admission, logs, metrics, protocol, server
+from . import admission, logs, metrics, protocol, security, server
 from .hub import FeedUnavailable, QuoteHub, get_hub
 from .protocol import ALL, Command, ProtocolError
 from .ratelimit import TokenBucket
@@ -86,9 +86,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.outlet = server.websocket_outlet(self.scope, self.base_send)
         metrics.websocket_negotiated(self.outlet.compression, self.delta)
         try:
-            self.slot = admission.connections().admit()
-        except admission.Full as full:
-            self._close(TRY_AGAIN_LATER, f"server full: try again in {full.retry_after_s} s")
+            self.slot = admission.connections().admit(security.scope_client_address(self.scope))
+        except admission.Full as full:  # the process's cap, or this address's share of it (issue 21)
+            self._close(TRY_AGAIN_LATER, full.close_reason)
             return
         try:
             self.hub = await get_hub()

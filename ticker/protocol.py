@@ -89,6 +89,17 @@ def server_full(limit: int, retry_after_s: int) -> ProtocolError:
     )
 
 
+def address_full(limit: int, retry_after_s: int) -> ProtocolError:
+    """The client's address holds its share of the process's connections (TICKER_MAX_CONNECTIONS_PER_ADDRESS,
+    issue 21): come back once one of them has closed."""
+    return ProtocolError(
+        "address_full",
+        f"Too many connections from your address ({limit}); close one, or try again in {retry_after_s} s.",
+        status=503,
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
 # Per-connection frame rate cap a subscribe may ask for ("max_rate").
 MAX_RATE_LIMITS = (0.1, 100.0)
 UNCHANGED = object()  # a subscribe without "max_rate" leaves the connection's cap as it is

@@ -143,7 +143,8 @@ class OriginCheck:
 
 
 def client_address(request: HttpRequest) -> str | None:
-    """The address a failed admin login is counted against (django-axes' AXES_CLIENT_IP_CALLABLE).
+    """The address a failed admin login is counted against (django-axes' AXES_CLIENT_IP_CALLABLE), and an
+    SSE stream or long-poll's share of the connection cap (ticker/admission.py, issue 21).
 
     REMOTE_ADDR, the peer of the TCP connection, unless TICKER_TRUSTED_PROXIES
     says how many proxies stand in front of the web processes: then the entry
@@ -153,11 +154,24 @@ def client_address(request: HttpRequest) -> str | None:
     lies to its left). Without trusted proxies X-Forwarded-For is ignored, so a
     client cannot spoof its address by sending one.
     """
-    remote = request.META.get("REMOTE_ADDR")
+    return _trusted_address(request.META.get("REMOTE_ADDR"), request.META.get("HTTP_X_FORWARDED_FOR", ""))
+
+
+def scope_client_address(scope: dict[str, Any]) -> str | None:
+    """A WebSocket handshake's client address by ``client_address``'s rule: the scope's peer, or the entry of
+    X-Forwarded-For (read from the handshake's headers as Django would) that the trusted proxies make count."""
+    client = scope.get("client")
+    remote = client[0] if client else None
+    forwarded = _meta(scope).get("HTTP_X_FORWARDED_FOR", "") if settings.TICKER_TRUSTED_PROXIES else ""
+    return _trusted_address(remote, forwarded)
+
+
+def _trusted_address(remote: str | None, forwarded_for: str) -> str | None:
+    """The client's address from the TCP peer ``remote`` and the X-Forwarded-For header (``client_address``)."""
     proxies = settings.TICKER_TRUSTED_PROXIES
     if not proxies:
         return remote
-    hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+    hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
     if len(hops) < proxies:
         # Fewer hops than proxies: the request did not come through all of them. Count it against the peer.
         return remote
