@@ -260,6 +260,29 @@ if not (TICKER_WS_RATE > 0 and TICKER_WS_BURST >= 1):
         f"TICKER_WS_RATE={TICKER_WS_RATE!r} and TICKER_WS_BURST={TICKER_WS_BURST!r} would refuse every "
         "WebSocket message: set TICKER_WS_RATE above 0 and TICKER_WS_BURST to 1 or more (defaults 20 and 40)."
     )
+# Client frames per WebSocket connection (issue 21): every frame counts (data, continuation, ping, pong), so a
+# message cut into a million one-byte frames or a flood of pings is closed (1008) after a few milliseconds of
+# work, not seconds; checked by the server adapter as each frame's header is read (ticker/server.py). At least
+# the message limit: a client within it sends at least one frame per message.
+TICKER_WS_FRAME_RATE = env.float("TICKER_WS_FRAME_RATE", default=200.0)
+TICKER_WS_FRAME_BURST = env.int("TICKER_WS_FRAME_BURST", default=250)
+if not (TICKER_WS_FRAME_RATE >= TICKER_WS_RATE and TICKER_WS_FRAME_BURST >= TICKER_WS_BURST):
+    raise ImproperlyConfigured(
+        f"TICKER_WS_FRAME_RATE={TICKER_WS_FRAME_RATE!r} and TICKER_WS_FRAME_BURST={TICKER_WS_FRAME_BURST!r} would "
+        f"refuse clients that keep to the message limit (TICKER_WS_RATE={TICKER_WS_RATE!r}, "
+        f"TICKER_WS_BURST={TICKER_WS_BURST!r}): set them at least as high (defaults 200 and 250)."
+    )
+# Seconds a connection to the web process has to send a complete request line and headers, counted from its
+# opening (or, kept alive, from the end of its previous response), however slowly bytes trickle in (issue 21:
+# Twisted's idle timeout restarts on every byte, so 20,000 connections sending a header line every 20 s were all
+# still held after 4 minutes). ticker/server.py closes it; a WebSocket, SSE stream or long-poll whose headers are
+# complete is not affected.
+TICKER_HEADER_TIMEOUT_S = env.float("TICKER_HEADER_TIMEOUT_S", default=10.0)
+if not TICKER_HEADER_TIMEOUT_S > 0:
+    raise ImproperlyConfigured(
+        f"TICKER_HEADER_TIMEOUT_S={TICKER_HEADER_TIMEOUT_S!r}: use a positive number of seconds (default 10): how "
+        "long a connection may take to send its request line and headers."
+    )
 
 # permessage-deflate (RFC 7692) on WebSockets served by daphne (ticker/server.py, docs/protocol.md,
 # "Compression"): on by default, answered with server_no_context_takeover so each frame is compressed once
