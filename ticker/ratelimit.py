@@ -1,4 +1,4 @@
-"""A token bucket: how many client messages a connection may send. Pure Python, no Django.
+"""Token buckets: how many client messages, and frames, a connection may send. Pure Python, no Django.
 
 The bucket holds up to ``burst`` tokens and gains ``rate`` tokens a second;
 every message takes one. A client may therefore send ``burst`` messages at
