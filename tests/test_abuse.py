@@ -142,6 +142,13 @@ def flood(site, data: bytes) -> dict:
     return {"code": code, "errors": errors, "closed_s": closed_s if closed_s is not None else ended_s}
 
 
+def web_cpu_s(site) -> float:
+    """The web process's CPU time so far (user + system, from /proc: 10 ms ticks), for the printed figures."""
+    with open(f"/proc/{site.processes['web'].pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _send_quietly(sock: socket.socket, data: bytes) -> None:
     with contextlib.suppress(OSError):
         sock.sendall(data)
@@ -157,7 +164,11 @@ def _send_quietly(sock: socket.socket, data: bytes) -> None:
 )
 def test_a_flood_of_frames_is_closed_with_1008_within_2_s(site, data, reason):
     """200,000 one-byte continuation frames, or 200,000 pings: one error frame, then close 1008, within 2 s."""
+    cpu = web_cpu_s(site)
     ended = flood(site, data)
+    print(
+        f"\n{reason}: closed after {ended['closed_s'] * 1000:.1f} ms, web CPU {(web_cpu_s(site) - cpu) * 1000:.0f} ms"
+    )
     assert ended["code"] == 1008, ended
     assert [e["code"] for e in ended["errors"]] == [reason], ended
     assert ended["closed_s"] <= CLOSED_WITHIN_S, ended
@@ -220,14 +231,16 @@ def test_another_clients_latency_holds_while_floods_are_cut(site):
         follower = Latency(site.base)
         task = asyncio.create_task(follower.run())
         await until(lambda: len(follower.samples) >= 10, limit=30, what="the follower's first quotes")
-        quiet, flooded, floods = [], [], []
+        quiet, flooded, floods, cpu = [], [], [], {"quiet": 0.0, "flooded": 0.0, "quiet_s": 0.0, "flooded_s": 0.0}
         # Quiet and flooded windows alternate, so that whatever else this shared machine runs meanwhile weighs on
         # both alike; each window ends once it holds its share of the samples.
         for _ in range(ROUNDS):
-            start = time.monotonic()
+            start, cpu_start = time.monotonic(), web_cpu_s(site)
             await until(lambda start=start: len(follower.since(start)) >= SAMPLES // ROUNDS, limit=60, what="quiet")
             quiet += follower.since(start)
-            start = time.monotonic()
+            cpu["quiet"] += web_cpu_s(site) - cpu_start
+            cpu["quiet_s"] += time.monotonic() - start
+            start, cpu_start = time.monotonic(), web_cpu_s(site)
             while len(follower.since(start)) < SAMPLES // ROUNDS:
                 began = time.monotonic()
                 floods.append(await asyncio.to_thread(flood, site, FLOODS[len(floods) % 2]))
@@ -235,16 +248,21 @@ def test_another_clients_latency_holds_while_floods_are_cut(site):
                 # second (each is a handshake and a consumer, limited by the connection cap, not by this issue).
                 await asyncio.sleep(max(0.0, FLOOD_EVERY_S - (time.monotonic() - began)))
             flooded += follower.since(start)
+            cpu["flooded"] += web_cpu_s(site) - cpu_start
+            cpu["flooded_s"] += time.monotonic() - start
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        return sorted(quiet), sorted(flooded), floods
+        return sorted(quiet), sorted(flooded), floods, cpu
 
-    quiet, flooded, floods = asyncio.run(main())
+    quiet, flooded, floods, cpu = asyncio.run(main())
     p99_quiet, p99_flooded = percentile(quiet, 99), percentile(flooded, 99)
+    quiet_rate = cpu["quiet"] / cpu["quiet_s"]
     print(
         f"\nsecond client's latency p50/p99: without floods {percentile(quiet, 50)}/{p99_quiet} ms "
         f"({len(quiet)} samples), during floods {percentile(flooded, 50)}/{p99_flooded} ms ({len(flooded)} samples, "
-        f"{len(floods)} floods, each closed within {max(f['closed_s'] for f in floods) * 1000:.1f} ms)"
+        f"{len(floods)} floods, each closed within {max(f['closed_s'] for f in floods) * 1000:.1f} ms); web CPU "
+        f"{quiet_rate * 100:.0f}% of a core without floods, {cpu['flooded'] / cpu['flooded_s'] * 100:.0f}% with them: "
+        f"{(cpu['flooded'] - quiet_rate * cpu['flooded_s']) / len(floods) * 1000:.1f} ms a flood"
     )
     assert len(floods) >= ROUNDS
     assert all(f["code"] == 1008 and f["closed_s"] <= CLOSED_WITHIN_S for f in floods), floods
