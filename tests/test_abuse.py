@@ -15,6 +15,8 @@ import json
 import os
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -25,6 +27,7 @@ import websockets
 from bench.stats import percentile
 
 from .clients import recv_data, until
+from .conftest import ROOT, child_env
 from .processes import running_site
 
 pytestmark = pytest.mark.processes
@@ -359,3 +362,31 @@ def test_open_websocket_sse_and_long_poll_outlive_the_header_deadline(quick_site
     with urllib.request.urlopen(f"{quick_site.base}/api/quotes/?since={step}&wait=5", timeout=15) as poll:
         assert poll.status == 200 and json.loads(poll.read())["step"] == step
     assert time.monotonic() - started >= 4.5
+
+
+def test_the_settings_come_from_the_environment_and_nonsense_fails_at_start_up():
+    """TICKER_WS_FRAME_RATE/BURST and TICKER_HEADER_TIMEOUT_S are read; 0 s or a frame budget below the message
+    limit stops start-up with what to set."""
+
+    def settings_of(**env: str) -> subprocess.CompletedProcess:
+        names = "TICKER_WS_FRAME_RATE, settings.TICKER_WS_FRAME_BURST, settings.TICKER_HEADER_TIMEOUT_S"
+        code = f"from django.conf import settings; print(settings.{names})"
+        return subprocess.run(
+            [sys.executable, "-c", f"import django; django.setup(); {code}"],
+            cwd=ROOT,
+            env=child_env(**env),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert settings_of().stdout.split() == ["200.0", "250", "10.0"]
+    assert settings_of(TICKER_HEADER_TIMEOUT_S="2.5", TICKER_WS_FRAME_RATE="300").stdout.split() == [
+        "300.0",
+        "250",
+        "2.5",
+    ]
+    refused = settings_of(TICKER_HEADER_TIMEOUT_S="0")
+    assert refused.returncode != 0 and "TICKER_HEADER_TIMEOUT_S=0.0: use a positive number" in refused.stderr
+    refused = settings_of(TICKER_WS_FRAME_BURST="10")
+    assert refused.returncode != 0 and "set them at least as high" in refused.stderr

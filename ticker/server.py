@@ -51,6 +51,14 @@ autobahn's frame API. On SIGTERM daphne cancels every application and cuts
 the sockets (browsers see 1006); ``install`` registers a trigger that first
 sends 1001 ("going away") on every open WebSocket and gives clients a moment.
 
+**Abuse by one client** (issue 21; ``install_guards``): daphne's WebSocket factory gets our protocol, which
+counts every client frame as its header is read (``ticker.ratelimit.FrameGuard``: a frame budget, 64 fragments
+a message, 16 KiB before the message completes) and, past a limit, sends one error frame and the close (1008, or
+1009 for size) and parses nothing more of what the client sent; and daphne's HTTP factory gets a Twisted channel
+that closes a connection whose request line and headers are not complete within ``TICKER_HEADER_TIMEOUT_S``.
+Both hook autobahn's and Twisted's parsers, which neither promises: ``guards_missing`` checks what they use at
+start-up and, if anything is gone, logs an ERROR and leaves daphne unguarded.
+
 **On any other ASGI server** (uvicorn, hypercorn) and for daphne's TLS
 endpoint, an outlet is a bounded queue drained by its own task through ASGI
 ``send``: a client that stops reading blocks only its own task (its queue
@@ -100,9 +108,9 @@ DEFLATE_LEVEL = 6
 DEFLATE_WINDOW_BITS = 12
 DEFLATE_MEM_LEVEL = 8
 CLIENT_WINDOW_BITS = 9  # asked of clients that allow it: a 512-byte window for their few small messages
-# A compressed client message is inflated no further than this: else a 1 KB message could cost daphne's whole 1 MiB
-# limit. Up to it, a message over protocol.MAX_MESSAGE_BYTES still reaches the consumer, which answers too_large and
-# closes 1009, as for an uncompressed one; past it autobahn drops the connection (as daphne does past 1 MiB).
+# One piece of a compressed client message is inflated no further than this: else a 1 KB message could cost daphne's
+# whole 1 MiB limit. Under it, the frame guard (below) refuses the message once its inflated bytes pass
+# protocol.MAX_MESSAGE_BYTES (too_large, 1009, as for an uncompressed one); past it autobahn drops the connection.
 INFLATE_LIMIT_BYTES = 8 * MAX_MESSAGE_BYTES
 compress_min_bytes = 256  # set from TICKER_WS_COMPRESS_MIN_BYTES by install()
 
