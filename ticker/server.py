@@ -458,6 +458,8 @@ def _header_deadline_channel(base: type) -> type:
 
         def _headers_late(self) -> None:
             self._header_deadline = None
+            if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
+                return  # TLS chose HTTP/2: Twisted's proxy moved the connection to an H2Connection, not this channel
             log.debug("closing a connection whose request headers did not arrive within %s s", self.header_timeout_s)
             # Twisted's own idle-timeout close: FIN once anything written has gone, a reset if that takes 15 s.
             self.timeoutConnection()
