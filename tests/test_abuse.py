@@ -390,3 +390,17 @@ def test_the_settings_come_from_the_environment_and_nonsense_fails_at_start_up()
     assert refused.returncode != 0 and "TICKER_HEADER_TIMEOUT_S=0.0: use a positive number" in refused.stderr
     refused = settings_of(TICKER_WS_FRAME_BURST="10")
     assert refused.returncode != 0 and "set them at least as high" in refused.stderr
+
+
+def test_the_guards_find_what_they_need_in_the_pinned_versions():
+    """autobahn, daphne and Twisted as pinned have every hook the guards use (else daphne would run unguarded)."""
+    code = "from ticker import server; print(server.guards_missing())"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.strip() == "[]", result.stderr
