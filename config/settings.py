@@ -287,6 +287,25 @@ if not TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
 # frame and close code 1008 (docs/protocol.md, "Limits and errors").
 TICKER_WS_RATE = env.number("TICKER_WS_RATE", default=20.0, above=0, most=100_000)
 TICKER_WS_BURST = env.whole("TICKER_WS_BURST", default=40, least=1, most=100_000)
+# Client frames per WebSocket connection (issue 21): every frame counts (data, continuation, ping, pong), so a
+# message cut into a million one-byte frames or a flood of pings is closed (1008) after a few milliseconds of
+# work, not seconds; checked by the server adapter as each frame's header is read (ticker/server.py). At least
+# the message limit: a client within it sends at least one frame per message; unset, they follow a message limit
+# raised above them (the fuzz test lifts it).
+TICKER_WS_FRAME_RATE = env.number("TICKER_WS_FRAME_RATE", default=max(200.0, TICKER_WS_RATE), above=0, most=10**7)
+TICKER_WS_FRAME_BURST = env.whole("TICKER_WS_FRAME_BURST", default=max(250, TICKER_WS_BURST), least=1, most=10**7)
+if not (TICKER_WS_FRAME_RATE >= TICKER_WS_RATE and TICKER_WS_FRAME_BURST >= TICKER_WS_BURST):
+    raise SettingError(
+        f"TICKER_WS_FRAME_RATE={TICKER_WS_FRAME_RATE:g} and TICKER_WS_FRAME_BURST={TICKER_WS_FRAME_BURST} would "
+        f"refuse clients that keep to the message limit (TICKER_WS_RATE={TICKER_WS_RATE:g}, "
+        f"TICKER_WS_BURST={TICKER_WS_BURST}): set them at least as high (defaults 200 and 250, or those if higher)."
+    )
+# Seconds a connection to the web process has to send a complete request line and headers, counted from its
+# opening (or, kept alive, from the end of its previous response), however slowly bytes trickle in (issue 21:
+# Twisted's idle timeout restarts on every byte, so 20,000 connections sending a header line every 20 s were all
+# still held after 4 minutes). ticker/server.py closes it; a WebSocket, SSE stream or long-poll whose headers are
+# complete is not affected.
+TICKER_HEADER_TIMEOUT_S = env.number("TICKER_HEADER_TIMEOUT_S", default=10.0, above=0, most=3600)
 
 # permessage-deflate (RFC 7692) on WebSockets served by daphne (ticker/server.py, docs/protocol.md,
 # "Compression"): on by default, answered with server_no_context_takeover so each frame is compressed once

@@ -1,8 +1,8 @@
-"""The token bucket behind the WebSocket rate limit: pure logic, time passed in."""
+"""The token buckets behind the WebSocket limits (messages, and frames: issue 21): pure logic, time passed in."""
 
 import pytest
 
-from ticker.ratelimit import TokenBucket
+from ticker.ratelimit import DEFLATE_SLACK_BYTES, RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard, TokenBucket
 
 
 def allowed(bucket: TokenBucket, count: int, now: float) -> int:
@@ -60,3 +60,49 @@ def test_a_bucket_that_could_never_allow_anything_is_refused(rate, burst):
     """rate <= 0 (or NaN) or burst < 1 is a configuration error, not a silent block of every client."""
     with pytest.raises(ValueError):
         TokenBucket(rate=rate, burst=burst, now=0.0)
+
+
+# FrameGuard: every client frame, as its header is read (issue 21; ticker/server.py asks it).
+
+
+def guard() -> FrameGuard:
+    return FrameGuard(rate=200, burst=250, max_fragments=64, max_bytes=16 * 1024, now=0.0)
+
+
+def test_every_frame_takes_from_the_budget_control_frames_too():
+    """Pings, pongs and data frames alike: the 251st frame in one instant is refused as rate_limited."""
+    frames = guard()
+    for i in range(250):
+        assert frames.frame(data=i % 2 == 0, first=True, length=10, now=0.0) is None
+    assert frames.frame(data=False, first=False, length=0, now=0.0) == RATE_LIMITED
+    assert frames.frame(data=False, first=False, length=0, now=0.005) is None  # one back after 1/200 s
+
+
+def test_a_message_may_have_64_fragments_and_not_65():
+    """The 65th frame of one message is refused (too_fragmented); a new message starts counting again."""
+    frames = guard()
+    assert frames.frame(data=True, first=True, length=1, now=0.0) is None
+    for _ in range(63):
+        assert frames.frame(data=True, first=False, length=1, now=0.0) is None
+    assert frames.frame(data=True, first=False, length=1, now=0.0) == TOO_FRAGMENTED
+    fresh = guard()
+    for _ in range(3):
+        assert fresh.frame(data=True, first=True, length=1, now=0.0) is None
+
+
+def test_a_message_is_refused_at_the_frame_that_takes_it_past_16_kib():
+    """Sizes add up over fragments; exactly 16 KiB passes, one byte more is too_large before the payload is read."""
+    frames = guard()
+    assert frames.frame(data=True, first=True, length=16_000, now=0.0) is None
+    assert frames.frame(data=True, first=False, length=384, now=0.0) is None
+    assert frames.frame(data=True, first=False, length=1, now=0.0) == TOO_LARGE
+
+
+def test_a_compressed_message_is_measured_inflated():
+    """Compressed frames may run a little over on the wire; the inflated bytes may not pass 16 KiB."""
+    frames = guard()
+    assert frames.frame(data=True, first=True, length=16_400, now=0.0, compressed=True) is None
+    assert frames.inflated(16 * 1024) is None
+    assert frames.inflated(1) == TOO_LARGE
+    past = 16 * 1024 + DEFLATE_SLACK_BYTES + 1
+    assert frames.frame(data=True, first=True, length=past, now=0.0, compressed=True) == TOO_LARGE

@@ -60,7 +60,7 @@ refused_messages = Counter(
     ["reason"],
     registry=WEB,
 )
-for _reason in ("rate_limited", "too_large"):
+for _reason in ("rate_limited", "too_large", "too_fragmented"):
     refused_messages.labels(_reason)
 # Compression (ticker/server.py): counted once per distinct frame compressed, not per connection it went to.
 compressed_frames = Counter(

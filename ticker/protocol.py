@@ -25,6 +25,9 @@ ALL = "*"
 ACTIONS = ("subscribe", "unsubscribe", "ping", "movers")
 # Caps that keep one client from making the server do unbounded work.
 MAX_MESSAGE_BYTES = 16 * 1024
+# A client message may come in at most this many frames (one and its continuations); checked frame by frame by
+# the server adapter (ticker/server.py; issue 21). Browsers and common clients send one frame per message.
+MAX_MESSAGE_FRAGMENTS = 64
 MAX_SYMBOLS_PER_MESSAGE = 100
 # Movers: at most this many gainers and losers each ("count"); the HTTP endpoint's default.
 MAX_MOVERS = 20

@@ -51,6 +51,14 @@ autobahn's frame API. On SIGTERM daphne cancels every application and cuts
 the sockets (browsers see 1006); ``install`` registers a trigger that first
 sends 1001 ("going away") on every open WebSocket and gives clients a moment.
 
+**Abuse by one client** (issue 21; ``install_guards``): daphne's WebSocket factory gets our protocol, which
+counts every client frame as its header is read (``ticker.ratelimit.FrameGuard``: a frame budget, 64 fragments
+a message, 16 KiB before the message completes) and, past a limit, sends one error frame and the close (1008, or
+1009 for size) and parses nothing more of what the client sent; and daphne's HTTP factory gets a Twisted channel
+that closes a connection whose request line and headers are not complete within ``TICKER_HEADER_TIMEOUT_S``.
+Both hook autobahn's and Twisted's parsers, which neither promises: ``guards_missing`` checks what they use at
+start-up and, if anything is gone, logs an ERROR and leaves daphne unguarded.
+
 **On any other ASGI server** (uvicorn, hypercorn) and for daphne's TLS
 endpoint, an outlet is a bounded queue drained by its own task through ASGI
 ``send``: a client that stops reading blocks only its own task (its queue
@@ -61,16 +69,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import importlib.metadata
 import logging
 import socket
 import sys
+import time
 import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from . import metrics
-from .protocol import MAX_MESSAGE_BYTES
+from .protocol import MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAGMENTS, ProtocolError, encode
+from .ratelimit import RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +108,9 @@ DEFLATE_LEVEL = 6
 DEFLATE_WINDOW_BITS = 12
 DEFLATE_MEM_LEVEL = 8
 CLIENT_WINDOW_BITS = 9  # asked of clients that allow it: a 512-byte window for their few small messages
-# A compressed client message is inflated no further than this: else a 1 KB message could cost daphne's whole 1 MiB
-# limit. Up to it, a message over protocol.MAX_MESSAGE_BYTES still reaches the consumer, which answers too_large and
-# closes 1009, as for an uncompressed one; past it autobahn drops the connection (as daphne does past 1 MiB).
+# One piece of a compressed client message is inflated no further than this: else a 1 KB message could cost daphne's
+# whole 1 MiB limit. Under it, the frame guard (below) refuses the message once its inflated bytes pass
+# protocol.MAX_MESSAGE_BYTES (too_large, 1009, as for an uncompressed one); past it autobahn drops the connection.
 INFLATE_LIMIT_BYTES = 8 * MAX_MESSAGE_BYTES
 compress_min_bytes = 256  # set from TICKER_WS_COMPRESS_MIN_BYTES by install()
 
@@ -213,11 +224,250 @@ def install() -> None:
             if (found := importlib.metadata.version(package)) != verified:
                 log.warning("%s %s is installed; ticker.server was verified with %s", package, found, verified)
     reactor.addSystemEventTrigger("before", "shutdown", close_websockets)
+    # daphne makes its factories when it starts to listen, after importing the application: give them our
+    # protocols (per-frame limits, the header deadline) once the reactor runs, before it accepts a connection.
+    reactor.callWhenRunning(install_guards, settings)
     compress_min_bytes = settings.TICKER_WS_COMPRESS_MIN_BYTES
     if settings.TICKER_WS_COMPRESSION:
         # daphne makes its WebSocket factory when it starts to listen, after importing the application.
         reactor.callWhenRunning(enable_compression)
     _installed = True
+
+
+# -- abuse by one client (issue 21) ----------------------------------------
+
+
+def install_guards(settings: Any) -> bool:
+    """Give every daphne server our WebSocket protocol (per-frame limits) and HTTP channel (header deadline).
+
+    False, and an ERROR naming what is gone, if this daphne, autobahn or Twisted lacks what they need: the
+    server then runs unguarded rather than not at all.
+    """
+    missing = guards_missing()
+    if missing:
+        log.error(
+            "per-frame limits and the header deadline are OFF: %s no longer exist (see ticker/server.py)",
+            ", ".join(missing),
+        )
+        return False
+    websocket_class, channel_class, generic = _guard_classes()
+    websocket_class.frame_rate = settings.TICKER_WS_FRAME_RATE
+    websocket_class.frame_burst = settings.TICKER_WS_FRAME_BURST
+    channel_class.header_timeout_s = settings.TICKER_HEADER_TIMEOUT_S
+    servers = [server for server in _servers() if hasattr(server, "ws_factory") and hasattr(server, "http_factory")]
+    for server in servers:
+        server.ws_factory.protocol = websocket_class
+        # Twisted's HTTPFactory calls ``protocol()``: its own factory wraps the channel in the proxy that picks
+        # HTTP/1.1 or HTTP/2 (after TLS ALPN); ours does the same with our channel.
+        server.http_factory.protocol = lambda: generic(channel_class())
+    if not servers:
+        log.error("no daphne server found: per-frame limits and the header deadline are OFF (see ticker/server.py)")
+    return bool(servers)
+
+
+# What the guards use that autobahn, daphne and Twisted do not promise (verified against VERIFIED_WITH):
+# autobahn's frame parser calls ``onFrameBegin`` with ``current_frame`` (opcode, rsv, length) set for every frame
+# and ``onFrameData`` for each piece of its payload, and stops when that returns False; ``inside_message``,
+# ``failedByMe`` (skip delivering the message), ``data`` (the unparsed buffer) and ``_perMessageCompress``;
+# daphne's ``Server.ws_factory`` / ``http_factory``; Twisted's ``_GenericHTTPChannelProtocol`` and HTTPChannel's
+# ``allHeadersReceived`` / ``requestDone`` / ``persistent`` / ``timeoutConnection``.
+_GUARD_NEEDS = (
+    (
+        "autobahn.websocket.protocol",
+        "WebSocketProtocol",
+        ("onFrameBegin", "onFrameData", "processData", "onMessageFrameData", "sendCloseFrame", "STATE_OPEN"),
+    ),
+    ("autobahn.websocket.protocol", "FrameHeader", ()),
+    ("twisted.web.http", "_GenericHTTPChannelProtocol", ()),
+    ("twisted.web.http", "HTTPChannel", ("allHeadersReceived", "requestDone", "persistent", "timeoutConnection")),
+)
+# Set on every connection by autobahn's _connectionMade (not on the class): checked on the first one.
+_GUARD_INSTANCE_NEEDS = ("current_frame", "inside_message", "failedByMe", "data", "_perMessageCompress")
+
+
+def guards_missing() -> list[str]:
+    """What the guards need that the installed autobahn, daphne or Twisted lacks (empty: all there)."""
+    import importlib
+    import inspect
+
+    missing = []
+    for module_name, name, attributes in _GUARD_NEEDS:
+        owner = getattr(importlib.import_module(module_name), name, None)
+        if owner is None:
+            missing.append(f"{module_name}.{name}")
+            continue
+        missing += [f"{name}.{attribute}" for attribute in attributes if not hasattr(owner, attribute)]
+    from autobahn.websocket.protocol import WebSocketProtocol
+
+    try:
+        parser = inspect.getsource(WebSocketProtocol.processData)
+    except (AttributeError, OSError, TypeError):
+        parser = None  # installed without sources: the attribute checks above are all we can do
+    if parser is not None and ("self.onFrameBegin()" not in parser or "fr = self.onFrameData(payload)" not in parser):
+        missing.append("autobahn's processData calling onFrameBegin and onFrameData")
+    return missing
+
+
+_REFUSAL_CLOSE_CODES = {RATE_LIMITED: 1008, TOO_FRAGMENTED: 1008, TOO_LARGE: 1009}
+
+
+def _refusal_message(reason: str, rate: float, burst: int) -> str:
+    if reason == RATE_LIMITED:
+        return (
+            f"More than {rate:g} frames a second (bursts of {burst}): closing. Reconnect and send less often; "
+            "one subscribe can name many symbols."
+        )
+    if reason == TOO_FRAGMENTED:
+        return f"A message may be sent in at most {MAX_MESSAGE_FRAGMENTS} frames: closing."
+    return f"Messages are at most {MAX_MESSAGE_BYTES} bytes."
+
+
+@functools.cache
+def _guard_classes() -> tuple[type, type, type]:
+    """Our daphne WebSocket protocol and Twisted HTTP channel, and Twisted's HTTP/1.1-or-2 proxy: made on first
+    use, so that importing this module outside daphne imports neither autobahn nor Twisted."""
+    from daphne.ws_protocol import WebSocketProtocol
+    from twisted.web.http import HTTPChannel, _GenericHTTPChannelProtocol
+
+    return _guarded_websocket(WebSocketProtocol), _header_deadline_channel(HTTPChannel), _GenericHTTPChannelProtocol
+
+
+def _guarded_websocket(base: type) -> type:
+    class GuardedWebSocketProtocol(base):
+        """daphne's WebSocket protocol, with every client frame counted as its header is read (issue 21).
+
+        Past the frame budget, the fragment cap or the size limit the client gets one error frame and the
+        close (1008, or 1009 for size), and nothing more it sent is parsed: the unparsed buffer is dropped,
+        reading stops and the write side is shut once the close is out; autobahn's close-handshake timeout
+        (1 s) then cuts the TCP connection if the client has not closed it.
+        """
+
+        frame_rate, frame_burst = 200.0, 250  # from settings, by install_guards
+        guard: FrameGuard | None = None
+        refused: int | None = None  # the close code, once refused
+
+        def onOpen(self) -> None:
+            global _guard_instance_ok
+            if _guard_instance_ok is None:
+                lost = [name for name in _GUARD_INSTANCE_NEEDS if not hasattr(self, name)]
+                if lost:
+                    log.error("per-frame limits are OFF: %s no longer exist (see ticker/server.py)", ", ".join(lost))
+                _guard_instance_ok = not lost
+            if _guard_instance_ok:
+                self.guard = FrameGuard(
+                    rate=self.frame_rate,
+                    burst=self.frame_burst,
+                    max_fragments=MAX_MESSAGE_FRAGMENTS,
+                    max_bytes=MAX_MESSAGE_BYTES,
+                    now=time.monotonic(),
+                )
+            super().onOpen()
+
+        def onFrameBegin(self) -> None:
+            frame, guard = self.current_frame, self.guard
+            if guard is not None and frame.opcode != 8:  # a client may always close
+                data = frame.opcode < 8
+                first = data and not self.inside_message
+                compressed = first and frame.rsv == 4 and self._perMessageCompress is not None
+                if reason := guard.frame(
+                    data=data, first=first, length=frame.length, now=time.monotonic(), compressed=compressed
+                ):
+                    self._refuse(reason)
+                    return
+            super().onFrameBegin()
+
+        def onMessageFrameData(self, payload: bytes) -> None:
+            guard = self.guard
+            if guard is not None and guard.compressed and (reason := guard.inflated(len(payload))):
+                self._refuse(reason)
+                return
+            super().onMessageFrameData(payload)
+
+        def onFrameData(self, payload: bytes) -> bool | None:
+            if self.refused is not None:
+                return False  # autobahn's parser stops here: nothing after a refused frame is parsed
+            result = super().onFrameData(payload)
+            return False if self.refused is not None else result
+
+        def dataReceived(self, data: bytes) -> None:
+            if self.refused is None:
+                super().dataReceived(data)
+
+        def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+            # The consumer (and its metrics) hear the code we closed with, not 1006 for the cut TCP connection.
+            super().onClose(wasClean, self.refused or code, reason)
+
+        def _refuse(self, reason: str) -> None:
+            self.refused = code = _REFUSAL_CLOSE_CODES[reason]
+            self.failedByMe = True  # autobahn delivers nothing more of the message being received
+            self.data = b""
+            metrics.message_refused(reason)
+            log.info("closing: %s (frames)", reason)
+            if self.state == self.STATE_OPEN:
+                error = ProtocolError(reason, _refusal_message(reason, self.frame_rate, self.frame_burst))
+                self.sendMessage(encode(error.frame()).encode())
+                self.sendCloseFrame(code=code, isReply=False)
+            transport = self.transport
+            transport.pauseProducing()
+            if (shut_write := getattr(transport, "loseWriteConnection", None)) is not None:
+                shut_write()  # the error and the close, then FIN: the client sees its code, not a reset
+
+    return GuardedWebSocketProtocol
+
+
+_guard_instance_ok: bool | None = None  # decided on the first WebSocket
+
+
+def _header_deadline_channel(base: type) -> type:
+    class HeaderDeadlineChannel(base):
+        """Twisted's HTTP channel with a deadline for the request line and headers (issue 21).
+
+        Armed when the connection opens and, kept alive, when a response ends; disarmed once a request's
+        headers are complete, so a WebSocket upgrade, an SSE stream or a long-poll is never cut by it. When it
+        fires the connection is closed however many bytes have trickled in (Twisted's own idle timeout restarts
+        on every byte).
+        """
+
+        header_timeout_s = 10.0  # from settings, by install_guards
+        _header_deadline: Any = None
+
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            self._arm_header_deadline()
+
+        def allHeadersReceived(self) -> None:
+            self._disarm_header_deadline()
+            super().allHeadersReceived()
+
+        def requestDone(self, request: Any) -> None:
+            if self.persistent:
+                # Armed first: Twisted may parse a pipelined next request (and disarm) within requestDone.
+                self._arm_header_deadline()
+            super().requestDone(request)
+
+        def connectionLost(self, reason: Any) -> None:
+            self._disarm_header_deadline()
+            super().connectionLost(reason)
+
+        def _arm_header_deadline(self) -> None:
+            self._disarm_header_deadline()
+            self._header_deadline = self.callLater(self.header_timeout_s, self._headers_late)
+
+        def _disarm_header_deadline(self) -> None:
+            if self._header_deadline is not None:
+                if self._header_deadline.active():
+                    self._header_deadline.cancel()
+                self._header_deadline = None
+
+        def _headers_late(self) -> None:
+            self._header_deadline = None
+            if getattr(self.transport, "negotiatedProtocol", None) == b"h2":
+                return  # TLS chose HTTP/2: Twisted's proxy moved the connection to an H2Connection, not this channel
+            log.debug("closing a connection whose request headers did not arrive within %s s", self.header_timeout_s)
+            # Twisted's own idle-timeout close: FIN once anything written has gone, a reset if that takes 15 s.
+            self.timeoutConnection()
+
+    return HeaderDeadlineChannel
 
 
 def enable_compression() -> bool:
