@@ -91,32 +91,35 @@ export function renderQuote(row, quote, prev, { flash = false } = {}) {
 
 /**
  * Puts `parent`'s children in the order of `nodes` (nodes not yet in `parent` are inserted) and
- * moves nothing when the order already holds; returns whether anything moved. A node taken out
- * and put back (insertBefore) loses the keyboard focus inside it, so where the browser cannot
- * move a node keeping its state (Element.moveBefore), the node holding the focus (`keep`) stays
- * where it is and the others are placed around it.
+ * moves nothing when the order already holds; returns whether anything moved. The node holding the
+ * keyboard focus (`keep`) never moves: the others are placed around it. Taken out and put back
+ * (insertBefore) it would lose the focus, and even moved keeping it (Element.moveBefore) the browser
+ * scrolls the page to follow it. Others move with moveBefore where there is one, which keeps their
+ * state (a running flash), else with insertBefore.
  */
 export function arrange(parent, nodes, keep = null) {
   const current = parent.children;
   if (current.length === nodes.length && nodes.every((node, i) => current[i] === node)) return false;
+  const place = (node, ref) => {
+    if (node.parentNode === parent && typeof parent.moveBefore === "function") parent.moveBefore(node, ref);
+    else parent.insertBefore(node, ref);
+  };
   const pivot = keep && nodes.includes(keep) && keep.parentNode === parent ? keep : null;
-  if (typeof parent.moveBefore === "function" || !pivot) {
+  if (!pivot) {
     nodes.forEach((node, i) => {
       const ref = parent.children[i] ?? null;
-      if (ref === node) return;
-      if (node.parentNode === parent && typeof parent.moveBefore === "function") parent.moveBefore(node, ref);
-      else parent.insertBefore(node, ref);
+      if (ref !== node) place(node, ref);
     });
     return true;
   }
   const k = nodes.indexOf(pivot);
   for (let i = k - 1; i >= 0; i--) {
     const ref = nodes[i + 1];
-    if (nodes[i].nextSibling !== ref) parent.insertBefore(nodes[i], ref);
+    if (nodes[i].nextSibling !== ref) place(nodes[i], ref);
   }
   for (let i = k + 1; i < nodes.length; i++) {
     const ref = nodes[i - 1].nextSibling;
-    if (ref !== nodes[i]) parent.insertBefore(nodes[i], ref);
+    if (ref !== nodes[i]) place(nodes[i], ref);
   }
   return true;
 }
