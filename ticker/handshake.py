@@ -12,8 +12,17 @@ import base64
 import hashlib
 import os
 
+from .protocol import DELTA_SUBPROTOCOL
+
 # RFC 6455 section 1.3: the GUID the server appends to the key before hashing.
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+# What the dashboard's browser offers: the delta format (static/ticker/js/transport.js asks for it) and
+# permessage-deflate (Chromium offers it by itself), so the captured answer shows what this server
+# negotiates with a real page (issue 20: without an offer the answer named neither).
+BROWSER_OFFER = (
+    ("Sec-WebSocket-Protocol", DELTA_SUBPROTOCOL),
+    ("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits"),
+)
 
 
 def expected_accept(key: str) -> str:
@@ -25,8 +34,11 @@ def new_key() -> str:
     return base64.b64encode(os.urandom(16)).decode()
 
 
-def upgrade_request(*, path: str, http_host: str, origin: str, key: str) -> str:
-    """The HTTP Upgrade request a browser sends to open a WebSocket (RFC 6455 section 4.1)."""
+def upgrade_request(
+    *, path: str, http_host: str, origin: str, key: str, offer: tuple[tuple[str, str], ...] = ()
+) -> str:
+    """The HTTP Upgrade request a browser sends to open a WebSocket (RFC 6455 section 4.1), with the
+    subprotocol and extension headers of ``offer`` (none by default: plain whole-quote JSON, uncompressed)."""
     return (
         f"GET {path} HTTP/1.1\r\n"
         f"Host: {http_host}\r\n"
@@ -34,15 +46,26 @@ def upgrade_request(*, path: str, http_host: str, origin: str, key: str) -> str:
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\n"
         "Sec-WebSocket-Version: 13\r\n"
-        f"Origin: {origin}\r\n"
-        "\r\n"
+        f"Origin: {origin}\r\n" + "".join(f"{name}: {value}\r\n" for name, value in offer) + "\r\n"
     )
 
 
+def negotiated(head: str) -> dict[str, str | None]:
+    """The subprotocol and extensions a 101 answer chose (RFC 6455 sections 4.2.2 and 9.1); None for one it left out."""
+    found: dict[str, str | None] = {"protocol": None, "extensions": None}
+    for line in head.split("\r\n")[1:]:
+        name, _, value = line.partition(":")
+        key = {"sec-websocket-protocol": "protocol", "sec-websocket-extensions": "extensions"}.get(name.strip().lower())
+        if key:
+            found[key] = value.strip()
+    return found
+
+
 async def capture(*, host: str, port: int, http_host: str, origin: str, path: str = "/ws/quotes/") -> dict:
-    """Open a WebSocket to host:port, return the request and response heads as text, then close it."""
+    """Open a WebSocket to host:port offering what a browser offers, return the request and response heads
+    as text and what was negotiated, then close it."""
     key = new_key()
-    request = upgrade_request(path=path, http_host=http_host, origin=origin, key=key)
+    request = upgrade_request(path=path, http_host=http_host, origin=origin, key=key, offer=BROWSER_OFFER)
     # Async, on the server's own loop: a blocking socket in a worker thread
     # could wait on the very thread the WebSocket consumer needs.
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 5)
@@ -62,4 +85,5 @@ async def capture(*, host: str, port: int, http_host: str, origin: str, path: st
         "response_bytes": len(head.encode("latin-1")),
         "accept_expected": expected_accept(key),
         "accept_ok": f"Sec-WebSocket-Accept: {expected_accept(key)}".lower() in head.lower(),
+        "negotiated": negotiated(head),
     }

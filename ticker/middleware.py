@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import gzip
+import io
+import os
+import threading
+
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.utils.decorators import sync_and_async_middleware
-from whitenoise.middleware import WhiteNoiseMiddleware
+from whitenoise.middleware import WhiteNoiseFileResponse, WhiteNoiseMiddleware
 
 # Only the site's own scripts run: no inline script, no third-party origin.
 # The dashboard's data travels in a json_script block, which is not executed.
@@ -67,3 +72,54 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
         if static_file is not None:
             return self.serve(static_file, request)
         return await self.get_response(request)
+
+    def serve(self, static_file, request):
+        """WhiteNoise's answer; gzipped here when WhiteNoise has no compressed copy to send (debug only)."""
+        response = super().serve(static_file, request)
+        if self.autorefresh:
+            return gzipped_in_development(response, request)
+        return response
+
+
+# In debug (the run command, DJANGO_DEBUG=1) WhiteNoise serves straight from the source folders, where no
+# gzipped copies exist (collectstatic makes them for production): without this the dashboard's first load
+# was 369 KB at 5,000 symbols, the chart library alone 196 KB (issue 20). Kept per file path and ETag (the
+# file's mtime and size), so an edited file is compressed again on its next request.
+COMPRESSIBLE = ("text/", "application/javascript", "application/json", "image/svg+xml")
+MIN_COMPRESS_BYTES = 1024
+_gzipped: dict[str, tuple[str, bytes]] = {}
+_gzipped_lock = threading.Lock()
+
+
+def gzipped_in_development(response: WhiteNoiseFileResponse, request) -> WhiteNoiseFileResponse:
+    """A whole-file 200 answer of a text file, gzipped when the browser takes gzip; anything else as it was."""
+    media_type = response.get("Content-Type", "")
+    if not media_type.startswith(COMPRESSIBLE):
+        return response
+    response.headers["Vary"] = "Accept-Encoding"
+    if (
+        response.status_code != 200
+        or request.method != "GET"
+        or "Content-Encoding" in response
+        or "gzip" not in request.META.get("HTTP_ACCEPT_ENCODING", "")
+        or int(response.get("Content-Length", 0)) < MIN_COMPRESS_BYTES
+    ):
+        return response
+    path = os.path.realpath(response.file_to_stream.name)
+    etag = response["ETag"]
+    with _gzipped_lock:
+        cached = _gzipped.get(path)
+    if cached is None or cached[0] != etag:
+        with response.file_to_stream as file:
+            cached = (etag, gzip.compress(file.read(), compresslevel=6, mtime=0))
+        with _gzipped_lock:
+            _gzipped[path] = cached
+    else:
+        response.file_to_stream.close()
+    compressed = WhiteNoiseFileResponse(io.BytesIO(cached[1]), status=200)
+    del compressed["Content-Type"]
+    for name, value in response.items():
+        compressed[name] = value
+    compressed["Content-Encoding"] = "gzip"
+    compressed["Content-Length"] = str(len(cached[1]))
+    return compressed

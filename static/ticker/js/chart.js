@@ -27,6 +27,8 @@ export class CandleChart {
       layout: { attributionLogo: true, background: { type: ColorType.Solid, color: "#fff" }, textColor: "#333" },
       grid: { vertLines: { color: "#eee" }, horzLines: { color: "#eee" } },
       crosshair: { mode: CrosshairMode.Normal },
+      // No momentum after a swipe for those who asked their system for less motion.
+      kineticScroll: { touch: !window.matchMedia("(prefers-reduced-motion: reduce)").matches, mouse: false },
       timeScale: { timeVisible: true, secondsVisible: false, tickMarkFormatter: clock },
       localization: { timeFormatter: clock },
       rightPriceScale: { scaleMargins: { top: 0.08, bottom: 0.28 } },

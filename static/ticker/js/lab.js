@@ -99,6 +99,7 @@ class Run {
     if (this.name === "websocket") {
       this.field("negotiated").textContent = this.negotiated ?? "—";
       for (const name of ["deflated", "uncompressed", "whole"]) this.field(name).textContent = per(this.frames[name]);
+      drawPayloads(this.card.querySelector(".payloads"), this.frames);
     }
   }
 
@@ -107,18 +108,46 @@ class Run {
   }
 }
 
+// The bars' colours, one place for the canvases and their legends (.swatch[data-key]).
+const COLOURS = {
+  payload: "#1e8449",
+  overhead: "#b9770e",
+  tcpip: "#999",
+  deflated: "#1e8449",
+  uncompressed: "#2e6da4",
+  whole: "#7d3c98",
+};
+
 /** One stacked bar: the encapsulation picture, measured (payload, protocol headers, TCP/IP headers). */
 function drawLayers(canvas, bytes, total) {
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   if (!total) return;
   let x = 0;
-  for (const [key, colour] of [["payload", "#1e8449"], ["overhead", "#b9770e"], ["tcpip", "#999"]]) {
+  for (const key of ["payload", "overhead", "tcpip"]) {
     const width = (bytes[key] / total) * canvas.width;
-    ctx.fillStyle = colour;
+    ctx.fillStyle = COLOURS[key];
     ctx.fillRect(x, 0, width, canvas.height);
     x += width;
   }
+}
+
+/** Three bars, one a line, to the scale of the longest: the WebSocket's payload compressed, uncompressed, whole. */
+function drawPayloads(canvas, frames) {
+  const ctx = canvas.getContext("2d");
+  ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const keys = ["deflated", "uncompressed", "whole"];
+  const most = Math.max(...keys.map((key) => frames[key]));
+  if (!most) return;
+  const height = canvas.height / keys.length;
+  keys.forEach((key, i) => {
+    ctx.fillStyle = COLOURS[key];
+    ctx.fillRect(0, i * height + 1, (frames[key] / most) * canvas.width, height - 2);
+  });
+}
+
+for (const swatch of document.querySelectorAll(".swatch[data-key]")) {
+  swatch.style.backgroundColor = COLOURS[swatch.dataset.key];
 }
 
 function start() {
@@ -135,13 +164,45 @@ async function showHandshake() {
     document.getElementById("hs-request").textContent = data.message;
     return;
   }
-  document.getElementById("hs-request").textContent = data.request;
-  document.getElementById("hs-response").textContent = data.response;
+  showHead(document.getElementById("hs-request"), data.request, "offered");
+  showHead(document.getElementById("hs-response"), data.response, "negotiated");
+  const { protocol, extensions } = data.negotiated ?? {};
+  document.getElementById("hs-negotiated").textContent =
+    `Negotiated: subprotocol ${protocol ?? "none (whole quotes)"}; extension ${extensions ?? "none (uncompressed)"}.`;
   document.getElementById("hs-request-bytes").textContent = String(data.request_bytes);
   document.getElementById("hs-response-bytes").textContent = String(data.response_bytes);
   document.getElementById("hs-accept").textContent = data.accept_ok
     ? `Sec-WebSocket-Accept checks out: base64(SHA-1(key + RFC 6455 GUID)) = ${data.accept_expected}`
     : "The server's Sec-WebSocket-Accept did not match the key.";
+}
+
+// The handshake headers that choose a subprotocol and an extension (RFC 6455 sections 4.2.2 and 9.1).
+const NEGOTIATING = {
+  "sec-websocket-protocol": "subprotocol",
+  "sec-websocket-extensions": "extension",
+};
+
+/**
+ * An HTTP head as it crossed the wire, line by line; the subprotocol and extension lines are marked and
+ * labelled ("offered" in the request, "negotiated" in the 101 answer). Text only, through textContent.
+ */
+function showHead(pre, head, verb) {
+  pre.replaceChildren();
+  for (const line of head.replace(/(\r\n)+$/, "").split("\r\n")) {
+    const what = NEGOTIATING[line.split(":")[0].trim().toLowerCase()];
+    if (what) {
+      const mark = document.createElement("mark");
+      mark.className = "negotiation";
+      mark.dataset.header = what;
+      mark.textContent = line;
+      const label = document.createElement("span");
+      label.className = "negotiation-label";
+      label.textContent = `  ← ${what} ${verb}`;
+      pre.append(mark, label, "\n");
+    } else {
+      pre.append(`${line}\n`);
+    }
+  }
 }
 
 document.getElementById("lab-form").addEventListener("submit", (event) => {

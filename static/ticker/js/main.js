@@ -17,7 +17,7 @@ import {
   sortSymbols,
   trend,
 } from "./quotes.js";
-import { indexRows, makeRow, renderBadge, renderQuote } from "./render.js";
+import { FLASHES, arrange, indexRows, makeRow, renderBadge, renderQuote } from "./render.js";
 import { SymbolSearch } from "./search.js";
 import { drawSparkline } from "./spark.js";
 import { TRANSPORTS, TransportChain, measuresSnapshots } from "./chain.js";
@@ -27,8 +27,7 @@ const MOVERS = 10;
 const CANDLES = 120;
 const SORT_KEY = "ticker.sort";
 const CHART_KEY = "ticker.chart";
-// A sorted table re-sorts at most this often, so rows do not jump on every step.
-const RESORT_MS = 1000;
+const PAUSE_KEY = "ticker.paused";
 // A symbol just listed in the admin is in the database (search finds it) a step before the
 // web process hears of it from the market: an "unknown symbol" that soon after adding is asked again.
 const LISTING_GRACE_MS = 5000;
@@ -61,9 +60,18 @@ const el = {
   board: document.querySelector(".board"),
   search: document.getElementById("symbol-search"),
   results: document.getElementById("search-results"),
+  pause: document.getElementById("pause"),
+  pausedNote: document.getElementById("paused-note"),
 };
 const rows = indexRows(el.tbody);
+// What each row shows: the quotes the sort orders by, so the order always matches the numbers on
+// screen (while paused the book moves on and the rows do not).
+const shown = new Map(); // symbol -> quote
+for (const symbol of rows.keys()) if (book.quotes.has(symbol)) shown.set(symbol, book.quotes.get(symbol));
 const sparks = new Map(); // symbol -> Closes
+// WCAG 2.3.3: no flash for those who asked their system for less motion (ticker.css turns off
+// animations too); read at each tick, so a change of the setting applies at once.
+const reducedMotion = window.matchMedia("(prefers-reduced-motion: reduce)");
 const addedAt = new Map(); // symbol -> when it was added (LISTING_GRACE_MS)
 // The chart library (196 KB) loads beside the feed rather than before it: prices show first.
 let chart = null;
@@ -71,7 +79,10 @@ const chartReady = import("./chart.js").then(({ CandleChart }) => (chart = new C
 let charted = null;
 let chain = null;
 let sort = loadSort();
-let sortedAt = 0;
+// "Pause updates" (WCAG 2.2.2: auto-updating information can be paused): the board stands still while
+// the connection stays open and the book keeps every quote (seq and gaps as ever); resuming shows them.
+let paused = false;
+let pendingMovers = null; // the movers frame that arrived while paused
 let session = initial.session ?? null;
 let status = { state: "connecting", detail: "", transport: "" };
 
@@ -145,27 +156,41 @@ function syncRows() {
     row.tr.remove();
     rows.delete(symbol);
     sparks.delete(symbol);
+    shown.delete(symbol);
   }
   for (const symbol of watchlist.symbols) {
     if (rows.has(symbol)) continue;
     const row = makeRow(el.template, symbol, watchlist.name(symbol));
     rows.set(symbol, row);
     const quote = book.quotes.get(symbol);
-    if (quote) renderQuote(row, quote);
+    if (quote) showQuote(row, quote);
   }
   order();
   el.empty.hidden = rows.size > 0;
   markCharted();
 }
 
-/** Puts the rows in the sort's order (or the watchlist's), moving only those out of place. */
+/** Writes a quote into its row; the row's price flashes on a tick unless the user asked for less motion. */
+function showQuote(row, quote, { flash = false } = {}) {
+  renderQuote(row, quote, shown.get(row.symbol), { flash: flash && !reducedMotion.matches });
+  shown.set(row.symbol, quote);
+}
+
+/**
+ * Puts the rows in the sort's order (or the watchlist's) by the values they show. Called in the same
+ * task as every change of those values, so the table is in order at every paint (issue 20: re-sorting
+ * once a second left it out of order most of the time); rows move only when the order changed, and the
+ * row holding the keyboard focus keeps it (render.js, arrange). The scroll position stays: ticker.css
+ * keeps the browser's scroll anchoring off the table's rows.
+ */
 function order() {
-  const symbols = sort ? sortSymbols(watchlist.symbols, book.quotes, sort.key, sort.direction) : watchlist.symbols;
-  symbols.forEach((symbol, i) => {
-    const tr = rows.get(symbol).tr;
-    if (el.tbody.children[i] !== tr) el.tbody.insertBefore(tr, el.tbody.children[i] ?? null);
-  });
-  sortedAt = performance.now();
+  const symbols = sort ? sortSymbols(watchlist.symbols, shown, sort.key, sort.direction) : watchlist.symbols;
+  const focused = el.tbody.contains(document.activeElement) ? document.activeElement.closest("tr") : null;
+  arrange(
+    el.tbody,
+    symbols.map((symbol) => rows.get(symbol).tr),
+    focused,
+  );
 }
 
 function showSort() {
@@ -184,13 +209,6 @@ function sortBy(key) {
   if (sort) localStorage.setItem(SORT_KEY, JSON.stringify(sort));
   else localStorage.removeItem(SORT_KEY);
   showSort();
-  order();
-}
-
-/** A live re-sort moves rows; not while the keyboard is in the table's body (moving a row drops its focus). */
-function resortSoon() {
-  if (!sort || sort.key === "symbol" || performance.now() - sortedAt < RESORT_MS) return;
-  if (el.tbody.contains(document.activeElement)) return;
   order();
 }
 
@@ -326,16 +344,20 @@ function receive(quotes, { snapshot, measure }) {
   const now = Date.now();
   // When the page first showed prices from the feed (performance.getEntriesByName): the first-load check.
   if (quotes.length && !performance.getEntriesByName("ticker:first-quotes").length) performance.mark("ticker:first-quotes");
+  // The book takes every quote, paused or not: seq and gap bookkeeping never stop.
   const { changed, gapped } = book.apply(quotes, { snapshot });
   for (const { quote, prev } of changed) {
     const row = rows.get(quote.symbol);
     if (row) {
-      renderQuote(row, quote, prev);
       if (!sparks.has(quote.symbol)) sparks.set(quote.symbol, new Closes([]));
       sparks.get(quote.symbol).apply(quote);
-      drawSpark(quote.symbol);
+      if (!paused) {
+        showQuote(row, quote, { flash: true });
+        drawSpark(quote.symbol);
+      }
     }
-    if (quote.symbol === charted) {
+    // Paused, the chart misses these quotes: resuming loads its candles again (selectChart).
+    if (quote.symbol === charted && !paused) {
       chart?.apply(quote);
       showChartQuote();
     }
@@ -344,7 +366,38 @@ function receive(quotes, { snapshot, measure }) {
   stats.updates += changed.length;
   // A seq gap means an update was lost on the way: ask for a fresh snapshot.
   if (gapped.length) chain.resync(gapped);
-  if (changed.length) resortSoon();
+  if (changed.length && sort && !paused) order();
+}
+
+// --- pause --------------------------------------------------------------------------------
+
+/**
+ * Pauses or resumes the board: table, flashes, sparklines, chart, movers and the counters below stand
+ * still while paused. The connection badge, the feed banner and the session keep telling the truth.
+ * Resuming shows the book's current quotes at once, the movers' last frame and the chart reloaded.
+ */
+function setPaused(value, { save = true } = {}) {
+  paused = value;
+  if (save) localStorage.setItem(PAUSE_KEY, paused ? "1" : "0");
+  el.pause.setAttribute("aria-pressed", String(paused));
+  el.board.classList.toggle("paused", paused);
+  if (paused) {
+    for (const cell of el.tbody.querySelectorAll(".price")) cell.classList.remove(...FLASHES);
+    const at = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+    el.pausedNote.textContent = `Paused at ${at}: prices shown are not updating. Press again to resume.`;
+    return;
+  }
+  el.pausedNote.textContent = "";
+  for (const [symbol, row] of rows) {
+    const quote = book.quotes.get(symbol);
+    if (quote && quote !== shown.get(symbol)) showQuote(row, quote);
+    drawSpark(symbol);
+  }
+  order();
+  if (pendingMovers) renderMovers(el.movers, pendingMovers);
+  pendingMovers = null;
+  showStats();
+  if (charted) selectChart(charted);
 }
 
 const handlers = {
@@ -376,7 +429,10 @@ const handlers = {
     session = value;
     showSession();
   },
-  movers: (frame) => renderMovers(el.movers, frame),
+  movers: (frame) => {
+    if (paused) pendingMovers = frame;
+    else renderMovers(el.movers, frame);
+  },
   delisted: (symbols) => dropUnlisted(symbols),
   error: onServerError,
   request: () => (stats.requests += 1),
@@ -428,6 +484,11 @@ el.movers.addEventListener("click", (event) => {
   if (li && event.target.closest(".pick")) selectChart(li.dataset.symbol);
 });
 
+// A flash ends by itself; its class goes, so the next tick starts a fresh one.
+el.tbody.addEventListener("animationend", (event) => event.target.classList.remove(...FLASHES));
+
+el.pause.addEventListener("click", () => setPaused(!paused));
+
 el.watchOnly.addEventListener("change", () => {
   watchlist.setOnly(el.watchOnly.checked);
   applyWatchOnly();
@@ -439,12 +500,16 @@ for (const radio of document.querySelectorAll("input[name=transport]")) {
 
 new SymbolSearch(el.search, el.results, { onChoose: addSymbol, has: (symbol) => watchlist.has(symbol) });
 
-setInterval(() => {
+function showStats() {
   const p50 = latency.percentile(50);
   el.latency.textContent = p50 === null ? "latency —" : `latency p50 ${Math.round(p50)} ms`;
   el.updates.textContent = String(stats.updates);
   el.gaps.textContent = String(book.gaps);
   el.requests.textContent = String(stats.requests);
+}
+
+setInterval(() => {
+  if (!paused) showStats();
   if (session) showSession();
 }, 500);
 
@@ -457,6 +522,7 @@ syncRows();
 showSort();
 showSession();
 applyWatchOnly();
+if (localStorage.getItem(PAUSE_KEY) === "1") setPaused(true, { save: false });
 const saved = localStorage.getItem(CHART_KEY);
 charted = saved && (watchlist.has(saved) || !watchlist.size) ? saved : (watchlist.symbols[0] ?? null);
 connect(choice);

@@ -47,13 +47,26 @@ function setTrend(el, value) {
   el.classList.toggle("down", value === "down");
 }
 
+// A price cell's short highlight on a tick (CSS animations of the same name). Each direction has two
+// names with the same keyframes: switching between them restarts the animation without a forced reflow.
+export const FLASHES = ["flash-up", "flash-up-again", "flash-down", "flash-down-again"];
+
+/** Highlights a cell for a moment in the tick's direction ("up" or "down"). */
+export function flashCell(el, tick) {
+  const name = el.classList.contains(`flash-${tick}`) ? `flash-${tick}-again` : `flash-${tick}`;
+  el.classList.remove(...FLASHES);
+  el.classList.add(name);
+}
+
 /**
  * Writes a quote into its row. Colour and arrow follow the change against the
  * previous close (as the sparkline's colour does); the price cell also says in
  * which direction the last tick went (data-tick, an arrow and a colour in CSS),
- * which stays until the next tick instead of flashing on every step.
+ * which stays until the next tick, and with `flash` it is highlighted for a
+ * moment (never under prefers-reduced-motion or while paused: the caller decides).
+ * `prev` is the quote the row showed before.
  */
-export function renderQuote(row, quote, prev) {
+export function renderQuote(row, quote, prev, { flash = false } = {}) {
   const t = trend(quote.change);
   row.price.textContent = formatPrice(quote.price);
   row.change.textContent = formatSigned(quote.change);
@@ -69,7 +82,46 @@ export function renderQuote(row, quote, prev) {
   row.haltTag.textContent = quote.halted ? "HALTED" : "";
   row.tr.dataset.seq = String(quote.seq);
   row.tr.dataset.changePct = String(quote.change_pct);
-  if (prev && quote.price !== prev.price) row.price.dataset.tick = quote.price > prev.price ? "up" : "down";
+  if (prev && quote.price !== prev.price) {
+    const tick = quote.price > prev.price ? "up" : "down";
+    row.price.dataset.tick = tick;
+    if (flash) flashCell(row.price, tick);
+  }
+}
+
+/**
+ * Puts `parent`'s children in the order of `nodes` (nodes not yet in `parent` are inserted) and
+ * moves nothing when the order already holds; returns whether anything moved. The node holding the
+ * keyboard focus (`keep`) never moves: the others are placed around it. Taken out and put back
+ * (insertBefore) it would lose the focus, and even moved keeping it (Element.moveBefore) the browser
+ * scrolls the page to follow it. Others move with moveBefore where there is one, which keeps their
+ * state (a running flash), else with insertBefore.
+ */
+export function arrange(parent, nodes, keep = null) {
+  const current = parent.children;
+  if (current.length === nodes.length && nodes.every((node, i) => current[i] === node)) return false;
+  const place = (node, ref) => {
+    if (node.parentNode === parent && typeof parent.moveBefore === "function") parent.moveBefore(node, ref);
+    else parent.insertBefore(node, ref);
+  };
+  const pivot = keep && nodes.includes(keep) && keep.parentNode === parent ? keep : null;
+  if (!pivot) {
+    nodes.forEach((node, i) => {
+      const ref = parent.children[i] ?? null;
+      if (ref !== node) place(node, ref);
+    });
+    return true;
+  }
+  const k = nodes.indexOf(pivot);
+  for (let i = k - 1; i >= 0; i--) {
+    const ref = nodes[i + 1];
+    if (nodes[i].nextSibling !== ref) place(nodes[i], ref);
+  }
+  for (let i = k + 1; i < nodes.length; i++) {
+    const ref = nodes[i - 1].nextSibling;
+    if (ref !== nodes[i]) place(nodes[i], ref);
+  }
+  return true;
 }
 
 /**
