@@ -88,11 +88,13 @@ def _verdict(frames: list[tuple[float, dict]], stopped: float, resumed: float) -
     if told is None or told - stopped > TOLD_WITHIN_S:
         return [f"not told 'interrupted' within {TOLD_WITHIN_S} s (told at {told and told - stopped})"]
     away = [(at, f) for at, f in frames if told <= at < resumed]
-    problems = [f"{f['type']} {f.get('feed', '')} while the market was away" for _, f in away if f["type"] != "heartbeat"]
+    problems = [f"{f['type']} frame while the market was away" for _, f in away if f["type"] != "heartbeat"]
     problems += [f"heartbeat {f['feed']} while the market was away" for _, f in away if f.get("feed") == "live"]
     # Heartbeats every second for about 15 s: at least 8 of them, generous for a loaded machine.
     if len(away) < 8:
         problems.append(f"only {len(away)} heartbeats while the market was away")
+    if "live" not in [f["feed"] for _, f in _heard(frames, resumed, "heartbeat")]:
+        problems.append("never told 'live' again after the market came back")
     if len(_heard(frames, resumed, "snapshot")) > 1:
         problems.append("more than one snapshot after the market came back")
     return problems
