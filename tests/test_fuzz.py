@@ -198,6 +198,15 @@ class Watcher(threading.Thread):
                         frame = json.loads(ws.recv(timeout=0.2))
                     except TimeoutError:
                         continue
+                    if frame["type"] == "snapshot":
+                        # A new baseline (docs/protocol.md): sent when the feed was away while the market stepped,
+                        # e.g. a market slower than 3 s to take its first step after this watcher subscribed.
+                        for quote in frame["quotes"]:
+                            symbol, seq = quote["symbol"], quote["seq"]
+                            if seq < self.seq.get(symbol, 0):
+                                self.gaps.append(f"{symbol} back {self.seq[symbol]} -> {seq}")
+                            self.seq[symbol] = seq
+                        continue
                     if frame["type"] != "quotes":
                         continue
                     self.arrivals.append(time.monotonic())
