@@ -348,3 +348,49 @@ async def test_a_delisted_symbol_is_announced_and_leaves_the_subscription(market
     frame = await receive(ws)
     assert frame["type"] == "quotes" and [q["symbol"] for q in frame["quotes"]] == ["AAA"]
     await ws.disconnect()
+
+
+async def test_a_handler_that_raises_gives_everything_back_before_its_1011(market, monkeypatch):
+    """Issue 20, one way out: a handler exception detaches the connection from the fan-out, gives its admission
+    slot back and brings the gauge down (it used to skip disconnect() and leave a ghost the hub fed forever)."""
+    from ticker import admission, metrics
+    from ticker.consumers import QuoteConsumer
+    from ticker.hub import get_hub
+
+    def broken(self, command) -> None:
+        raise RuntimeError("a bug in a handler")
+
+    monkeypatch.setattr(QuoteConsumer, "on_ping", broken)
+    hub = await get_hub()
+
+    def held() -> tuple[int, int, int]:
+        return len(hub.fanout), metrics.open_connections["websocket"], admission.connections().held
+
+    before = held()
+    ws = await connect()
+    await send(ws, {"action": "subscribe", "symbols": ["AAA"]})
+    assert (await receive(ws))["type"] == "snapshot"
+    assert held() == tuple(n + 1 for n in before)
+    await send(ws, {"action": "ping"})
+    # The communicator re-raises the application's exception, as daphne logs it before closing with 1011.
+    with pytest.raises(RuntimeError, match="a bug in a handler"):
+        await ws.wait(3)
+    assert held() == before
+
+
+async def test_a_clients_own_close_code_is_counted_as_other(market):
+    """Issue 20: ticker_closes_total is labelled by documented close codes only; a code a client invents is
+    "other", so no client can add label values to /metrics."""
+    from ticker import metrics
+
+    def count(code: str) -> float:
+        return metrics.WEB.get_sample_value("ticker_closes_total", {"code": code}) or 0.0
+
+    before = count("other"), count("1000")
+    for code in (4321, 3999, 1000):
+        ws = await connect()
+        await ws.disconnect(code)
+    assert (count("other"), count("1000")) == (before[0] + 2, before[1] + 1)
+    assert count("4321") == count("3999") == 0.0
+    exposition = metrics.exposition().decode()
+    assert 'code="4321"' not in exposition and 'code="3999"' not in exposition

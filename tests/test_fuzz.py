@@ -14,6 +14,7 @@ subscribed to every symbol checks that its stream continues without a gap.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 import uuid
@@ -91,13 +92,28 @@ message = st.one_of(
 )
 
 
+def _refuse(text: str) -> float:
+    raise ValueError(f"{text} is not JSON")
+
+
+def _finite(text: str) -> float:
+    if not math.isfinite(value := float(text)):
+        raise ValueError(f"{text} does not fit a float")
+    return value
+
+
+def strict_json(text: str):
+    """JSON as RFC 8259 has it and docs/protocol.md promises: no NaN or Infinity, no number beyond a float."""
+    return json.loads(text, parse_constant=_refuse, parse_float=_finite)
+
+
 def documented(message: str | bytes, everything: frozenset[str]) -> list[tuple]:
     """The answer docs/protocol.md promises for ``message`` (``everything``: the listed symbols), frame by frame."""
     if isinstance(message, bytes):
         return [("error", "bad_frame")]
     try:
-        data = json.loads(message)
-    except ValueError:
+        data = strict_json(message)
+    except (ValueError, RecursionError):
         return [("error", "bad_json")]
     if not isinstance(data, dict):
         return [("error", "bad_message")]
@@ -181,6 +197,15 @@ class Watcher(threading.Thread):
                     try:
                         frame = json.loads(ws.recv(timeout=0.2))
                     except TimeoutError:
+                        continue
+                    if frame["type"] == "snapshot":
+                        # A new baseline (docs/protocol.md): sent when the feed was away while the market stepped,
+                        # e.g. a market slower than 3 s to take its first step after this watcher subscribed.
+                        for quote in frame["quotes"]:
+                            symbol, seq = quote["symbol"], quote["seq"]
+                            if seq < self.seq.get(symbol, 0):
+                                self.gaps.append(f"{symbol} back {self.seq[symbol]} -> {seq}")
+                            self.seq[symbol] = seq
                         continue
                     if frame["type"] != "quotes":
                         continue

@@ -431,3 +431,89 @@ def test_frames_made_for_one_connection_are_compressed_only_within_the_steps_bud
         latest = [outlet.written[-1] for outlet in outlets]
         assert [frame.compress for frame in latest[:-1]] == [True] * COMPRESSED_SINGLES + [False] * 7
         assert latest[-1].compress and twin.written[-1] is latest[-1], "a shared frame is always compressed"
+
+
+# -- issue 20: a feed state that never lies ---------------------------------------------------------------
+
+
+class Stored:
+    """Stands in for a stored market (ticker.selectors.Listed) as the hub reads it."""
+
+    def __init__(self, step: int, *quotes: dict):
+        self.step, self._quotes = step, list(quotes)
+        self.session, self.market = None, None
+        self.symbols = {q["symbol"] for q in quotes}
+
+    def quotes(self) -> list[dict]:
+        return self._quotes
+
+    def changed_steps(self) -> list[int]:
+        return [q["seq"] for q in self._quotes]
+
+
+def test_a_reload_that_finds_nothing_new_sends_nothing_and_one_that_does_sends_one_snapshot():
+    """Back after an outage with the market itself away: no frame (it used to snapshot every client every 5 s)."""
+    hub = QuoteHub(None, clock=ManualClock(now=100.0))
+    hub.load(Stored(1, quote("AAA", 1), quote("BBB", 1)))
+    outlet = Outlet()
+    hub.fanout.attach(outlet, EVERYTHING)
+    hub.load(Stored(1, quote("AAA", 1), quote("BBB", 1)), resnapshot=True)
+    assert outlet.frames == []
+    hub.load(Stored(3, quote("AAA", 3), quote("BBB", 1)), resnapshot=True)
+    assert outlet.seqs() == [("snapshot", [3, 1])]
+
+
+@pytest.mark.asyncio
+async def test_a_reconnect_and_reload_do_not_make_the_feed_live():
+    """A receive that timed out, a reconnect and a reload from the database: the feed stays interrupted until a
+    batch arrives (issue 20: each reconnect used to make it "live" for another 3 s)."""
+    import asyncio
+
+    from ticker.hub.follower import FeedFollower
+
+    class Layer:
+        """A channel layer whose first receive times out (a quiet channel at redis-py's old 5 s) and then waits."""
+
+        receives = 0
+
+        async def new_channel(self) -> str:
+            return "quotes.test!1"
+
+        async def group_add(self, group: str, channel: str) -> None:
+            pass
+
+        async def group_discard(self, group: str, channel: str) -> None:
+            pass
+
+        async def receive(self, channel: str) -> dict:
+            self.receives += 1
+            if self.receives == 1:
+                raise TimeoutError("Timeout reading from 127.0.0.1:6379")
+            await asyncio.Event().wait()
+
+    loads = []
+
+    async def load() -> Stored:
+        loads.append(asyncio.get_running_loop().time())
+        return Stored(1, quote("AAA", 1))
+
+    reloaded = asyncio.Event()
+
+    def on_load(listed: Stored, resnapshot: bool) -> None:
+        if resnapshot:
+            reloaded.set()  # the follower marks itself connected right after, with no await between
+
+    follower = FeedFollower(Layer(), stale_after_s=3.0, load=load, on_load=on_load, on_batch=None)
+    task = asyncio.create_task(follower.run())
+    try:
+        async with asyncio.timeout(5):
+            await reloaded.wait()
+        started = loads[0]
+        assert loads[1] > started and follower.connected
+        # 3.1 s after the first load, with the reconnect 0.2 s in: interrupted, as no batch ever came.
+        assert follower.state(started + 3.1) == INTERRUPTED
+        follower.last_batch_at = started + 3.2  # what a batch does (FeedFollower.run)
+        assert follower.state(started + 3.3) == LIVE
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

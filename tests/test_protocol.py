@@ -93,3 +93,24 @@ def test_a_delta_carries_symbol_seq_and_the_changed_fields_but_never_the_derived
     assert quote_delta(after, before) == {"symbol": "AAPL", "seq": 8, "price": 190.5, "high": 190.5, "ts": 2}
     assert quote_delta(after, None) is after  # nothing to compare with: the whole quote
     assert quote_delta(after | {"seq": 9}, before) == after | {"seq": 9}  # a step missed: whole
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 2000 + "]" * 2000,  # issue 20: RecursionError, not ValueError
+        '{"a":' * 1500 + "1" + "}" * 1500,
+        '{"action": "movers", "count": NaN}',
+        '{"action": "subscribe", "symbols": ["AAPL"], "max_rate": Infinity}',
+        '{"action": "ping", "x": -Infinity}',
+        '{"action": "movers", "count": 1e400}',
+        '{"action": "movers", "count": ' + "9" * 4301 + "}",
+    ],
+    ids=["nested-lists", "nested-objects", "nan", "infinity", "minus-infinity", "1e400", "4301-digits"],
+)
+def test_json_the_parser_cannot_read_is_bad_json(text):
+    """Whatever makes a message unreadable (depth, NaN/Infinity, a number past a double or 4,300 digits): bad_json."""
+    assert len(text.encode()) <= MAX_MESSAGE_BYTES
+    with pytest.raises(ProtocolError) as error:
+        parse_client_message(text)
+    assert error.value.code == "bad_json" and error.value.message.startswith("Message is not valid JSON")

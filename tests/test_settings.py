@@ -108,3 +108,20 @@ def test_the_share_per_address_is_a_tenth_of_the_cap_unless_set_and_a_bad_value_
     for bad in ("-1", "ten", "2.5"):
         result = start(TICKER_MAX_CONNECTIONS_PER_ADDRESS=bad)
         assert result.returncode != 0 and f"TICKER_MAX_CONNECTIONS_PER_ADDRESS={bad!r}" in result.stderr, bad
+
+
+def test_redis_reads_outlast_the_channel_layers_blocking_receive():
+    """Issue 20: every connection channels_redis makes to the primary (one server, or through Sentinel) reads with a
+    timeout above its own blocking receive, so a quiet channel (the market stopped) is not taken for a dead Redis."""
+    from channels_redis.core import RedisChannelLayer
+    from channels_redis.utils import create_pool
+
+    from ticker.redis_conn import CHANNEL_LAYER_BRPOP_TIMEOUT_S, READ_TIMEOUT_S, RedisConfig
+
+    assert RedisChannelLayer.brpop_timeout == CHANNEL_LAYER_BRPOP_TIMEOUT_S, "channels_redis changed its receive"
+    single = RedisConfig.parse(url="redis://127.0.0.1:6379/2")
+    sentinel = RedisConfig.parse(url="redis://h/2", sentinels="127.0.0.1:26379", master_name="ticker")
+    for config in (single, sentinel):
+        pool = create_pool(config.channel_layer_host())
+        assert pool.connection_kwargs["socket_timeout"] == READ_TIMEOUT_S > RedisChannelLayer.brpop_timeout
+        assert pool.connection_kwargs["db"] == 2

@@ -20,6 +20,8 @@ from .ratelimit import TokenBucket
 CLOSE_CODES = {"rate_limited": 1008, "too_large": 1009}
 # RFC 6455 7.4.1 (IANA registry): the server cannot serve now; reconnect later.
 TRY_AGAIN_LATER = 1013
+# RFC 6455 7.4.1: the server hit an unexpected condition (daphne sends it when a handler raises).
+INTERNAL_ERROR = 1011
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     outlet: server.DaphneOutlet | server.QueuedOutlet | None = None
     # Set once the socket is being closed by the server: client frames are ignored.
     closing: bool = False
+    # Set once ``teardown`` has run: it runs once, whichever way the connection ended.
+    torn_down: bool = False
     # The code the server closed with (None: the client closed, or the connection broke), and when it opened.
     closed_with: int | None = None
     opened_at: float | None = None
@@ -49,17 +53,21 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     delta: bool = False
 
     async def __call__(self, scope, receive, send) -> None:
-        """The connection's whole life: its admission slot is given back on every way out of it.
+        """The connection's whole life, and its one way out (``teardown``).
 
-        A close from either side, an exception in a handler, and daphne cancelling the
-        application at shutdown (after the 1001 notice) all leave through here, so the
-        process's count stays exact.
+        A close from either side, a refused admission, an exception in a handler and daphne
+        cancelling the application at shutdown (after the 1001 notice) all leave through here.
+        Issue 20: a handler that raised used to skip ``disconnect``, so the fan-out kept feeding
+        a connection that no longer existed and the gauges counted it forever.
         """
         try:
             await super().__call__(scope, receive, send)
+        except Exception:
+            # daphne closes with 1011 once this application has returned: after the teardown below.
+            self.closed_with = self.closed_with or INTERNAL_ERROR
+            raise
         finally:
-            if self.slot is not None:
-                self.slot.release()
+            self.teardown()
 
     async def connect(self) -> None:
         """Called when a WebSocket connection is opened.
@@ -99,6 +107,25 @@ class QuoteConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""
+        self.teardown(code)
+
+    def teardown(self, code: int | None = None) -> None:
+        """Everything this connection holds, given back once whatever ended it (issue 20, "one way out").
+
+        Detached from the fan-out (no more frames), its outlet stopped, its admission slot
+        released, and the gauges and close counter updated. Safe to call again: the second
+        call does nothing.
+        """
+        if self.torn_down:
+            return
+        self.torn_down = self.closing = True
+        if self.hub is not None and self.outlet is not None:
+            self.hub.fanout.detach(self.outlet)
+        if self.outlet is not None:
+            self.outlet.stop()
+        if self.slot is not None:
+            self.slot, slot = None, self.slot
+            slot.release()
         if self.opened_at is not None:
             metrics.connection_closed("websocket")
             closed = self.closed_with or code
@@ -107,10 +134,6 @@ class QuoteConsumer(AsyncWebsocketConsumer):
                 "websocket closed with %s", closed, extra={"code": closed, "seconds": time.monotonic() - self.opened_at}
             )
             self.opened_at = None
-        if self.hub is not None:
-            self.hub.fanout.detach(self.outlet)
-        if self.outlet is not None:
-            self.outlet.stop()
 
     @cached_property
     def rate_limit(self) -> TokenBucket:

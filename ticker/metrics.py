@@ -172,8 +172,21 @@ def connection_closed(transport: str) -> None:
     open_connections[transport] -= 1
 
 
+# The close codes docs/protocol.md lists ("WebSocket close codes"), plus 1011 (a handler failed). Any other code,
+# chosen by a client (RFC 6455 allows it 1000-4999), is counted as "other": a label value per code a client
+# invents would let any client grow /metrics without bound (issue 20). "none": no code at all.
+CLOSE_CODE_LABELS = frozenset(("1000", "1001", "1006", "1008", "1009", "1011", "1013", "4000"))
+
+
+def close_code_label(code: int | None) -> str:
+    """The ``code`` label of ticker_closes_total for a close code: a documented code, ``other`` or ``none``."""
+    if code is None:
+        return "none"
+    return label if (label := str(code)) in CLOSE_CODE_LABELS else "other"
+
+
 def websocket_closed(code: int | None) -> None:
-    closes.labels(str(code) if code is not None else "none").inc()
+    closes.labels(close_code_label(code)).inc()
 
 
 _raw_bytes, _deflated_bytes = compressed_bytes.labels("raw"), compressed_bytes.labels("deflated")
@@ -202,7 +215,7 @@ def batch_received(message: dict) -> None:
 def hub_figures() -> dict:
     """This process's fan-out figures (its hubs together): for /metrics and the operations report."""
     frames, sent_bytes = collections.Counter(), collections.Counter()
-    figures = {"updates": 0, "held_back": 0, "resnapshotted": 0, "behind": 0, "symbols": 0, "p99": None}
+    figures = {"updates": 0, "held_back": 0, "resnapshotted": 0, "behind": 0, "symbols": 0, "p99": None, "attached": 0}
     kinds = {"all": 0, "watchlist": 0, "none": 0}
     seen = hubs()
     for hub in seen:
@@ -214,6 +227,7 @@ def hub_figures() -> dict:
         figures["resnapshotted"] += sent.resnapshotted
         if (p99 := sent.fanout_p99()) is not None:
             figures["p99"] = max(p99, figures["p99"] or 0.0)
+        figures["attached"] += len(hub.fanout)
         for delivery in list(hub.fanout.deliveries.values()):
             figures["behind"] += delivery.behind
             interest = delivery.interest
@@ -269,7 +283,12 @@ class HubCollector:
         symbols.add_metric([], figures["symbols"])
         live = GaugeMetricFamily("ticker_feed_live", "1 while batches arrive from the market, 0 otherwise.")
         live.add_metric([], figures["feed"] == "live")
-        yield from (frames, sent_bytes, updates, slow, behind, subscriptions, symbols, live)
+        # Issue 20: an entry that outlives its connection is fed forever; this must fall to 0 with the connections.
+        attached = GaugeMetricFamily(
+            "ticker_fanout_entries", "Connections the fan-out writes to (WebSocket and SSE; 0 when none is open)."
+        )
+        attached.add_metric([], figures["attached"])
+        yield from (frames, sent_bytes, updates, slow, behind, subscriptions, symbols, live, attached)
         if figures["step"] is not None:
             step = GaugeMetricFamily("ticker_feed_step", "The last market step this process holds.")
             step.add_metric([], figures["step"])

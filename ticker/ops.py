@@ -117,6 +117,8 @@ class WebReport:
             **_common("web"),
             "connections": dict(metrics.open_connections),
             "subscriptions": figures["subscriptions"],
+            # Connections the fan-out writes to: never more than the open WebSockets and streams (issue 20).
+            "fanout_entries": figures["attached"],
             "frames_total": frames,
             "frames_per_s": None if rate is None else round(rate, 1),
             "fanout_p99_ms": None if figures["p99"] is None else round(figures["p99"] * 1000, 2),

@@ -10,6 +10,7 @@ past the rate or size limit: ticker.consumers.CLOSE_CODES).
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -124,10 +125,7 @@ def parse_client_message(text: str | None) -> Command:
         raise ProtocolError("bad_frame", "Send text frames holding JSON; binary frames are not used.")
     if len(text.encode()) > MAX_MESSAGE_BYTES:
         raise ProtocolError("too_large", f"Messages are at most {MAX_MESSAGE_BYTES} bytes.")
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        raise ProtocolError("bad_json", f"Message is not valid JSON: {exc}.") from None
+    data = _json(text)
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", 'A message is a JSON object such as {"action": "ping"}.')
     if "action" not in data:
@@ -158,6 +156,32 @@ def parse_client_message(text: str | None) -> Command:
     if action == "subscribe" and "max_rate" in data:
         return Command(action, cleaned, _max_rate(data["max_rate"]))
     return Command(action, cleaned)
+
+
+def _not_a_number(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number (RFC 8259 6)")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {quoted(text)} is too large")
+    return value
+
+
+def _json(text: str) -> Any:
+    """The message's JSON value; any reason it cannot be read is ``bad_json`` and the socket stays open.
+
+    Issue 20: ``"[" * 2000 + "]" * 2000`` (4 KB) made json.loads raise RecursionError, which is not
+    a ValueError, and the consumer died with close 1011. NaN, Infinity and numbers too large for a
+    float are not JSON either (RFC 8259 6), so no later check has to think about them; an integer
+    of more than 4,300 digits is refused by Python itself (a ValueError, sys.int_info).
+    """
+    try:
+        return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise ProtocolError("bad_json", f"Message is not valid JSON: {quoted(reason, 120)}.") from None
 
 
 def _max_rate(value: Any) -> float | None:

@@ -25,11 +25,18 @@ from django.core.exceptions import ImproperlyConfigured
 
 DEFAULT_SENTINEL_PORT = 26379
 # With Sentinel the point is to survive a primary's death, also one whose host vanishes without
-# closing its connections: no connect may hang longer than this. Blocking reads
-# (channels_redis waits up to 5 s in BZPOPMIN) need a read timeout above their own, so only
-# connections to the sentinels, which answer at once, get a read timeout.
+# closing its connections: no connect may hang longer than this. Connections to the sentinels,
+# which answer at once, also read with this short timeout; the primary's with READ_TIMEOUT_S below.
 CONNECT_TIMEOUT_S = 2.0
 SENTINEL_READ_TIMEOUT_S = 2.0
+# channels_redis 4.3.0 receives with a blocking pop of 5 s (``RedisChannelLayer.brpop_timeout``; a test checks
+# the installed version's value), and redis-py 8.1.0's default read timeout is 5 s too: a quiet channel (the
+# market stopped) then looked like a broken connection every 5 s, and each "recovery" reloaded the database and
+# told every client the feed was live (issue 20). Every connection to the primary reads with this timeout
+# instead: above the blocking pop, so only a Redis that does not answer at all times out; low enough that a
+# hung primary (Sentinel, docs/reliability.md) is still left within 10 s.
+CHANNEL_LAYER_BRPOP_TIMEOUT_S = 5
+READ_TIMEOUT_S = CHANNEL_LAYER_BRPOP_TIMEOUT_S + 2.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,8 @@ class RedisConfig:
     def channel_layer_host(self) -> str | dict:
         """One entry of channels_redis's ``hosts``: the URL, or a Sentinel entry (channels_redis.utils.create_pool)."""
         if not self.uses_sentinel:
-            return self.url
+            # channels_redis passes every key but "address" to redis-py's ConnectionPool.from_url.
+            return {"address": self.url, **self._timeouts()}
         return {
             "sentinels": list(self.sentinels),
             "master_name": self.master_name,
@@ -101,7 +109,7 @@ class RedisConfig:
     def _master_kwargs(self) -> dict:
         """Password, user, database and TLS of the primary, from REDIS_URL (its host and port are not used)."""
         parsed = urlparse(self.url)
-        kwargs: dict = {"socket_connect_timeout": CONNECT_TIMEOUT_S}
+        kwargs: dict = self._timeouts()
         path = parsed.path.lstrip("/")
         if path:
             if not path.isdigit():
@@ -115,6 +123,11 @@ class RedisConfig:
             kwargs["ssl"] = True
         return kwargs
 
+    @staticmethod
+    def _timeouts() -> dict:
+        """Every connection to the primary: connects fail fast, reads outlast the channel layer's blocking pop."""
+        return {"socket_connect_timeout": CONNECT_TIMEOUT_S, "socket_timeout": READ_TIMEOUT_S}
+
     def _sentinel_kwargs(self) -> dict:
         kwargs: dict = {"socket_connect_timeout": CONNECT_TIMEOUT_S, "socket_timeout": SENTINEL_READ_TIMEOUT_S}
         if self.sentinel_password:
@@ -127,7 +140,7 @@ class RedisConfig:
         from redis.sentinel import Sentinel
 
         if not self.uses_sentinel:
-            return redis.Redis.from_url(self.url, **options)
+            return redis.Redis.from_url(self.url, **{**self._timeouts(), **options})
         sentinel = Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs())
         return sentinel.master_for(self.master_name, **{**self._master_kwargs(), **options})
 
@@ -136,7 +149,7 @@ class RedisConfig:
         from redis import asyncio as aioredis
 
         if not self.uses_sentinel:
-            return aioredis.Redis.from_url(self.url, **options)
+            return aioredis.Redis.from_url(self.url, **{**self._timeouts(), **options})
         sentinel = aioredis.Sentinel(list(self.sentinels), sentinel_kwargs=self._sentinel_kwargs())
         return sentinel.master_for(self.master_name, **{**self._master_kwargs(), **options})
 

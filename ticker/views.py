@@ -368,9 +368,10 @@ async def stream(request: HttpRequest) -> HttpResponse:
         logs.connection_started("sse")
         metrics.connection_opened("sse")
         log.info("sse stream opened")
-        if movers:
-            hub.fanout.follow_movers(outlet, movers)  # its first movers event follows the snapshot
+        # Everything after the attach is inside the try: one way out (issue 20), whatever ends the stream.
         try:
+            if movers:
+                hub.fanout.follow_movers(outlet, movers)  # its first movers event follows the snapshot
             yield "retry: 1000\n" + first
             # The hub's heartbeat events (every few seconds) keep proxies from
             # closing an idle stream and let the browser notice a dead one.

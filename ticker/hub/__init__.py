@@ -137,9 +137,12 @@ class QuoteHub:
         """Take the stored market as the truth (start, or back after an outage).
 
         With ``resnapshot`` (back after an outage) every connection gets a
-        fresh snapshot of its symbols: while the feed was away seq moved on by
-        several steps, and a snapshot makes each client whole in one frame
-        instead of a gap and a resync round trip per client.
+        fresh snapshot of its symbols if the database holds quotes newer than
+        the clients have: while the feed was away seq moved on by several
+        steps, and a snapshot makes each client whole in one frame instead of
+        a gap and a resync round trip per client. If nothing changed (the
+        market itself was away) no frame goes out (issue 20: every reload used
+        to snapshot every client, every 5 s while the market was stopped).
         """
         if listed.session is not None:
             self.store.session = listed.session
@@ -147,7 +150,7 @@ class QuoteHub:
         fresh = self.store.replace(listed.step, listed.quotes(), listed.changed_steps())
         if gone:  # delisted while the feed was away (or before this hub's first batch)
             self.fanout.delisted(listed.step, gone)
-        if resnapshot:
+        if fresh and resnapshot:
             self.fanout.resnapshot()
         elif fresh:
             self.fanout.quotes(listed.step, fresh, self.store.previous)

@@ -62,7 +62,10 @@ class FeedFollower:
         self._resync: asyncio.Task | None = None
 
     def state(self, now: float) -> str:
-        """LIVE while batches arrive from the channel layer; INTERRUPTED otherwise."""
+        """LIVE while batches of the lease holder arrive from the channel layer; INTERRUPTED otherwise.
+
+        Only a batch makes the feed live (``last_batch_at``): not a reconnect, not a reload from the database.
+        """
         if not self.connected:
             return INTERRUPTED
         return LIVE if now - self.last_batch_at <= self.stale_after_s else INTERRUPTED
@@ -118,7 +121,13 @@ class FeedFollower:
                 # Joined first, loaded second: a batch published in between is
                 # queued on our channel and deduplicated by seq in the store.
                 self.on_load(await self._load(), recovering)
-                self.connected, self.last_batch_at, recovering = True, loop.time(), False
+                if not self.ready.is_set():
+                    # The first load only: the market gets stale_after_s for its first batch before the feed
+                    # counts as interrupted. A reload after an outage proves nothing about the market (issue
+                    # 20: it used to say "live" every 5 s while the market was stopped): live again only once
+                    # a batch arrives.
+                    self.last_batch_at = loop.time()
+                self.connected, recovering = True, False
                 self.ready.set()
                 delay = RETRY_MIN_S
                 if self.layer is None:
