@@ -19,6 +19,40 @@ from ticker.redis_conn import RedisConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Which test modules the database kind matters to. scripts/test runs the suite on SQLite and again on PostgreSQL;
+# the second pass proves something only where the database does work whose behaviour may differ between the two
+# (the market's step transaction and its lease, the ORM's queries, migrations, the lease's fencing). The modules
+# in ANY_DATABASE exercise transports, browsers, Redis faults, settings or pure logic, and a second pass on
+# PostgreSQL only doubled their time (issue 22: about 90% of a pass is real processes), so they are marked
+# ``any_database`` and run on SQLite only. Every module is in one set or the other (checked at collection), so a
+# new module must be placed on purpose.
+ANY_DATABASE = {
+    "test_abuse", "test_admission", "test_bench", "test_bench_fanout", "test_bench_seq", "test_bench_stats",
+    "test_browser", "test_browser_ops", "test_cancellation", "test_commands", "test_compose", "test_compression",
+    "test_environment", "test_feed_honesty", "test_fuzz", "test_fuzz_ways_out", "test_gc_schedule",
+    "test_independent_clients", "test_launcher", "test_limits", "test_loadgen", "test_logs", "test_outlets",
+    "test_protocol", "test_ratelimit", "test_reliability", "test_scaleout", "test_screen", "test_security",
+    "test_sentinel", "test_servers", "test_settings", "test_soak", "test_static", "test_transports",
+}  # fmt: skip
+DATABASE_KIND_MATTERS = {
+    "test_admin", "test_consumers", "test_e2e", "test_failover", "test_hub", "test_lease", "test_market",
+    "test_market_loop", "test_movers_view", "test_operations", "test_ops_view", "test_services", "test_session",
+    "test_views",
+}  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks the tests of ANY_DATABASE modules ``any_database``; a module in neither set is an error."""
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2]
+        if module in ANY_DATABASE:
+            item.add_marker(pytest.mark.any_database)
+        elif module not in DATABASE_KIND_MATTERS:
+            raise pytest.UsageError(
+                f"{module}: add it to ANY_DATABASE or DATABASE_KIND_MATTERS in tests/conftest.py (does the database "
+                "kind matter to it?)"
+            )
+
 
 def free_port() -> int:
     with socket.socket() as s:
