@@ -21,6 +21,7 @@ from ticker import admission
 
 from .clients import Follower, follow, get_json, recv_data, stop_following, until
 from .processes import running_site
+from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
 
@@ -409,6 +410,21 @@ def test_one_address_holds_at_most_its_share_while_another_address_still_gets_in
                 extra.append(task)
                 assert await _websocket(site.base) == (1013, ADDRESS_FULL_REASON)
                 assert [f.problems() for f in followers] == [[] for _ in followers]
+                # Every refusal counted by transport and reason, none as server_full (the cap was never reached).
+                found = samples(site.base + "/metrics")
+                refused = {
+                    (transport, reason): sample(found, "ticker_refused_connections_total", transport=t, reason=reason)
+                    for transport, t in (("ws", "websocket"), ("sse", "sse"), ("lp", "long_poll"))
+                    for reason in ("address_full", "server_full")
+                }
+                assert refused == {
+                    ("ws", "address_full"): 3,
+                    ("sse", "address_full"): 2,
+                    ("lp", "address_full"): 1,
+                    ("ws", "server_full"): 0,
+                    ("sse", "server_full"): 0,
+                    ("lp", "server_full"): 0,
+                }
             finally:
                 for sock in streams:
                     sock.close()

@@ -41,6 +41,7 @@ class Full(Exception):
     """The process already holds its cap of connections: refuse this one, and say when to come back."""
 
     retry_after_s = RETRY_AFTER_S
+    reason = "server_full"  # the error code (SSE, long-poll) and the refusal metric's label
 
     def __init__(self, limit: int):
         self.limit = limit
@@ -58,6 +59,8 @@ class Full(Exception):
 
 class AddressFull(Full):
     """The client's address already holds its share of the process's connections (issue 21): refuse this one."""
+
+    reason = "address_full"
 
     @property
     def message(self) -> str:

@@ -96,6 +96,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         try:
             self.slot = admission.connections().admit(security.scope_client_address(self.scope))
         except admission.Full as full:  # the process's cap, or this address's share of it (issue 21)
+            metrics.connection_refused("websocket", full.reason)
             self._close(TRY_AGAIN_LATER, full.close_reason)
             return
         try:

@@ -62,6 +62,18 @@ refused_messages = Counter(
 )
 for _reason in ("rate_limited", "too_large", "too_fragmented"):
     refused_messages.labels(_reason)
+# Connections turned away by admission control (ticker/admission.py): the process's cap, or one address's share of
+# it (issue 21). Both labels take only these values, whatever a client sends.
+REFUSAL_REASONS = ("server_full", "address_full")
+refused_connections = Counter(
+    "ticker_refused_connections",
+    "Connections refused by admission control (WebSocket closed 1013, SSE and long-poll 503), by transport and reason.",
+    ["transport", "reason"],
+    registry=WEB,
+)
+for _transport in TRANSPORTS:
+    for _reason in REFUSAL_REASONS:
+        refused_connections.labels(_transport, _reason)
 # Compression (ticker/server.py): counted once per distinct frame compressed, not per connection it went to.
 compressed_frames = Counter(
     "ticker_compressed_frames",
@@ -200,6 +212,10 @@ def frame_compressed(raw: int, deflated: int) -> None:
 
 def websocket_negotiated(compression: str, delta: bool) -> None:
     negotiated.labels(compression, "delta" if delta else "whole").inc()
+
+
+def connection_refused(transport: str, reason: str) -> None:
+    refused_connections.labels(transport, reason).inc()
 
 
 def message_refused(reason: str) -> None:

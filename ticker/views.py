@@ -233,15 +233,15 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     return render(request, "ticker/dashboard.html", context)
 
 
-def _admit(request: HttpRequest) -> admission.Slot:
+def _admit(request: HttpRequest, transport: str) -> admission.Slot:
     """A place in the process's connection cap for a stream or a long poll, or the 503 ``server_full``; or
     the 503 ``address_full`` when the client's address holds its share already (issue 21)."""
     try:
         return admission.connections().admit(security.client_address(request))
-    except admission.AddressFull as full:
-        raise protocol.address_full(full.limit, full.retry_after_s) from None
     except admission.Full as full:
-        raise protocol.server_full(full.limit, full.retry_after_s) from None
+        metrics.connection_refused(transport, full.reason)
+        refusal = protocol.address_full if isinstance(full, admission.AddressFull) else protocol.server_full
+        raise refusal(full.limit, full.retry_after_s) from None
 
 
 async def _hub_and_interest(request: HttpRequest) -> tuple[QuoteHub, Interest]:
@@ -284,7 +284,7 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     hub, interest = await _hub_and_interest(request)
     # Admitted last, with no await before the try: every way out (an answer, a client that left and
     # cancelled the wait) gives the slot back.
-    slot = _admit(request)
+    slot = _admit(request, "long_poll")
     metrics.connection_opened("long_poll")
     try:
         if since is not None and since > hub.step:
@@ -349,7 +349,7 @@ async def stream(request: HttpRequest) -> HttpResponse:
     outlet = _StreamOutlet(server.StreamBackpressure(getattr(request, "scope", {})))
     # Admitted last, with no await until the response is returned: the stream's end gives the slot
     # back, and so does the response's close(), which Django calls even for a stream never started.
-    slot = _admit(request)
+    slot = _admit(request, "sse")
 
     async def events():
         # Snapshot and attach happen here, inside the generator, in one step of
