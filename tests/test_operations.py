@@ -179,6 +179,14 @@ def test_metrics_count_connections_frames_and_a_1008_close(tmp_path, redis_serve
         assert conn.startswith("ws-") and closed[0]["process_id"].endswith(f":{site.processes['web'].pid}")
         story = [line["message"] for line in lines if line["conn"] == conn]
         assert story == ["websocket opened", "closing: rate_limited", "websocket closed with 1008"], story
+        # The access log is JSON lines too, with the process id (issue 20): the polls of /api/quotes/ that
+        # running_site made are there; the /metrics scrapes above, answered 200, are not (DEBUG).
+        access = [line for line in lines if line["logger"] == "ticker.access"]
+        assert any('"GET /api/quotes/" 200' in line["message"] for line in access), access[-5:]
+        assert all(line["process_id"] == closed[0]["process_id"] for line in access)
+        assert not any("/metrics" in line["message"] for line in access), access[-5:]
+        raw = [line for line in (tmp_path / "web.log").read_text().splitlines() if '"GET ' in line]
+        assert all(line.startswith("{") for line in raw), raw[:3]
 
 
 async def _metrics(site, clients: int) -> None:

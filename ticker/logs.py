@@ -112,3 +112,36 @@ class RepeatFilter(logging.Filter):
             record.repeats = held
             record.msg = f"{record.msg} [{held} more like this in the last {self.window_s:g} s]"
         return True
+
+
+# Paths a person reading the log does not need a line for while they answer normally: static files (a page load
+# is a dozen of them, and a 304 each time after) and the health checks a balancer or Prometheus asks every few
+# seconds (issue 20). Their lines go to DEBUG; an error answer still goes to INFO.
+QUIET_PATHS = ("/static/", "/healthz", "/readyz", "/metrics", "/favicon.ico")
+access_log = logging.getLogger("ticker.access")
+
+
+def access_action(protocol: str, action: str, details: dict) -> None:
+    """The web server's access log as log records (``ticker.access``), so they have the process id, honour
+    TICKER_LOG_LEVEL and come out as JSON lines with TICKER_LOG_FORMAT=json.
+
+    Called by daphne for each finished HTTP request and each WebSocket step (ticker/server.py hands it over). A
+    WebSocket's own lines come from the consumer (opened, closed with its code), so daphne's go to DEBUG.
+    """
+    client = details.get("client") or "-"
+    path = details.get("path", "")
+    if protocol == "http" and action == "complete":
+        status = details.get("status")
+        quiet = status is not None and status < 400 and path.startswith(QUIET_PATHS)
+        access_log.log(
+            logging.DEBUG if quiet else logging.INFO,
+            '%s "%s %s" %s %s',
+            client,
+            details.get("method", "-"),
+            path,
+            status,
+            details.get("size", "-"),
+            extra={"client": client, "status": status},
+        )
+    elif protocol == "websocket":
+        access_log.debug("%s websocket %s %s", client, action, path, extra={"client": client})

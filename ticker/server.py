@@ -79,7 +79,7 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import metrics
+from . import logs, metrics
 from .protocol import MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAGMENTS, ProtocolError, encode
 from .ratelimit import RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard
 
@@ -256,6 +256,7 @@ def install_guards(settings: Any) -> bool:
     channel_class.header_timeout_s = settings.TICKER_HEADER_TIMEOUT_S
     servers = [server for server in _servers() if hasattr(server, "ws_factory") and hasattr(server, "http_factory")]
     for server in servers:
+        _log_access_through_logging(server)
         server.ws_factory.protocol = websocket_class
         # Twisted's HTTPFactory calls ``protocol()``: its own factory wraps the channel in the proxy that picks
         # HTTP/1.1 or HTTP/2 (after TLS ALPN); ours does the same with our channel.
@@ -263,6 +264,15 @@ def install_guards(settings: Any) -> bool:
     if not servers:
         log.error("no daphne server found: per-frame limits and the header deadline are OFF (see ticker/server.py)")
     return bool(servers)
+
+
+def _log_access_through_logging(server: Any) -> None:
+    """daphne writes its access log straight to stdout by default (``AccessLogGenerator``): one line per static
+    file and health check, no process id, not JSON. Its default logger is replaced with ``logs.access_action``
+    (issue 20); an access log the operator asked for with ``--access-log FILE`` is left alone."""
+    current = getattr(server, "action_logger", None)
+    if getattr(current, "stream", None) is sys.stdout:
+        server.action_logger = logs.access_action
 
 
 # What the guards use that autobahn, daphne and Twisted do not promise (verified against VERIFIED_WITH):
