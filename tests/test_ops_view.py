@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import time
+
 import pytest
 from django.contrib.auth.models import Permission, User
+
+from .clients import until
 
 pytestmark = pytest.mark.django_db
 
@@ -65,3 +71,28 @@ def test_the_admin_links_to_the_operations_view_only_for_those_who_may_open_it(c
     client.force_login(operator())
     page = client.get("/admin/").content.decode()
     assert '<a href="/admin/ops/">Operations</a>' in page
+
+
+@pytest.mark.asyncio
+async def test_the_view_reads_the_registry_of_live_reports_never_the_keyspace(clean_redis):
+    """Issue 20: the view lists the reports a registry names (an expired entry is dropped) and never SCANs Redis:
+    with 2,000 unrelated keys present, reading it runs no SCAN at all."""
+    from ticker import ops
+
+    client = clean_redis.client()
+    client.mset({f"unrelated:{i}": "x" for i in range(2000)})
+    task = asyncio.create_task(ops.report("web", lambda: {"role": "web", "host": "h", "pid": 1}))
+    try:
+        await until(lambda: client.zcard(ops.registry_key()) == 1, limit=10, what="the report registered")
+        client.zadd(ops.registry_key(), {ops.key_prefix() + "web:gone:2": time.time() - 1})  # a report that expired
+        scans = client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+        view = await ops.read_reports()
+        assert [entry["pid"] for entry in view["web"]] == [1]
+        assert client.zrange(ops.registry_key(), 0, -1) == [
+            (ops.key_prefix() + f"web:{ops.HOST}:{os.getpid()}").encode()
+        ]
+        assert client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0) == scans
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert client.zcard(ops.registry_key()) == 0, "a stopped report leaves the registry at once"

@@ -271,3 +271,46 @@ def _unrepaired_gaps(follower: Follower) -> list[str]:
         for symbol, held, got in check.gaps[before:]:
             pending[symbol] = (held, got)
     return [f"{symbol} seq {held} -> {got}" for symbol, (held, got) in pending.items()]
+
+
+@pytest.mark.processes
+def test_the_operations_reports_and_view_work_through_sentinel(tmp_path, settings):
+    """Issue 20: the operations view built its own Redis client, which broke under Sentinel (a TypeError on every
+    request, a 500). Now reports and view take their client from ticker.redis_conn: through a sentinel (REDIS_URL
+    a closed port), a report is written and the view lists it, with Redis's own figures."""
+    from ticker import ops
+
+    (tmp_path / "primary").mkdir()
+    primary = RedisServer(tmp_path / "primary")
+    primary.start()
+    sentinel = RedisSentinel(
+        tmp_path, name=MASTER, primary_port=primary.port, quorum=1, down_after_ms=DOWN_AFTER_MS, failover_ms=FAILOVER_MS
+    )
+    try:
+        config = redis_conn.RedisConfig.parse(
+            url=f"redis://127.0.0.1:{free_port()}/0", sentinels=f"127.0.0.1:{sentinel.port}", master_name=MASTER
+        )
+        settings.REDIS = config
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "channels_redis.core.RedisChannelLayer",
+                "CONFIG": {"hosts": [config.channel_layer_host()], "prefix": "ticker-sentinel-ops"},
+            }
+        }
+
+        async def report_and_read() -> dict:
+            task = asyncio.create_task(ops.report("web", lambda: {"role": "web", "host": "h", "pid": 7}))
+            try:
+                await until(lambda: primary.client().exists(ops.registry_key()), limit=10, what="a report")
+                return await ops.read_reports()
+            finally:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+        view = asyncio.run(report_and_read())
+        assert view["redis"]["ok"], view["redis"]
+        assert view["redis"]["version"] == primary.client().info()["redis_version"]
+        assert [entry["pid"] for entry in view["web"]] == [7]
+    finally:
+        sentinel.stop()
+        primary.stop()

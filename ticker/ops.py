@@ -1,9 +1,12 @@
 """Operations reports: every web process and the market write their figures to Redis, the admin reads them.
 
 Each process SETs ``<prefix>:ops:<role>:<host>:<pid>`` (prefix: the channel layer's) to a JSON report every
-TICKER_OPS_REPORT_S seconds, with a time-to-live of TICKER_OPS_TTL_S: a process that dies or hangs simply
-stops refreshing its key, and it leaves the operations view (/admin/ops/) within that many seconds. The
-figures are the ones /metrics gives (ticker.metrics), so the view and Prometheus agree.
+TICKER_OPS_REPORT_S seconds, with a time-to-live of TICKER_OPS_TTL_S, and enters that key in a registry, the
+sorted set ``<prefix>:ops:live`` scored by when the report expires: a process that dies or hangs simply
+stops refreshing both, and it leaves the operations view (/admin/ops/) within that many seconds. The view reads
+the registry (dropping expired entries), never the keyspace: issue 20 found it SCANning all of Redis every
+second per open admin tab. The figures are the ones /metrics gives (ticker.metrics), so the view and
+Prometheus agree. Every client comes from ``ticker.redis_conn`` (the one factory, Sentinel included).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from django.db import connection
 
 from . import metrics
 from .cancellation import stop_if_cancelled
+from .redis_conn import async_redis_client
 
 log = logging.getLogger(__name__)
 
@@ -43,28 +47,19 @@ def channel_layer_config() -> dict | None:
 
 
 def redis_client() -> redis.asyncio.Redis:
-    """A client of the channel layer's Redis: the one place reports and the view make one.
-
-    (The first of the layer's hosts; a host given as a dict takes redis-py's keyword arguments.)
-    """
-    config = channel_layer_config() or {}
-    host = (config.get("hosts") or [settings.REDIS_URL])[0]
-    options = {"socket_timeout": 2, "socket_connect_timeout": 2}
-    if isinstance(host, str):
-        return redis.asyncio.Redis.from_url(host, **options)
-    if isinstance(host, dict) and "address" in host:
-        address = host["address"]
-        extra = {k: v for k, v in host.items() if k != "address"}
-        if isinstance(address, str):
-            return redis.asyncio.Redis.from_url(address, **options, **extra)
-        return redis.asyncio.Redis(host=address[0], port=address[1], **options, **extra)
-    if isinstance(host, dict):
-        return redis.asyncio.Redis(**options, **host)
-    return redis.asyncio.Redis(host=host[0], port=host[1], **options)
+    """A client of the site's Redis for the reports and the view (``ticker.redis_conn``: one server or the
+    primary Sentinel names). Reads here never block, so a 2 s read timeout (the factory's default is above the
+    channel layer's 5 s blocking receive) keeps the view quick when Redis hangs."""
+    return async_redis_client(socket_timeout=2)
 
 
 def key_prefix() -> str:
     return f"{(channel_layer_config() or {}).get('prefix', 'asgi')}:ops:"
+
+
+def registry_key() -> str:
+    """The sorted set of live reports' keys, each scored by when it expires (epoch seconds)."""
+    return f"{key_prefix()}live"
 
 
 def memory_bytes() -> int:
@@ -152,7 +147,12 @@ async def report(role: str, build) -> None:
     try:
         while True:
             try:
-                await client.set(key, json.dumps(build()), ex=settings.TICKER_OPS_TTL_S)
+                ttl = settings.TICKER_OPS_TTL_S
+                async with client.pipeline(transaction=False) as pipe:
+                    pipe.set(key, json.dumps(build()), ex=ttl)
+                    pipe.zadd(registry_key(), {key: time.time() + ttl})
+                    pipe.expire(registry_key(), ttl)  # a site whose processes are all gone leaves nothing behind
+                    await pipe.execute()
                 if failing:
                     log.info("operations report written again")
                 failing = False
@@ -164,7 +164,9 @@ async def report(role: str, build) -> None:
             await asyncio.sleep(settings.TICKER_OPS_REPORT_S)
     finally:
         with contextlib.suppress(Exception):
-            await client.delete(key)  # a clean exit leaves the view at once
+            await client.zrem(registry_key(), key)  # a clean exit leaves the view at once
+        with contextlib.suppress(Exception):
+            await client.delete(key)
         with contextlib.suppress(Exception):
             await client.aclose()
 
@@ -214,7 +216,8 @@ async def read_reports() -> dict[str, Any]:
             started = time.perf_counter()
             await client.ping()
             ping_ms = (time.perf_counter() - started) * 1000
-            keys = [key async for key in client.scan_iter(match=f"{key_prefix()}*", count=1000)]
+            await client.zremrangebyscore(registry_key(), "-inf", time.time())
+            keys = await client.zrange(registry_key(), 0, -1)
             values = await client.mget(keys) if keys else []
             for value in values:
                 if value is not None:
