@@ -28,11 +28,12 @@ def start_second_web(site) -> str:
 async def every_update_on_both(site, bases: list[str], per_base: int) -> None:
     """Followers on each base for a few seconds; then, with the market stopped, all hold the stored seqs."""
     groups = [await follow(base, per_base) for base in bases]
+    followers = [f for group, _ in groups for f in group]
     try:
-        await asyncio.sleep(4)
+        # Followed for a dozen steps or more (about 3 s; 30 s bounds a busy machine).
+        await until(lambda: all(len(f.quotes_since(0)) > 10 for f in followers), limit=30, what="a dozen steps each")
         assert site.stop("market") == 0  # finishes its step: nothing more changes
         stored = {q["symbol"]: q["seq"] for q in get_json(site.base, "/api/quotes/")["quotes"]}
-        followers = [f for group, _ in groups for f in group]
         await until(lambda: all(f.seq == stored for f in followers), limit=10, what="every client to hold every update")
         assert [f.gaps for f in followers] == [[] for _ in followers]
         assert all(len(f.quotes_since(0)) > 10 for f in followers)
