@@ -285,8 +285,8 @@ if not TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
 # TICKER_WS_RATE a second sustained, bursts of TICKER_WS_BURST. The dashboard
 # sends a few a minute; a client over the limit gets a "rate_limited" error
 # frame and close code 1008 (docs/protocol.md, "Limits and errors").
-TICKER_WS_RATE = env.number("TICKER_WS_RATE", default=20.0, above=0, most=100_000)
-TICKER_WS_BURST = env.whole("TICKER_WS_BURST", default=40, least=1, most=100_000)
+TICKER_WS_RATE = env.number("TICKER_WS_RATE", default=20.0, above=0, most=10**7)
+TICKER_WS_BURST = env.whole("TICKER_WS_BURST", default=40, least=1, most=10**7)
 # Client frames per WebSocket connection (issue 21): every frame counts (data, continuation, ping, pong), so a
 # message cut into a million one-byte frames or a flood of pings is closed (1008) after a few milliseconds of
 # work, not seconds; checked by the server adapter as each frame's header is read (ticker/server.py). At least
