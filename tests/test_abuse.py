@@ -29,6 +29,7 @@ from bench.stats import percentile
 from .clients import recv_data, until
 from .conftest import ROOT, child_env
 from .processes import running_site
+from .test_settings import start
 
 pytestmark = pytest.mark.processes
 
@@ -369,15 +370,8 @@ def test_the_settings_come_from_the_environment_and_nonsense_fails_at_start_up()
     limit stops start-up with what to set."""
 
     def settings_of(**env: str) -> subprocess.CompletedProcess:
-        names = "TICKER_WS_FRAME_RATE, settings.TICKER_WS_FRAME_BURST, settings.TICKER_HEADER_TIMEOUT_S"
-        code = f"from django.conf import settings; print(settings.{names})"
-        return subprocess.run(
-            [sys.executable, "-c", f"import django; django.setup(); {code}"],
-            cwd=ROOT,
-            env=child_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
+        return start(
+            "settings.TICKER_WS_FRAME_RATE, settings.TICKER_WS_FRAME_BURST, settings.TICKER_HEADER_TIMEOUT_S", **env
         )
 
     assert settings_of().stdout.split() == ["200.0", "250", "10.0"]

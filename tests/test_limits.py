@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import json
 import subprocess
-import sys
 
 import pytest
 import websockets
@@ -20,9 +19,9 @@ from config.asgi import application
 from ticker.protocol import MAX_MESSAGE_BYTES
 
 from .clients import follow, recv_data, stop_following, until
-from .conftest import ROOT, child_env
 from .processes import running_site
 from .test_consumers import HANDSHAKE, step
+from .test_settings import start
 
 PING = json.dumps({"action": "ping"})
 
@@ -127,15 +126,7 @@ def test_limits_come_from_the_environment_and_nonsense_fails_at_start_up():
     """TICKER_WS_RATE / TICKER_WS_BURST are read from the environment; a zero rate stops start-up with a fix."""
 
     def settings_of(**env: str) -> subprocess.CompletedProcess:
-        code = "from django.conf import settings; print(settings.TICKER_WS_RATE, settings.TICKER_WS_BURST)"
-        return subprocess.run(
-            [sys.executable, "-c", f"import django; django.setup(); {code}"],
-            cwd=ROOT,
-            env=child_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return start("settings.TICKER_WS_RATE, settings.TICKER_WS_BURST", **env)
 
     assert settings_of().stdout.split() == ["20.0", "40"]
     assert settings_of(TICKER_WS_RATE="5.5", TICKER_WS_BURST="8").stdout.split() == ["5.5", "8"]

@@ -9,10 +9,13 @@ everything else waits for conditions, with bounds generous for a loaded 2-core m
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
+from . import test_browser
 from .processes import running_site
-from .test_browser import ALWAYS_OPEN, CHROMIUM, CHROMIUM_ARGS
+from .test_browser import ALWAYS_OPEN
+
+browser = test_browser.browser  # the module's Chromium, one per module, as in tests/test_browser.py
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -21,14 +24,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.processes]
 def site(tmp_path_factory, redis_server):
     with running_site(tmp_path_factory.mktemp("screen-site"), redis_server.url, market=True, env=ALWAYS_OPEN) as site:
         yield site
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def open_page(browser, site, **context_options):
