@@ -121,13 +121,16 @@ def test_a_bad_value_of_any_variable_stops_manage_py_with_one_line_naming_it(tmp
 
 
 @pytest.mark.processes
-@pytest.mark.parametrize("name", ["MARKET_SPEED", "DJANGO_SECURE_COOKIES", "TICKER_LOG_LEVEL"])
-def test_daphne_and_run_market_refuse_a_bad_value_at_start_with_one_line(tmp_path, name):
-    """The two production processes stop before serving or stepping, with the same one line."""
-    daphne = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()), "config.asgi:application"]
-    market = [sys.executable, "manage.py", "run_market", "--run-for", "1"]
-    for command in (daphne, market):
-        _one_line_naming(_start(command, BAD_VALUES[name], tmp_path), name)
+@pytest.mark.parametrize("process", ["daphne", "run_market"])
+def test_daphne_and_run_market_refuse_a_bad_value_of_any_variable_at_start_with_one_line(tmp_path, process):
+    """The two production processes stop before serving or stepping, with the same one line, for every variable."""
+    daphne = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()), "config.asgi:application"]
+    command = [sys.executable, *(daphne if process == "daphne" else ["manage.py", "run_market", "--run-for", "1"])]
+    with ThreadPoolExecutor(4) as pool:
+        results = pool.map(lambda extra: _start(command, extra, tmp_path), BAD_VALUES.values())
+        done = dict(zip(BAD_VALUES, results, strict=True))
+    for name, result in done.items():
+        _one_line_naming(result, name)
 
 
 @pytest.mark.parametrize("port", ["http", "0", "70000", "-1"])
