@@ -22,6 +22,7 @@ import pytest
 import websockets
 
 from .clients import follow, recv_data, stop_following, until
+from .conftest import wait_for
 from .processes import running_site
 from .test_operations import sample, samples
 
@@ -183,11 +184,28 @@ def _gauges(base: str) -> dict[str, float]:
     return {**gauges, "fanout_entries": sample(found, "ticker_fanout_entries")}
 
 
+def _operations_data(site, redis_server) -> dict[str, float]:
+    """The same figures from the web process's operations report, the data the operations view (/admin/ops/) shows:
+    read from the registry it reads (ticker/ops.py), in the suite's Redis."""
+    client = redis_server.client()
+    prefix = site.env["TICKER_CHANNEL_PREFIX"] + ":ops:"
+    pid = site.processes["web"].pid
+    keys = [key for key in client.zrange(prefix + "live", 0, -1) if key.decode().endswith(f":{pid}")]
+    if not keys or (raw := client.get(keys[0])) is None:
+        return {}
+    report = json.loads(raw)
+    return {**report["connections"], "fanout_entries": report["fanout_entries"]}
+
+
 def test_ten_clients_sending_4_kb_of_nesting_get_bad_json_stay_open_and_leave_nothing_behind(tmp_path, redis_server):
     """Issue 20's ghost connections: 10 clients each send '[' * 2000 + ']' * 2000, get bad_json, still get quotes;
-    once they close every connection gauge and the fan-out's entries are back to 0."""
+    once they close every connection gauge and the fan-out's entries are back to 0, in /metrics and in the
+    operations data."""
     with running_site(tmp_path, redis_server.url, market=True) as site:
         asyncio.run(_nested(site))
+        # Reports are written every second: 10 s is generous on a busy machine.
+        zero = dict.fromkeys([*TRANSPORTS, "fanout_entries"], 0)
+        wait_for(lambda: _operations_data(site, redis_server) == zero, timeout=10, what="the operations data at 0")
 
 
 async def _nested(site) -> None:
