@@ -87,6 +87,27 @@ def test_the_lockout_page_command_works_as_printed(tmp_path):
     assert "1 attempts removed" in reset.stdout, reset.stdout
 
 
+# What the pages print besides the lockout's development command, and how each is checked.
+PAGE_COMMANDS = {
+    "docker compose run --rm web python manage.py axes_reset_username USERNAME": "needs a Docker engine (none here); "
+    "the command inside it, python manage.py axes_reset_username, is the one run above through scripts/manage",
+    "scripts/manage bench_transports": "a benchmark of minutes (tests/test_bench.py runs its tiny form)",
+    "scripts/bootstrap requirements-dev.txt": "run as printed by tests/test_documented_commands.py",
+}
+
+
+def test_every_command_a_page_prints_is_run_or_placed(tmp_path):
+    """The lockout page's and the Lab's commands: each one run above, or placed here with what covers it."""
+    printed = set()
+    for name in ("lockout.html", "lab.html"):
+        page = (ROOT / "templates" / "ticker" / name).read_text()
+        printed |= {" ".join(code.split()) for code in re.findall(r"<code>([^<]*)</code>", page)}
+    commands = {code for code in printed if code.startswith(("scripts/", "python ", "docker "))}
+    assert commands - {"scripts/manage axes_reset_username USERNAME"} == set(PAGE_COMMANDS)
+    done = _run("scripts/manage help bench_transports", _env(tmp_path))
+    assert done.returncode == 0 and "usage: manage.py bench_transports" in done.stdout, done.stderr
+
+
 def test_scripts_test_help_prints_usage_and_runs_nothing(tmp_path):
     """`scripts/test --help` prints how to call it, exits 0 and starts no check."""
     for flag in ("--help", "-h"):
