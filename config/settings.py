@@ -172,6 +172,13 @@ if not _database.get("ENGINE"):
         "postgres://USER:PASSWORD@HOST:5432/NAME."
     )
 DATABASES = {"default": _database}
+# .env.example's stand-in for POSTGRES_PASSWORD, which compose puts into DATABASE_URL: a copied .env that was never
+# edited would run production on a password anyone can read here (review of issue 21).
+if not DEBUG and str(_database.get("PASSWORD", "")) in {"replace-me-with-a-random-password", "changeme", "password"}:
+    raise SettingError(
+        "DATABASE_URL carries a placeholder password (.env.example's POSTGRES_PASSWORD?): set POSTGRES_PASSWORD "
+        "(or the password in DATABASE_URL) to a random string, e.g. the output of `openssl rand -hex 24`."
+    )
 # Under ASGI every request may run in a different thread: persistent
 # connections would pile up one per thread, so close them after each request.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
@@ -300,7 +307,7 @@ if not (TICKER_WS_FRAME_RATE >= TICKER_WS_RATE and TICKER_WS_FRAME_BURST >= TICK
         f"refuse clients that keep to the message limit (TICKER_WS_RATE={TICKER_WS_RATE:g}, "
         f"TICKER_WS_BURST={TICKER_WS_BURST}): set them at least as high (defaults 200 and 250, or those if higher)."
     )
-# Seconds a connection to the web process has to send a complete request line and headers, counted from its
+# Seconds a connection to the web process has to send a complete request (line, headers, any body), counted from its
 # opening (or, kept alive, from the end of its previous response), however slowly bytes trickle in (issue 21:
 # Twisted's idle timeout restarts on every byte, so 20,000 connections sending a header line every 20 s were all
 # still held after 4 minutes). ticker/server.py closes it; a WebSocket, SSE stream or long-poll whose headers are

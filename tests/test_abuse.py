@@ -276,12 +276,16 @@ def test_another_clients_latency_holds_while_floods_are_cut(site):
 # -- the header deadline ------------------------------------------------------------------------------------------
 
 
-def trickle_headers(port: int, limit: float = 30) -> float:
-    """Send a request's head one byte a second until the server ends the connection; the seconds that took."""
+def trickle_headers(port: int, limit: float = 30, *, first: bytes = b"") -> float:
+    """Send a request's head (after ``first``, sent at once) one byte a second until the server ends the
+    connection; the seconds that took."""
     head = b"GET /api/quotes/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
     sock = socket.create_connection(("127.0.0.1", port), timeout=1)
     started = time.monotonic()
     try:
+        if first:
+            sock.sendall(first)
+            head = b"a" * 100  # the body, trickled
         for byte in head:
             assert time.monotonic() - started < limit, f"still open after {limit} s"
             try:
@@ -320,6 +324,14 @@ def test_a_lowered_header_deadline_is_kept(quick_site):
     elapsed = trickle_headers(quick_site.port)
     assert 2 <= elapsed <= 5, elapsed
     assert quick_site.get_json("/api/quotes/")["quotes"]
+
+
+def test_a_trickled_request_body_gets_the_same_deadline(quick_site):
+    """Headers sent at once with a long Content-Length, then the body one byte a second: cut at the 2 s deadline
+    too (review of issue 21: only the headers were timed, so a slow body held the connection)."""
+    head = b"POST /admin/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000\r\n\r\n"
+    elapsed = trickle_headers(quick_site.port, first=head)
+    assert 2 <= elapsed <= 5, elapsed
 
 
 def test_an_idle_kept_alive_connection_gets_the_same_deadline_for_its_next_request(quick_site):

@@ -68,3 +68,26 @@ def test_what_the_filter_remembers_is_bounded():
             clock.now += step
             repeats.filter(record("x", logging.WARNING, f"message {step} {i}"))
         assert len(repeats._kinds) <= 1000
+
+
+def test_audit_lines_are_never_held_back():
+    """Every lockout django-axes logs, and every Django security warning, is kept: each names a user or address."""
+    repeats = RepeatFilter(window_s=30, clock=Clock())
+    for i in range(5):
+        assert repeats.filter(record("axes.handlers.database", logging.WARNING, "AXES: Locking out %s", f"u{i}"))
+        assert repeats.filter(record("django.security.DisallowedHost", logging.ERROR, "Invalid HTTP_HOST %s", "x"))
+
+
+def test_a_flood_of_refused_requests_is_one_access_line_per_status_per_window():
+    """Access lines of 503 and 4xx answers are summarised like the warnings; 200s and 500s each get their line."""
+    repeats = RepeatFilter(window_s=30, clock=Clock())
+
+    def access(status: int) -> logging.LogRecord:
+        made = record("ticker.access", logging.INFO, '%s "%s %s" %s %s', "c", "GET", "/api/quotes/stream/", status, 0)
+        made.status = status
+        return made
+
+    assert [repeats.filter(access(503)) for _ in range(100)].count(True) == 1
+    assert [repeats.filter(access(429)) for _ in range(100)].count(True) == 1
+    assert all(repeats.filter(access(200)) for _ in range(100))
+    assert all(repeats.filter(access(500)) for _ in range(3))

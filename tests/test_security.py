@@ -95,3 +95,30 @@ def test_a_websocket_handshake_has_the_client_address_an_http_request_has(settin
     request = RequestFactory().get("/", REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="198.51.100.1, 203.0.113.5")
     assert security.client_address(request) == "203.0.113.5"
     assert security.scope_client_address({"type": "websocket", "headers": []}) is None  # no peer (a Unix socket)
+
+
+def test_readyz_details_and_metrics_follow_the_trusted_client_address_not_the_proxy():
+    """Behind compose's nginx (TICKER_TRUSTED_PROXIES=1, nginx's address in TICKER_METRICS_ALLOW's private ranges) a
+    public client's request carries its address in X-Forwarded-For: /metrics and /readyz's details are refused
+    to it; the health check and Prometheus, which reach the process directly, are still let in."""
+    import ipaddress
+
+    from django.test import override_settings
+
+    from ticker import health
+
+    def scope(peer: str, forwarded: str | None = None) -> dict:
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return {"type": "http", "client": (peer, 40000), "headers": headers}
+
+    private = [ipaddress.ip_network("172.16.0.0/12"), ipaddress.ip_network("127.0.0.1/32")]
+    with override_settings(TICKER_TRUSTED_PROXIES=1, TICKER_METRICS_NETWORKS=private, TICKER_METRICS_TOKEN=""):
+        refusal = health.metrics_refusal(scope("172.18.0.5", "203.0.113.9"))
+        assert refusal is not None and "203.0.113.9" in refusal
+        assert health.metrics_refusal(scope("172.18.0.5", "198.51.100.1, 203.0.113.9")) is not None
+        assert health.metrics_refusal(scope("172.18.0.7")) is None  # Prometheus on the compose network
+        assert health.metrics_refusal(scope("127.0.0.1")) is None  # the container's own health check
+    with override_settings(TICKER_TRUSTED_PROXIES=0, TICKER_METRICS_NETWORKS=private, TICKER_METRICS_TOKEN=""):
+        # Without trusted proxies X-Forwarded-For is not believed either way: the peer decides.
+        assert health.metrics_refusal(scope("172.18.0.5", "203.0.113.9")) is None
+        assert health.metrics_refusal(scope("203.0.113.9", "127.0.0.1")) is not None

@@ -125,3 +125,16 @@ def test_redis_reads_outlast_the_channel_layers_blocking_receive():
         pool = create_pool(config.channel_layer_host())
         assert pool.connection_kwargs["socket_timeout"] == READ_TIMEOUT_S > RedisChannelLayer.brpop_timeout
         assert pool.connection_kwargs["db"] == 2
+
+
+def test_the_example_database_password_is_refused_outside_development():
+    """.env.example's POSTGRES_PASSWORD, left as it is, stops start-up with debug off (compose puts it in
+    DATABASE_URL)."""
+    example = dict(
+        line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines() if line[:1].isalpha()
+    )
+    url = f"postgres://ticker:{example['POSTGRES_PASSWORD']}@db:5432/ticker"
+    result = start(DJANGO_DEBUG=None, DATABASE_URL=url)
+    assert result.returncode != 0 and "DATABASE_URL carries a placeholder password" in result.stderr, result.stderr
+    fine = start(DJANGO_DEBUG=None, DATABASE_URL="postgres://ticker:3f9a1c0e7b2d4a6f8e1b@db:5432/ticker")
+    assert fine.returncode == 0, fine.stderr

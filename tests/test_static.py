@@ -32,7 +32,8 @@ def test_a_text_file_is_gzipped_for_a_browser_that_takes_gzip(debug_client, path
     data = body(packed)
     assert int(packed["Content-Length"]) == len(data) < len(body(plain)) / 2
     assert gzip.decompress(data) == body(debug_client.get(path))
-    assert packed["ETag"] == plain["ETag"] and packed["Content-Type"] == plain["Content-Type"]
+    # Two representations: the gzipped one's ETag is the weak form of the file's, never the same strong tag.
+    assert packed["ETag"] == "W/" + plain["ETag"] and packed["Content-Type"] == plain["Content-Type"]
 
 
 def test_a_cached_copy_is_revalidated_with_304(debug_client):
@@ -40,6 +41,27 @@ def test_a_cached_copy_is_revalidated_with_304(debug_client):
     etag = debug_client.get(CHART, headers={"Accept-Encoding": "gzip"})["ETag"]
     again = debug_client.get(CHART, headers={"Accept-Encoding": "gzip", "If-None-Match": etag})
     assert again.status_code == 304 and "Content-Encoding" not in again
+
+
+def test_a_browser_revalidating_either_form_gets_304(debug_client):
+    """The plain answer's strong ETag and the gzipped answer's weak one both revalidate to 304."""
+    strong = debug_client.get(CHART)["ETag"]
+    weak = debug_client.get(CHART, headers={"Accept-Encoding": "gzip"})["ETag"]
+    for tag in (strong, weak):
+        again = debug_client.get(CHART, headers={"Accept-Encoding": "gzip", "If-None-Match": tag})
+        assert again.status_code == 304, tag
+
+
+@pytest.mark.parametrize(
+    "header, gzipped",
+    [("gzip", True), ("gzip;q=0", False), ("br, gzip;q=0.5", True), ("identity", False), ("*", True),
+     ("*, gzip;q=0", False), ("GZIP ; q=1.0", True), ("deflate;q=0, *;q=0", False)],
+)  # fmt: skip
+def test_accept_encoding_is_read_with_its_weights(header, gzipped):
+    """gzip;q=0 means "not gzip"; * stands for gzip only when gzip itself is not listed."""
+    from ticker.middleware import accepts_gzip
+
+    assert accepts_gzip(header) is gzipped
 
 
 def test_an_image_and_a_range_request_are_sent_as_they_are(debug_client):

@@ -24,7 +24,7 @@ import logging
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import metrics, ops
+from . import metrics, ops, security
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,13 @@ def metrics_refusal(scope) -> str | None:
         given = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
         if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return None
-    client = scope.get("client")
+    # The client by the same rule as everywhere else (ticker.security): behind TICKER_TRUSTED_PROXIES, the address the
+    # proxy says it was connected from, not the proxy's own. Else every request through compose's nginx, whose
+    # address is in the allowed private ranges, would read the details of /readyz (review of issue 21).
+    client = security.scope_client_address(scope)
     if client:
         try:
-            address = ipaddress.ip_address(client[0])
+            address = ipaddress.ip_address(client)
         except ValueError:
             address = None
         if address is not None:
@@ -130,7 +133,7 @@ def metrics_refusal(scope) -> str | None:
     return (
         "metrics are not public: read them from a network in TICKER_METRICS_ALLOW"
         + (" or send Authorization: Bearer <TICKER_METRICS_TOKEN>" if token else "")
-        + f" (this client: {client[0] if client else 'unknown'})"
+        + f" (this client: {client or 'unknown'})"
     )
 
 

@@ -69,16 +69,20 @@ class JsonLines(logging.Formatter):
 # Redis is away): issue 20 found an overload flooding the log. Within this window each kind is logged once; the
 # next one after it says how many were left out.
 REPEAT_WINDOW_S = 30.0
+# Audit lines are never held back, however many: who was locked out, from where (django-axes), and Django's
+# security warnings (a forged Host, a CSRF failure) each matter on their own.
+NEVER_HELD_BACK = ("axes", "django.security")
 _MOST_KINDS = 1000  # a bound on what the filter remembers, whatever the messages
 
 
 class RepeatFilter(logging.Filter):
     """Warnings and expected refusals once per kind per ``window_s``, the next one carrying the count left out.
 
-    A kind is a logger, level and message template (``"Bad Request: %s"`` for every 400, whatever the path).
-    Django logs a 503 at ERROR; the site answers 503 only on purpose (``server_full``, ``unavailable``, with
-    Retry-After), so those become WARNINGs. Records with a traceback, other 5xx answers and CRITICAL records
-    are never held back: each may be a different fault. INFO and DEBUG pass untouched.
+    A kind is a logger, level and message template (``"Bad Request: %s"`` for every 400, whatever the path) and
+    status. Django logs a 503 at ERROR; the site answers 503 only on purpose (``server_full``, ``address_full``,
+    ``unavailable``, with Retry-After), so those become WARNINGs. Access lines (INFO) of 4xx and 503 answers are
+    held back the same way. Records with a traceback, other 5xx answers, CRITICAL records and the audit loggers
+    (``NEVER_HELD_BACK``) are never held back: each may be a different fault. Other INFO and DEBUG pass untouched.
     """
 
     def __init__(self, window_s: float = REPEAT_WINDOW_S, clock=time.monotonic):
@@ -91,7 +95,15 @@ class RepeatFilter(logging.Filter):
         status = getattr(record, "status_code", None)
         if record.name == "django.request" and status == 503:
             record.levelno, record.levelname = logging.WARNING, "WARNING"
-        if record.levelno < logging.WARNING or record.levelno >= logging.CRITICAL or record.exc_info:
+        if record.name.startswith(NEVER_HELD_BACK):
+            return True
+        if record.name == "ticker.access":
+            # An access line is INFO, but a flood of refusals is a flood of them: 4xx and 503 answers are held
+            # back like the warnings Django logs for the same requests, by status.
+            status = getattr(record, "status", None)
+            if not (isinstance(status, int) and (400 <= status < 500 or status == 503)):
+                return True
+        elif record.levelno < logging.WARNING or record.levelno >= logging.CRITICAL or record.exc_info:
             return True
         if record.name == "django.request" and status is not None and status >= 500 and status != 503:
             return True

@@ -75,6 +75,10 @@ class StaticFilesMiddleware(WhiteNoiseMiddleware):
 
     def serve(self, static_file, request):
         """WhiteNoise's answer; gzipped here when WhiteNoise has no compressed copy to send (debug only)."""
+        if self.autorefresh and "W/" in request.META.get("HTTP_IF_NONE_MATCH", ""):
+            # The gzipped answer's ETag is the weak form of the file's (below); If-None-Match compares weakly
+            # (RFC 9110 13.1.2), while WhiteNoise compares the strings: give it the strong form.
+            request.META["HTTP_IF_NONE_MATCH"] = request.META["HTTP_IF_NONE_MATCH"].replace("W/", "")
         response = super().serve(static_file, request)
         if self.autorefresh:
             return gzipped_in_development(response, request)
@@ -101,7 +105,7 @@ def gzipped_in_development(response: WhiteNoiseFileResponse, request) -> WhiteNo
         response.status_code != 200
         or request.method != "GET"
         or "Content-Encoding" in response
-        or "gzip" not in request.META.get("HTTP_ACCEPT_ENCODING", "")
+        or not accepts_gzip(request.META.get("HTTP_ACCEPT_ENCODING", ""))
         or int(response.get("Content-Length", 0)) < MIN_COMPRESS_BYTES
     ):
         return response
@@ -122,4 +126,26 @@ def gzipped_in_development(response: WhiteNoiseFileResponse, request) -> WhiteNo
         compressed[name] = value
     compressed["Content-Encoding"] = "gzip"
     compressed["Content-Length"] = str(len(cached[1]))
+    # Another representation of the same file: a strong ETag must differ between them (RFC 9110 8.8.3), a weak
+    # one says "the same content" and may be shared, as nginx's gzip makes it.
+    if not etag.startswith("W/"):
+        compressed["ETag"] = "W/" + etag
     return compressed
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header takes gzip: listed (or ``*``, when gzip is not) with a q above 0."""
+    weights: dict[str, float] = {}
+    for part in accept_encoding.split(","):
+        coding, *params = (piece.strip() for piece in part.split(";"))
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        if coding:
+            weights[coding.lower()] = weight
+    return weights.get("gzip", weights.get("*", 0.0)) > 0

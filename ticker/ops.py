@@ -150,7 +150,9 @@ async def report(role: str, build) -> None:
                 ttl = settings.TICKER_OPS_TTL_S
                 async with client.pipeline(transaction=False) as pipe:
                     pipe.set(key, json.dumps(build()), ex=ttl)
-                    pipe.zadd(registry_key(), {key: time.time() + ttl})
+                    now = time.time()
+                    pipe.zremrangebyscore(registry_key(), "-inf", now)  # processes that died without a word
+                    pipe.zadd(registry_key(), {key: now + ttl})
                     pipe.expire(registry_key(), ttl)  # a site whose processes are all gone leaves nothing behind
                     await pipe.execute()
                 if failing:

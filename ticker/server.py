@@ -55,7 +55,7 @@ sends 1001 ("going away") on every open WebSocket and gives clients a moment.
 counts every client frame as its header is read (``ticker.ratelimit.FrameGuard``: a frame budget, 64 fragments
 a message, 16 KiB before the message completes) and, past a limit, sends one error frame and the close (1008, or
 1009 for size) and parses nothing more of what the client sent; and daphne's HTTP factory gets a Twisted channel
-that closes a connection whose request line and headers are not complete within ``TICKER_HEADER_TIMEOUT_S``.
+that closes a connection whose request (line, headers and any body) is not complete within ``TICKER_HEADER_TIMEOUT_S``.
 Both hook autobahn's and Twisted's parsers, which neither promises: ``guards_missing`` checks what they use at
 start-up and, if anything is gone, logs an ERROR and leaves daphne unguarded.
 
@@ -280,7 +280,7 @@ def _log_access_through_logging(server: Any) -> None:
 # and ``onFrameData`` for each piece of its payload, and stops when that returns False; ``inside_message``,
 # ``failedByMe`` (skip delivering the message), ``data`` (the unparsed buffer) and ``_perMessageCompress``;
 # daphne's ``Server.ws_factory`` / ``http_factory``; Twisted's ``_GenericHTTPChannelProtocol`` and HTTPChannel's
-# ``allHeadersReceived`` / ``requestDone`` / ``persistent`` / ``timeoutConnection``.
+# ``allContentReceived`` / ``requestDone`` / ``persistent`` / ``timeoutConnection``.
 _GUARD_NEEDS = (
     (
         "autobahn.websocket.protocol",
@@ -289,7 +289,7 @@ _GUARD_NEEDS = (
     ),
     ("autobahn.websocket.protocol", "FrameHeader", ()),
     ("twisted.web.http", "_GenericHTTPChannelProtocol", ()),
-    ("twisted.web.http", "HTTPChannel", ("allHeadersReceived", "requestDone", "persistent", "timeoutConnection")),
+    ("twisted.web.http", "HTTPChannel", ("allContentReceived", "requestDone", "persistent", "timeoutConnection")),
 )
 # Set on every connection by autobahn's _connectionMade (not on the class): checked on the first one.
 _GUARD_INSTANCE_NEEDS = ("current_frame", "inside_message", "failedByMe", "data", "_perMessageCompress")
@@ -430,10 +430,10 @@ _guard_instance_ok: bool | None = None  # decided on the first WebSocket
 
 def _header_deadline_channel(base: type) -> type:
     class HeaderDeadlineChannel(base):
-        """Twisted's HTTP channel with a deadline for the request line and headers (issue 21).
+        """Twisted's HTTP channel with a deadline for the whole request: line, headers and body (issue 21).
 
-        Armed when the connection opens and, kept alive, when a response ends; disarmed once a request's
-        headers are complete, so a WebSocket upgrade, an SSE stream or a long-poll is never cut by it. When it
+        Armed when the connection opens and, kept alive, when a response ends; disarmed once a request is
+        complete, so a WebSocket upgrade, an SSE stream or a long-poll is never cut by it. When it
         fires the connection is closed however many bytes have trickled in (Twisted's own idle timeout restarts
         on every byte).
         """
@@ -445,9 +445,11 @@ def _header_deadline_channel(base: type) -> type:
             super().connectionMade()
             self._arm_header_deadline()
 
-        def allHeadersReceived(self) -> None:
+        def allContentReceived(self) -> None:
+            # The whole request is in (headers, and the body a POST may have): a request body trickled one
+            # byte at a time held a connection as long as slow headers did (review of issue 21).
             self._disarm_header_deadline()
-            super().allHeadersReceived()
+            super().allContentReceived()
 
         def requestDone(self, request: Any) -> None:
             if self.persistent:
