@@ -3,7 +3,7 @@
 Used by the transport benchmark (bench/transports.py), the fan-out load
 generator (bench/loadgen.py) and the tests that need a client no library
 would be (a reader that stalls, one that never answers pings). The Upgrade
-request is the product's own (ticker.handshake, which the Lab page shows),
+request is the product's own (ticker.edge.handshake, which the Lab page shows),
 so the two cannot drift apart.
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import zlib
 
-from ticker import handshake
+from ticker.edge import handshake
 
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
 RSV1 = 0x40  # first header byte: a permessage-deflate compressed message (RFC 7692 6)
 # What a browser offers (RFC 7692 7.1); the site answers with no context takeover on both sides.
 DEFLATE_OFFER = "permessage-deflate; client_max_window_bits"
-DELTA_PROTOCOL = "ticker.v2.json"  # ticker.protocol.DELTA_SUBPROTOCOL: quotes frames carry changed fields only
+DELTA_PROTOCOL = "ticker.v2.json"  # ticker.wire.protocol.DELTA_SUBPROTOCOL: quotes frames carry changed fields only
 _TAIL = b"\x00\x00\xff\xff"
 
 

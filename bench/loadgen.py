@@ -36,7 +36,7 @@ import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from ticker.gc_schedule import freeze_startup_objects
+from ticker.runtime.gc_schedule import freeze_startup_objects
 
 from .codec import CLOSE, PING, PONG, RSV1, TEXT, client_frame, frame_at, inflate, upgrade_request
 from .seq import SeqFollower

@@ -14,7 +14,7 @@ What differs is only what sits between that text and the socket:
 
 No Django project here (no settings, no ORM, no middleware): a reference
 must not pay for what it is compared against. The group, the event and the
-frame come from ticker.protocol, which needs none of that.
+frame come from ticker.wire.protocol, which needs none of that.
 The channel layer is configured from the same environment variables as the
 site's settings (REDIS_URL, TICKER_CHANNEL_PREFIX).
 """
@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from channels_redis.core import RedisChannelLayer
 
-from ticker import protocol
+from ticker.wire import protocol
 
 
 def feed_layer() -> RedisChannelLayer:

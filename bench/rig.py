@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ticker.launcher import DEFAULT_REDIS_URL, RedisChoice, free_port, redis_answers, start_redis_server
+from ticker.runtime.launcher import DEFAULT_REDIS_URL, RedisChoice, free_port, redis_answers, start_redis_server
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 PY = sys.executable

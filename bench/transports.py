@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from urllib.parse import urlsplit
 
-from ticker import market
+from ticker.market import prices as market
 
 from .codec import CLOSE, PING, PONG, TEXT, client_frame, inflate, take_message, upgrade_request
 from .proc import process_cpu_s, tcp_segments

@@ -23,24 +23,24 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
-from ticker import health  # noqa: E402
+from ticker.edge.security import OriginCheck  # noqa: E402
+from ticker.ops import health  # noqa: E402
 from ticker.routing import websocket_urlpatterns  # noqa: E402
-from ticker.security import OriginCheck  # noqa: E402
 
-# /healthz, /readyz and /metrics are answered in front of everything, Host validation too (ticker/health.py).
+# /healthz, /readyz and /metrics are answered in front of everything, Host validation too (ticker/ops/health.py).
 application = health.routes(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
             # OriginCheck, not channels' AllowedHostsOriginValidator: the same Origin rule as SSE and
-            # long-polling, Django's CSRF rule with the port (ticker/security.py).
+            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py).
             "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )
 
-from ticker import server  # noqa: E402
-from ticker.gc_schedule import freeze_startup_objects  # noqa: E402
+from ticker.edge import server  # noqa: E402
+from ticker.runtime.gc_schedule import freeze_startup_objects  # noqa: E402
 
 server.install()
 freeze_startup_objects()

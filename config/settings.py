@@ -13,7 +13,7 @@ from pathlib import Path
 import environ
 
 from config.environment import LOG_LEVELS, Environment, SettingError
-from ticker.redis_conn import RedisConfig
+from ticker.runtime.redis_conn import RedisConfig
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,7 +70,7 @@ if "*" in ALLOWED_HOSTS and not DEBUG:
         "under; '*' also disables the WebSocket Origin check."
     )
 # Origins besides the site's own that may post forms (Django's CSRF check) and read the feed over every
-# transport (ticker/security.py: the same rule): "https://ticker.example.com", "https://*.example.com".
+# transport (ticker/edge/security.py: the same rule): "https://ticker.example.com", "https://*.example.com".
 CSRF_TRUSTED_ORIGINS = env.names("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 for _origin in CSRF_TRUSTED_ORIGINS:
     if "://" not in _origin:
@@ -97,8 +97,8 @@ if DEBUG:
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "ticker.middleware.content_security_policy",
-    "ticker.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
+    "ticker.edge.middleware.content_security_policy",
+    "ticker.edge.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -124,20 +124,20 @@ TICKER_LOGIN_COOLOFF_MINUTES = env.number("TICKER_LOGIN_COOLOFF_MINUTES", defaul
 # The pair lock alone let a guesser spread its guesses over addresses (issue 21: 80 wrong passwords for one
 # username from 20 addresses locked nothing; IPv6 gives a client a /64). So a username is also locked from
 # every address after TICKER_LOGIN_FAILURE_LIMIT_PER_USER failures within the cool-off, from any addresses
-# (ticker/lockout.py). That lets a guesser lock an operator out too, for the cool-off or until an operator
+# (ticker/edge/lockout.py). That lets a guesser lock an operator out too, for the cool-off or until an operator
 # runs `manage.py axes_reset_username`: a wait is better than a guessed password.
 TICKER_LOGIN_FAILURE_LIMIT_PER_USER = env.whole("TICKER_LOGIN_FAILURE_LIMIT_PER_USER", default=20, least=1, most=10_000)
-AXES_HANDLER = "ticker.lockout.LoginLockout"
+AXES_HANDLER = "ticker.edge.lockout.LoginLockout"
 AXES_COOLOFF_TIME = timedelta(minutes=TICKER_LOGIN_COOLOFF_MINUTES)
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "ticker/lockout.html"
-AXES_LOCKOUT_CALLABLE = "ticker.lockout.lockout_response"
-# The client address is REMOTE_ADDR (ticker.security.client_address), so X-Forwarded-For, which any
+AXES_LOCKOUT_CALLABLE = "ticker.edge.lockout.lockout_response"
+# The client address is REMOTE_ADDR (ticker.edge.security.client_address), so X-Forwarded-For, which any
 # client may send, is ignored: unless TICKER_TRUSTED_PROXIES says how many proxies (nginx: 1) stand in
 # front of the web processes, and then only the entry the outermost of them wrote counts. Set it only
 # when the web processes cannot be reached but through those proxies.
 TICKER_TRUSTED_PROXIES = env.whole("TICKER_TRUSTED_PROXIES", default=0, least=0, most=10)
-AXES_CLIENT_IP_CALLABLE = "ticker.security.client_address"
+AXES_CLIENT_IP_CALLABLE = "ticker.edge.security.client_address"
 
 ROOT_URLCONF = "config.urls"
 
@@ -288,7 +288,7 @@ if not TICKER_HEARTBEAT_S <= TICKER_CLIENT_SILENCE_S - 2:
         f"TICKER_CLIENT_SILENCE_S={TICKER_CLIENT_SILENCE_S!r} (browsers give up after that long without a frame)."
     )
 
-# Client messages per WebSocket connection (a token bucket, ticker.ratelimit):
+# Client messages per WebSocket connection (a token bucket, ticker.edge.ratelimit):
 # TICKER_WS_RATE a second sustained, bursts of TICKER_WS_BURST. The dashboard
 # sends a few a minute; a client over the limit gets a "rate_limited" error
 # frame and close code 1008 (docs/protocol.md, "Limits and errors").
@@ -296,7 +296,7 @@ TICKER_WS_RATE = env.number("TICKER_WS_RATE", default=20.0, above=0, most=10**7)
 TICKER_WS_BURST = env.whole("TICKER_WS_BURST", default=40, least=1, most=10**7)
 # Client frames per WebSocket connection (issue 21): every frame counts (data, continuation, ping, pong), so a
 # message cut into a million one-byte frames or a flood of pings is closed (1008) after a few milliseconds of
-# work, not seconds; checked by the server adapter as each frame's header is read (ticker/server.py). At least
+# work, not seconds; checked by the server adapter as each frame's header is read (ticker/edge/server.py). At least
 # the message limit: a client within it sends at least one frame per message; unset, they follow a message limit
 # raised above them (the fuzz test lifts it).
 TICKER_WS_FRAME_RATE = env.number("TICKER_WS_FRAME_RATE", default=max(200.0, TICKER_WS_RATE), above=0, most=10**7)
@@ -310,18 +310,18 @@ if not (TICKER_WS_FRAME_RATE >= TICKER_WS_RATE and TICKER_WS_FRAME_BURST >= TICK
 # Seconds a connection to the web process has to send a complete request (line, headers, any body), counted from its
 # opening (or, kept alive, from the end of its previous response), however slowly bytes trickle in (issue 21:
 # Twisted's idle timeout restarts on every byte, so 20,000 connections sending a header line every 20 s were all
-# still held after 4 minutes). ticker/server.py closes it; a WebSocket, SSE stream or long-poll whose headers are
+# still held after 4 minutes). ticker/edge/server.py closes it; a WebSocket, SSE stream or long-poll whose headers are
 # complete is not affected.
 TICKER_HEADER_TIMEOUT_S = env.number("TICKER_HEADER_TIMEOUT_S", default=10.0, above=0, most=3600)
 
-# permessage-deflate (RFC 7692) on WebSockets served by daphne (ticker/server.py, docs/protocol.md,
+# permessage-deflate (RFC 7692) on WebSockets served by daphne (ticker/edge/server.py, docs/protocol.md,
 # "Compression"): on by default, answered with server_no_context_takeover so each frame is compressed once
 # and shared by every client it goes to. "off" declines every client's offer. Frames under
 # TICKER_WS_COMPRESS_MIN_BYTES go uncompressed: deflating a heartbeat saves a few bytes for ~20 µs of CPU.
 TICKER_WS_COMPRESSION = env.flag("TICKER_WS_COMPRESSION", default=True)
 TICKER_WS_COMPRESS_MIN_BYTES = env.whole("TICKER_WS_COMPRESS_MIN_BYTES", default=256, least=0, most=1 << 20)
 
-# Who may read a web process's /metrics (ticker.health): clients from these networks, or any client sending
+# Who may read a web process's /metrics (ticker.ops.health): clients from these networks, or any client sending
 # "Authorization: Bearer <TICKER_METRICS_TOKEN>" (when set). Not public by default: loopback only.
 TICKER_METRICS_ALLOW = env.names("TICKER_METRICS_ALLOW", default=["127.0.0.1/32", "::1/128"])
 try:
@@ -351,7 +351,7 @@ if not TICKER_OPS_REPORT_S < TICKER_OPS_TTL_S:
         f"TICKER_OPS_REPORT_S={TICKER_OPS_REPORT_S!r} must be at least 0.1 and less than "
         f"TICKER_OPS_TTL_S={TICKER_OPS_TTL_S!r} (whole seconds), or live processes would blink out of the view."
     )
-# Admission control (ticker/admission.py): the most WebSocket, SSE and long-poll connections one
+# Admission control (ticker/edge/admission.py): the most WebSocket, SSE and long-poll connections one
 # web process holds open; past it a WebSocket is closed with 1013 and SSE and long-poll get 503 with
 # Retry-After, so the clients already in keep their latency (issue 12). 2,500 is what one daphne
 # process carried in the fan-out benchmark with two processes sharing this project's 2-core machine
@@ -418,16 +418,16 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_SECURE = env.flag("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
-# "plain" (default) or "json": one JSON object per line with the process and connection ids (ticker.logs).
+# "plain" (default) or "json": one JSON object per line with the process and connection ids (ticker.ops.logs).
 TICKER_LOG_FORMAT = env.text("TICKER_LOG_FORMAT", default="plain", choices=("plain", "json"))
 TICKER_LOG_LEVEL = env.text("TICKER_LOG_LEVEL", default="INFO", choices=LOG_LEVELS)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "ticker.logs.ContextFilter"}, "repeats": {"()": "ticker.logs.RepeatFilter"}},
+    "filters": {"context": {"()": "ticker.ops.logs.ContextFilter"}, "repeats": {"()": "ticker.ops.logs.RepeatFilter"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
-        "json": {"()": "ticker.logs.JsonLines"},
+        "json": {"()": "ticker.ops.logs.JsonLines"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": TICKER_LOG_FORMAT, "filters": ["context", "repeats"]}

@@ -3,7 +3,8 @@ from django.templatetags.static import static
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from ticker import ops_views, views
+from ticker import views
+from ticker.ops import views as ops_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),

@@ -15,7 +15,7 @@ import pytest_asyncio
 import redis
 from django.test.utils import override_settings
 
-from ticker.redis_conn import RedisConfig
+from ticker.runtime.redis_conn import RedisConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -203,7 +203,7 @@ def fresh_channel_layer(redis_channel_layer):
     layer instance, not per event loop, while pytest-asyncio gives every test a new loop and Django's sync
     test client runs each async view in a loop of its own. With one instance for the whole run, a test
     whose hub shared that state with a second receiver (channels' WebsocketDenier did, until
-    ticker/security.py's ``_Denier``) twice started its next test's hub on a lock "bound to a different
+    ticker/edge/security.py's ``_Denier``) twice started its next test's hub on a lock "bound to a different
     event loop", and that hub reported the feed interrupted mid-test. A web process runs one loop for its
     life, so this is a hazard of the suite, not of the site. Changing CHANNEL_LAYERS is channels' own way
     to drop the cached instances (ChannelLayerManager listens for setting_changed), on entry and exit.
@@ -222,7 +222,7 @@ def clean_redis(redis_server):
 def quotes_group_key(prefix: str) -> str:
     """The Redis key of the quotes group: channels_redis keeps each group as a sorted set of channels
     under PREFIX:group:NAME (its layout, read here from outside rather than through its private API)."""
-    from ticker.protocol import QUOTES_GROUP
+    from ticker.wire.protocol import QUOTES_GROUP
 
     return f"{prefix}:group:{QUOTES_GROUP}"
 
@@ -277,8 +277,8 @@ async def market(clean_redis):
     """
     from channels.db import database_sync_to_async
 
-    from ticker import services
     from ticker.hub import close_hub
+    from ticker.market import services
 
     await database_sync_to_async(make_stocks)(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
     market = await database_sync_to_async(services.market_open)(interval_ms=250, seed=1)

@@ -181,7 +181,7 @@ def test_a_flood_of_frames_is_closed_with_1008_within_2_s(site, data, reason):
 
 def test_a_message_growing_past_16_kib_frame_by_frame_is_refused_with_1009_before_it_completes(site):
     """Fragments adding up to one byte over 16 KiB get too_large and 1009 though the message never ends."""
-    from ticker.protocol import MAX_MESSAGE_BYTES
+    from ticker.wire.protocol import MAX_MESSAGE_BYTES
 
     # Two frames, 10,000 and 6,385 bytes: one over the limit, and no FIN, so the message never completes.
     frames = masked(0x01, b"x" * 10_000) + masked(0x00, b"x" * (MAX_MESSAGE_BYTES + 1 - 10_000))

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import F
 from django.test import Client
 
-from ticker import services
+from ticker.market import services
 from ticker.models import Stock
 
 PASSWORD = "pw-for-tests-only"

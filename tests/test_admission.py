@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 import websockets
 
-from ticker import admission
+from ticker.edge import admission
 
 from .clients import Follower, follow, get_json, recv_data, stop_following, until
 from .processes import running_site
@@ -92,7 +92,7 @@ def test_the_51st_websocket_is_told_to_come_back_while_the_50_get_every_update(s
                 status, retry_after, body = await asyncio.to_thread(http_refusal, site.base + path)
                 assert (status, retry_after, body["code"]) == (503, "5", "server_full"), (path, body)
                 assert f"limit of {CAP} live connections" in body["message"]
-            # Plain polling is not counted (ticker/admission.py): it still answers.
+            # Plain polling is not counted (ticker/edge/admission.py): it still answers.
             assert get_json(site.base, "/api/quotes/?symbols=AAPL")["quotes"][0]["symbol"] == "AAPL"
             # The 50 kept receiving while the others were refused.
             await until(

@@ -1,8 +1,8 @@
-"""Loops over Redis stop when cancelled, also when Python 3.11's wait_for drops the cancel (ticker/cancellation.py).
+"""Loops over Redis stop when cancelled, also when 3.11's wait_for drops the cancel (ticker/runtime/cancellation.py).
 
 Each try cancels a loop a little later in its first Redis calls, against the suite's real redis-server:
 some of the cancels land while redis-py's ``wait_for`` around a socket write completes, which is the
-window in which Python 3.11 loses them. Before ticker/cancellation.py the operations report kept
+window in which Python 3.11 loses them. Before ticker/runtime/cancellation.py the operations report kept
 running after such a cancel in about one try in eight, and a test's event loop waited for it for ever.
 """
 
@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from ticker import ops
+from ticker.ops import registry as ops
 
 pytestmark = pytest.mark.asyncio
 

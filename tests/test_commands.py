@@ -42,7 +42,7 @@ def test_every_start_prints_a_password_command_that_works_as_printed(tmp_path):
     """The banner names the admin account on every start, and its changepassword command sets the password."""
     from django.contrib.auth import get_user_model
 
-    from ticker.launcher import ensure_superuser
+    from ticker.runtime.launcher import ensure_superuser
 
     first, later = io.StringIO(), io.StringIO()
     ensure_superuser(first)

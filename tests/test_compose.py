@@ -78,8 +78,8 @@ def test_compose_runs_a_market_and_its_hot_standby():
 
 
 def test_the_web_health_check_asks_readyz_not_a_page_behind_the_host_check():
-    """Docker's check of a replica asks /readyz on 127.0.0.1, which ticker.health answers before Host validation."""
-    from ticker.health import PATHS
+    """Docker's check of a replica asks /readyz on 127.0.0.1, which ticker.ops.health answers before Host validation."""
+    from ticker.ops.health import PATHS
 
     check = " ".join(services["web"]["healthcheck"]["test"])
     urls = re.findall(r"http://[^'\"]+", check)
@@ -92,7 +92,7 @@ async def _get(path: str, host: bytes) -> int:
     import asyncio
 
     from config.asgi import application
-    from ticker import ops
+    from ticker.ops import registry as ops
 
     sent, asked = [], []
 

@@ -13,7 +13,7 @@ import zlib
 import pytest
 
 from bench.codec import client_frame, frame_at
-from ticker import handshake
+from ticker.edge import handshake
 
 from .processes import running_site
 

@@ -12,8 +12,8 @@ from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from config.asgi import application
-from ticker import services
-from ticker.market_loop import publish
+from ticker.market import services
+from ticker.market.loop import publish
 from ticker.models import Stock
 
 from .clients import recv_data
@@ -361,9 +361,10 @@ async def test_a_delisted_symbol_is_announced_and_leaves_the_subscription(market
 async def test_a_handler_that_raises_gives_everything_back_before_its_1011(market, monkeypatch):
     """Issue 20, one way out: a handler exception detaches the connection from the fan-out, gives its admission
     slot back and brings the gauge down (it used to skip disconnect() and leave a ghost the hub fed forever)."""
-    from ticker import admission, metrics
-    from ticker.consumers import QuoteConsumer
+    from ticker.edge import admission
+    from ticker.edge.consumers import QuoteConsumer
     from ticker.hub import get_hub
+    from ticker.ops import metrics
 
     def broken(self, command) -> None:
         raise RuntimeError("a bug in a handler")
@@ -389,7 +390,7 @@ async def test_a_handler_that_raises_gives_everything_back_before_its_1011(marke
 async def test_a_clients_own_close_code_is_counted_as_other(market):
     """Issue 20: ticker_closes_total is labelled by documented close codes only; a code a client invents is
     "other", so no client can add label values to /metrics."""
-    from ticker import metrics
+    from ticker.ops import metrics
 
     def count(code: str) -> float:
         return metrics.WEB.get_sample_value("ticker_closes_total", {"code": code}) or 0.0

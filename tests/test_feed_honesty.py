@@ -186,7 +186,7 @@ def _gauges(base: str) -> dict[str, float]:
 
 def _operations_data(site, redis_server) -> dict[str, float]:
     """The same figures from the web process's operations report, the data the operations view (/admin/ops/) shows:
-    read from the registry it reads (ticker/ops.py), in the suite's Redis."""
+    read from the registry it reads (ticker/ops/registry.py), in the suite's Redis."""
     client = redis_server.client()
     prefix = site.env["TICKER_CHANNEL_PREFIX"] + ":ops:"
     pid = site.processes["web"].pid

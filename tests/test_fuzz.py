@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from websockets.sync.client import connect
 
-from ticker.protocol import ACTIONS, ALL, MAX_MESSAGE_BYTES, MAX_SYMBOLS_PER_MESSAGE
+from ticker.wire.protocol import ACTIONS, ALL, MAX_MESSAGE_BYTES, MAX_SYMBOLS_PER_MESSAGE
 
 from .conftest import wait_for
 from .processes import running_site

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from ticker.protocol import ALL, MAX_MESSAGE_BYTES
+from ticker.wire.protocol import ALL, MAX_MESSAGE_BYTES
 
 from .conftest import wait_for
 from .processes import running_site

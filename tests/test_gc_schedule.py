@@ -1,11 +1,11 @@
-"""Full garbage collections between broadcasts (ticker/gc_schedule.py): pure logic on the real gc."""
+"""Full garbage collections between broadcasts (ticker/runtime/gc_schedule.py): pure logic on the real gc."""
 
 import gc
 import weakref
 
 import pytest
 
-from ticker.gc_schedule import AUTOMATIC_FULL_OFF, FullCollections
+from ticker.runtime.gc_schedule import AUTOMATIC_FULL_OFF, FullCollections
 
 
 class Node:

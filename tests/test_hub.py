@@ -10,18 +10,18 @@ import json
 
 import pytest
 
-from ticker import gc_schedule
 from ticker.hub import EVERYTHING, NOTHING, Interest, QuoteHub, close_hub, get_hub
 from ticker.hub.clock import ManualClock
 from ticker.hub.fanout import Fanout
 from ticker.hub.follower import INTERRUPTED, LIVE
 from ticker.hub.heartbeats import Heartbeats
 from ticker.hub.store import QuoteStore
-from ticker.selectors import Listed
+from ticker.market.selectors import Listed
+from ticker.runtime import gc_schedule
 
 
 class Outlet:
-    """Stands in for a server outlet (ticker/server.py): keeps every frame written to it."""
+    """Stands in for a server outlet (ticker/edge/server.py): keeps every frame written to it."""
 
     def __init__(self):
         self.written = []
@@ -213,7 +213,7 @@ def mine(*symbols: str) -> Interest:
 
 def test_a_personal_frame_holds_exactly_the_clients_changed_symbols_in_symbol_order():
     """Each watchlist gets just its symbols that moved, byte for byte the frame the protocol encodes."""
-    from ticker import protocol
+    from ticker.wire import protocol
 
     f, _ = fanout(*(quote(s, 1) for s in "ABCDE"))
     ace, bd, everyone = Outlet(), Outlet(), Outlet()
@@ -234,8 +234,8 @@ def test_a_personal_frame_holds_exactly_the_clients_changed_symbols_in_symbol_or
 
 def test_many_watchlists_in_one_step_each_get_exactly_their_changed_symbols():
     """Past Batch.LAZY_WATCHLISTS watchlists a step encodes every quote and picks by look-up: same frames."""
-    from ticker import protocol
     from ticker.hub.fanout import Batch
+    from ticker.wire import protocol
 
     symbols = [f"S{n:03}" for n in range(60)]
     f, _ = fanout(*(quote(s, 1) for s in symbols))
@@ -370,7 +370,7 @@ def test_a_delisting_is_told_to_whoever_wanted_the_symbol_and_leaves_its_subscri
 
 
 def full(symbol: str, seq: int, price: float, **fields) -> dict:
-    """A whole quote, as ticker.protocol.quote makes them."""
+    """A whole quote, as ticker.wire.protocol.quote makes them."""
     whole = {"symbol": symbol, "price": price, "prev_close": 100.0, "change": round(price - 100.0, 2)}
     whole |= {"change_pct": round(price - 100.0, 2), "open": 100.0, "high": max(price, 100.0), "low": 100.0}
     return whole | {"volume": 100 * seq, "seq": seq, "ts": 1000 + seq, "halted": False} | fields
@@ -437,7 +437,7 @@ def test_frames_made_for_one_connection_are_compressed_only_within_the_steps_bud
 
 
 class Stored:
-    """Stands in for a stored market (ticker.selectors.Listed) as the hub reads it."""
+    """Stands in for a stored market (ticker.market.selectors.Listed) as the hub reads it."""
 
     def __init__(self, step: int, *quotes: dict):
         self.step, self._quotes = step, list(quotes)

@@ -2,7 +2,7 @@
 
 Both offer permessage-deflate and ask for the delta format (ticker.v2.json) on a real site (daphne,
 run_market, redis-server), and follow every symbol at once, on the same frames: the server compresses each
-shared frame once for every connection that negotiated compression (ticker/server.py). Each client
+shared frame once for every connection that negotiated compression (ticker/edge/server.py). Each client
 (tests/interop/) keeps its own book of whole quotes from snapshots and deltas, in integer cents, and
 reports what it saw; this test judges the two reports against each other and against /api/quotes/.
 """

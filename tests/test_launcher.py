@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import websockets
 
-from ticker.launcher import choose_redis, redis_answers
+from ticker.runtime.launcher import choose_redis, redis_answers
 
 from .clients import recv_data
 from .conftest import ROOT, child_env, free_port, wait_for

@@ -7,12 +7,12 @@ import logging
 
 import pytest
 
-from ticker import lease, services
 from ticker.hub import QuoteHub
 from ticker.hub.source import FeedSource, Verdict
-from ticker.lease import LeaseLost, MarketIdentity
+from ticker.market import lease, services
+from ticker.market.lease import LeaseLost, MarketIdentity
+from ticker.market.selectors import Listed
 from ticker.models import Candle, MarketLease, Stock
-from ticker.selectors import Listed
 
 TTL_S = 2.5
 

@@ -16,7 +16,7 @@ import websockets
 from channels.testing import WebsocketCommunicator
 
 from config.asgi import application
-from ticker.protocol import MAX_MESSAGE_BYTES
+from ticker.wire.protocol import MAX_MESSAGE_BYTES
 
 from .clients import follow, recv_data, stop_following, until
 from .processes import running_site

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ticker.logs import RepeatFilter
+from ticker.ops.logs import RepeatFilter
 
 
 class Clock:
@@ -47,7 +47,7 @@ def test_kinds_are_counted_apart_and_info_is_never_held_back():
     assert repeats.filter(record("django.request", logging.WARNING, "Not Found: %s", "/c", status=404))
     assert repeats.filter(record("ticker.hub.follower", logging.WARNING, "Redis is away"))
     assert not repeats.filter(record("ticker.hub.follower", logging.WARNING, "Redis is away"))
-    assert all(repeats.filter(record("ticker.consumers", logging.INFO, "websocket opened")) for _ in range(50))
+    assert all(repeats.filter(record("ticker.edge.consumers", logging.INFO, "websocket opened")) for _ in range(50))
 
 
 def test_real_faults_are_never_held_back():
@@ -56,7 +56,7 @@ def test_real_faults_are_never_held_back():
     for _ in range(3):
         assert repeats.filter(record("django.request", logging.ERROR, "Internal Server Error: %s", "/", status=500))
         assert repeats.filter(record("ticker.hub", logging.ERROR, "boom", exc=(ValueError, ValueError("x"), None)))
-        assert repeats.filter(record("ticker.market_loop", logging.CRITICAL, "lost the lease"))
+        assert repeats.filter(record("ticker.market.loop", logging.CRITICAL, "lost the lease"))
 
 
 def test_what_the_filter_remembers_is_bounded():

@@ -4,7 +4,7 @@ from decimal import Decimal
 
 import pytest
 
-from ticker.market import Instrument, Market, Tick, dt_years, next_price, quantize
+from ticker.market.prices import Instrument, Market, Tick, dt_years, next_price, quantize
 
 DT = dt_years(0.25, 60)
 

@@ -5,9 +5,9 @@ from decimal import Decimal
 
 import pytest
 
-from ticker.market import Session, Tick
-from ticker.market_loop import Publisher
-from ticker.services import StepResult
+from ticker.market.loop import Publisher
+from ticker.market.prices import Session, Tick
+from ticker.market.services import StepResult
 
 pytestmark = pytest.mark.asyncio
 

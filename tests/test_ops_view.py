@@ -77,7 +77,7 @@ def test_the_admin_links_to_the_operations_view_only_for_those_who_may_open_it(c
 async def test_the_view_reads_the_registry_of_live_reports_never_the_keyspace(clean_redis):
     """Issue 20: the view lists the reports a registry names (an expired entry is dropped) and never SCANs Redis:
     with 2,000 unrelated keys present, reading it runs no SCAN at all."""
-    from ticker import ops
+    from ticker.ops import registry as ops
 
     client = clean_redis.client()
     client.mset({f"unrelated:{i}": "x" for i in range(2000)})

@@ -1,4 +1,4 @@
-"""The generic outlet (ticker/server.py, QueuedOutlet): bounded, in order, and it holds back a client that
+"""The generic outlet (ticker/edge/server.py, QueuedOutlet): bounded, in order, and it holds back a client that
 sends without reading. Pure asyncio with a stand-in ASGI send that the test opens and shuts. And the daphne
 outlet's own framing, against autobahn's."""
 
@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from ticker.server import Frame, QueuedOutlet
+from ticker.edge.server import Frame, QueuedOutlet
 
 from .clients import until
 
@@ -60,7 +60,7 @@ async def test_our_server_frames_are_autobahns_byte_for_byte_at_every_length_enc
     """The daphne outlet frames without a library call (text_frame); it must match autobahn (RFC 6455 5.2)."""
     from autobahn.websocket.protocol import PreparedMessage
 
-    from ticker.server import _framing_agrees, text_frame
+    from ticker.edge.server import _framing_agrees, text_frame
 
     for size in (0, 1, 125, 126, 127, 65535, 65536, 100_000):
         payload = ("é" * size).encode()[:size]  # the length is in bytes, not characters

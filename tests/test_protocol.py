@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from ticker.protocol import MAX_MESSAGE_BYTES, MAX_SYMBOLS_PER_MESSAGE, Command, ProtocolError, parse_client_message
+from ticker.wire.protocol import (
+    MAX_MESSAGE_BYTES,
+    MAX_SYMBOLS_PER_MESSAGE,
+    Command,
+    ProtocolError,
+    parse_client_message,
+)
 
 
 def parse(obj) -> Command:
@@ -75,7 +81,8 @@ def test_the_fields_of_a_whole_quote_are_one_list_for_the_server_the_delta_forma
     from decimal import Decimal
     from pathlib import Path
 
-    from ticker import market, protocol
+    from ticker.market import prices as market
+    from ticker.wire import protocol
 
     tick = market.Tick(symbol="AAPL", price=Decimal("190.00"), reference_price=Decimal("189.50"), seq=7, ts=1)
     assert tuple(protocol.quote(tick)) == protocol.QUOTE_FIELDS
@@ -85,7 +92,7 @@ def test_the_fields_of_a_whole_quote_are_one_list_for_the_server_the_delta_forma
 
 
 def test_a_delta_carries_symbol_seq_and_the_changed_fields_but_never_the_derived_ones():
-    from ticker.protocol import quote_delta
+    from ticker.wire.protocol import quote_delta
 
     before = {"symbol": "AAPL", "price": 190.0, "prev_close": 189.5, "change": 0.5, "change_pct": 0.26}
     before |= {"open": 189.5, "high": 190.0, "low": 189.5, "volume": 100, "seq": 7, "ts": 1, "halted": False}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from ticker.ratelimit import DEFLATE_SLACK_BYTES, RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard, TokenBucket
+from ticker.edge.ratelimit import DEFLATE_SLACK_BYTES, RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard, TokenBucket
 
 
 def allowed(bucket: TokenBucket, count: int, now: float) -> int:
@@ -62,7 +62,7 @@ def test_a_bucket_that_could_never_allow_anything_is_refused(rate, burst):
         TokenBucket(rate=rate, burst=burst, now=0.0)
 
 
-# FrameGuard: every client frame, as its header is read (issue 21; ticker/server.py asks it).
+# FrameGuard: every client frame, as its header is read (issue 21; ticker/edge/server.py asks it).
 
 
 def guard() -> FrameGuard:

@@ -1,11 +1,11 @@
-"""The one Origin rule (ticker/security.py): the same answer for an HTTP request and a WebSocket handshake."""
+"""The one Origin rule (ticker/edge/security.py): the same answer for an HTTP request and a WebSocket handshake."""
 
 from __future__ import annotations
 
 import pytest
 from django.test import RequestFactory
 
-from ticker import security
+from ticker.edge import security
 
 TRUSTED = ["https://ticker.example.com", "https://*.example.org"]
 
@@ -105,7 +105,7 @@ def test_readyz_details_and_metrics_follow_the_trusted_client_address_not_the_pr
 
     from django.test import override_settings
 
-    from ticker import health
+    from ticker.ops import health
 
     def scope(peer: str, forwarded: str | None = None) -> dict:
         headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []

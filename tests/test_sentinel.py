@@ -18,8 +18,8 @@ import redis
 from django.core.exceptions import ImproperlyConfigured
 
 from bench.seq import SeqFollower
-from ticker import redis_conn
-from ticker.launcher import choose_redis
+from ticker.runtime import redis_conn
+from ticker.runtime.launcher import choose_redis
 
 from .clients import Follower, follow, get_json, stop_following, until
 from .conftest import RedisSentinel, RedisServer, free_port, wait_for
@@ -173,7 +173,7 @@ async def _failover(site, bases: list[str], primary, replica, sentinels, fault: 
     try:
         await until(lambda: all(f.feeds_since(0)[-1:] == ["live"] for f in followers), limit=5, what="live heartbeats")
 
-        # The helper other code uses for Redis (ticker.redis_conn), made before the kill, follows it too.
+        # The helper other code uses for Redis (ticker.runtime.redis_conn), made before the kill, follows it too.
         helper = redis_conn.from_env(
             {"REDIS_SENTINELS": env_sentinels(sentinels), "REDIS_SENTINEL_MASTER": MASTER}, default_url="redis://x/0"
         ).client(decode_responses=True)
@@ -276,9 +276,9 @@ def _unrepaired_gaps(follower: Follower) -> list[str]:
 @pytest.mark.processes
 def test_the_operations_reports_and_view_work_through_sentinel(tmp_path, settings):
     """Issue 20: the operations view built its own Redis client, which broke under Sentinel (a TypeError on every
-    request, a 500). Now reports and view take their client from ticker.redis_conn: through a sentinel (REDIS_URL
-    a closed port), a report is written and the view lists it, with Redis's own figures."""
-    from ticker import ops
+    request, a 500). Now reports and view take their client from ticker.runtime.redis_conn: through a
+    sentinel (REDIS_URL a closed port), a report is written and the view lists it, with Redis's own figures."""
+    from ticker.ops import registry as ops
 
     (tmp_path / "primary").mkdir()
     primary = RedisServer(tmp_path / "primary")

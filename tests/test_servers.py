@@ -1,7 +1,7 @@
 """Other ASGI servers and an unreachable back end, on real processes.
 
 - On uvicorn (not daphne), a client that stops reading must not delay anyone else: the generic
-  outlet (ticker/server.py) queues per connection, so only the stalled client's own queue fills.
+  outlet (ticker/edge/server.py) queues per connection, so only the stalled client's own queue fills.
 - A web process that can reach neither Redis nor its database answers at once, and clearly: 1013
   on a WebSocket, 503 with Retry-After on SSE and long-polling, instead of leaving clients waiting.
 """

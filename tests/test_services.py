@@ -2,8 +2,8 @@
 
 import pytest
 
-from ticker import services
-from ticker.market import CANDLE_MS
+from ticker.market import services
+from ticker.market.prices import CANDLE_MS
 from ticker.models import Candle, MarketState, Stock
 
 

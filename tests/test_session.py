@@ -10,11 +10,12 @@ from decimal import Decimal
 
 import pytest
 
-from ticker import protocol, selectors, services
 from ticker.hub import EVERYTHING, QuoteHub
 from ticker.hub.clock import ManualClock
-from ticker.market import CLOSED, OPEN, Instrument, Market, Schedule, Session, Tick, dt_years
-from ticker.selectors import Listed
+from ticker.market import selectors, services
+from ticker.market.prices import CLOSED, OPEN, Instrument, Market, Schedule, Session, Tick, dt_years
+from ticker.market.selectors import Listed
+from ticker.wire import protocol
 
 OPEN_SESSION = {"state": "open", "until": 390_000}
 CLOSED_SESSION = {"state": "closed", "until": 420_000}

@@ -116,7 +116,7 @@ def test_redis_reads_outlast_the_channel_layers_blocking_receive():
     from channels_redis.core import RedisChannelLayer
     from channels_redis.utils import create_pool
 
-    from ticker.redis_conn import CHANNEL_LAYER_BRPOP_TIMEOUT_S, READ_TIMEOUT_S, RedisConfig
+    from ticker.runtime.redis_conn import CHANNEL_LAYER_BRPOP_TIMEOUT_S, READ_TIMEOUT_S, RedisConfig
 
     assert RedisChannelLayer.brpop_timeout == CHANNEL_LAYER_BRPOP_TIMEOUT_S, "channels_redis changed its receive"
     single = RedisConfig.parse(url="redis://127.0.0.1:6379/2")

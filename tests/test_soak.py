@@ -31,7 +31,7 @@ pytestmark = pytest.mark.processes
 SOAK_CYCLES = 5_000
 # daphne's RSS climbs over the first few thousand cycles, then stays flat (measured: +1.4 MiB from 5,500
 # to 30,500 cycles). Besides allocator arenas and caches, the climb holds the garbage the web process has
-# not collected yet: it runs full collections between broadcasts at most every 2 s (ticker/gc_schedule.py),
+# not collected yet: it runs full collections between broadcasts at most every 2 s (ticker/runtime/gc_schedule.py),
 # so about 2 s of churn (~1,400 cycles here) is always waiting. A 1,000-cycle warm-up measured before that
 # plateau, and RSS then grew by 16-25 MiB over the next 5,000 cycles with or without a leak (CI failed on
 # it); warmed up with as many cycles as are measured, both readings are taken at the same steady state.
@@ -244,7 +244,8 @@ def test_connection_churn_leaves_redis_the_group_and_memory_as_they_were(tmp_pat
             )
             assert group == [hub], f"the quotes group should hold only the hub's channel {hub}: {group}"
             # Nothing per socket under the site's prefix: the group, at most the hub's process queue, one
-            # operations report per process (ticker/ops.py: the web process's and the market's, each with a TTL)
+            # operations report per process (ticker/ops/registry.py: the web process's and the market's, each with a
+            # TTL)
             # and the reports' registry.
             prefix = site.env["TICKER_CHANNEL_PREFIX"]
             held = web.keys()

@@ -59,7 +59,7 @@ def test_a_browser_revalidating_either_form_gets_304(debug_client):
 )  # fmt: skip
 def test_accept_encoding_is_read_with_its_weights(header, gzipped):
     """gzip;q=0 means "not gzip"; * stands for gzip only when gzip itself is not listed."""
-    from ticker.middleware import accepts_gzip
+    from ticker.edge.middleware import accepts_gzip
 
     assert accepts_gzip(header) is gzipped
 

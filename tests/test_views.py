@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from ticker import services
+from ticker.market import services
 from ticker.models import Stock
 
 QUOTE_KEYS = {

@@ -5,7 +5,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 
-from .models import Candle, Stock, symbol_validator
+from ticker.models import Candle, Stock, symbol_validator
 
 # The columns the market process writes. The admin shows them read-only and
 # never saves them, so an edit made while the market runs cannot roll a

@@ -4,7 +4,7 @@ from decimal import Decimal
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from . import market
+from ticker.market import prices as market
 
 symbol_validator = RegexValidator(
     r"^[A-Z][A-Z0-9.\-]{0,9}$",
@@ -153,7 +153,7 @@ def new_site_id() -> str:
 class MarketLease(models.Model):
     """The one market lease of this database, and the site's identity: which market process may step.
 
-    Exactly one market leads; any other waits as a standby (ticker/lease.py).
+    Exactly one market leads; any other waits as a standby (ticker/market/lease.py).
     ``token`` is the fencing token: it grows by one every time the lease
     changes hands, and every step renews the lease inside the step's own
     transaction only where ``holder`` and ``token`` are still the stepping

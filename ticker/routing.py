@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .consumers import QuoteConsumer
+from ticker.edge.consumers import QuoteConsumer
 
 websocket_urlpatterns = [
     path("ws/quotes/", QuoteConsumer.as_asgi()),

@@ -21,11 +21,14 @@ from django.utils.cache import get_conditional_response
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
-from . import admission, handshake, logs, metrics, protocol, security, selectors, server
-from .hub import FeedUnavailable, Interest, QuoteHub, get_hub
-from .hub import interest as interests
-from .models import symbol_validator
-from .protocol import ProtocolError
+from ticker.edge import admission, handshake, security, server
+from ticker.hub import FeedUnavailable, Interest, QuoteHub, get_hub
+from ticker.hub import interest as interests
+from ticker.market import selectors
+from ticker.models import symbol_validator
+from ticker.ops import logs, metrics
+from ticker.wire import protocol
+from ticker.wire.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
 # History's default: four hours of minute closes (or all the market keeps, if less).
@@ -160,7 +163,7 @@ def _could_be_listed(symbol: str) -> bool:
 
 
 def _refuse_foreign_origin(request: HttpRequest) -> None:
-    """403 unless the request's Origin is absent, its own, or trusted: the WebSocket's rule (ticker.security)."""
+    """403 unless the request's Origin is absent, its own, or trusted: the WebSocket's rule (ticker.edge.security)."""
     if not security.origin_allowed(request.headers.get("Origin"), security.request_origin(request)):
         raise ProtocolError(
             "foreign_origin",
@@ -303,7 +306,7 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
 
 
 class _StreamOutlet:
-    """An SSE connection's outlet (ticker/server.py): frames go into a bounded queue the response drains."""
+    """An SSE connection's outlet (ticker/edge/server.py): frames go into a bounded queue the response drains."""
 
     def __init__(self, backpressure: server.StreamBackpressure):
         self.backpressure = backpressure

@@ -13,7 +13,7 @@ test("divideHalfEven rounds exact halves to the even neighbour, both signs", () 
   assert.equal(divideHalfEven(0, 7), 0);
 });
 
-// [price, prev_close, change, change_pct] as ticker.market.change_pct gives them (Python, decimal arithmetic).
+// [price, prev_close, change, change_pct] as ticker.market.prices.change_pct gives them (Python, decimal arithmetic).
 const FROM_PYTHON = [
   [200.01, 200.0, 0.01, 0.0], // 0.005 %: a tie, to even
   [200.03, 200.0, 0.03, 0.02], // 0.015 %: a tie, to even (up)

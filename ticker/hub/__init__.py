@@ -15,7 +15,7 @@ The hub is put together from one piece per job:
 - ``store.QuoteStore``: the latest quote of each symbol and its change step;
 - ``fanout.Fanout``: each connection's delivery state and the broadcasts;
 - ``heartbeats.Heartbeats``: when a heartbeat is due;
-- ``ticker.gc_schedule.FullCollections``: full collections between broadcasts.
+- ``ticker.runtime.gc_schedule.FullCollections``: full collections between broadcasts.
 """
 
 from __future__ import annotations
@@ -31,15 +31,18 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from .. import gc_schedule, lease, metrics, protocol, selectors
-from ..selectors import Listed
-from .clock import Clock, LoopClock
-from .fanout import Delivery, Fanout
-from .follower import INTERRUPTED, LIVE, FeedFollower
-from .heartbeats import WATCH_EVERY_S, Heartbeats
-from .interest import EVERYTHING, NOTHING, Interest
-from .ratecap import RateCap
-from .store import QuoteStore
+from ticker.hub.clock import Clock, LoopClock
+from ticker.hub.fanout import Delivery, Fanout
+from ticker.hub.follower import INTERRUPTED, LIVE, FeedFollower
+from ticker.hub.heartbeats import WATCH_EVERY_S, Heartbeats
+from ticker.hub.interest import EVERYTHING, NOTHING, Interest
+from ticker.hub.ratecap import RateCap
+from ticker.hub.store import QuoteStore
+from ticker.market import lease, selectors
+from ticker.market.selectors import Listed
+from ticker.ops import metrics
+from ticker.runtime import gc_schedule
+from ticker.wire import protocol
 
 __all__ = [
     "EVERYTHING",
@@ -58,7 +61,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 # A full collection waits this long after a broadcast: the loop first writes
-# out what Twisted buffered and what SSE streams queued (ticker/gc_schedule.py).
+# out what Twisted buffered and what SSE streams queued (ticker/runtime/gc_schedule.py).
 COLLECT_AFTER_S = 0.02
 # How long a connection waits for the hub's first snapshot before it is told
 # to come back later (Redis and the database both unreachable at start-up).
@@ -102,7 +105,7 @@ class QuoteHub:
             channel_layer, stale_after_s=stale_after_s, load=load, on_load=self.load, on_batch=self.on_batch
         )
         self.heartbeat_s = heartbeat_s
-        # Full garbage collections between broadcasts (ticker/gc_schedule.py);
+        # Full garbage collections between broadcasts (ticker/runtime/gc_schedule.py);
         # only the process's own hub (get_hub) takes them over.
         self.collections = gc_schedule.FullCollections()
         self._collect_timer = None
@@ -234,7 +237,7 @@ class QuoteHub:
         await self.follower.close()
         tasks, self._tasks = self._tasks, []
         # Cancel until done: on Python 3.11 a cancellation that lands while a
-        # wait_for inside redis-py completes can be swallowed (ticker/cancellation.py;
+        # wait_for inside redis-py completes can be swallowed (ticker/runtime/cancellation.py;
         # the follower's loops check for that too, this is the second guard).
         for task in tasks:
             while not task.done():

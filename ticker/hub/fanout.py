@@ -1,13 +1,13 @@
 """Fan-out: each connection's delivery state, owned here, and one frame per step per connection.
 
-Every job here is synchronous: an outlet (ticker/server.py) takes a frame
+Every job here is synchronous: an outlet (ticker/edge/server.py) takes a frame
 without awaiting, so nothing can attach, subscribe or detach in the middle
 of a broadcast, and a client that does not read holds up no other.
 
 A step's frames are assembled, not encoded per connection: each fresh quote
 is encoded once (``Batch``), and a connection's frame is those pieces joined
 behind the frame's head; connections with the same interest share one frame,
-and the daphne outlet frames each frame once (ticker/server.py). So a client
+and the daphne outlet frames each frame once (ticker/edge/server.py). So a client
 on its own watchlist costs a few dictionary look-ups and a join more than one
 on everything, not a filter of the whole step and a JSON encode of its own
 (issue 11; docs/benchmarks.md, "Personal watchlists").
@@ -15,7 +15,7 @@ on everything, not a filter of the whole step and a JSON encode of its own
 A connection on the delta format (``ticker.v2.json``, docs/protocol.md) gets
 the same frames assembled from delta pieces (each symbol's changes, also
 encoded once per step). A frame that several connections share is compressed
-once for all of them (ticker/server.py); of the frames made for a single
+once for all of them (ticker/edge/server.py); of the frames made for a single
 connection, only the first ``COMPRESSED_SINGLES`` of each step may be, so
 thousands of personal watchlists do not cost a compressor per client per step
 (issue 14; docs/benchmarks.md, "Compression and deltas").
@@ -30,13 +30,15 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-from .. import metrics, protocol, server
-from ..server import Frame, Outlet
-from .clock import Clock, Timer
-from .interest import EVERYTHING, NOTHING, Interest
-from .movers import MoversBoard
-from .ratecap import RateCap
-from .store import QuoteStore
+from ticker.edge import server
+from ticker.edge.server import Frame, Outlet
+from ticker.hub.clock import Clock, Timer
+from ticker.hub.interest import EVERYTHING, NOTHING, Interest
+from ticker.hub.movers import MoversBoard
+from ticker.hub.ratecap import RateCap
+from ticker.hub.store import QuoteStore
+from ticker.ops import metrics
+from ticker.wire import protocol
 
 log = logging.getLogger(__name__)
 _UNSEEN = object()

@@ -1,7 +1,7 @@
 """Following the market's feed for one web process: group membership, receiving batches, resync, liveness.
 
 The feed is the stream of ``quote.batch`` messages the market sends to the
-channel-layer group ``quotes`` once per step (ticker/market_loop.py). Each web
+channel-layer group ``quotes`` once per step (ticker/market/loop.py). Each web
 process holds one channel in that group; this module keeps it there and
 says whether the feed is live.
 """
@@ -14,10 +14,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .. import protocol
-from ..cancellation import stop_if_cancelled
-from ..selectors import Listed
-from .source import FeedSource, Verdict
+from ticker.hub.source import FeedSource, Verdict
+from ticker.market.selectors import Listed
+from ticker.runtime.cancellation import stop_if_cancelled
+from ticker.wire import protocol
 
 log = logging.getLogger(__name__)
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from .. import protocol
-from .clock import Timer
-from .interest import Interest
+from ticker.hub.clock import Timer
+from ticker.hub.interest import Interest
+from ticker.wire import protocol
 
 
 class RateCap:

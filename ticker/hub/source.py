@@ -1,7 +1,7 @@
 """Which market's batches a web process follows: its own site's, from the current lease holder.
 
 Every batch carries the market's identity (``site``, one random id per
-database, and ``token``, the leader's fencing token; ticker/lease.py). A web
+database, and ``token``, the leader's fencing token; ticker/market/lease.py). A web
 process learns its own site and the current token whenever it loads the
 stored market. A batch from another site (two sites sharing one Redis
 namespace) is ignored, with one ERROR per foreign site, instead of mixing
@@ -15,7 +15,7 @@ import enum
 import logging
 from typing import Any
 
-from ..lease import MarketIdentity
+from ticker.market.lease import MarketIdentity
 
 log = logging.getLogger(__name__)
 

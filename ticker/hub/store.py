@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import Iterable
 from typing import Any
 
-from .interest import EVERYTHING, Interest
+from ticker.hub.interest import EVERYTHING, Interest
 
 
 class QuoteStore:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from bench import fanout, reports
 from bench.deps import require
 from bench.rig import Rig
-from ticker.gc_schedule import freeze_startup_objects
+from ticker.runtime.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):

@@ -10,7 +10,7 @@ from bench import reports
 from bench.deps import require
 from bench.rig import SITE, Rig, RigError
 from bench.transports import TRANSPORTS, Target, ratios, run_transport
-from ticker.gc_schedule import freeze_startup_objects
+from ticker.runtime.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 from bench.deps import require
 from bench.loadcheck import run_check
 from bench.proc import raise_fd_limit
-from ticker.gc_schedule import freeze_startup_objects
+from ticker.runtime.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@
 // shape every other transport delivers, so nothing past the transport knows the format exists.
 
 export const DELTA_PROTOCOL = "ticker.v2.json";
-// Every field of a whole quote (ticker/protocol.py QUOTE_FIELDS).
+// Every field of a whole quote (ticker/wire/protocol.py QUOTE_FIELDS).
 export const QUOTE_FIELDS = [
   "symbol",
   "price",
@@ -40,7 +40,7 @@ export function divideHalfEven(numerator, denominator) {
 
 /**
  * The quote with `change` and `change_pct` worked out from `price` and `prev_close` as the server does
- * (ticker/market.py change_pct): in cents, the percentage rounded half to even to two decimals.
+ * (ticker/market/prices.py change_pct): in cents, the percentage rounded half to even to two decimals.
  */
 export function derive(quote) {
   const price = Math.round(quote.price * 100);

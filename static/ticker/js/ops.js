@@ -1,5 +1,5 @@
 // The admin's operations view (/admin/ops/): polls its JSON (staff with ticker.view_operations only) every
-// second and renders it with textContent (never innerHTML). Figures: ticker/ops.py; what they mean: docs/operations.md.
+// second and renders it with textContent (never innerHTML). Figures: ticker/ops/registry.py; what they mean: docs/operations.md.
 
 const POLL_MS = 1000;
 

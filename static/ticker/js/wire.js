@@ -85,7 +85,7 @@ export function deflates(extensions) {
 
 /**
  * The size of `text` deflated on its own, as the server sends a frame with permessage-deflate
- * (ticker/server.py): measured with the browser's own DEFLATE (CompressionStream), so within a few
+ * (ticker/edge/server.py): measured with the browser's own DEFLATE (CompressionStream), so within a few
  * bytes of the server's (the level differs), hence an estimate (est.).
  */
 export async function deflatedLength(text) {

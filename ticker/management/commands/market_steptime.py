@@ -16,9 +16,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from ticker import protocol, services
-from ticker.gc_schedule import freeze_startup_objects
+from ticker.market import services
 from ticker.models import Candle
+from ticker.runtime.gc_schedule import freeze_startup_objects
+from ticker.wire import protocol
 
 
 def percentile(values: list[float], p: float) -> float:

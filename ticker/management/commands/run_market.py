@@ -3,9 +3,10 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from ticker import metrics, ops
-from ticker.gc_schedule import freeze_startup_objects
-from ticker.market_loop import interval_problem, run_market
+from ticker.market.loop import interval_problem, run_market
+from ticker.ops import metrics
+from ticker.ops import registry as ops
+from ticker.runtime.gc_schedule import freeze_startup_objects
 
 
 class Command(BaseCommand):
@@ -58,6 +59,6 @@ class Command(BaseCommand):
 
 
 async def _run(**options) -> int:
-    """The market, reporting to the operations view (ticker.ops) while it runs."""
+    """The market, reporting to the operations view (ticker.ops.registry) while it runs."""
     async with ops.reporting("market", ops.market_report):
         return await run_market(**options)

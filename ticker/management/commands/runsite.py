@@ -2,7 +2,7 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ticker.launcher import run_site
+from ticker.runtime.launcher import run_site
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from ticker import services
+from ticker.market import services
 from ticker.models import Stock
 
 

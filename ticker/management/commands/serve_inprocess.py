@@ -26,7 +26,7 @@ class Command(BaseCommand):
         from daphne.server import Server
 
         from config.asgi import application
-        from ticker.market_loop import run_market
+        from ticker.market.loop import run_market
 
         def start_market():
             # Called by daphne once it listens, on its (asyncio) event loop.

@@ -4,7 +4,7 @@ docs/protocol.md is the reader's version of this module. Every client
 message is parsed by ``parse_client_message``, which either returns a
 ``Command`` or raises ``ProtocolError``; the consumer turns that error into
 one ``{"type": "error", ...}`` frame and keeps the connection open (except
-past the rate or size limit: ticker.consumers.CLOSE_CODES).
+past the rate or size limit: ticker.edge.consumers.CLOSE_CODES).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .market import Session, Tick
+from ticker.market.prices import Session, Tick
 
 # The channel-layer group every web process's hub joins; the market sends
 # one "quote.batch" message to it per step.
@@ -27,7 +27,7 @@ ACTIONS = ("subscribe", "unsubscribe", "ping", "movers")
 # Caps that keep one client from making the server do unbounded work.
 MAX_MESSAGE_BYTES = 16 * 1024
 # A client message may come in at most this many frames (one and its continuations); checked frame by frame by
-# the server adapter (ticker/server.py; issue 21). Browsers and common clients send one frame per message.
+# the server adapter (ticker/edge/server.py; issue 21). Browsers and common clients send one frame per message.
 MAX_MESSAGE_FRAGMENTS = 64
 MAX_SYMBOLS_PER_MESSAGE = 100
 # Movers: at most this many gainers and losers each ("count"); the HTTP endpoint's default.

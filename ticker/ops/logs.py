@@ -137,7 +137,7 @@ def access_action(protocol: str, action: str, details: dict) -> None:
     """The web server's access log as log records (``ticker.access``), so they have the process id, honour
     TICKER_LOG_LEVEL and come out as JSON lines with TICKER_LOG_FORMAT=json.
 
-    Called by daphne for each finished HTTP request and each WebSocket step (ticker/server.py hands it over). A
+    Called by daphne for each finished HTTP request and each WebSocket step (ticker/edge/server.py hands it over). A
     WebSocket's own lines come from the consumer (opened, closed with its code), so daphne's go to DEBUG.
     """
     client = details.get("client") or "-"

@@ -52,7 +52,7 @@ the sockets (browsers see 1006); ``install`` registers a trigger that first
 sends 1001 ("going away") on every open WebSocket and gives clients a moment.
 
 **Abuse by one client** (issue 21; ``install_guards``): daphne's WebSocket factory gets our protocol, which
-counts every client frame as its header is read (``ticker.ratelimit.FrameGuard``: a frame budget, 64 fragments
+counts every client frame as its header is read (``ticker.edge.ratelimit.FrameGuard``: a frame budget, 64 fragments
 a message, 16 KiB before the message completes) and, past a limit, sends one error frame and the close (1008, or
 1009 for size) and parses nothing more of what the client sent; and daphne's HTTP factory gets a Twisted channel
 that closes a connection whose request (line, headers and any body) is not complete within ``TICKER_HEADER_TIMEOUT_S``.
@@ -79,9 +79,9 @@ import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from . import logs, metrics
-from .protocol import MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAGMENTS, ProtocolError, encode
-from .ratelimit import RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard
+from ticker.edge.ratelimit import RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE, FrameGuard
+from ticker.ops import logs, metrics
+from ticker.wire.protocol import MAX_MESSAGE_BYTES, MAX_MESSAGE_FRAGMENTS, ProtocolError, encode
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def install() -> None:
     for package, verified in VERIFIED_WITH.items():
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             if (found := importlib.metadata.version(package)) != verified:
-                log.warning("%s %s is installed; ticker.server was verified with %s", package, found, verified)
+                log.warning("%s %s is installed; ticker.edge.server was verified with %s", package, found, verified)
     reactor.addSystemEventTrigger("before", "shutdown", close_websockets)
     # daphne makes its factories when it starts to listen, after importing the application: give them our
     # protocols (per-frame limits, the header deadline) once the reactor runs, before it accepts a connection.
@@ -246,7 +246,7 @@ def install_guards(settings: Any) -> bool:
     missing = guards_missing()
     if missing:
         log.error(
-            "per-frame limits and the header deadline are OFF: %s no longer exist (see ticker/server.py)",
+            "per-frame limits and the header deadline are OFF: %s no longer exist (see ticker/edge/server.py)",
             ", ".join(missing),
         )
         return False
@@ -262,7 +262,9 @@ def install_guards(settings: Any) -> bool:
         # HTTP/1.1 or HTTP/2 (after TLS ALPN); ours does the same with our channel.
         server.http_factory.protocol = lambda: generic(channel_class())
     if not servers:
-        log.error("no daphne server found: per-frame limits and the header deadline are OFF (see ticker/server.py)")
+        log.error(
+            "no daphne server found: per-frame limits and the header deadline are OFF (see ticker/edge/server.py)"
+        )
     return bool(servers)
 
 
@@ -361,7 +363,9 @@ def _guarded_websocket(base: type) -> type:
             if _guard_instance_ok is None:
                 lost = [name for name in _GUARD_INSTANCE_NEEDS if not hasattr(self, name)]
                 if lost:
-                    log.error("per-frame limits are OFF: %s no longer exist (see ticker/server.py)", ", ".join(lost))
+                    log.error(
+                        "per-frame limits are OFF: %s no longer exist (see ticker/edge/server.py)", ", ".join(lost)
+                    )
                 _guard_instance_ok = not lost
             if _guard_instance_ok:
                 self.guard = FrameGuard(
@@ -488,7 +492,7 @@ def enable_compression() -> bool:
     for factory in factories:
         factory.setProtocolOptions(perMessageCompressionAccept=accept_deflate)
     if not factories:
-        log.warning("no daphne WebSocket factory found: WebSockets stay uncompressed (see ticker/server.py)")
+        log.warning("no daphne WebSocket factory found: WebSockets stay uncompressed (see ticker/edge/server.py)")
     return bool(factories)
 
 
@@ -594,9 +598,9 @@ def fast_path_missing(transport, protocol) -> list[str]:
     if not hasattr(protocol, "send_queue"):
         missing.append("protocol.send_queue")
     if not _framing_agrees():
-        missing.append("autobahn's framing of a text frame as ticker.server.text_frame makes it")
+        missing.append("autobahn's framing of a text frame as ticker.edge.server.text_frame makes it")
     if not _deflate_agrees():
-        missing.append("autobahn's reading of a frame that ticker.server.deflate compressed")
+        missing.append("autobahn's reading of a frame that ticker.edge.server.deflate compressed")
     return missing
 
 
@@ -833,7 +837,9 @@ def websocket_outlet(scope: dict, send: Callable[[dict], Awaitable[None]]) -> Da
     if _fast_path is None:
         missing = fast_path_missing(transport, protocol)
         if missing:
-            log.warning("daphne's direct write is off: %s no longer exist (see ticker/server.py)", ", ".join(missing))
+            log.warning(
+                "daphne's direct write is off: %s no longer exist (see ticker/edge/server.py)", ", ".join(missing)
+            )
         _fast_path = not missing
     return DaphneOutlet(protocol, transport, _fast_path)
 

@@ -12,7 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET
 
-from . import ops
+from ticker.ops import registry as ops
 
 PERMISSION = "ticker.view_operations"
 
@@ -28,7 +28,7 @@ def page(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 async def data(request: HttpRequest) -> HttpResponse:
-    """GET /admin/ops/data/: every live process's report (ticker.ops) as JSON; 403 for anyone else."""
+    """GET /admin/ops/data/: every live process's report (ticker.ops.registry) as JSON; 403 for anyone else."""
     user = await request.auser()
     if not (user.is_active and user.is_staff and await user.ahas_perm(PERMISSION)):
         return JsonResponse(

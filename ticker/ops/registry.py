@@ -5,8 +5,8 @@ TICKER_OPS_REPORT_S seconds, with a time-to-live of TICKER_OPS_TTL_S, and enters
 sorted set ``<prefix>:ops:live`` scored by when the report expires: a process that dies or hangs simply
 stops refreshing both, and it leaves the operations view (/admin/ops/) within that many seconds. The view reads
 the registry (dropping expired entries), never the keyspace: issue 20 found it SCANning all of Redis every
-second per open admin tab. The figures are the ones /metrics gives (ticker.metrics), so the view and
-Prometheus agree. Every client comes from ``ticker.redis_conn`` (the one factory, Sentinel included).
+second per open admin tab. The figures are the ones /metrics gives (ticker.ops.metrics), so the view and
+Prometheus agree. Every client comes from ``ticker.runtime.redis_conn`` (the one factory, Sentinel included).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 
-from . import metrics
-from .cancellation import stop_if_cancelled
-from .redis_conn import async_redis_client
+from ticker.ops import metrics
+from ticker.runtime.cancellation import stop_if_cancelled
+from ticker.runtime.redis_conn import async_redis_client
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def channel_layer_config() -> dict | None:
 
 
 def redis_client() -> redis.asyncio.Redis:
-    """A client of the site's Redis for the reports and the view (``ticker.redis_conn``: one server or the
+    """A client of the site's Redis for the reports and the view (``ticker.runtime.redis_conn``: one server or the
     primary Sentinel names). Reads here never block, so a 2 s read timeout (the factory's default is above the
     channel layer's 5 s blocking receive) keeps the view quick when Redis hangs."""
     return async_redis_client(socket_timeout=2)
@@ -174,7 +174,7 @@ async def report(role: str, build) -> None:
 
 
 def start_reporting() -> None:
-    """Called on every ASGI connection (ticker.health.routes): the first one starts this loop's web report."""
+    """Called on every ASGI connection (ticker.ops.health.routes): the first one starts this loop's web report."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

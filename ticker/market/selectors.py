@@ -9,11 +9,11 @@ from typing import Any
 
 from django.conf import settings
 
-from . import protocol
-from .lease import MarketIdentity
-from .market import Candle, Instrument, Schedule, Session, Tick
-from .models import Candle as StoredCandle
-from .models import MarketState, Stock
+from ticker.market.lease import MarketIdentity
+from ticker.market.prices import Candle, Instrument, Schedule, Session, Tick
+from ticker.models import Candle as StoredCandle
+from ticker.models import MarketState, Stock
+from ticker.wire import protocol
 
 
 def tick_of(stock: Stock) -> Tick:

@@ -20,7 +20,7 @@ A fair share per address (issue 21): 2,500 SSE streams opened in 11 s from one a
 whole cap, and every other client was then refused. So one client address may hold at most
 ``TICKER_MAX_CONNECTIONS_PER_ADDRESS`` of a process's connections (default a tenth of the cap); past
 it that address is refused the same way as at the cap, with its own reason (``AddressFull``). The
-address is the one ``ticker.security`` trusts (the peer, or X-Forwarded-For's entry written by a
+address is the one ``ticker.edge.security`` trusts (the peer, or X-Forwarded-For's entry written by a
 trusted proxy), and an IPv6 address counts for its whole /64: one host is usually given a /64 and
 can rotate through it at will, so counting single IPv6 addresses would not hold it back.
 """

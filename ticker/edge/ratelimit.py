@@ -37,7 +37,7 @@ class TokenBucket:
 
 # Frames, not only messages (issue 21): one message sent as a million one-byte continuation frames, or a flood of
 # pings, cost daphne seconds of CPU while the message bucket above saw one message or none. ``FrameGuard`` is
-# asked as each client frame's header is read (ticker/server.py), before its payload is buffered.
+# asked as each client frame's header is read (ticker/edge/server.py), before its payload is buffered.
 RATE_LIMITED, TOO_FRAGMENTED, TOO_LARGE = "rate_limited", "too_fragmented", "too_large"
 # permessage-deflate may make an incompressible message a little longer on the wire (stored blocks: a few bytes
 # per block); a compressed message's own frames may be this much over the size limit, its inflated bytes not.

@@ -24,8 +24,8 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 
-from . import redis_conn
-from .redis_conn import RedisConfig
+from ticker.runtime import redis_conn
+from ticker.runtime.redis_conn import RedisConfig
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 

@@ -2,7 +2,7 @@
 
 Everything that talks to Redis gets its address from here: the channel layer
 (``channel_layer_host``, read by config/settings.py), the run command's check
-(ticker/launcher.py) and any other code that needs a client (``redis_client``).
+(ticker/runtime/launcher.py) and any other code that needs a client (``redis_client``).
 
 With Sentinel (``REDIS_SENTINELS`` and ``REDIS_SENTINEL_MASTER`` set) no client
 holds the primary's address: redis-py's ``SentinelConnectionPool`` asks the

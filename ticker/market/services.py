@@ -10,12 +10,12 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
-from . import lease as leases
-from . import selectors
-from .lease import Lease
-from .market import CANDLE_MS, Candle, Market, Session, Tick, dt_years, quantize
-from .models import SECTORS, MarketState, Stock
-from .models import Candle as StoredCandle
+from ticker.market import lease as leases
+from ticker.market import selectors
+from ticker.market.lease import Lease
+from ticker.market.prices import CANDLE_MS, Candle, Market, Session, Tick, dt_years, quantize
+from ticker.models import SECTORS, MarketState, Stock
+from ticker.models import Candle as StoredCandle
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def market_step(
 
     With ``lease`` (run_market always passes its own) the step first renews
     the market lease in the same transaction, and raises ``LeaseLost`` with
-    nothing stored if another market has taken it over (ticker/lease.py).
+    nothing stored if another market has taken it over (ticker/market/lease.py).
     Without one the step is unfenced: tests and the step-time benchmark.
     """
     candle_minutes = candle_minutes or settings.MARKET_CANDLE_MINUTES

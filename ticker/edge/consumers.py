@@ -9,10 +9,12 @@ from functools import cached_property
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import admission, logs, metrics, protocol, security, server
-from .hub import FeedUnavailable, QuoteHub, get_hub
-from .protocol import ALL, Command, ProtocolError
-from .ratelimit import TokenBucket
+from ticker.edge import admission, security, server
+from ticker.edge.ratelimit import TokenBucket
+from ticker.hub import FeedUnavailable, QuoteHub, get_hub
+from ticker.ops import logs, metrics
+from ticker.wire import protocol
+from ticker.wire.protocol import ALL, Command, ProtocolError
 
 # The errors after which the server closes the socket, and its close code
 # (RFC 6455 7.4.1: 1008 policy violation, 1009 message too big). Every other
@@ -30,7 +32,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     """One browser (or integrator) connection to the live feed.
 
     Batches do not arrive through this consumer's channel: the process's
-    QuoteHub writes them to this connection's outlet (ticker/server.py), and
+    QuoteHub writes them to this connection's outlet (ticker/edge/server.py), and
     so does this consumer, so every frame keeps its order.
     """
 
@@ -47,7 +49,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     # The code the server closed with (None: the client closed, or the connection broke), and when it opened.
     closed_with: int | None = None
     opened_at: float | None = None
-    # This connection's place in the process's connection cap (ticker/admission.py), once admitted.
+    # This connection's place in the process's connection cap (ticker/edge/admission.py), once admitted.
     slot: admission.Slot | None = None
     # Quotes frames as deltas (the client asked for protocol.DELTA_SUBPROTOCOL), or whole quotes.
     delta: bool = False

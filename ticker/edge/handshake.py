@@ -12,7 +12,7 @@ import base64
 import hashlib
 import os
 
-from .protocol import DELTA_SUBPROTOCOL
+from ticker.wire.protocol import DELTA_SUBPROTOCOL
 
 # RFC 6455 section 1.3: the GUID the server appends to the key before hashing.
 WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

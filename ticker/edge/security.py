@@ -144,7 +144,7 @@ class OriginCheck:
 
 def client_address(request: HttpRequest) -> str | None:
     """The address a failed admin login is counted against (django-axes' AXES_CLIENT_IP_CALLABLE), and an
-    SSE stream or long-poll's share of the connection cap (ticker/admission.py, issue 21).
+    SSE stream or long-poll's share of the connection cap (ticker/edge/admission.py, issue 21).
 
     REMOTE_ADDR, the peer of the TCP connection, unless TICKER_TRUSTED_PROXIES
     says how many proxies stand in front of the web processes: then the entry

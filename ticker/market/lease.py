@@ -30,7 +30,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 
-from .models import MarketLease
+from ticker.models import MarketLease
 
 ONE = MarketLease.ONE
 

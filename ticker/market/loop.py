@@ -12,8 +12,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
-from . import lease as leases
-from . import metrics, protocol, services
+from ticker.market import lease as leases
+from ticker.market import services
+from ticker.ops import metrics
+from ticker.wire import protocol
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ async def run_market(
 ) -> int:
     """Lead the market, or stand by until the leader goes; until ``run_for`` seconds pass or ``stop`` is set.
 
-    Exactly one market process on a database leads (ticker/lease.py): it
+    Exactly one market process on a database leads (ticker/market/lease.py): it
     steps every ``interval_ms``, each step's database work in one
     worker-thread call that also renews the lease, and sends each step's
     changes to the channel layer as ONE ``quote.batch`` message. Any other

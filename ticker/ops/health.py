@@ -10,7 +10,7 @@ the whole site (config/asgi.py) before Django sees the request: none of them rea
 - ``/readyz``: 200 while the feed is live and the database answers; otherwise 503 with the reasons as a JSON
   list of short codes (readiness: send it no clients meanwhile); callers that may read /metrics also get
   "details", the reasons in words with the error text.
-- ``/metrics``: this process's Prometheus metrics (ticker.metrics).
+- ``/metrics``: this process's Prometheus metrics (ticker.ops.metrics).
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import logging
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from . import metrics, ops, security
+from ticker.edge import security
+from ticker.ops import metrics
+from ticker.ops import registry as ops
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ async def not_ready() -> list[tuple[str, str]]:
     The codes are fixed and safe for anyone to read (docs/operations.md lists them); the details may
     carry host names and exception text.
     """
-    from .hub import FeedUnavailable, get_hub
+    from ticker.hub import FeedUnavailable, get_hub
 
     reasons, database = [], asyncio.ensure_future(_database_answers())
     try:
@@ -116,8 +118,8 @@ def metrics_refusal(scope) -> str | None:
         given = dict(scope.get("headers", ())).get(b"authorization", b"").decode("latin-1")
         if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return None
-    # The client by the same rule as everywhere else (ticker.security): behind TICKER_TRUSTED_PROXIES, the address the
-    # proxy says it was connected from, not the proxy's own. Else every request through compose's nginx, whose
+    # The client by the same rule as everywhere else (ticker.edge.security): behind TICKER_TRUSTED_PROXIES, the address
+    # the proxy says it was connected from, not the proxy's own. Else every request through compose's nginx, whose
     # address is in the allowed private ranges, would read the details of /readyz (review of issue 21).
     client = security.scope_client_address(scope)
     if client:

@@ -1,4 +1,4 @@
-"""Prometheus metrics: each web process's at /metrics (ticker.health), the market's on its own port.
+"""Prometheus metrics: each web process's at /metrics (ticker.ops.health), the market's on its own port.
 
 Names are prefixed ``ticker_`` and listed, with their meaning, in docs/operations.md.
 
@@ -30,7 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
-    from .hub import QuoteHub
+    from ticker.hub import QuoteHub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -62,7 +62,7 @@ refused_messages = Counter(
 )
 for _reason in ("rate_limited", "too_large", "too_fragmented"):
     refused_messages.labels(_reason)
-# Connections turned away by admission control (ticker/admission.py): the process's cap, or one address's share of
+# Connections turned away by admission control (ticker/edge/admission.py): the process's cap, or one address's share of
 # it (issue 21). Both labels take only these values, whatever a client sends.
 REFUSAL_REASONS = ("server_full", "address_full")
 refused_connections = Counter(
@@ -74,7 +74,7 @@ refused_connections = Counter(
 for _transport in TRANSPORTS:
     for _reason in REFUSAL_REASONS:
         refused_connections.labels(_transport, _reason)
-# Compression (ticker/server.py): counted once per distinct frame compressed, not per connection it went to.
+# Compression (ticker/edge/server.py): counted once per distinct frame compressed, not per connection it went to.
 compressed_frames = Counter(
     "ticker_compressed_frames",
     "Distinct frames compressed for permessage-deflate (each once, for every connection it went to).",
@@ -322,7 +322,7 @@ def exposition(registry: CollectorRegistry = WEB) -> bytes:
 
 
 class MarketFigures:
-    """The market process's latest figures, for its operations report (ticker.ops)."""
+    """The market process's latest figures, for its operations report (ticker.ops.registry)."""
 
     def __init__(self) -> None:
         self.step = 0
