@@ -31,7 +31,8 @@ ANY_DATABASE = {
     "test_browser", "test_browser_ops", "test_cancellation", "test_commands", "test_compose", "test_compression",
     "test_documented_commands",
     "test_environment", "test_feed_honesty", "test_fuzz", "test_fuzz_ways_out", "test_gc_schedule",
-    "test_independent_clients", "test_launcher", "test_limits", "test_loadgen", "test_logs", "test_outlets",
+    "test_independent_clients", "test_launcher", "test_layout", "test_limits", "test_loadgen", "test_logs",
+    "test_outlets",
     "test_protocol", "test_ratelimit", "test_reliability", "test_scaleout", "test_screen", "test_security",
     "test_sentinel", "test_servers", "test_settings", "test_soak", "test_static", "test_transports",
 }  # fmt: skip
