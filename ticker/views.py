@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -20,56 +19,19 @@ from ticker.wire.protocol import ProtocolError
 DEFAULT_WATCHLIST = tuple(row[0] for row in importlib.import_module("ticker.migrations.0002_seed_stocks").SEED)
 
 
-def _signed(value: float, suffix: str = "") -> str:
-    """As the browser writes it (quotes.js, formatSigned): "+0.15", "-0.15", "0.00"."""
-    text = f"{value:.2f}{suffix}"
-    return f"+{text}" if value > 0 else text
-
-
-def _volume(value: Any) -> str:
-    """As the browser writes it (quotes.js, formatVolume): 987, 12,345, 1.23M, 45.6M, 4.50B."""
-    if not isinstance(value, int):
-        return "—"
-    if value < 100_000:
-        return f"{value:,}"
-    if value < 1_000_000_000:
-        return f"{value / 1e6:.{2 if value < 10_000_000 else 1}f}M"
-    return f"{value / 1e9:.2f}B"
-
-
-def _price(value: Any) -> str:
-    return f"{value:.2f}" if isinstance(value, int | float) else "—"
-
-
-def _row(name: str, quote: dict[str, Any]) -> dict[str, Any]:
-    """One row of the dashboard's first paint, formatted exactly as static/ticker/js/render.js formats it."""
-    change = quote["change"]
-    return {
-        "symbol": quote["symbol"],
-        "name": name,
-        "halted": quote["halted"],
-        "seq": quote["seq"],
-        "price": _price(quote["price"]),
-        "change": _signed(change),
-        "change_pct": _signed(quote["change_pct"], "%"),
-        "change_pct_value": quote["change_pct"],
-        "trend": "up" if change > 0 else "down" if change < 0 else "",
-        "arrow": "▲" if change > 0 else "▼" if change < 0 else "",
-        "open": _price(quote.get("open")),
-        "high": _price(quote.get("high")),
-        "low": _price(quote.get("low")),
-        "volume": _volume(quote.get("volume")),
-    }
-
-
 @page
 def dashboard(request: HttpRequest) -> HttpResponse:
-    """The market screen: the default watchlist rendered (first paint), the rest built by static/ticker/js/main.js."""
+    """The market screen: the default watchlist's rows (first paint), the rest built by static/ticker/js/main.js.
+
+    The rows' numbers go out as the quotes have them, unformatted: a page without scripts shows them so.
+    The script writes them again with the one formatter there is (render.js), from the same quotes in the
+    json_script block, as soon as it runs and before any frame of the feed.
+    """
     listed = selectors.listed(DEFAULT_WATCHLIST)
     if not listed.stocks:  # a market without the seeded names: its first few symbols
         listed = selectors.Listed(list(selectors.listed_stocks()[: len(DEFAULT_WATCHLIST)]))
     quotes = listed.quotes()
-    rows = [_row(stock.name, quote) for stock, quote in zip(listed.stocks, quotes, strict=True)]
+    rows = [quote | {"name": stock.name} for stock, quote in zip(listed.stocks, quotes, strict=True)]
     initial = {
         "step": listed.step,
         "quotes": quotes,
@@ -77,7 +39,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         # The market session as stored ({"state", "until"}), shown before the feed's first frame says it.
         "session": getattr(listed, "session", None),
     }
-    blank = {"symbol": "", "name": "", "halted": False, "seq": None, "trend": "", "arrow": ""}
+    # The row the script clones for a symbol added later: no quote yet.
+    blank = {"symbol": "", "name": "", "halted": False, "seq": None}
     blank |= dict.fromkeys(("price", "change", "change_pct", "open", "high", "low", "volume"), "—")
     context = {"rows": rows, "blank_row": blank, "initial": initial}
     return render(request, "ticker/dashboard.html", context)
