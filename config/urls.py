@@ -3,26 +3,27 @@ from django.templatetags.static import static
 from django.urls import path, re_path
 from django.views.generic import RedirectView
 
-from ticker import views
+from ticker import api, views
+from ticker.edge import streams
 from ticker.ops import views as ops_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("api/quotes/", views.quotes, name="quotes"),
-    path("api/quotes/stream/", views.stream, name="stream"),
+    path("api/quotes/", streams.quotes, name="quotes"),
+    path("api/quotes/stream/", streams.stream, name="stream"),
     # Before the <symbol> routes, so "sparklines" is never taken for a symbol.
-    path("api/quotes/sparklines/", views.sparklines, name="sparklines"),
-    path("api/quotes/<str:symbol>/history/", views.history, name="history"),
-    path("api/movers/", views.movers, name="movers"),
-    path("api/quotes/<str:symbol>/candles/", views.candles, name="candles"),
-    path("api/symbols/", views.symbols, name="symbols"),
+    path("api/quotes/sparklines/", api.sparklines, name="sparklines"),
+    path("api/quotes/<str:symbol>/history/", api.history, name="history"),
+    path("api/movers/", streams.movers, name="movers"),
+    path("api/quotes/<str:symbol>/candles/", api.candles, name="candles"),
+    path("api/symbols/", api.symbols, name="symbols"),
     path("lab/", views.lab, name="lab"),
     path("api/lab/handshake/", views.lab_handshake, name="lab-handshake"),
     # Before the admin's own routes, which would take "ops" for an app label.
     path("admin/ops/", ops_views.page, name="ops"),
     path("admin/ops/data/", ops_views.data, name="ops-data"),
     # Last of the API routes: any other /api/ path is a JSON 404 (docs/protocol.md, "HTTP errors").
-    re_path(r"^api/(?P<rest>.*)$", views.api_not_found, name="api-not-found"),
+    re_path(r"^api/(?P<rest>.*)$", api.api_not_found, name="api-not-found"),
     path("admin/", admin.site.urls),
     # Browsers ask for /favicon.ico on pages without a <link rel="icon"> (the admin, JSON answers).
     path("favicon.ico", RedirectView.as_view(url=static("ticker/img/favicon.svg"), permanent=True)),

@@ -7,6 +7,7 @@ second.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -245,6 +246,48 @@ def test_the_dashboard_negotiates_compression_and_deltas_and_shows_the_apis_pric
             assert row["shown"] == expected, f"{row['symbol']} at seq {quote['seq']}"
             compared[row["symbol"]] = quote["seq"]
     assert len(compared) >= 20, f"only {len(compared)} rows were at the API's seq within 30 s: {compared}"
+
+
+# Each row the server rendered next to the same symbol's quote in the page's initial-quotes block (which the
+# server sends with the table), read as soon as the page's script has run.
+_ROWS_AGAINST_INITIAL = """() => {
+  const initial = JSON.parse(document.getElementById("initial-quotes").textContent);
+  const cell = (tr, selector) => tr.querySelector(selector).textContent;
+  return initial.quotes.map((quote) => {
+    const tr = document.querySelector(`tr[data-symbol="${quote.symbol}"]`);
+    if (!tr) return null;
+    const shown = {price: cell(tr, ".price"), change: cell(tr, ".change"), change_pct: cell(tr, ".change-pct .value"),
+                   arrow: cell(tr, ".change-pct .arrow"), open: cell(tr, ".open"), high: cell(tr, ".high"),
+                   low: cell(tr, ".low"), volume: cell(tr, ".volume"), seq: Number(tr.dataset.seq),
+                   trend: ["up", "down"].filter((name) => tr.querySelector(".change").classList.contains(name))};
+    return {symbol: quote.symbol, shown, quote};
+  }).filter(Boolean);
+}"""
+
+
+def test_the_first_paint_shows_the_servers_quotes_formatted_before_any_feed(site, page):
+    """With every feed held back, the rows the server rendered show its quotes formatted as the feed's are
+    (5.20, +0.15, ▲ +1.23%, 1.23M), written by the page's script from the quotes the page carries."""
+    page.route_web_socket("**/ws/**", lambda ws: None)  # answered by no server: no frame ever arrives
+    page.route("**/api/**", lambda route: route.abort())  # nor any quote over HTTP
+    page.goto(site.base + "/", wait_until="domcontentloaded")  # module scripts have run by then
+    rows = page.evaluate(_ROWS_AGAINST_INITIAL)
+    assert len(rows) >= 20, f"only {len(rows)} rows of the first paint"
+    for row in rows:
+        quote, shown = row["quote"], row["shown"]
+        expected = {name: f"{quote[name]:.2f}" for name in ("price", "open", "high", "low")}
+        expected["change"] = f"{quote['change']:+.2f}" if quote["change"] else "0.00"
+        expected["change_pct"] = f"{quote['change_pct']:+.2f}%" if quote["change_pct"] else "0.00%"
+        expected["arrow"] = "▲" if quote["change"] > 0 else "▼" if quote["change"] < 0 else ""
+        expected["trend"] = ["up"] if quote["change"] > 0 else ["down"] if quote["change"] < 0 else []
+        expected["seq"] = quote["seq"]
+        volume = shown.pop("volume")
+        assert shown == expected, row["symbol"]
+        # Under 100,000 with thousands separators, above in millions (or billions) with one or two decimals.
+        if quote["volume"] < 100_000:
+            assert volume == f"{quote['volume']:,}", row["symbol"]
+        else:
+            assert re.fullmatch(r"[0-9]+\.[0-9]{1,2}[MB]", volume), (row["symbol"], volume)
 
 
 def test_lab_runs_the_four_transports_side_by_side(site, page):

@@ -210,15 +210,19 @@ def json_script(html: str, element_id: str):
 
 
 def test_dashboard_renders_the_first_table_on_the_server(client, traded):
-    """The first paint has every symbol's price, and the same data for the script."""
+    """The first paint has every symbol's row with its price as the quote has it, and the quotes for the script,
+    which formats them (test_browser.py, the first paint's figures)."""
     response = client.get("/")
     html = response.content.decode()
     assert response.status_code == 200
     for stock in Stock.objects.all():
-        assert f'data-symbol="{stock.symbol}"' in html and str(stock.price) in html
+        row = html[html.index(f'<tr data-symbol="{stock.symbol}"') :]
+        assert f'<td class="num price">{float(stock.price)}</td>' in row[: row.index("</tr>")]
     assert "Simulated prices" in html
     initial = json_script(html, "initial-quotes")
-    assert {q["symbol"] for q in initial["quotes"]} == {"AAA", "BBB", "CCC"}
+    assert {q["symbol"]: q["price"] for q in initial["quotes"]} == {
+        stock.symbol: float(stock.price) for stock in Stock.objects.all()
+    }
     assert '<script type="module"' in html
 
 

@@ -72,10 +72,9 @@ class Candle:
 class Tick:
     """The market's latest state for one symbol.
 
-    ``reference_price`` is the operator's last setting; ``prev_close`` is what
-    change is measured from (the operator's setting until the next open).
-    ``open``/``high``/``low``/``volume`` are the session's; ``candle`` is the
-    current minute's (None before the symbol's first trade).
+    ``reference_price`` is the operator's last setting; ``prev_close`` is what change is measured from (the
+    operator's setting until the next open). ``open``/``high``/``low``/``volume`` are the session's; ``candle``
+    is the current minute's (None before the symbol's first trade).
     """
 
     symbol: str
@@ -184,12 +183,25 @@ def candle_after(candle: Candle | None, *, price: Decimal, volume: int, ts: int)
     return Candle(minute, candle.open, max(candle.high, price), min(candle.low, price), price, candle.volume + volume)
 
 
+def _rebased(tick: Tick, instrument: Instrument, *, opening: bool) -> tuple[Tick, bool]:
+    """``tick`` with a new previous close if it gets one this step, and whether it does (then it is quoted again).
+
+    At a session's open the last session's last price is its close: change counts from there (rolled at the open,
+    not the close, so a closed market still shows the session's change and movers); so is a new reference price."""
+    if opening:
+        tick = replace(tick, prev_close=tick.price, open=tick.price, high=tick.price, low=tick.price, volume=0)
+    reference = instrument.reference_price
+    repriced = reference is not None and reference != tick.reference_price
+    if repriced:
+        tick = replace(tick, reference_price=reference, prev_close=reference)
+    return tick, opening or repriced
+
+
 class Market:
     """A set of ticks stepped together with one seeded random generator.
 
     ``step()`` returns only the ticks that changed; each changed tick has
-    ``seq`` one higher than before, so a consumer can tell a lost update.
-    """
+    ``seq`` one higher than before, so a consumer can tell a lost update."""
 
     def __init__(
         self,
@@ -209,27 +221,20 @@ class Market:
         self.session = session
         self.finished: list[tuple[str, Candle]] = []
         self._rng = random.Random(seed)
-        # Symbols never quoted before: quoted in the next step even when the
-        # price does not move, so every client learns of a new listing at once.
+        # Symbols never quoted before: quoted next step even if the price stays, so clients learn of a listing at once.
         self._announce: set[str] = set()
 
     def step(self, instruments: dict[str, Instrument], *, ts: int) -> list[Tick]:
         """Advance every instrument one step and return the ticks that changed.
 
-        ``instruments`` is the operator's current view: a symbol missing from
-        it is not traded this step; a new one must already have a tick (see
-        ``add``). Draws happen in symbol order so a seed replays exactly.
-        The candles this step finished are in ``finished`` until the next step.
+        ``instruments`` is the operator's current view: a symbol missing from it is not traded this step; a new one
+        must already have a tick (see ``add``). Draws happen in symbol order so a seed replays exactly. The candles
+        this step finished are in ``finished`` until the next step.
         """
         self.step_no += 1
         self.finished = []
-        session = self.schedule.at(ts)
-        before, self.session = self.session, session
-        closing = opening = False
-        if before is not None:
-            closing = before.state == OPEN and (session.number > before.number or session.state == CLOSED)
-            opening = session.state == OPEN and (session.number > before.number or before.state == CLOSED)
-        trading = session.state == OPEN
+        closing, opening = self._next_session(ts)
+        trading = self.session.state == OPEN
         changed: list[Tick] = []
         rng, dt = self._rng, self.dt
         for symbol in sorted(instruments):
@@ -237,76 +242,67 @@ class Market:
             tick = self.ticks.get(symbol)
             if tick is None:
                 continue
-            announce = symbol in self._announce
+            tick, rebased = _rebased(tick, instrument, opening=opening)
+            # At a close every symbol is quoted once more: the session's figures are final.
+            announce = symbol in self._announce or closing or rebased
             self._announce.discard(symbol)
-            if closing:
-                announce = True  # quoted once more: the session's figures are final
-            if opening:
-                # The last session's last price is its close: change now counts from there. Rolled at the
-                # open, not at the close, so the closed market still shows the session's change and movers.
-                p = tick.price
-                tick = replace(tick, prev_close=p, open=p, high=p, low=p, volume=0)
-                announce = True
-            if instrument.reference_price is not None and instrument.reference_price != tick.reference_price:
-                # The operator set a new previous close: a change like any other.
-                tick = replace(tick, reference_price=instrument.reference_price, prev_close=instrument.reference_price)
-                announce = True
-            if not trading:
-                if instrument.halted != tick.halted or announce:
-                    changed.append(self._update(tick, halted=instrument.halted, ts=ts))
-                else:
-                    self.ticks[symbol] = tick
-                continue
-            # Draw even for halted symbols so halting one does not shift the
-            # random stream of all the others.
-            z = rng.gauss(0.0, 1.0)
-            u = rng.random()
-            if instrument.halted:
-                if not tick.halted or announce:
-                    changed.append(self._update(tick, halted=True, ts=ts))
-                else:
-                    self.ticks[symbol] = tick
-                continue
-            price = quantize(
-                next_price(float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=dt, z=z)
-            )
-            if price != tick.price:
-                volume = step_volume(z, u)
-                candle = candle_after(tick.candle, price=price, volume=volume, ts=ts)
-                if tick.candle is not None and tick.candle.time != candle.time:
-                    self.finished.append((symbol, tick.candle))
-                first = opening  # the session's first trade sets its open
-                # Built directly, not with dataclasses.replace: this line runs for
-                # nearly every symbol every step, and replace() was 20% of a step.
-                new = Tick(
-                    symbol,
-                    price,
-                    tick.reference_price,
-                    tick.seq + 1,
-                    ts,
-                    False,
-                    tick.prev_close,
-                    price if first else tick.open,
-                    price if first or price > tick.high else tick.high,
-                    price if first or price < tick.low else tick.low,
-                    tick.volume + volume,
-                    candle,
-                )
-                self.ticks[symbol] = new
-                changed.append(new)
-            elif tick.halted or announce:
-                changed.append(self._update(tick, halted=False, ts=ts))
+            if trading:  # drawn even for a halted symbol: halting one does not shift the others' random stream
+                z, u = rng.gauss(0.0, 1.0), rng.random()
+            if not trading or instrument.halted:
+                quote_again = instrument.halted != tick.halted or announce
             else:
-                self.ticks[symbol] = tick
+                price = quantize(
+                    next_price(float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=dt, z=z)
+                )
+                if price != tick.price:
+                    changed.append(self._trade(tick, price, volume=step_volume(z, u), ts=ts, first=opening))
+                    continue
+                quote_again = tick.halted or announce
+            self.ticks[symbol] = tick
+            if quote_again:
+                changed.append(self._update(tick, halted=instrument.halted, ts=ts))
         return changed
+
+    def _next_session(self, ts: int) -> tuple[bool, bool]:
+        """Moves to the session at ``ts``; returns whether one closed and whether one opened since the last step."""
+        session = self.schedule.at(ts)
+        before, self.session = self.session, session
+        if before is None:
+            return False, False
+        closing = before.state == OPEN and (session.number > before.number or session.state == CLOSED)
+        opening = session.state == OPEN and (session.number > before.number or before.state == CLOSED)
+        return closing, opening
+
+    def _trade(self, tick: Tick, price: Decimal, *, volume: int, ts: int, first: bool) -> Tick:
+        """``tick`` after a trade of ``volume`` shares at ``price``, the session's first if ``first`` (it sets the
+        open); a candle the trade finishes goes to ``finished``."""
+        candle = candle_after(tick.candle, price=price, volume=volume, ts=ts)
+        if tick.candle is not None and tick.candle.time != candle.time:
+            self.finished.append((tick.symbol, tick.candle))
+        # Not dataclasses.replace: this runs for nearly every symbol every step, and replace() was 20% of a step.
+        new = Tick(
+            tick.symbol,
+            price,
+            tick.reference_price,
+            tick.seq + 1,
+            ts,
+            False,
+            tick.prev_close,
+            price if first else tick.open,
+            price if first or price > tick.high else tick.high,
+            price if first or price < tick.low else tick.low,
+            tick.volume + volume,
+            candle,
+        )
+        self.ticks[tick.symbol] = new
+        return new
 
     def add(self, tick: Tick, *, announce: bool = False) -> None:
         """Start trading a symbol from ``tick`` (a new listing, a relisting or a restart).
 
-        A tick with ``seq == 0`` has never been quoted, and ``announce`` asks
-        for it too: the next step quotes the symbol even if its price does not
-        move, so clients learn its state (for example a halt set while the
-        market was down).
+        A tick with ``seq == 0`` has never been quoted, and ``announce`` asks for it too: the next step quotes the
+        symbol even if its price does not move, so clients learn its state (for example a halt set while the market
+        was down).
         """
         self.ticks[tick.symbol] = tick
         if tick.seq == 0 or announce:

@@ -38,7 +38,7 @@ DEFAULT_MOVERS = 10
 class ProtocolError(Exception):
     """A request the server will not act on: an error frame on a WebSocket, a JSON error over HTTP.
 
-    ``status`` and ``headers`` are for HTTP (ticker.views answers every
+    ``status`` and ``headers`` are for HTTP (ticker.edge.http answers every
     ProtocolError the same way); ``extra`` goes into the error body.
     """
 

@@ -67,7 +67,6 @@ const rows = indexRows(el.tbody);
 // What each row shows: the quotes the sort orders by, so the order always matches the numbers on
 // screen (while paused the book moves on and the rows do not).
 const shown = new Map(); // symbol -> quote
-for (const symbol of rows.keys()) if (book.quotes.has(symbol)) shown.set(symbol, book.quotes.get(symbol));
 const sparks = new Map(); // symbol -> Closes
 // WCAG 2.3.3: no flash for those who asked their system for less motion (ticker.css turns off
 // animations too); read at each tick, so a change of the setting applies at once.
@@ -518,6 +517,9 @@ setInterval(() => {
 const pinned = new URLSearchParams(window.location.search).get("transport");
 const choice = TRANSPORTS.includes(pinned) ? pinned : "auto";
 document.querySelector(`input[name=transport][value=${choice}]`).checked = true;
+// The server's rows hold their quotes unformatted (ticker/views.py, dashboard): written here with the
+// one formatter, from the same quotes (initial-quotes), before anything reads the rows.
+for (const [symbol, row] of rows) if (book.quotes.has(symbol)) showQuote(row, book.quotes.get(symbol));
 syncRows();
 showSort();
 showSession();
