@@ -12,8 +12,10 @@ from django.conf import settings
 from ticker.edge import admission, security, server
 from ticker.edge.ratelimit import TokenBucket
 from ticker.hub import FeedUnavailable, QuoteHub, get_hub
+from ticker.hub.outlet import SocketOutlet
 from ticker.ops import logs, metrics
 from ticker.wire import protocol
+from ticker.wire.frames import Frame
 from ticker.wire.protocol import ALL, Command, ProtocolError
 
 # The errors after which the server closes the socket, and its close code
@@ -32,7 +34,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     """One browser (or integrator) connection to the live feed.
 
     Batches do not arrive through this consumer's channel: the process's
-    QuoteHub writes them to this connection's outlet (ticker/edge/server.py), and
+    QuoteHub writes them to this connection's outlet (ticker/edge/server/), and
     so does this consumer, so every frame keeps its order.
     """
 
@@ -41,7 +43,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     # gives a consumer no layer when its alias names no configured layer.)
     channel_layer_alias = None
     hub: QuoteHub | None = None
-    outlet: server.DaphneOutlet | server.QueuedOutlet | None = None
+    outlet: SocketOutlet | None = None
     # Set once the socket is being closed by the server: client frames are ignored.
     closing: bool = False
     # Set once ``teardown`` has run: it runs once, whichever way the connection ended.
@@ -93,7 +95,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.opened_at = time.monotonic()
         metrics.connection_opened("websocket")
         log.info("websocket opened", extra={"client": _peer(self.scope)})
-        self.outlet = server.websocket_outlet(self.scope, self.base_send)
+        self.outlet = server.websocket_outlet(
+            self.scope, self.base_send, compress_min_bytes=settings.TICKER_WS_COMPRESS_MIN_BYTES
+        )
         metrics.websocket_negotiated(self.outlet.compression, self.delta)
         try:
             self.slot = admission.connections().admit(security.scope_client_address(self.scope))
@@ -178,7 +182,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     def _reply(self, frame: dict) -> None:
         text = protocol.encode(frame)
         self.hub.fanout.sent.add(frame["type"], len(text))
-        self.outlet.write(server.Frame(text, self.hub.step, frame["type"]))
+        self.outlet.write(Frame(text, self.hub.step, frame["type"]))
 
     def _close(self, code: int, reason: str = "") -> None:
         self.closing = True

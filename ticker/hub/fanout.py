@@ -1,13 +1,13 @@
 """Fan-out: each connection's delivery state, owned here, and one frame per step per connection.
 
-Every job here is synchronous: an outlet (ticker/edge/server.py) takes a frame
+Every job here is synchronous: an outlet (ticker/edge/server/) takes a frame
 without awaiting, so nothing can attach, subscribe or detach in the middle
 of a broadcast, and a client that does not read holds up no other.
 
 A step's frames are assembled, not encoded per connection: each fresh quote
 is encoded once (``Batch``), and a connection's frame is those pieces joined
 behind the frame's head; connections with the same interest share one frame,
-and the daphne outlet frames each frame once (ticker/edge/server.py). So a client
+and the daphne outlet frames each frame once (ticker/edge/server/). So a client
 on its own watchlist costs a few dictionary look-ups and a join more than one
 on everything, not a filter of the whole step and a JSON encode of its own
 (issue 11; docs/benchmarks.md, "Personal watchlists").
@@ -15,7 +15,7 @@ on everything, not a filter of the whole step and a JSON encode of its own
 A connection on the delta format (``ticker.v2.json``, docs/protocol.md) gets
 the same frames assembled from delta pieces (each symbol's changes, also
 encoded once per step). A frame that several connections share is compressed
-once for all of them (ticker/edge/server.py); of the frames made for a single
+once for all of them (ticker/edge/server/); of the frames made for a single
 connection, only the first ``COMPRESSED_SINGLES`` of each step may be, so
 thousands of personal watchlists do not cost a compressor per client per step
 (issue 14; docs/benchmarks.md, "Compression and deltas").
@@ -30,15 +30,15 @@ from collections.abc import Callable, Iterable
 from operator import itemgetter
 from typing import Any
 
-from ticker.edge import server
-from ticker.edge.server import Frame, Outlet
 from ticker.hub.clock import Clock, Timer
 from ticker.hub.interest import EVERYTHING, NOTHING, Interest
 from ticker.hub.movers import MoversBoard
+from ticker.hub.outlet import Outlet
 from ticker.hub.ratecap import RateCap
 from ticker.hub.store import QuoteStore
 from ticker.ops import metrics
 from ticker.wire import protocol
+from ticker.wire.frames import Frame
 
 log = logging.getLogger(__name__)
 _UNSEEN = object()
@@ -143,7 +143,14 @@ class _Pieces(dict):
 class Fanout:
     """Sends each broadcast to every attached connection, each distinct frame encoded once."""
 
-    def __init__(self, store: QuoteStore, clock: Clock, on_broadcast: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        store: QuoteStore,
+        clock: Clock,
+        on_broadcast: Callable[[], None] = lambda: None,
+        *,
+        compress_min_bytes: int = 256,
+    ):
         self.store = store
         self.clock = clock
         self.on_broadcast = on_broadcast  # called after every quotes broadcast (the hub schedules a collection)
@@ -153,6 +160,8 @@ class Fanout:
         self._movers_timer: Timer | None = None
         self.sent = metrics.Sent()  # what was handed to connections, for /metrics and the operations view
         self.compressed_singles = COMPRESSED_SINGLES  # left this step (``_single``)
+        # TICKER_WS_COMPRESS_MIN_BYTES: an outlet sends shorter frames uncompressed, so they cost no budget.
+        self.compress_min_bytes = compress_min_bytes
 
     def __len__(self) -> int:
         return len(self.deliveries)
@@ -403,7 +412,8 @@ class Fanout:
 
     def _single(self, delivery: Delivery, payload: bytes) -> bool:
         """May a frame made for this connection alone be compressed? Yes while this step's budget lasts."""
-        if not getattr(delivery.outlet, "deflate", False) or len(payload) < server.compress_min_bytes:
+        # getattr: the SSE outlet (ticker/views.py) has no ``deflate``: it sends no compressed frames.
+        if not getattr(delivery.outlet, "deflate", False) or len(payload) < self.compress_min_bytes:
             return True  # nothing to spend: the outlet does not compress our frames, or not one this small
         if self.compressed_singles <= 0:
             return False
