@@ -32,7 +32,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from ticker.hub.clock import Clock, LoopClock
-from ticker.hub.fanout import Delivery, Fanout
+from ticker.hub.delivery import Delivery
+from ticker.hub.fanout import Fanout
+from ticker.hub.figures import watch as watch_figures
 from ticker.hub.follower import INTERRUPTED, LIVE, FeedFollower
 from ticker.hub.heartbeats import WATCH_EVERY_S, Heartbeats
 from ticker.hub.interest import EVERYTHING, NOTHING, Interest
@@ -265,7 +267,7 @@ async def get_hub(wait_s: float | None = READY_TIMEOUT_S) -> QuoteHub:
             compress_min_bytes=settings.TICKER_WS_COMPRESS_MIN_BYTES,
         )
         hub.collections.take_over()
-        metrics.watch(hub)
+        watch_figures(hub)
     return await hub.ready(wait_s)
 
 
