@@ -6,6 +6,7 @@ import logging
 import time
 from functools import cached_property
 
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -72,6 +73,20 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             raise
         finally:
             self.teardown()
+
+    async def dispatch(self, message: dict) -> None:
+        """Called by Channels for every event of the connection (the connect, each client frame, the disconnect).
+
+        Channels' own ``dispatch`` first hops to a worker thread to close stale database connections
+        (``aclose_old_connections``) before every handler. This consumer runs no query of its own (the hub
+        loads the stored market through ``database_sync_to_async``, which closes them around its call), so
+        that hop was pure cost: about 60 us of a client message's 70 (docs/benchmarks.md, "Channels'
+        dispatch").
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         """Called when a WebSocket connection is opened.
@@ -175,8 +190,6 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             if error.code in CLOSE_CODES:
                 metrics.message_refused(error.code)
                 log.info("closing: %s", error.code)
-                # Detached first: it gets no more quotes while the close completes.
-                self.hub.fanout.detach(self.outlet)
                 self._close(CLOSE_CODES[error.code])
 
     def _reply(self, frame: dict) -> None:
@@ -185,8 +198,12 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.outlet.write(Frame(text, self.hub.step, frame["type"]))
 
     def _close(self, code: int, reason: str = "") -> None:
+        """The server closes the socket: no more frames from the hub while the close completes. What the
+        connection holds is given back by ``teardown``, once the close has happened."""
         self.closing = True
         self.closed_with = code
+        if self.hub is not None:
+            self.hub.fanout.detach(self.outlet)
         self.outlet.close(code, reason)
 
     def on_ping(self, command: Command) -> None:
