@@ -68,7 +68,7 @@ refused_connections = Counter(
 for _transport in TRANSPORTS:
     for _reason in REFUSAL_REASONS:
         refused_connections.labels(_transport, _reason)
-# Compression (ticker/edge/server.py): counted once per distinct frame compressed, not per connection it went to.
+# Compression (ticker/wire/frames.py): counted once per distinct frame compressed, not per connection it went to.
 compressed_frames = Counter(
     "ticker_compressed_frames",
     "Distinct frames compressed for permessage-deflate (each once, for every connection it went to).",
