@@ -1,24 +1,18 @@
 """The one package that knows the ASGI server: what a connection needs from it, on daphne and elsewhere.
 
-A connection (a WebSocket consumer, an SSE stream) asks this module for an
+A connection (a WebSocket consumer, an SSE stream) asks this package for an
 **outlet**: something it, and the hub, can hand frames to without awaiting
-anything. An outlet gives
-
-- ``write(frame)``: send a frame; the frame carries its text and, once the
-  first outlet has framed it, its server-specific encoding, so a frame that
-  goes to thousands of connections is framed once (``Frame.prepared``);
-- ``backlogged``: True while the client is not reading and what is queued
-  for it has reached its bound; the hub then sends it nothing more and,
-  once it reads again, one snapshot instead of the frames it missed;
-- ``close(code)``: close with any RFC 6455 code (1008, 1009, 1013, ...);
-- ``stop()``: forget the connection (called once it has gone).
+anything. What an outlet offers is ticker/hub/outlet.py (``Outlet`` for the
+hub: ``write``, ``backlogged``, ``deflate``; ``SocketOutlet`` for the
+consumer: ``close(code)`` with any RFC 6455 code, ``stop()``, ``drained()``,
+``compression``).
 
 **On daphne** (verified against daphne 4.2.3, autobahn 26.10.2 and Twisted
 26.10.0, the versions pinned in requirements.txt) a WebSocket's outlet is its
 Twisted transport, found through daphne's ``HTTPFactory.server`` and
-``Server.connections``. Each frame is framed once, by ``text_frame`` (the
-RFC 6455 header built here: no library call, so a frame made for one client
-costs as little to frame as one shared by thousands; checked against
+``Server.connections`` (``transports``: the server object found once). Each frame is framed once, by
+``text_frame`` (ticker/wire/frames.py, the RFC 6455 header built by hand: no library call, so a frame made
+for one client costs as little to frame as one shared by thousands; checked against
 autobahn's own framing on the first connection), and written straight to the
 socket when nothing is queued for it, as asyncio's own transports do; the
 rest goes to Twisted's buffer, which keeps order and connection-loss handling. Through
@@ -27,23 +21,23 @@ send layers, a framing, and a deferred Twisted write with two epoll_ctl calls
 per frame: most of daphne's busy time at 2,000 clients (docs/benchmarks.md,
 "Fan-out at scale"). That direct write reads private attributes of Twisted's
 and autobahn's (``_tempDataLen``, ``offset``, ``dataBuffer``,
-``_perMessageCompress``, ``send_queue``, and daphne's ``Server.ws_factory``); ``fast_path_missing`` checks them,
+``_perMessageCompress``, ``send_queue``, and daphne's ``Server.ws_factory``); ``outlet.fast_path_missing`` checks them,
 and that ``text_frame`` still frames as autobahn does, on the first connection
 and, if anything is off, logs once and uses autobahn's public
 ``sendPreparedMessage`` instead (still framed once, written through Twisted).
 Backpressure: each transport's kernel send buffer is capped and Twisted flags
 ``producerPaused`` once its own buffer passes ``bufferSize``.
 
-**Compression** (permessage-deflate, RFC 7692; docs/protocol.md, "Compression"): daphne declines every
-offer, so ``install`` gives daphne's WebSocket factory an accept function once the reactor runs. It answers
-``server_no_context_takeover`` whether or not the client asked (RFC 7692 7.1.1.1), so every message is
+**Compression** (permessage-deflate, RFC 7692; docs/protocol.md, "Compression"): daphne declines every offer,
+so ``install`` gives daphne's WebSocket factory an accept function once the reactor runs (``compression``). It
+answers ``server_no_context_takeover`` whether or not the client asked (RFC 7692 7.1.1.1), so every message is
 compressed on its own and one compressed frame (``Frame.deflated``, made by ``deflated_frame``) goes to every
-connection that negotiated it, as the plain frame does. autobahn's ``sendPreparedMessage`` would compress
-per connection instead ("cannot compress/frame in advance"), so the direct write sends our own frame with
-RSV1 set; ``fast_path_missing`` checks that autobahn's own decompressor reads it back. Frames below
+connection that negotiated it, as the plain frame does. autobahn's ``sendPreparedMessage`` would compress per
+connection instead ("cannot compress/frame in advance"), so the direct write sends our own frame with RSV1
+set; ``fast_path_missing`` checks that autobahn's own decompressor reads it back. Frames below
 ``TICKER_WS_COMPRESS_MIN_BYTES``, and frames made for one connection past the fan-out's per-step budget
 (``Frame(compress=False)``: thousands of personal watchlists would cost a compressor per client per step,
-ticker/hub/fanout.py), go uncompressed with RSV1 clear, which RFC 7692 allows message by message.
+ticker/hub/batch.py), go uncompressed with RSV1 clear, which RFC 7692 allows message by message.
 
 daphne and autobahn let an application's ``websocket.close`` carry only 1000
 or 3000-4999 (django/daphne#374), so ``close`` sends the RFC code through
@@ -51,7 +45,7 @@ autobahn's frame API. On SIGTERM daphne cancels every application and cuts
 the sockets (browsers see 1006); ``install`` registers a trigger that first
 sends 1001 ("going away") on every open WebSocket and gives clients a moment.
 
-**Abuse by one client** (issue 21; ``install_guards``): daphne's WebSocket factory gets our protocol, which
+**Abuse by one client** (issue 21; ``guards.install_guards``): daphne's WebSocket factory gets our protocol, which
 counts every client frame as its header is read (``ticker.edge.ratelimit.FrameGuard``: a frame budget, 64 fragments
 a message, 16 KiB before the message completes) and, past a limit, sends one error frame and the close (1008, or
 1009 for size) and parses nothing more of what the client sent; and daphne's HTTP factory gets a Twisted channel
