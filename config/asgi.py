@@ -20,7 +20,6 @@ except ImproperlyConfigured as error:
 # imports the consumers, which import the ORM.
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ticker.edge.security import OriginCheck  # noqa: E402
@@ -33,8 +32,9 @@ application = health.routes(
         {
             "http": django_asgi_app,
             # OriginCheck, not channels' AllowedHostsOriginValidator: the same Origin rule as SSE and
-            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py).
-            "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py). No session or auth
+            # middleware: no consumer reads scope["user"], and each would cost every connection a lookup.
+            "websocket": OriginCheck(URLRouter(websocket_urlpatterns)),
         }
     )
 )

@@ -21,7 +21,9 @@ from ticker.runtime import gc_schedule
 
 
 class Outlet:
-    """Stands in for a server outlet (ticker/edge/server.py): keeps every frame written to it."""
+    """Stands in for a server outlet (ticker.hub.outlet.Outlet): keeps every frame written to it."""
+
+    deflate = False
 
     def __init__(self):
         self.written = []
@@ -234,7 +236,7 @@ def test_a_personal_frame_holds_exactly_the_clients_changed_symbols_in_symbol_or
 
 def test_many_watchlists_in_one_step_each_get_exactly_their_changed_symbols():
     """Past Batch.LAZY_WATCHLISTS watchlists a step encodes every quote and picks by look-up: same frames."""
-    from ticker.hub.fanout import Batch
+    from ticker.hub.batch import Batch
     from ticker.wire import protocol
 
     symbols = [f"S{n:03}" for n in range(60)]
@@ -415,7 +417,7 @@ class DeflatingOutlet(Outlet):
 
 
 def test_frames_made_for_one_connection_are_compressed_only_within_the_steps_budget():
-    from ticker.hub.fanout import COMPRESSED_SINGLES
+    from ticker.hub.batch import COMPRESSED_SINGLES
 
     symbols = [f"S{n:03}" for n in range(COMPRESSED_SINGLES + 8)]
     f, _ = fanout(*(full(s, 1, 100.0) for s in symbols))

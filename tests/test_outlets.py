@@ -8,7 +8,8 @@ import asyncio
 
 import pytest
 
-from ticker.edge.server import Frame, QueuedOutlet
+from ticker.edge.queued import QueuedOutlet
+from ticker.wire.frames import Frame
 
 from .clients import until
 
@@ -60,7 +61,8 @@ async def test_our_server_frames_are_autobahns_byte_for_byte_at_every_length_enc
     """The daphne outlet frames without a library call (text_frame); it must match autobahn (RFC 6455 5.2)."""
     from autobahn.websocket.protocol import PreparedMessage
 
-    from ticker.edge.server import _framing_agrees, text_frame
+    from ticker.edge.server.outlet import _framing_agrees
+    from ticker.wire.frames import text_frame
 
     for size in (0, 1, 125, 126, 127, 65535, 65536, 100_000):
         payload = ("é" * size).encode()[:size]  # the length is in bytes, not characters

@@ -22,6 +22,8 @@ CLOSED_SESSION = {"state": "closed", "until": 420_000}
 
 
 class Outlet:
+    deflate = False
+
     def __init__(self):
         self.written = []
         self.backlogged = False

@@ -20,6 +20,7 @@ from ticker.hub import interest as interests
 from ticker.market import selectors
 from ticker.ops import logs, metrics
 from ticker.wire import protocol
+from ticker.wire.frames import Frame
 from ticker.wire.protocol import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -130,18 +131,20 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
 
 
 class _StreamOutlet:
-    """An SSE connection's outlet (ticker/edge/server.py): frames go into a bounded queue the response drains."""
+    """An SSE connection's outlet (ticker.hub.outlet.Outlet): frames go into a bounded queue the response drains."""
+
+    deflate = False  # SSE's text goes out as it is (HTTP compression is the proxy's business)
 
     def __init__(self, backpressure: server.StreamBackpressure):
         self.backpressure = backpressure
-        self.queue: asyncio.Queue[server.Frame] = asyncio.Queue(SSE_MAX_QUEUED)
+        self.queue: asyncio.Queue[Frame] = asyncio.Queue(SSE_MAX_QUEUED)
         self.overflowed = False
 
     @property
     def backlogged(self) -> bool:
         return self.backpressure.backlogged
 
-    def write(self, frame: server.Frame) -> None:
+    def write(self, frame: Frame) -> None:
         try:
             self.queue.put_nowait(frame)
         except asyncio.QueueFull:

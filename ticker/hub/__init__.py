@@ -32,7 +32,9 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from ticker.hub.clock import Clock, LoopClock
-from ticker.hub.fanout import Delivery, Fanout
+from ticker.hub.delivery import Delivery
+from ticker.hub.fanout import Fanout
+from ticker.hub.figures import watch as watch_figures
 from ticker.hub.follower import INTERRUPTED, LIVE, FeedFollower
 from ticker.hub.heartbeats import WATCH_EVERY_S, Heartbeats
 from ticker.hub.interest import EVERYTHING, NOTHING, Interest
@@ -97,10 +99,13 @@ class QuoteHub:
         heartbeat_s: float = 5.0,
         clock: Clock | None = None,
         load=_load_stored,
+        compress_min_bytes: int = 256,
     ):
         self.store = QuoteStore()
         self.clock = clock or LoopClock()
-        self.fanout = Fanout(self.store, self.clock, on_broadcast=self._collect_soon)
+        self.fanout = Fanout(
+            self.store, self.clock, on_broadcast=self._collect_soon, compress_min_bytes=compress_min_bytes
+        )
         self.follower = FeedFollower(
             channel_layer, stale_after_s=stale_after_s, load=load, on_load=self.load, on_batch=self.on_batch
         )
@@ -256,10 +261,13 @@ async def get_hub(wait_s: float | None = READY_TIMEOUT_S) -> QuoteHub:
         # Twelve market steps without a batch (3 s at the default 250 ms) is not a slow step any more.
         stale_after_s = max(3.0, 12 * settings.MARKET_INTERVAL_MS / 1000)
         hub = _hubs[loop] = QuoteHub(
-            get_channel_layer(), stale_after_s=stale_after_s, heartbeat_s=settings.TICKER_HEARTBEAT_S
+            get_channel_layer(),
+            stale_after_s=stale_after_s,
+            heartbeat_s=settings.TICKER_HEARTBEAT_S,
+            compress_min_bytes=settings.TICKER_WS_COMPRESS_MIN_BYTES,
         )
         hub.collections.take_over()
-        metrics.watch(hub)
+        watch_figures(hub)
     return await hub.ready(wait_s)
 
 

@@ -1,24 +1,19 @@
 """Fan-out: each connection's delivery state, owned here, and one frame per step per connection.
 
-Every job here is synchronous: an outlet (ticker/edge/server.py) takes a frame
+Every job here is synchronous: an outlet (ticker/edge/server/) takes a frame
 without awaiting, so nothing can attach, subscribe or detach in the middle
 of a broadcast, and a client that does not read holds up no other.
 
 A step's frames are assembled, not encoded per connection: each fresh quote
 is encoded once (``Batch``), and a connection's frame is those pieces joined
 behind the frame's head; connections with the same interest share one frame,
-and the daphne outlet frames each frame once (ticker/edge/server.py). So a client
+and the daphne outlet frames each frame once (ticker/edge/server/). So a client
 on its own watchlist costs a few dictionary look-ups and a join more than one
 on everything, not a filter of the whole step and a JSON encode of its own
 (issue 11; docs/benchmarks.md, "Personal watchlists").
 
-A connection on the delta format (``ticker.v2.json``, docs/protocol.md) gets
-the same frames assembled from delta pieces (each symbol's changes, also
-encoded once per step). A frame that several connections share is compressed
-once for all of them (ticker/edge/server.py); of the frames made for a single
-connection, only the first ``COMPRESSED_SINGLES`` of each step may be, so
-thousands of personal watchlists do not cost a compressor per client per step
-(issue 14; docs/benchmarks.md, "Compression and deltas").
+The pieces and the delta format, and which frames made for one connection are
+compressed, are ticker/hub/batch.py.
 """
 
 from __future__ import annotations
@@ -27,123 +22,35 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from operator import itemgetter
 from typing import Any
 
-from ticker.edge import server
-from ticker.edge.server import Frame, Outlet
+from ticker.hub.batch import Batch, CompressedSingles
 from ticker.hub.clock import Clock, Timer
+from ticker.hub.delivery import Delivery
 from ticker.hub.interest import EVERYTHING, NOTHING, Interest
 from ticker.hub.movers import MoversBoard
+from ticker.hub.outlet import Outlet
 from ticker.hub.ratecap import RateCap
+from ticker.hub.sent import Sent
 from ticker.hub.store import QuoteStore
-from ticker.ops import metrics
 from ticker.wire import protocol
+from ticker.wire.frames import Frame
 
 log = logging.getLogger(__name__)
 _UNSEEN = object()
 
 
-# Per market step, at most this many frames made for one connection alone are compressed (the oldest connections'
-# first); the rest go uncompressed. Compressing a 20-quote frame costs 18-26 us, mostly setting up a fresh
-# compressor: a third again of the ~70 us a personal watchlist's frame costs in all, over issue 14's bound of
-# 1.2x (docs/benchmarks.md, "Compression and deltas").
-COMPRESSED_SINGLES = 32
-
-
-class Delivery:
-    """What the hub knows of one connection: what it wants, its format and rate cap, and whether it fell behind."""
-
-    __slots__ = ("outlet", "interest", "delta", "cap", "behind", "movers", "movers_shown")
-
-    def __init__(self, outlet: Outlet, interest: Interest, delta: bool = False):
-        self.outlet = outlet
-        self.interest = interest
-        self.delta = delta  # quotes frames carry each symbol's changes only (docs/protocol.md, "Quote formats")
-        self.cap: RateCap | None = None  # max_rate, if the client asked for one
-        # Set while the client does not read (its outlet is backlogged): it is
-        # sent nothing, and once it reads again, a snapshot instead of a backlog.
-        self.behind = False
-        self.movers = 0  # how many gainers and losers it follows (0: none)
-        self.movers_shown: tuple | None = None  # MoversBoard.key of the last movers frame it was sent
-
-
-class Batch:
-    """One step's fresh quotes, in symbol order, each encoded once on first use (whole, and as a delta against
-    ``previous``, the quotes they replaced), and picked per interest."""
-
-    __slots__ = ("step", "symbols", "quotes", "pieces", "deltas", "picked")
-
-    # After this many watchlist frames in one step (of one format) every fresh quote is encoded, and later
-    # watchlists are picked with C-level look-ups (many personal watchlists together want nearly every quote;
-    # a few need not pay for encoding all of a big market's).
-    LAZY_WATCHLISTS = 32
-
-    def __init__(self, step: int, fresh: list[dict[str, Any]], previous: dict[str, dict[str, Any]] | None = None):
-        self.step = step
-        ordered = sorted(fresh, key=itemgetter("symbol"))
-        self.symbols = [q["symbol"] for q in ordered]
-        self.quotes = dict(zip(self.symbols, ordered, strict=True))
-        self.pieces = _Pieces(self.quotes, protocol.encode_quote)
-        previous = previous or {}
-        self.deltas = _Pieces(
-            self.quotes, lambda quote: protocol.encode_quote(protocol.quote_delta(quote, previous.get(quote["symbol"])))
-        )
-        self.picked = 0  # quotes in the last frame ``payload`` made (the updates it delivers)
-
-    def wanted(self, interest: Interest) -> list[str]:
-        """The fresh symbols ``interest`` wants, in symbol order; a watchlist costs a look-up per symbol it holds."""
-        if interest.everything:
-            excluded = interest.symbols
-            return [s for s in self.symbols if s not in excluded] if excluded else self.symbols
-        quotes = self.quotes
-        if len(interest.symbols) <= len(quotes):
-            return [s for s in interest.ordered if s in quotes]
-        return [s for s in self.symbols if s in interest.symbols]
-
-    def payload(self, interest: Interest, delta: bool = False) -> bytes | None:
-        """The quotes frame for ``interest``, assembled from the encoded quotes (or deltas); None when it wants none."""
-        pieces, quotes = self.deltas if delta else self.pieces, self.quotes
-        if not interest.everything and len(interest.symbols) <= len(quotes):
-            # A watchlist: one pass over its own symbols, no list of names first.
-            if pieces.lazy_watchlists:
-                pieces.lazy_watchlists -= 1
-                if not pieces.lazy_watchlists:
-                    pieces.encode_all()
-                picked = [pieces[s] for s in interest.ordered if s in quotes]
-            else:
-                picked = list(filter(None, map(pieces.get, interest.ordered)))
-        else:
-            picked = [pieces[s] for s in self.wanted(interest)]
-        self.picked = len(picked)
-        return protocol.quotes_payload(picked, step=self.step) if picked else None
-
-
-class _Pieces(dict):
-    """symbol -> its quote's JSON (``encode``): encoded the first time a frame of the step needs it, then shared."""
-
-    __slots__ = ("quotes", "encode", "lazy_watchlists")
-
-    def __init__(self, quotes: dict[str, dict[str, Any]], encode: Callable[[dict[str, Any]], bytes]):
-        super().__init__()
-        self.quotes = quotes
-        self.encode = encode
-        self.lazy_watchlists = Batch.LAZY_WATCHLISTS  # watchlist frames left before ``encode_all``
-
-    def __missing__(self, symbol: str) -> bytes:
-        piece = self[symbol] = self.encode(self.quotes[symbol])
-        return piece
-
-    def encode_all(self) -> None:
-        """Encode every fresh quote not encoded yet; from then on ``get`` finds each (and None for the rest)."""
-        for symbol in self.quotes.keys() - self.keys():
-            self[symbol] = self.encode(self.quotes[symbol])
-
-
 class Fanout:
     """Sends each broadcast to every attached connection, each distinct frame encoded once."""
 
-    def __init__(self, store: QuoteStore, clock: Clock, on_broadcast: Callable[[], None] = lambda: None):
+    def __init__(
+        self,
+        store: QuoteStore,
+        clock: Clock,
+        on_broadcast: Callable[[], None] = lambda: None,
+        *,
+        compress_min_bytes: int = 256,
+    ):
         self.store = store
         self.clock = clock
         self.on_broadcast = on_broadcast  # called after every quotes broadcast (the hub schedules a collection)
@@ -151,8 +58,8 @@ class Fanout:
         self.movers = MoversBoard()
         self.movers_followers = 0  # connections that follow movers
         self._movers_timer: Timer | None = None
-        self.sent = metrics.Sent()  # what was handed to connections, for /metrics and the operations view
-        self.compressed_singles = COMPRESSED_SINGLES  # left this step (``_single``)
+        self.sent = Sent()  # what was handed to connections, for /metrics and the operations view
+        self.singles = CompressedSingles(compress_min_bytes)  # which one-connection frames are compressed
 
     def __len__(self) -> int:
         return len(self.deliveries)
@@ -210,7 +117,7 @@ class Fanout:
         elif delivery.cap.pending:
             delivery.cap.timer = self.clock.call_at(self.clock.now(), lambda: self._flush(delivery))
 
-    # -- broadcasts -----------------------------------------------------
+    # -- movers ---------------------------------------------------------
 
     def follow_movers(self, outlet: Outlet, count: int) -> None:
         """Start (``count`` of each: an immediate movers frame, then one a second at most while they change),
@@ -239,7 +146,7 @@ class Fanout:
         started = time.perf_counter()
         batch = Batch(step, fresh, previous)
         deliveries = list(self.deliveries.values())
-        self.compressed_singles = COMPRESSED_SINGLES
+        self.singles.renew()
         # A frame is kept for the rest of the step only when another connection has the same interest and
         # format: a personal watchlist's frame is written and dropped at once, so the next one reuses its memory
         # (kept, 2,000 personal frames were ~15 MB allocated and freed per step; py-spy showed the
@@ -247,7 +154,7 @@ class Fanout:
         shared = Counter((d.interest, d.delta) for d in deliveries)
         frames: dict[tuple[Interest, bool], tuple[Frame, int, int] | None] = {}
         snapshots: dict[Interest, Frame | None] = {}
-        # Counted here and added once (metrics.Sent), not per frame: this loop is the hot path.
+        # Counted here and added once (ticker/hub/sent.py), not per frame: this loop is the hot path.
         written = nbytes = updates = 0
         for delivery in deliveries:
             if self._held_back(delivery, snapshots):
@@ -263,8 +170,7 @@ class Fanout:
                 elif shared[key] > 1:
                     made = frames[key] = (Frame(step=step, payload=payload), len(payload), batch.picked)
                 else:
-                    frame = Frame(step=step, payload=payload, compress=self._single(delivery, payload))
-                    made = (frame, len(payload), batch.picked)
+                    made = (self._single(delivery, step, payload), len(payload), batch.picked)
             if made is not None:
                 self._put(delivery, made[0])
                 written += 1
@@ -365,7 +271,7 @@ class Fanout:
                 cap.timer = self.clock.call_at(cap.next_at, lambda: self._flush(delivery))
             return
         if (payload := cap.take(delivery.interest, batch.step, now)) is not None:
-            self._write(delivery, Frame(step=batch.step, payload=payload, compress=self._single(delivery, payload)))
+            self._write(delivery, self._single(delivery, batch.step, payload))
 
     def _flush(self, delivery: Delivery) -> None:
         """The interval ran out with quotes held and no step since: send them now."""
@@ -380,7 +286,7 @@ class Fanout:
             return
         step = self.store.step
         if (payload := cap.take(delivery.interest, step, self.clock.now())) is not None:
-            self._write(delivery, Frame(step=step, payload=payload, compress=self._single(delivery, payload)))
+            self._write(delivery, self._single(delivery, step, payload))
 
     def _movers_soon(self) -> None:
         """While someone follows movers and the market changed: send them when their second is up."""
@@ -401,14 +307,9 @@ class Fanout:
                 self._write(delivery, board.frame(delivery.movers))
         self._movers_soon()  # changed again meanwhile (a timer that fired a hair early): the next second
 
-    def _single(self, delivery: Delivery, payload: bytes) -> bool:
-        """May a frame made for this connection alone be compressed? Yes while this step's budget lasts."""
-        if not getattr(delivery.outlet, "deflate", False) or len(payload) < server.compress_min_bytes:
-            return True  # nothing to spend: the outlet does not compress our frames, or not one this small
-        if self.compressed_singles <= 0:
-            return False
-        self.compressed_singles -= 1
-        return True
+    def _single(self, delivery: Delivery, step: int, payload: bytes) -> Frame:
+        """A quotes frame made for this connection alone: compressed while the step's budget lasts."""
+        return Frame(step=step, payload=payload, compress=self.singles.allows(delivery.outlet, payload))
 
     def _write(self, delivery: Delivery, frame: Frame) -> None:
         """Write one frame and count it (broadcasts count theirs in one go and call ``_put``)."""

@@ -6,8 +6,8 @@ import heapq
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ticker.edge.server import Frame
 from ticker.wire import protocol
+from ticker.wire.frames import Frame
 
 # The board is worked out at most this often (docs/protocol.md, "movers"), whoever asks: connections that
 # follow movers, the immediate frame of a new follower, and GET /api/movers/.

@@ -3,19 +3,16 @@
 Names are prefixed ``ticker_`` and listed, with their meaning, in docs/operations.md.
 
 The per-frame path is hot (docs/benchmarks.md: ~16 µs of server CPU per frame), so nothing here is touched
-once per frame: the fan-out keeps plain integers (``Sent``) and adds a step's frames in one go, and the
+once per frame: the fan-out keeps plain integers (ticker/hub/sent.py) and adds a step's frames in one go, and the
 collector below turns them into Prometheus samples only when /metrics is read. prometheus_client's own
 objects (with their locks) are used for what happens once per step, per connection or per close.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import time
-import weakref
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,9 +25,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-
-if TYPE_CHECKING:
-    from ticker.hub import QuoteHub
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -74,7 +68,7 @@ refused_connections = Counter(
 for _transport in TRANSPORTS:
     for _reason in REFUSAL_REASONS:
         refused_connections.labels(_transport, _reason)
-# Compression (ticker/edge/server.py): counted once per distinct frame compressed, not per connection it went to.
+# Compression (ticker/wire/frames.py): counted once per distinct frame compressed, not per connection it went to.
 compressed_frames = Counter(
     "ticker_compressed_frames",
     "Distinct frames compressed for permessage-deflate (each once, for every connection it went to).",
@@ -124,56 +118,6 @@ market_step = Gauge("ticker_market_step", "The last stored step's number.", regi
 market_last_publish = Gauge(
     "ticker_market_last_publish_timestamp_seconds", "Unix time of the last batch sent.", registry=MARKET
 )
-
-
-class Sent:
-    """What one fan-out handed to its connections, as plain integers (read at scrape time, never locked).
-
-    ``add`` is for a frame written once; a broadcast adds its totals in one call (``add_many``).
-    """
-
-    __slots__ = ("frames", "bytes", "updates", "held_back", "resnapshotted", "recent_fanouts")
-
-    def __init__(self) -> None:
-        self.frames: dict[str, int] = collections.defaultdict(int)
-        self.bytes: dict[str, int] = collections.defaultdict(int)
-        self.updates = 0  # quotes in the per-step frames
-        self.held_back = 0  # a connection found not reading: sent nothing until it reads again
-        self.resnapshotted = 0  # a connection that was held back (or missed an outage) sent a snapshot instead
-        self.recent_fanouts: collections.deque[float] = collections.deque(maxlen=240)  # about a minute of steps
-
-    def add(self, kind: str, nbytes: int) -> None:
-        self.frames[kind] += 1
-        self.bytes[kind] += nbytes
-
-    def add_many(self, kind: str, frames: int, nbytes: int, updates: int = 0) -> None:
-        if frames:
-            self.frames[kind] += frames
-            self.bytes[kind] += nbytes
-            self.updates += updates
-
-    def fanned_out(self, seconds: float) -> None:
-        """Called once per market step with the time its fan-out took."""
-        fanout_seconds.observe(seconds)
-        self.recent_fanouts.append(seconds)
-
-    def fanout_p99(self) -> float | None:
-        """The 99th percentile of the last minute's fan-outs, in seconds (None before the first)."""
-        recent = sorted(self.recent_fanouts)
-        return recent[min(len(recent) - 1, int(len(recent) * 0.99))] if recent else None
-
-
-# The web process's hub (one per event loop, ticker.hub.get_hub); weak, so a test's closed loop takes its hub along.
-_hubs: weakref.WeakSet[QuoteHub] = weakref.WeakSet()
-
-
-def watch(hub: QuoteHub) -> None:
-    """Called by get_hub when it makes a process's hub: its figures join this process's /metrics."""
-    _hubs.add(hub)
-
-
-def hubs() -> list[QuoteHub]:
-    return list(_hubs)
 
 
 def connection_opened(transport: str) -> None:
@@ -228,40 +172,28 @@ def batch_received(message: dict) -> None:
         feed_lag_seconds.observe(max(0.0, time.time() - ts / 1000))
 
 
+def empty_hub_figures() -> dict:
+    """The fan-out figures of a process with no hub yet; a hub's figures (ticker/hub/figures.py) start from these."""
+    figures: dict = dict.fromkeys(("updates", "held_back", "resnapshotted", "behind", "symbols"), 0)
+    subscriptions = dict.fromkeys(("all", "watchlist", "none"), 0)
+    figures.update(p99=None, attached=0, frames={}, bytes={}, subscriptions=subscriptions, feed=None, step=None)
+    return figures
+
+
+# Who reads the hub's figures: set by the hub when it makes one (ticker.hub.figures.watch). Inverted so that this
+# module, which every side imports, imports nothing of the hub.
+_hub_figures: Callable[[], dict] = empty_hub_figures
+
+
+def read_hub_figures_with(reader: Callable[[], dict]) -> None:
+    """Called by the hub: ``reader`` returns this process's fan-out figures (its hubs together)."""
+    global _hub_figures
+    _hub_figures = reader
+
+
 def hub_figures() -> dict:
     """This process's fan-out figures (its hubs together): for /metrics and the operations report."""
-    frames, sent_bytes = collections.Counter(), collections.Counter()
-    figures = {"updates": 0, "held_back": 0, "resnapshotted": 0, "behind": 0, "symbols": 0, "p99": None, "attached": 0}
-    kinds = {"all": 0, "watchlist": 0, "none": 0}
-    seen = hubs()
-    for hub in seen:
-        sent = hub.fanout.sent
-        frames.update(sent.frames)
-        sent_bytes.update(sent.bytes)
-        figures["updates"] += sent.updates
-        figures["held_back"] += sent.held_back
-        figures["resnapshotted"] += sent.resnapshotted
-        if (p99 := sent.fanout_p99()) is not None:
-            figures["p99"] = max(p99, figures["p99"] or 0.0)
-        figures["attached"] += len(hub.fanout)
-        for delivery in list(hub.fanout.deliveries.values()):
-            figures["behind"] += delivery.behind
-            interest = delivery.interest
-            if interest.everything:
-                kinds["all"] += 1
-            elif interest.symbols:
-                kinds["watchlist"] += 1
-                figures["symbols"] += len(interest.symbols)
-            else:
-                kinds["none"] += 1
-    figures.update(
-        frames=dict(frames),
-        bytes=dict(sent_bytes),
-        subscriptions=kinds,
-        feed=("live" if all(hub.feed == "live" for hub in seen) else "interrupted") if seen else None,
-        step=max((hub.step for hub in seen), default=None),
-    )
-    return figures
+    return _hub_figures()
 
 
 class HubCollector:
