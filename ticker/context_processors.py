@@ -14,7 +14,7 @@ def site(request):
             "silence_s": settings.TICKER_CLIENT_SILENCE_S,
             "history_steps": settings.MARKET_HISTORY_STEPS,
             "upgrade_probe_s": settings.TICKER_UPGRADE_PROBE_S,
-            # The Lab: frames smaller than this go uncompressed (ticker/edge/server.py).
+            # The Lab: frames smaller than this go uncompressed (ticker/edge/server/outlet.py).
             "compress_min_bytes": settings.TICKER_WS_COMPRESS_MIN_BYTES,
         },
     }

@@ -1,8 +1,9 @@
 """What the hub and a WebSocket consumer need of a connection's outlet, and nothing else.
 
 Implemented by the daphne adapter (``ticker.edge.server.DaphneOutlet``), the ASGI queue used under any
-other server (``ticker.edge.queued.QueuedOutlet``) and the SSE stream's queue (ticker/views.py). Defined
-here, not beside them, so the hub can name it without importing ticker.edge.
+other server (``ticker.edge.queued.QueuedOutlet``) and the SSE stream's queue
+(``ticker.edge.streams._StreamOutlet``). Defined here, not beside them, so the hub can name it without
+importing ticker.edge.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ class Outlet(Protocol):
     @property
     def deflate(self) -> bool:
         """True if this connection is sent our own compressed frames (``Frame.deflated``): the fan-out then
-        spends its per-step budget of compressed single-connection frames on it. An outlet without it
-        (the SSE outlet) counts as False."""
+        spends its per-step budget of compressed single-connection frames on it. Every outlet declares it
+        (the SSE outlet and the queued one: False)."""
 
     def write(self, frame: Frame) -> None:
         """Send a frame now or queue it, without awaiting; one that fails is dropped by the fan-out."""

@@ -164,13 +164,6 @@ def from_env(env: Mapping[str, str], *, default_url: str) -> RedisConfig:
     )
 
 
-def redis_client(**options):
-    """A synchronous client for the site's Redis (settings.REDIS), Sentinel-aware; new on every call."""
-    from django.conf import settings
-
-    return settings.REDIS.client(**options)
-
-
 def async_redis_client(**options):
     """A ``redis.asyncio`` client for the site's Redis (settings.REDIS), Sentinel-aware; one per event loop."""
     from django.conf import settings
