@@ -174,3 +174,61 @@ class MarketLease(models.Model):
 
     def __str__(self) -> str:
         return f"market lease {self.token} held by {self.holder or 'nobody'}"
+
+
+# Issue 23: what a signed-in user keeps on the account.
+WATCHLIST_MOST_SYMBOLS = 50  # a watchlist's longest (docs/protocol.md, "Watchlist")
+ALERTS_MOST_PER_USER = 200  # armed and triggered alerts a user may hold at once (docs/protocol.md, "Alerts")
+
+
+class Watchlist(models.Model):
+    """A signed-in user's watchlist: symbols in the user's order, on every device."""
+
+    user = models.OneToOneField("auth.User", on_delete=models.CASCADE, related_name="watchlist")
+    symbols = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {', '.join(self.symbols)}"
+
+
+class Alert(models.Model):
+    """A user's price alert on one symbol: armed until the first market step after arming whose quote satisfies
+    the condition, then triggered (with the step's figures) until re-armed. The market fires it inside the step's
+    transaction, under the lease (ticker/market/services.py)."""
+
+    class Condition(models.TextChoices):
+        PRICE_ABOVE = "price_above", "price above"
+        PRICE_BELOW = "price_below", "price below"
+        CHANGE_PCT_ABOVE = "change_pct_above", "change % above"
+        CHANGE_PCT_BELOW = "change_pct_below", "change % below"
+
+    class State(models.TextChoices):
+        ARMED = "armed"
+        TRIGGERED = "triggered"
+
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="alerts")
+    stock = models.ForeignKey(Stock, on_delete=models.CASCADE, related_name="alerts")
+    condition = models.CharField(max_length=20, choices=Condition.choices)
+    value = models.DecimalField(max_digits=14, decimal_places=4)
+    note = models.CharField(max_length=200, blank=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ARMED)
+    disabled = models.BooleanField(default=False, help_text="Set by an operator: a disabled alert never fires.")
+    # The market step that was current when the alert was armed: it fires at a later step only.
+    armed_step = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    triggered_at = models.DateTimeField(null=True, blank=True)
+    triggered_step = models.BigIntegerField(null=True, blank=True)
+    triggered_price = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    triggered_change_pct = models.DecimalField(max_digits=9, decimal_places=2, null=True, blank=True)
+    # A triggered alert is unread until the user opens the alert list.
+    read = models.BooleanField(default=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["stock", "state"], name="alert_armed_by_stock"),
+            models.Index(fields=["user", "-created_at"], name="alert_by_user_newest"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.stock.symbol} {self.condition} {self.value} ({self.state})"

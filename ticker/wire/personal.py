@@ -1,0 +1,42 @@
+"""Personal events: what reaches one user's open connections, on whichever web process they are (issue 23).
+
+Both processes publish them through the channel layer to one group every web process joins, as the quotes
+batch does: the market after a step's commit (the step's alert fires), a web process after a user's change
+(a new watchlist, a sign-out). One message carries every event of its moment; each web process routes the
+events to the connections of their users and drops the rest. So a step with a thousand fires costs one
+``group_send``, not a thousand (channels_redis pays a Redis round trip per group).
+
+Message on the channel layer::
+
+    {"type": "personal.events", "events": [{"user": 42, "frame": {...}}, ...]}
+
+Frames a user's connections get (docs/protocol.md, "Personal frames"):
+
+- ``{"type": "alert", "alert": {...}}``: an alert of theirs fired (the alert as ``GET /api/alerts/`` lists it).
+- ``{"type": "watchlist", "symbols": [...]}``: their watchlist changed, on this or another device.
+- ``{"type": "signed_out"}``: they signed out; the connection carries nothing personal from then on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PERSONAL_GROUP = "personal"
+PERSONAL_EVENT = "personal.events"
+
+
+def message(events: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
+    """The channel-layer message for (user id, frame) pairs."""
+    return {"type": PERSONAL_EVENT, "events": [{"user": user, "frame": frame} for user, frame in events]}
+
+
+def alert_frame(alert: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "alert", "alert": alert}
+
+
+def watchlist_frame(symbols: list[str]) -> dict[str, Any]:
+    return {"type": "watchlist", "symbols": list(symbols)}
+
+
+def signed_out_frame() -> dict[str, Any]:
+    return {"type": "signed_out"}
