@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make run": (COVERED, "scripts/run, which the Makefile's run target is (checked below), started above"),
     "scripts/test": (NOT_RUN, SUITE),
     "scripts/test fast": (NOT_RUN, SUITE),
+    "scripts/test tests/test_admin.py": (NOT_RUN, SUITE),
+    "scripts/test -k halt": (NOT_RUN, SUITE),
     "make test": (NOT_RUN, SUITE + "; the Makefile's test target is scripts/test (checked below)"),
     "scripts/test --help": (COVERED, "tests/test_commands.py"),
     "scripts/manage changepassword admin": (COVERED, "tests/test_commands.py"),
