@@ -85,6 +85,7 @@ def test_sign_up_creates_the_account_and_signs_in(db):
     assert answer.status_code == 302 and answer["Location"] == "/"
     assert User.objects.filter(username="bob").exists()
     assert b'data-user="bob"' in client.get("/accounts/password_change/").content
+    assert client.get("/accounts/signup/")["Location"] == "/"  # signed in, the form is not offered again
 
 
 def test_sign_up_refuses_a_username_taken_in_another_case(alice):

@@ -36,6 +36,8 @@ def _next_page(request: HttpRequest) -> str:
 @require_http_methods(["GET", "HEAD", "POST"])
 def signup(request: HttpRequest) -> HttpResponse:
     """GET: the form. POST: a new account, signed in at once (no email needed); a failure is counted."""
+    if request.user.is_authenticated and request.method != "POST":
+        return redirect(_next_page(request))
     if limits.signup_locked(request):
         return too_many_attempts(request)
     form = SignUpForm(request.POST if request.method == "POST" else None)
