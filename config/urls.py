@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.templatetags.static import static
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
 from ticker import api, views
@@ -18,6 +18,8 @@ urlpatterns = [
     path("api/quotes/<str:symbol>/candles/", api.candles, name="candles"),
     path("api/symbols/", api.symbols, name="symbols"),
     path("lab/", views.lab, name="lab"),
+    # Accounts and the watchlist on the account (issue 23): before the JSON 404 of other /api/ paths.
+    path("", include("ticker.accounts.urls")),
     path("api/lab/handshake/", views.lab_handshake, name="lab-handshake"),
     # Before the admin's own routes, which would take "ops" for an app label.
     path("admin/ops/", ops_views.page, name="ops"),

@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # new module must be placed on purpose.
 ANY_DATABASE = {
     "test_abuse", "test_admission", "test_bench", "test_bench_fanout", "test_bench_seq", "test_bench_stats",
-    "test_browser", "test_browser_ops", "test_cancellation", "test_commands", "test_compose", "test_compression",
+    "test_browser", "test_browser_accounts",
+    "test_browser_ops", "test_cancellation", "test_commands", "test_compose", "test_compression",
     "test_documented_commands",
     "test_environment", "test_feed_honesty", "test_fuzz", "test_fuzz_ways_out", "test_gc_schedule",
     "test_independent_clients", "test_launcher", "test_layout", "test_limits", "test_loadgen", "test_logs",
@@ -37,6 +38,7 @@ ANY_DATABASE = {
     "test_sentinel", "test_servers", "test_settings", "test_soak", "test_static", "test_transports",
 }  # fmt: skip
 DATABASE_KIND_MATTERS = {
+    "test_accounts",
     "test_admin", "test_consumers", "test_e2e", "test_failover", "test_hub", "test_lease", "test_market",
     "test_market_loop", "test_movers_view", "test_operations", "test_ops_view", "test_services", "test_session",
     "test_views",

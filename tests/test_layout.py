@@ -38,6 +38,16 @@ RULES: dict[str, tuple[str, ...]] = {
     "ticker.hub": ("ticker.hub", "ticker.wire", "ticker.runtime", *INSTRUMENTATION, *STORED_MARKET),
     "ticker.ops": ("ticker.ops", "ticker.hub", "ticker.wire", "ticker.runtime", "ticker.edge.security"),
     "ticker.edge": ("ticker.edge", "ticker.hub", "ticker.wire", "ticker.runtime", "ticker.ops", *STORED_MARKET),
+    # Accounts and the watchlist on the account (issue 23): a web-edge side, allowed what the edge is.
+    "ticker.accounts": (
+        "ticker.accounts",
+        "ticker.edge",
+        "ticker.hub",
+        "ticker.wire",
+        "ticker.runtime",
+        "ticker.ops",
+        *STORED_MARKET,
+    ),
 }
 # The wiring and the Django app's top: pages, API, admin, routing, commands. They may import any side.
 TOP = ("ticker.views", "ticker.api", "ticker.admin", "ticker.apps", "ticker.routing")

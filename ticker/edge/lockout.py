@@ -67,4 +67,6 @@ def lockout_response(
         minutes = cool_off.total_seconds() / 60 if cool_off else None
         return JsonResponse({**context, "cooloff_minutes": minutes}, status=settings.AXES_HTTP_RESPONSE_CODE)
     context["cooloff_timedelta"] = cool_off
-    return render(request, settings.AXES_LOCKOUT_TEMPLATE, context, status=settings.AXES_HTTP_RESPONSE_CODE)
+    # The site's own sign-in (issue 23, ticker/accounts/) says it in the site's look; the admin's in the admin's.
+    template = "accounts/lockout.html" if request.path.startswith("/accounts/") else settings.AXES_LOCKOUT_TEMPLATE
+    return render(request, template, context, status=settings.AXES_HTTP_RESPONSE_CODE)

@@ -21,7 +21,8 @@ import { FLASHES, arrange, indexRows, makeRow, renderBadge, renderQuote } from "
 import { SymbolSearch } from "./search.js";
 import { drawSparkline } from "./spark.js";
 import { TRANSPORTS, TransportChain, measuresSnapshots } from "./chain.js";
-import { MAX_WATCHLIST, Watchlist } from "./watchlist.js";
+import { Watchlist, applyServerWatchlist } from "./watchlist.js";
+import { AccountSync, loadAccountWatchlist, lookUpNames, mergeAnswered, offerMerge, signedInUser } from "./account.js";
 
 const MOVERS = 10;
 const CANDLES = 120;
@@ -35,7 +36,11 @@ const LISTING_GRACE_MS = 5000;
 const config = readConfig();
 const initial = JSON.parse(document.getElementById("initial-quotes").textContent);
 const book = new QuoteBook(initial.quotes);
-const watchlist = new Watchlist(initial.defaults);
+// Signed in (issue 23), the watchlist is the account's: read before anything is shown, saved on every change.
+const user = signedInUser();
+const accountSymbols = user ? await loadAccountWatchlist() : null;
+const sync = accountSymbols ? new AccountSync(accountSymbols, { onError: onSaveError }) : null;
+const watchlist = new Watchlist(initial.defaults, window.localStorage, { account: sync });
 const latency = new LatencyWindow(200);
 const stats = { updates: 0, requests: 0 };
 const el = {
@@ -247,7 +252,7 @@ function addSymbol({ symbol, name }) {
     notice(`${symbol} is on your watchlist already.`);
     return selectChart(symbol);
   }
-  if (watchlist.full) return notice(`The watchlist holds at most ${MAX_WATCHLIST} symbols: remove one first.`);
+  if (watchlist.full) return notice(`The watchlist holds at most ${watchlist.max} symbols: remove one first.`);
   watchlist.add(symbol, name);
   addedAt.set(symbol, Date.now());
   syncRows();
@@ -278,6 +283,51 @@ function dropUnlisted(symbols) {
   notice(`${names} ${gone.length > 1 ? "are" : "is"} no longer listed: removed from your watchlist.`);
   if (gone.includes(charted)) selectChart(watchlist.symbols[0] ?? null);
   else follow();
+}
+
+/** A save on the account refused: a symbol no longer listed leaves the list (saved again without it). */
+function onSaveError(error) {
+  if (error.code === "unknown_symbol" && error.symbols?.length) return dropUnlisted(error.symbols);
+  notice(`Your watchlist could not be saved on your account: ${error.message}`);
+}
+
+/** The account's watchlist changed on another tab or device (a watchlist frame): show it, follow it. */
+function onWatchlistReplaced() {
+  const fresh = watchlist.symbols.filter((symbol) => !rows.has(symbol));
+  syncRows();
+  if (charted && !watchlist.has(charted)) selectChart(watchlist.symbols[0] ?? null);
+  else follow();
+  loadSparklines(fresh);
+  notice("Your watchlist changed on another tab or device.");
+}
+
+/** Signed in: names this browser does not know, and the offer to merge this browser's own list (once). */
+function startAccount() {
+  watchlist.onReplace = onWatchlistReplaced;
+  const nameless = watchlist.symbols.filter((symbol) => !watchlist.name(symbol));
+  lookUpNames(nameless, (symbol, name) => {
+    watchlist.setName(symbol, name);
+    const row = rows.get(symbol);
+    if (row) row.name.textContent = name;
+    if (symbol === charted) el.chartName.textContent = name;
+  });
+  const extra = watchlist.browserOnly();
+  if (!extra.length || mergeAnswered(user)) return;
+  offerMerge(el.board, {
+    user,
+    count: extra.length,
+    onMerge: () => {
+      const added = watchlist.merge();
+      const left = extra.length - added;
+      syncRows();
+      follow();
+      loadSparklines(extra.map((e) => e.symbol));
+      notice(
+        `Added ${added} symbol${added === 1 ? "" : "s"} from this browser to your account's watchlist.` +
+          (left ? ` ${left} did not fit: it holds at most ${watchlist.max}.` : ""),
+      );
+    },
+  });
 }
 
 function onServerError(frame) {
@@ -433,6 +483,8 @@ const handlers = {
     else renderMovers(el.movers, frame);
   },
   delisted: (symbols) => dropUnlisted(symbols),
+  // A personal frame {"type": "watchlist", "symbols"} (issue 23): the account's list changed elsewhere.
+  watchlist: (symbols) => applyServerWatchlist(symbols),
   error: onServerError,
   request: () => (stats.requests += 1),
 };
@@ -530,3 +582,5 @@ charted = saved && (watchlist.has(saved) || !watchlist.size) ? saved : (watchlis
 connect(choice);
 selectChart(charted);
 loadSparklines(watchlist.symbols);
+if (sync) startAccount();
+else if (user) notice("Your account's watchlist could not be read: this browser's list is shown, and changes stay here.");
