@@ -1,4 +1,4 @@
-"""WebSocket clients for tests: the one follower that checks the feed, and the one frame reader."""
+"""Clients for tests: the one follower that checks the feed, the one frame reader, the one delta merge."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import json
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import websockets
 from channels.testing import WebsocketCommunicator
 
 from bench.seq import SeqFollower
+from ticker.wire.protocol import QUOTE_FIELDS
 
 
 @dataclass
@@ -132,3 +135,20 @@ async def recv_data(ws, limit: float = 10) -> dict:
             text = await asyncio.wait_for(ws.recv(), limit)
         if (frame := json.loads(text))["type"] != "heartbeat":
             return frame
+
+
+def is_whole(quote: dict[str, Any]) -> bool:
+    """A whole quote carries every field; a delta (docs/protocol.md, "Quote formats") does not."""
+    return all(field in quote for field in QUOTE_FIELDS)
+
+
+def merge_delta(held: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """What a delta-format client holds after ``delta`` (that symbol's next seq) arrives on ``held``: the
+    changed fields replaced, ``change`` and ``change_pct`` worked out from price and prev_close in cents, as
+    static/ticker/js/delta.js ``derive`` does."""
+    assert delta["symbol"] == held["symbol"] and delta["seq"] == held["seq"] + 1, f"{delta} does not follow {held}"
+    merged = {**held, **delta}
+    cents = round(merged["price"] * 100) - round(merged["prev_close"] * 100)
+    close = round(merged["prev_close"] * 100)
+    pct = (Decimal(cents * 100) / close).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if close else 0
+    return {**merged, "change": cents / 100, "change_pct": float(pct)}
