@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
@@ -120,6 +121,21 @@ async def stop_following(tasks) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def recv_until(
+    ws, wanted: str | Callable[[dict], bool], limit: float = 10, *, skipped: Callable[[dict], Any] | None = None
+) -> dict:
+    """The first frame but heartbeats of type ``wanted`` (or for which ``wanted(frame)`` holds), e.g. the
+    snapshot that answers a subscribe; each frame before it is handed to ``skipped`` (to check or count it).
+
+    ``ws`` and ``limit`` (seconds per frame) as for ``recv_data``.
+    """
+    matches = (lambda frame: frame["type"] == wanted) if isinstance(wanted, str) else wanted
+    while not matches(frame := await recv_data(ws, limit)):
+        if skipped is not None:
+            skipped(frame)
+    return frame
 
 
 async def recv_data(ws, limit: float = 10) -> dict:

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from .conftest import ROOT, child_env, free_port, wait_for
 
@@ -50,6 +51,22 @@ def running_site(
         raise
     finally:
         site.close()
+
+
+def site_fixture(
+    *, scope: str = "function", market: bool = False, env: dict | None = None, prepare=None, name: str = "site"
+):
+    """A module's ``site`` fixture (or another ``name``): a running_site over the suite's Redis and a fresh
+    database, for each test or for the whole ``scope``. Declared once here, not written again in every module:
+    ``site = site_fixture(scope="module", market=True)``."""
+
+    @pytest.fixture(scope=scope, name=name)
+    def fixture(tmp_path_factory, redis_server):
+        tmp = tmp_path_factory.mktemp(name)
+        with running_site(tmp, redis_server.url, market=market, env=env, prepare=prepare) as site:
+            yield site
+
+    return fixture
 
 
 def _drop_database(url: str, admin: str | None) -> None:

@@ -28,7 +28,7 @@ from bench.stats import percentile
 
 from .clients import recv_data, until
 from .conftest import ROOT, child_env
-from .processes import running_site
+from .processes import running_site, site_fixture
 from .test_settings import start
 
 pytestmark = pytest.mark.processes
@@ -49,12 +49,8 @@ ROUNDS = 8
 FLOOD_EVERY_S = 0.25
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    """Default limits and header deadline; a fast market, so latency windows hold enough samples."""
-    env = {"MARKET_INTERVAL_MS": str(INTERVAL_MS)}
-    with running_site(tmp_path_factory.mktemp("abuse"), redis_server.url, market=True, env=env) as site:
-        yield site
+# Default limits and header deadline; a fast market, so latency windows hold enough samples.
+site = site_fixture(scope="module", market=True, env={"MARKET_INTERVAL_MS": str(INTERVAL_MS)})
 
 
 # -- a raw RFC 6455 client: the frames a library would never send ------------------------------------------------

@@ -20,7 +20,7 @@ import websockets
 from ticker.edge import admission
 
 from .clients import Follower, follow, get_json, recv_data, stop_following, until
-from .processes import running_site
+from .processes import running_site, site_fixture
 from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
@@ -34,10 +34,7 @@ def capped(cap: int) -> dict[str, str]:
     return {"TICKER_MAX_CONNECTIONS": str(cap), "TICKER_MAX_CONNECTIONS_PER_ADDRESS": "0"}
 
 
-@pytest.fixture
-def site(tmp_path, redis_server):
-    with running_site(tmp_path, redis_server.url, market=True, env=capped(CAP)) as site:
-        yield site
+site = site_fixture(market=True, env=capped(CAP))
 
 
 async def refused_websocket(base: str) -> tuple[int | None, str]:

@@ -13,7 +13,7 @@ import time
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .processes import NoWebSocketProxy, running_site
+from .processes import NoWebSocketProxy, running_site, site_fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -47,16 +47,12 @@ def add_operator(site) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(
-        tmp_path_factory.mktemp("browser-site"),
-        redis_server.url,
-        prepare=add_operator,
-        market=True,
-        env={**ALWAYS_OPEN, "TICKER_UPGRADE_PROBE_S": str(UPGRADE_PROBE_S)},
-    ) as site:
-        yield site
+site = site_fixture(
+    scope="module",
+    prepare=add_operator,
+    market=True,
+    env={**ALWAYS_OPEN, "TICKER_UPGRADE_PROBE_S": str(UPGRADE_PROBE_S)},
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import pytest
 from bench.codec import client_frame, frame_at
 from ticker.edge import handshake
 
-from .processes import running_site
+from .processes import site_fixture
 
 pytestmark = [pytest.mark.processes, pytest.mark.asyncio]
 
@@ -23,17 +23,10 @@ ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}  # a closed market does not m
 DEFLATE = "permessage-deflate; client_max_window_bits"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(tmp_path_factory.mktemp("compression"), redis_server.url, market=True, env=ALWAYS_OPEN) as site:
-        yield site
-
-
-@pytest.fixture(scope="module")
-def site_without_compression(tmp_path_factory, redis_server):
-    env = {**ALWAYS_OPEN, "TICKER_WS_COMPRESSION": "off"}
-    with running_site(tmp_path_factory.mktemp("no-compression"), redis_server.url, market=True, env=env) as site:
-        yield site
+site = site_fixture(scope="module", market=True, env=ALWAYS_OPEN)
+site_without_compression = site_fixture(
+    scope="module", market=True, env={**ALWAYS_OPEN, "TICKER_WS_COMPRESSION": "off"}, name="site_without_compression"
+)
 
 
 class RawSocket:

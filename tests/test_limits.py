@@ -19,7 +19,7 @@ from config.asgi import application
 from ticker.wire.protocol import MAX_MESSAGE_BYTES
 
 from .clients import follow, recv_data, stop_following, until
-from .processes import running_site
+from .processes import site_fixture
 from .test_consumers import HANDSHAKE, step
 from .test_settings import start
 
@@ -137,10 +137,7 @@ def test_limits_come_from_the_environment_and_nonsense_fails_at_start_up():
 # Against a real daphne process: what a browser or an integrator actually sees.
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(tmp_path_factory.mktemp("limits"), redis_server.url, market=True) as site:
-        yield site
+site = site_fixture(scope="module", market=True)
 
 
 def ws_url(site) -> str:
