@@ -1,4 +1,5 @@
-"""Clients for tests: the one follower that checks the feed, the one frame reader, the one delta merge."""
+"""Clients for tests: the follower that checks the feed, the frame readers, the delta merge, the admin sign-in and
+the /metrics reader, each written once."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 import websockets
 from channels.testing import WebsocketCommunicator
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.seq import SeqFollower
 from ticker.wire.protocol import QUOTE_FIELDS
@@ -168,3 +170,42 @@ def merge_delta(held: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
     close = round(merged["prev_close"] * 100)
     pct = (Decimal(cents * 100) / close).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if close else 0
     return {**merged, "change": cents / 100, "change_pct": float(pct)}
+
+
+def sign_in(page, url: str) -> None:
+    """Open ``url`` of a site prepared with processes.add_operator in a browser page (Playwright) and sign in on
+    the admin's login form it redirects to, as the operator."""
+    from .processes import ADMIN_PASSWORD, ADMIN_USER
+
+    page.goto(url)
+    page.fill("#id_username", ADMIN_USER)
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("input[type=submit]")
+
+
+class Samples(dict):
+    """Every sample of a Prometheus exposition, (name, sorted labels) -> value, and the metric names it declares."""
+
+    declared: set[str]
+
+
+def samples(url: str) -> Samples:
+    """Every sample of the exposition at ``url``."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    found, found.declared = Samples(), set()
+    for family in text_string_to_metric_families(text):
+        found.declared.add(family.name)
+        for each in family.samples:
+            found[(each.name, tuple(sorted(each.labels.items())))] = each.value
+    return found
+
+
+def sample(found: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled sample its metric has not had yet (a counter whose label was never
+    incremented). A metric the exposition does not declare at all fails: a renamed metric must not read as 0."""
+    suffixes = ("", "_total", "_count", "_sum", "_bucket", "_created", "_info")
+    assert any(name == family + end for family in found.declared for end in suffixes), (
+        f"{name} is not in the exposition (declared: {sorted(found.declared)})"
+    )
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)

@@ -53,6 +53,23 @@ def running_site(
         site.close()
 
 
+# The operator a site prepared with ``add_operator`` has, for the admin's pages (clients.sign_in).
+ADMIN_USER, ADMIN_PASSWORD = "op", "browser-test-password-4f9"
+
+
+def add_operator(site: Site) -> None:
+    """Prepares a site with a staff user ADMIN_USER (ADMIN_PASSWORD) for the admin's pages."""
+    site.manage(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        ADMIN_USER,
+        "--email",
+        "op@example.com",
+        env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
+    )
+
+
 def site_fixture(
     *, scope: str = "function", market: bool = False, env: dict | None = None, prepare=None, name: str = "site"
 ):

@@ -19,9 +19,8 @@ import websockets
 
 from ticker.edge import admission
 
-from .clients import Follower, follow, get_json, recv_data, stop_following, until
+from .clients import Follower, follow, get_json, recv_data, sample, samples, stop_following, until
 from .processes import running_site, site_fixture
-from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
 

@@ -30,10 +30,10 @@ from websockets.sync.client import connect
 
 from ticker.wire.protocol import ALL, MAX_MESSAGE_BYTES
 
+from .clients import sample, samples
 from .conftest import wait_for
 from .processes import site_fixture
 from .test_fuzz import ERROR_CODES, LISTED, NO_KEEPALIVE, UNSOLICITED, Watcher, message, strict_json
-from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
 
