@@ -125,6 +125,21 @@ async def stop_following(tasks) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+PING = json.dumps({"action": "ping"})
+
+
+async def flood(ws, count: int) -> None:
+    """Send ``count`` pings at once without reading: a client past the message rate limit (the flooder).
+
+    ``ws`` is a ``websockets`` connection or a Channels ``WebsocketCommunicator``.
+    """
+    for _ in range(count):
+        if isinstance(ws, WebsocketCommunicator):
+            await ws.send_to(text_data=PING)
+        else:
+            await ws.send(PING)
+
+
 async def recv_until(
     ws, wanted: str | Callable[[dict], bool], limit: float = 10, *, skipped: Callable[[dict], Any] | None = None
 ) -> dict:

@@ -19,7 +19,7 @@ import websockets
 
 from ticker.edge import admission
 
-from .clients import Follower, follow, get_json, recv_data, sample, samples, stop_following, until
+from .clients import Follower, flood, follow, get_json, recv_data, sample, samples, stop_following, until
 from .processes import running_site, site_fixture
 
 pytestmark = pytest.mark.processes
@@ -192,8 +192,7 @@ async def flooded(base: str) -> int:
     while True:
         async with websockets.connect(base.replace("http", "ws") + "/ws/quotes/", origin=base) as ws:
             with pytest.raises(websockets.ConnectionClosed):
-                for _ in range(100):
-                    await ws.send(json.dumps({"action": "ping"}))
+                await flood(ws, 100)
                 while True:
                     await asyncio.wait_for(ws.recv(), 15)
         if ws.close_code != 1013:
