@@ -389,7 +389,7 @@ def test_the_settings_come_from_the_environment_and_nonsense_fails_at_start_up()
 
 def test_the_guards_find_what_they_need_in_the_pinned_versions():
     """autobahn, daphne and Twisted as pinned have every hook the guards use (else daphne would run unguarded)."""
-    code = "from ticker import server; print(server.guards_missing())"
+    code = "from ticker.edge import server; print(server.guards_missing())"
     result = subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
         cwd=ROOT,
