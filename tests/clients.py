@@ -1,4 +1,5 @@
-"""WebSocket clients for tests: the one follower that checks the feed, and the one frame reader."""
+"""Clients for tests: the follower that checks the feed, the frame readers, the delta merge, the admin sign-in and
+the /metrics reader, each written once."""
 
 from __future__ import annotations
 
@@ -6,12 +7,17 @@ import asyncio
 import json
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
 
 import websockets
 from channels.testing import WebsocketCommunicator
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.seq import SeqFollower
+from ticker.wire.protocol import QUOTE_FIELDS
 
 
 @dataclass
@@ -119,6 +125,36 @@ async def stop_following(tasks) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+PING = json.dumps({"action": "ping"})
+
+
+async def flood(ws, count: int) -> None:
+    """Send ``count`` pings at once without reading: a client past the message rate limit (the flooder).
+
+    ``ws`` is a ``websockets`` connection or a Channels ``WebsocketCommunicator``.
+    """
+    for _ in range(count):
+        if isinstance(ws, WebsocketCommunicator):
+            await ws.send_to(text_data=PING)
+        else:
+            await ws.send(PING)
+
+
+async def recv_until(
+    ws, wanted: str | Callable[[dict], bool], limit: float = 10, *, skipped: Callable[[dict], Any] | None = None
+) -> dict:
+    """The first frame but heartbeats of type ``wanted`` (or for which ``wanted(frame)`` holds), e.g. the
+    snapshot that answers a subscribe; each frame before it is handed to ``skipped`` (to check or count it).
+
+    ``ws`` and ``limit`` (seconds per frame) as for ``recv_data``.
+    """
+    matches = (lambda frame: frame["type"] == wanted) if isinstance(wanted, str) else wanted
+    while not matches(frame := await recv_data(ws, limit)):
+        if skipped is not None:
+            skipped(frame)
+    return frame
+
+
 async def recv_data(ws, limit: float = 10) -> dict:
     """The next frame that is not a heartbeat (heartbeats may come at any time, even before a snapshot).
 
@@ -132,3 +168,59 @@ async def recv_data(ws, limit: float = 10) -> dict:
             text = await asyncio.wait_for(ws.recv(), limit)
         if (frame := json.loads(text))["type"] != "heartbeat":
             return frame
+
+
+def is_whole(quote: dict[str, Any]) -> bool:
+    """A whole quote carries every field; a delta (docs/protocol.md, "Quote formats") does not."""
+    return all(field in quote for field in QUOTE_FIELDS)
+
+
+def merge_delta(held: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """What a delta-format client holds after ``delta`` (that symbol's next seq) arrives on ``held``: the
+    changed fields replaced, ``change`` and ``change_pct`` worked out from price and prev_close in cents, as
+    static/ticker/js/delta.js ``derive`` does."""
+    assert delta["symbol"] == held["symbol"] and delta["seq"] == held["seq"] + 1, f"{delta} does not follow {held}"
+    merged = {**held, **delta}
+    cents = round(merged["price"] * 100) - round(merged["prev_close"] * 100)
+    close = round(merged["prev_close"] * 100)
+    pct = (Decimal(cents * 100) / close).quantize(Decimal("0.01"), ROUND_HALF_EVEN) if close else 0
+    return {**merged, "change": cents / 100, "change_pct": float(pct)}
+
+
+def sign_in(page, url: str) -> None:
+    """Open ``url`` of a site prepared with processes.add_operator in a browser page (Playwright) and sign in on
+    the admin's login form it redirects to, as the operator."""
+    from .processes import ADMIN_PASSWORD, ADMIN_USER
+
+    page.goto(url)
+    page.fill("#id_username", ADMIN_USER)
+    page.fill("#id_password", ADMIN_PASSWORD)
+    page.click("input[type=submit]")
+
+
+class Samples(dict):
+    """Every sample of a Prometheus exposition, (name, sorted labels) -> value, and the metric names it declares."""
+
+    declared: set[str]
+
+
+def samples(url: str) -> Samples:
+    """Every sample of the exposition at ``url``."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    found, found.declared = Samples(), set()
+    for family in text_string_to_metric_families(text):
+        found.declared.add(family.name)
+        for each in family.samples:
+            found[(each.name, tuple(sorted(each.labels.items())))] = each.value
+    return found
+
+
+def sample(found: Samples, name: str, **labels: str) -> float:
+    """One sample's value; 0 for a labelled sample its metric has not had yet (a counter whose label was never
+    incremented). A metric the exposition does not declare at all fails: a renamed metric must not read as 0."""
+    suffixes = ("", "_total", "_count", "_sum", "_bucket", "_created", "_info")
+    assert any(name == family + end for family in found.declared for end in suffixes), (
+        f"{name} is not in the exposition (declared: {sorted(found.declared)})"
+    )
+    return found.get((name, tuple(sorted(labels.items()))), 0.0)

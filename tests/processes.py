@@ -16,6 +16,7 @@ import uuid
 from pathlib import Path
 
 import psycopg
+import pytest
 
 from .conftest import ROOT, child_env, free_port, wait_for
 
@@ -111,6 +112,39 @@ def running_site(
         raise
     finally:
         site.close()
+
+
+# The operator a site prepared with ``add_operator`` has, for the admin's pages (clients.sign_in).
+ADMIN_USER, ADMIN_PASSWORD = "op", "browser-test-password-4f9"
+
+
+def add_operator(site: Site) -> None:
+    """Prepares a site with a staff user ADMIN_USER (ADMIN_PASSWORD) for the admin's pages."""
+    site.manage(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        ADMIN_USER,
+        "--email",
+        "op@example.com",
+        env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
+    )
+
+
+def site_fixture(
+    *, scope: str = "function", market: bool = False, env: dict | None = None, prepare=None, name: str = "site"
+):
+    """A module's ``site`` fixture (or another ``name``): a running_site over the suite's Redis and a fresh
+    database, for each test or for the whole ``scope``. Declared once here, not written again in every module:
+    ``site = site_fixture(scope="module", market=True)``."""
+
+    @pytest.fixture(scope=scope, name=name)
+    def fixture(tmp_path_factory, redis_server):
+        tmp = tmp_path_factory.mktemp(name)
+        with running_site(tmp, redis_server.url, market=market, env=env, prepare=prepare) as site:
+            yield site
+
+    return fixture
 
 
 def _drop_database(url: str, admin: str | None) -> None:

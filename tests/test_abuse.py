@@ -9,7 +9,6 @@ and nothing whose headers are complete (a WebSocket, SSE, a long-poll) is cut by
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import os
@@ -24,11 +23,12 @@ import urllib.request
 import pytest
 import websockets
 
+from bench.codec import upgrade_request
 from bench.stats import percentile
 
 from .clients import recv_data, until
 from .conftest import ROOT, child_env
-from .processes import running_site
+from .processes import running_site, site_fixture
 from .test_settings import start
 
 pytestmark = pytest.mark.processes
@@ -49,12 +49,8 @@ ROUNDS = 8
 FLOOD_EVERY_S = 0.25
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    """Default limits and header deadline; a fast market, so latency windows hold enough samples."""
-    env = {"MARKET_INTERVAL_MS": str(INTERVAL_MS)}
-    with running_site(tmp_path_factory.mktemp("abuse"), redis_server.url, market=True, env=env) as site:
-        yield site
+# Default limits and header deadline; a fast market, so latency windows hold enough samples.
+site = site_fixture(scope="module", market=True, env={"MARKET_INTERVAL_MS": str(INTERVAL_MS)})
 
 
 # -- a raw RFC 6455 client: the frames a library would never send ------------------------------------------------
@@ -84,14 +80,7 @@ def raw_websocket(site) -> tuple[socket.socket, bytes]:
     """A TCP connection whose WebSocket upgrade (no compression offered) the server has answered with 101, and
     whatever came after the 101's head."""
     sock = socket.create_connection(("127.0.0.1", site.port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        (
-            f"GET /ws/quotes/ HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: {site.base}\r\n\r\n"
-        ).encode()
-    )
+    sock.sendall(upgrade_request(f"127.0.0.1:{site.port}", origin=site.base))
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)

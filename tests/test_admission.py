@@ -19,9 +19,8 @@ import websockets
 
 from ticker.edge import admission
 
-from .clients import Follower, follow, get_json, recv_data, stop_following, until
-from .processes import running_site
-from .test_operations import sample, samples
+from .clients import Follower, flood, follow, get_json, recv_data, sample, samples, stop_following, until
+from .processes import running_site, site_fixture
 
 pytestmark = pytest.mark.processes
 
@@ -34,10 +33,7 @@ def capped(cap: int) -> dict[str, str]:
     return {"TICKER_MAX_CONNECTIONS": str(cap), "TICKER_MAX_CONNECTIONS_PER_ADDRESS": "0"}
 
 
-@pytest.fixture
-def site(tmp_path, redis_server):
-    with running_site(tmp_path, redis_server.url, market=True, env=capped(CAP)) as site:
-        yield site
+site = site_fixture(market=True, env=capped(CAP))
 
 
 async def refused_websocket(base: str) -> tuple[int | None, str]:
@@ -196,8 +192,7 @@ async def flooded(base: str) -> int:
     while True:
         async with websockets.connect(base.replace("http", "ws") + "/ws/quotes/", origin=base) as ws:
             with pytest.raises(websockets.ConnectionClosed):
-                for _ in range(100):
-                    await ws.send(json.dumps({"action": "ping"}))
+                await flood(ws, 100)
                 while True:
                     await asyncio.wait_for(ws.recv(), 15)
         if ws.close_code != 1013:

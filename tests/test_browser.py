@@ -14,7 +14,8 @@ import time
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
-from .processes import NoWebSocketProxy, running_site
+from .clients import sign_in
+from .processes import NoWebSocketProxy, add_operator, running_site, site_fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -26,7 +27,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-ADMIN_PASSWORD = "browser-test-password-4f9"
 # The simulated session follows the wall clock (closed 30 s in every 7 minutes by default), and a closed
 # market does not move: the sites of tests that wait for prices to move keep it always open.
 ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}
@@ -35,29 +35,12 @@ ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}
 UPGRADE_PROBE_S = 3
 
 
-def add_operator(site) -> None:
-    """Prepares a site with a staff user "op" (ADMIN_PASSWORD) for the admin's pages."""
-    site.manage(
-        "createsuperuser",
-        "--noinput",
-        "--username",
-        "op",
-        "--email",
-        "op@example.com",
-        env={"DJANGO_SUPERUSER_PASSWORD": ADMIN_PASSWORD},
-    )
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(
-        tmp_path_factory.mktemp("browser-site"),
-        redis_server.url,
-        prepare=add_operator,
-        market=True,
-        env={**ALWAYS_OPEN, "TICKER_UPGRADE_PROBE_S": str(UPGRADE_PROBE_S)},
-    ) as site:
-        yield site
+site = site_fixture(
+    scope="module",
+    prepare=add_operator,
+    market=True,
+    env={**ALWAYS_OPEN, "TICKER_UPGRADE_PROBE_S": str(UPGRADE_PROBE_S)},
+)
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +117,7 @@ def test_halt_in_admin_shows_on_dashboard_within_two_seconds(site, browser, page
     expect(row).not_to_have_class("halted")
 
     admin = browser.new_context().new_page()
-    admin.goto(site.base + "/admin/ticker/stock/")
-    admin.fill("#id_username", "op")
-    admin.fill("#id_password", ADMIN_PASSWORD)
-    admin.click("input[type=submit]")
+    sign_in(admin, site.base + "/admin/ticker/stock/")
     admin.locator('tr:has(th a:text-is("NFLX")) input.action-select').check()
     admin.select_option("select[name=action]", "halt")
     admin.click("button[name=index]")
@@ -387,10 +367,7 @@ def row_symbols(page) -> list[str]:
 
 def admin_page(browser, site):
     admin = browser.new_context().new_page()
-    admin.goto(site.base + "/admin/ticker/stock/")
-    admin.fill("#id_username", "op")
-    admin.fill("#id_password", ADMIN_PASSWORD)
-    admin.click("input[type=submit]")
+    sign_in(admin, site.base + "/admin/ticker/stock/")
     return admin
 
 

@@ -12,11 +12,10 @@ import threading
 import pytest
 from playwright.sync_api import expect
 
-from .clients import follow, stop_following
+from .clients import follow, sample, samples, sign_in, stop_following
 from .conftest import free_port, wait_for
-from .processes import running_site
-from .test_browser import ADMIN_PASSWORD, add_operator, browser  # noqa: F401 (the browser fixture)
-from .test_operations import sample, samples
+from .processes import add_operator, running_site
+from .test_browser import browser  # noqa: F401 (the browser fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
@@ -66,10 +65,7 @@ def test_the_operations_view_shows_each_process_as_its_metrics_do_and_drops_a_de
         context = browser.new_context()
         try:
             page = context.new_page()
-            page.goto(site.base + "/admin/ops/")
-            page.fill("#id_username", "op")
-            page.fill("#id_password", ADMIN_PASSWORD)
-            page.click("input[type=submit]")
+            sign_in(page, site.base + "/admin/ops/")
             expect(page).to_have_url(site.base + "/admin/ops/")
             processes = {base: f"{site.processes[name].pid}" for base, name in ((site.base, "web"), (second, "web2"))}
             # Reports come every second and the view polls every second: 10 s is generous on a busy machine.

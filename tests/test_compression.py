@@ -15,7 +15,8 @@ import pytest
 from bench.codec import client_frame, frame_at
 from ticker.edge import handshake
 
-from .processes import running_site
+from .clients import get_json, sample, samples
+from .processes import site_fixture
 
 pytestmark = [pytest.mark.processes, pytest.mark.asyncio]
 
@@ -23,17 +24,10 @@ ALWAYS_OPEN = {"MARKET_SESSION_CLOSED_HOURS": "0"}  # a closed market does not m
 DEFLATE = "permessage-deflate; client_max_window_bits"
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(tmp_path_factory.mktemp("compression"), redis_server.url, market=True, env=ALWAYS_OPEN) as site:
-        yield site
-
-
-@pytest.fixture(scope="module")
-def site_without_compression(tmp_path_factory, redis_server):
-    env = {**ALWAYS_OPEN, "TICKER_WS_COMPRESSION": "off"}
-    with running_site(tmp_path_factory.mktemp("no-compression"), redis_server.url, market=True, env=env) as site:
-        yield site
+site = site_fixture(scope="module", market=True, env=ALWAYS_OPEN)
+site_without_compression = site_fixture(
+    scope="module", market=True, env={**ALWAYS_OPEN, "TICKER_WS_COMPRESSION": "off"}, name="site_without_compression"
+)
 
 
 class RawSocket:
@@ -139,11 +133,7 @@ async def test_the_delta_format_sends_what_changed_and_applies_onto_the_snapshot
                 book[quote["symbol"]] = merged
         assert partial > 100, "most quotes of 12 steps of 30 symbols are deltas"
         # What the client made of the deltas is what the API says, at the same seq.
-        reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
-        writer.write(f"GET /api/quotes/ HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nConnection: close\r\n\r\n".encode())
-        body = (await asyncio.wait_for(reader.read(), 10)).split(b"\r\n\r\n", 1)[1]
-        writer.close()
-        api = {q["symbol"]: q for q in json.loads(body)["quotes"]}
+        api = {q["symbol"]: q for q in (await asyncio.to_thread(get_json, site.base, "/api/quotes/"))["quotes"]}
         same = [s for s in book if api[s]["seq"] == book[s]["seq"]]
         for symbol in same:
             fields = {k: v for k, v in api[symbol].items() if k not in ("change", "change_pct")}
@@ -185,20 +175,12 @@ async def test_metrics_count_what_connections_negotiated_and_what_compression_sa
         await ws.frames_of("quotes", 2)
     finally:
         ws.close()
-    reader, writer = await asyncio.open_connection("127.0.0.1", site.port)
-    writer.write(f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{site.port}\r\nConnection: close\r\n\r\n".encode())
-    text = (await asyncio.wait_for(reader.read(), 10)).decode()
-    writer.close()
-    samples = {}
-    for line in text.splitlines():
-        if line.startswith(("ticker_websocket_negotiated_total", "ticker_compressed_")):
-            name, _, value = line.rpartition(" ")
-            samples[name] = float(value)
-    assert samples['ticker_websocket_negotiated_total{compression="shared",format="delta"}'] >= 1
-    assert samples["ticker_compressed_frames_total"] >= 3  # the snapshot and two steps, at least
+    found = await asyncio.to_thread(samples, site.base + "/metrics")
+    assert sample(found, "ticker_websocket_negotiated_total", compression="shared", format="delta") >= 1
+    assert sample(found, "ticker_compressed_frames_total") >= 3  # the snapshot and two steps, at least
     raw, deflated = (
-        samples['ticker_compressed_bytes_total{form="raw"}'],
-        samples['ticker_compressed_bytes_total{form="deflated"}'],
+        sample(found, "ticker_compressed_bytes_total", form="raw"),
+        sample(found, "ticker_compressed_bytes_total", form="deflated"),
     )
     assert 0 < deflated < raw / 2
 

@@ -16,7 +16,7 @@ from ticker.market import services
 from ticker.market.loop import publish
 from ticker.models import Stock
 
-from .clients import recv_data
+from .clients import recv_data, recv_until
 from .conftest import quotes_group_key
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.django_db(transaction=True)]
@@ -209,16 +209,14 @@ async def test_deactivated_symbol_is_dropped_from_the_feed(market):
     result = await step(market, until={"AAA"})
     # The delisting reaches this process's hub through Redis, like every step:
     # once the frame of a later step has arrived here, the hub has applied it.
-    while not ((frame := await receive(ws))["type"] == "quotes" and frame["step"] >= result.step):
-        pass
+    await recv_until(ws, lambda frame: frame["type"] == "quotes" and frame["step"] >= result.step, 3)
     await send(ws, {"action": "subscribe", "symbols": ["CCC"]})
     frames = [await receive(ws)]
     while frames[-1]["type"] != "error":
         frames.append(await receive(ws))
     assert frames[-1]["code"] == "unknown_symbol"
     await send(ws, {"action": "subscribe", "symbols": ["*"]})
-    while (frame := await receive(ws))["type"] != "snapshot":
-        pass
+    frame = await recv_until(ws, "snapshot", 3)
     assert "CCC" not in {q["symbol"] for q in frame["quotes"]}
     await ws.disconnect()
 
@@ -235,8 +233,12 @@ async def test_unsubscribing_one_symbol_from_all_still_brings_symbols_listed_lat
     )
     result = await step(market, until={"DDD"})
     seen: set[str] = set()
-    while not ((frame := await receive(ws))["type"] == "quotes" and frame["step"] >= result.step):
-        seen |= {q["symbol"] for q in frame["quotes"]}
+    frame = await recv_until(
+        ws,
+        lambda frame: frame["type"] == "quotes" and frame["step"] >= result.step,
+        3,
+        skipped=lambda frame: seen.update(q["symbol"] for q in frame["quotes"]),
+    )
     seen |= {q["symbol"] for q in frame["quotes"]}
     assert "DDD" in seen and "BBB" not in seen
     await ws.disconnect()
@@ -319,8 +321,7 @@ async def test_movers_arrive_at_once_then_as_the_market_moves_and_stop_at_count_
     pcts = [q["change_pct"] for q in frame["gainers"]]
     assert pcts == sorted(pcts, reverse=True) and set(frame["gainers"][0]) >= {"symbol", "price", "seq"}
     await step(market, until={"AAA", "BBB", "CCC"})
-    while (later := await receive(ws))["type"] != "movers":
-        pass
+    later = await recv_until(ws, "movers", 3)
     assert later["step"] > frame["step"]
     await send(ws, {"action": "movers", "count": 0})
     await send(ws, {"action": "ping"})
@@ -349,8 +350,11 @@ async def test_a_delisted_symbol_is_announced_and_leaves_the_subscription(market
     await receive(ws)
     await database_sync_to_async(Stock.objects.filter(symbol="CCC").update)(active=False)
     result = await step(market)
-    while (frame := await receive(ws))["type"] != "delisted":
+
+    def quotes_only(frame: dict) -> None:
         assert frame["type"] == "quotes"
+
+    frame = await recv_until(ws, "delisted", 3, skipped=quotes_only)
     assert frame == {"type": "delisted", "step": result.step, "symbols": ["CCC"]}
     await step(market, until={"AAA"})
     frame = await receive(ws)

@@ -9,9 +9,9 @@ import signal
 import pytest
 import websockets
 
-from .clients import Follower, recv_data, stop_following, until
+from .clients import Follower, recv_data, recv_until, stop_following, until
 from .conftest import wait_for
-from .processes import running_site
+from .processes import site_fixture
 
 pytestmark = pytest.mark.processes
 
@@ -19,10 +19,7 @@ CLIENTS = 50
 DURATION_S = 5.0
 
 
-@pytest.fixture
-def site(tmp_path, redis_server):
-    with running_site(tmp_path, redis_server.url) as site:
-        yield site
+site = site_fixture()
 
 
 def test_fifty_clients_get_every_update_of_their_symbols(site):
@@ -78,6 +75,10 @@ def test_market_restart_continues_from_persisted_prices(site):
 
     stored = {s: q["seq"] for s, q in before.items()}
 
+    def holds_the_stored_prices(frame: dict) -> None:
+        assert frame["type"] == "snapshot", frame
+        assert {q["symbol"]: q["seq"] for q in frame["quotes"]} == stored
+
     async def first_frame():
         origin = site.base
         async with websockets.connect(f"ws://127.0.0.1:{site.port}/ws/quotes/", origin=origin) as ws:
@@ -86,10 +87,7 @@ def test_market_restart_continues_from_persisted_prices(site):
             site.start_market("--seed", "2")
             # The first quotes of the new process (its start-up, as in wait_for_steps: 30 s). A snapshot may come
             # first (the hub reconnecting while the market is away): it must hold the stored prices, nothing else.
-            while (frame := await recv_data(ws, 30))["type"] != "quotes":
-                assert frame["type"] == "snapshot", frame
-                assert {q["symbol"]: q["seq"] for q in frame["quotes"]} == stored
-            return snapshot, frame
+            return snapshot, await recv_until(ws, "quotes", 30, skipped=holds_the_stored_prices)
 
     snapshot, frame = asyncio.run(first_frame())
     assert {q["symbol"]: q["seq"] for q in snapshot["quotes"]} == stored

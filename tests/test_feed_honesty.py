@@ -21,10 +21,9 @@ import urllib.request
 import pytest
 import websockets
 
-from .clients import follow, recv_data, stop_following, until
+from .clients import follow, recv_data, sample, samples, stop_following, until
 from .conftest import wait_for
 from .processes import running_site
-from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
 

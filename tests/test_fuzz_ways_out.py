@@ -30,10 +30,10 @@ from websockets.sync.client import connect
 
 from ticker.wire.protocol import ALL, MAX_MESSAGE_BYTES
 
+from .clients import sample, samples
 from .conftest import wait_for
-from .processes import running_site
-from .test_fuzz import ERROR_CODES, LISTED, UNSOLICITED, Watcher, message, strict_json
-from .test_operations import sample, samples
+from .processes import site_fixture
+from .test_fuzz import ERROR_CODES, LISTED, NO_KEEPALIVE, UNSOLICITED, Watcher, message, strict_json
 
 pytestmark = pytest.mark.processes
 
@@ -117,7 +117,8 @@ class WebSocketCase:
         self.url, self.origin = url, origin
 
     def run(self, messages: list[tuple[str | None, str | bytes]], drop: bool) -> None:
-        ws = connect(self.url, origin=self.origin, max_size=None).__enter__()  # closed below, or dropped
+        # Closed below, or dropped.
+        ws = connect(self.url, origin=self.origin, max_size=None, **NO_KEEPALIVE).__enter__()
         try:
             for i, (expected, sent) in enumerate(messages):
                 ws.send(sent)
@@ -185,10 +186,7 @@ def _closes_1011(found: dict) -> float:
     return sample(found, "ticker_closes_total", code="1011")
 
 
-@pytest.fixture
-def site(tmp_path, redis_server):
-    with running_site(tmp_path, redis_server.url, market=True) as site:
-        yield site
+site = site_fixture(market=True)
 
 
 def test_fuzzed_connections_on_every_transport_leave_nothing_behind(site):

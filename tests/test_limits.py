@@ -18,12 +18,10 @@ from channels.testing import WebsocketCommunicator
 from config.asgi import application
 from ticker.wire.protocol import MAX_MESSAGE_BYTES
 
-from .clients import follow, recv_data, stop_following, until
-from .processes import running_site
+from .clients import PING, flood, follow, recv_data, stop_following, until
+from .processes import site_fixture
 from .test_consumers import HANDSHAKE, step
 from .test_settings import start
-
-PING = json.dumps({"action": "ping"})
 
 
 async def connect() -> WebsocketCommunicator:
@@ -63,8 +61,7 @@ async def test_a_flooding_client_gets_one_rate_limited_error_and_close_1008(mark
     for ws in (flooder, bystander):
         await ws.send_to(text_data='{"action": "subscribe", "symbols": ["*"]}')
         assert (await next_frame(ws))["type"] == "snapshot"
-    for _ in range(200):
-        await flooder.send_to(text_data=PING)
+    await flood(flooder, 200)
     frames, code = await outputs_until_close(flooder)
     pongs, rest = [f for f in frames if f["type"] == "pong"], [f for f in frames if f["type"] != "pong"]
     # The subscribe took one token; 39 of the burst and whatever refilled meanwhile are answered.
@@ -137,10 +134,7 @@ def test_limits_come_from_the_environment_and_nonsense_fails_at_start_up():
 # Against a real daphne process: what a browser or an integrator actually sees.
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(tmp_path_factory.mktemp("limits"), redis_server.url, market=True) as site:
-        yield site
+site = site_fixture(scope="module", market=True)
 
 
 def ws_url(site) -> str:
@@ -168,8 +162,7 @@ def test_daphne_closes_a_flooding_client_with_1008(site):
 
     async def main():
         async with websockets.connect(ws_url(site), origin=site.base) as ws:
-            for _ in range(200):
-                await ws.send(PING)
+            await flood(ws, 200)
             frames = await closing_frames(ws)
             return frames, ws.close_code
 

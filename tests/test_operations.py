@@ -20,9 +20,8 @@ import urllib.request
 import pytest
 import websockets
 import yaml
-from prometheus_client.parser import text_string_to_metric_families
 
-from .clients import follow, stop_following, until
+from .clients import follow, sample, samples, stop_following, until
 from .conftest import ROOT, RedisServer, free_port, wait_for
 from .processes import running_site
 
@@ -49,34 +48,6 @@ def json_of(url: str, headers: dict | None = None) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
-
-
-class Samples(dict):
-    """Every sample of a Prometheus exposition, (name, sorted labels) -> value, and the metric names it declares."""
-
-    declared: set[str]
-
-
-def samples(url: str) -> Samples:
-    """Every sample of the exposition at ``url``."""
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
-    found, found.declared = Samples(), set()
-    for family in text_string_to_metric_families(text):
-        found.declared.add(family.name)
-        for each in family.samples:
-            found[(each.name, tuple(sorted(each.labels.items())))] = each.value
-    return found
-
-
-def sample(found: Samples, name: str, **labels: str) -> float:
-    """One sample's value; 0 for a labelled sample its metric has not had yet (a counter whose label was never
-    incremented). A metric the exposition does not declare at all fails: a renamed metric must not read as 0."""
-    suffixes = ("", "_total", "_count", "_sum", "_bucket", "_created", "_info")
-    assert any(name == family + end for family in found.declared for end in suffixes), (
-        f"{name} is not in the exposition (declared: {sorted(found.declared)})"
-    )
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 def compose_healthcheck() -> str:

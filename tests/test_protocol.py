@@ -1,9 +1,14 @@
 """Validation of client messages: every bad input has a code and a fixable message."""
 
+import dataclasses
 import json
+from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from ticker.market.prices import Tick
 from ticker.wire.protocol import (
     MAX_MESSAGE_BYTES,
     MAX_SYMBOLS_PER_MESSAGE,
@@ -11,6 +16,8 @@ from ticker.wire.protocol import (
     ProtocolError,
     parse_client_message,
 )
+
+from .clients import is_whole, merge_delta
 
 
 def parse(obj) -> Command:
@@ -121,3 +128,46 @@ def test_json_the_parser_cannot_read_is_bad_json(text):
     with pytest.raises(ProtocolError) as error:
         parse_client_message(text)
     assert error.value.code == "bad_json" and error.value.message.startswith("Message is not valid JSON")
+
+
+cents = st.integers(0, 10_000_000).map(lambda c: Decimal(c) / 100)
+
+
+@st.composite
+def consecutive_ticks(draw) -> tuple[Tick, Tick]:
+    """A symbol's tick and its next (seq + 1), with any fields changed or kept."""
+    seq = draw(st.integers(1, 10**9))
+    ticks = []
+    for n in (seq, seq + 1):
+        price, close = draw(cents), draw(cents)
+        high, low, open_ = (draw(st.none() | cents) for _ in range(3))
+        ticks.append(
+            Tick(
+                symbol="AAPL",
+                price=price,
+                reference_price=close,
+                seq=n,
+                ts=draw(st.integers(0, 2**53)),
+                halted=draw(st.booleans()),
+                prev_close=close,
+                open=open_ if open_ is not None else price,
+                high=high if high is not None else price,
+                low=low if low is not None else price,
+                volume=draw(st.integers(0, 10**12)),
+            )
+        )
+    if draw(st.booleans()):  # often only some fields move
+        ticks[1] = dataclasses.replace(ticks[0], seq=seq + 1, price=ticks[1].price)
+    return ticks[0], ticks[1]
+
+
+@given(consecutive_ticks())
+def test_a_delta_applied_to_the_quote_it_was_made_from_gives_the_new_quote(ticks):
+    """The delta format loses nothing: quote_delta(B, A) merged onto A, change and change_pct worked out as the
+    browser does (static/ticker/js/delta.js derive), is B."""
+    from ticker.wire.protocol import DERIVED_FIELDS, quote, quote_delta
+
+    before, after = (quote(t) for t in ticks)
+    delta = quote_delta(after, before)
+    assert not set(DERIVED_FIELDS) & set(delta)
+    assert not is_whole(delta) and merge_delta(before, delta) == after

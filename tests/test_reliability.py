@@ -18,10 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .clients import follow, get_json, stop_following, until
+from .clients import follow, get_json, sample, samples, stop_following, until
 from .conftest import RedisServer, wait_for
 from .processes import running_site
-from .test_operations import sample, samples
 
 pytestmark = pytest.mark.processes
 

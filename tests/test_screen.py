@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from . import test_browser
-from .processes import running_site
+from .processes import site_fixture
 from .test_browser import ALWAYS_OPEN
 
 browser = test_browser.browser  # the module's Chromium, one per module, as in tests/test_browser.py
@@ -20,10 +20,7 @@ browser = test_browser.browser  # the module's Chromium, one per module, as in t
 pytestmark = [pytest.mark.browser, pytest.mark.processes]
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(tmp_path_factory.mktemp("screen-site"), redis_server.url, market=True, env=ALWAYS_OPEN) as site:
-        yield site
+site = site_fixture(scope="module", market=True, env=ALWAYS_OPEN)
 
 
 def open_page(browser, site, **context_options):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hypothesis
 import pytest
-from django.test import RequestFactory
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.test import Client, RequestFactory, override_settings
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ticker.edge import security
 
@@ -122,3 +127,58 @@ def test_readyz_details_and_metrics_follow_the_trusted_client_address_not_the_pr
         # Without trusted proxies X-Forwarded-For is not believed either way: the peer decides.
         assert health.metrics_refusal(scope("172.18.0.5", "203.0.113.9")) is None
         assert health.metrics_refusal(scope("203.0.113.9", "127.0.0.1")) is not None
+
+
+# Hosts and origins drawn from the names the rule tells apart: allowed or not, a port or none, the scheme,
+# trusted exactly or by a wildcard, and look-alikes.
+names = st.sampled_from(["ticker.test", "127.0.0.1", "ticker.example.com", "feed.example.org", "example.org"])
+names |= st.sampled_from(["evil.example", "example.org.evil.example", "TICKER.test", "ticker.test."])
+ports = st.sampled_from(["", ":80", ":443", ":8000", ":8443"])
+hosts = st.builds(lambda name, port: name + port, names, ports)
+origins = st.none() | st.sampled_from(["", "null", "http://", "ticker.test"])
+origins |= st.builds(lambda scheme, host: scheme + host, st.sampled_from(["http://", "https://", "ws://"]), hosts)
+origins |= st.text(max_size=12)
+
+
+async def _accepting(scope, receive, send) -> None:
+    """Stands in for QuoteConsumer behind the check (the question is only whether the check lets a handshake
+    through): accepts, and ends when the client goes. A plain ASGI app: a Channels consumer closes the thread's
+    old database connections on every message, which this test, without a database, may not touch."""
+    while (message := await receive())["type"] != "websocket.disconnect":
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+
+
+def _websocket_opens(origin: str | None, host: str) -> bool:
+    """Whether the WebSocket routes' Origin check (OriginCheck, as config/asgi.py wraps them) lets the handshake
+    through, as channels' test communicator makes it."""
+    headers = [(b"host", host.encode())] + ([] if origin is None else [(b"origin", origin.encode())])
+
+    async def handshake() -> bool:
+        communicator = WebsocketCommunicator(security.OriginCheck(_accepting), "/ws/quotes/", headers)
+        connected, _ = await communicator.connect()
+        if connected:
+            await communicator.disconnect()
+        return connected
+
+    return async_to_sync(handshake)()
+
+
+def _http_opens(origin: str | None, host: str) -> bool:
+    """Whether the long-poll view (through Django's whole middleware stack) gets past the Origin check: a
+    ``wait`` it refuses is its next check, so no hub is needed to tell."""
+    headers = {"HTTP_HOST": host} | ({} if origin is None else {"HTTP_ORIGIN": origin})
+    response = Client().get("/api/quotes/?wait=never", **headers)
+    if response.status_code == 400 and response.headers["Content-Type"].startswith("application/json"):
+        return response.json()["code"] == "bad_wait"
+    assert response.status_code in (400, 403), response  # 400: a Host outside ALLOWED_HOSTS
+    return False
+
+
+@override_settings(ALLOWED_HOSTS=["ticker.test", "127.0.0.1"], CSRF_TRUSTED_ORIGINS=TRUSTED)
+@hypothesis.settings(max_examples=200, deadline=None)
+@given(origins, hosts)
+def test_for_any_origin_and_host_a_websocket_and_an_http_stream_are_both_let_in_or_both_refused(origin, host):
+    """The same Origin rule on every transport, through the real middleware and views: no Origin/Host pair
+    opens one and not the other."""
+    assert _websocket_opens(origin, host) == _http_opens(origin, host)

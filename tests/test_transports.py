@@ -10,15 +10,12 @@ import urllib.request
 import pytest
 
 from .conftest import wait_for
-from .processes import running_site
+from .processes import site_fixture
 
 pytestmark = pytest.mark.processes
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, redis_server):
-    with running_site(tmp_path_factory.mktemp("transports"), redis_server.url) as site:
-        yield site
+site = site_fixture(scope="module")
 
 
 @pytest.fixture
