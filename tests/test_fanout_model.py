@@ -41,9 +41,11 @@ changes = st.dictionaries(st.sampled_from(SYMBOLS), st.tuples(st.integers(1, 40_
 
 
 class Client:
-    """A server outlet (ticker/edge/server.py's interface: ``write`` and ``backlogged``) with a client behind it
-    that keeps the protocol's rules as frames arrive (an outlet delivers what it was written in order, so
+    """A server outlet (ticker.hub.outlet.Outlet: ``write``, ``backlogged`` and ``deflate``) with a client behind
+    it that keeps the protocol's rules as frames arrive (an outlet delivers what it was written in order, so
     checking on write is checking on arrival)."""
+
+    deflate = False  # as the SSE and queued outlets: the fan-out's own compressed frames are not sent to it
 
     def __init__(self, number: int):
         self.number = number
