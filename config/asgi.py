@@ -20,6 +20,7 @@ except ImproperlyConfigured as error:
 # imports the consumers, which import the ORM.
 django_asgi_app = get_asgi_application()
 
+from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ticker.edge.security import OriginCheck  # noqa: E402
@@ -32,9 +33,10 @@ application = health.routes(
         {
             "http": django_asgi_app,
             # OriginCheck, not channels' AllowedHostsOriginValidator: the same Origin rule as SSE and
-            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py). No session or auth
-            # middleware: no consumer reads scope["user"], and each would cost every connection a lookup.
-            "websocket": OriginCheck(URLRouter(websocket_urlpatterns)),
+            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py). Then the page's session
+            # cookie names the user (scope["user"]), whose personal frames the socket gets (issue 23). A socket
+            # without a session cookie costs no query; one with it, one session (and user) read at the handshake.
+            "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
         }
     )
 )
