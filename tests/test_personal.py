@@ -261,3 +261,99 @@ async def test_an_anonymous_sse_stream_gets_nothing_personal(market):
         await sse_events(None, "event: alert", limit=1)
     await task
     assert hub.personal.delivered == 0 and hub.personal.not_here == 1
+
+
+# -- two web processes on one Redis (real daphne) -----------------------------
+
+
+SIGN_IN = """
+from django.contrib.auth import get_user_model
+from django.test import Client
+for name in ("alice", "bob"):
+    user = get_user_model().objects.create_user(name, password="a long enough password 1")
+    client = Client()
+    client.force_login(user)
+    print(name, user.pk, client.cookies["sessionid"].value)
+"""
+
+
+async def open_socket(base: str, session: str):
+    import websockets
+
+    url = base.replace("http://", "ws://") + "/ws/quotes/"
+    return await websockets.connect(url, origin=base, additional_headers={"Cookie": f"sessionid={session}"})
+
+
+async def frames_for(ws, seconds: float) -> list[dict]:
+    """Every frame but heartbeats the socket receives within ``seconds``."""
+    got = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + seconds
+    while (left := end - loop.time()) > 0:
+        try:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), left))
+        except TimeoutError:
+            break
+        if frame["type"] != "heartbeat":
+            got.append(frame)
+    return got
+
+
+async def two_processes_route_by_user(site, bases: list[str], users: dict[str, tuple[int, str]]) -> None:
+    from channels_redis.core import RedisChannelLayer
+
+    (alice, alice_session), (bob, bob_session) = users["alice"], users["bob"]
+    alice_sockets = [await open_socket(base, alice_session) for base in bases]
+    bob_socket = await open_socket(bases[1], bob_session)
+    sockets = [*alice_sockets, bob_socket]
+    try:
+        for ws, name in zip(sockets, ("alice", "alice", "bob"), strict=True):
+            await ws.send(json.dumps({"action": "whoami"}))
+            assert [f for f in await frames_for(ws, 1) if f["type"] == "whoami"] == [{"type": "whoami", "user": name}]
+        layer = RedisChannelLayer(hosts=[site.env["REDIS_URL"]], prefix=site.env["TICKER_CHANNEL_PREFIX"])
+        loop = asyncio.get_running_loop()
+        for n in range(3):
+            alert = ALERT | {"id": n}
+            sent = loop.time()
+            await layer.group_send(personal.PERSONAL_GROUP, personal.message([(alice, personal.alert_frame(alert))]))
+            for ws in alice_sockets:
+                assert json.loads(await asyncio.wait_for(ws.recv(), 1)) == {"type": "alert", "alert": alert}
+            assert loop.time() - sent < 1, "on both processes within 1 s"
+        assert await frames_for(bob_socket, 0.5) == [], "bob never gets alice's frames"
+        await layer.group_send(personal.PERSONAL_GROUP, personal.message([(bob, personal.watchlist_frame(["AAA"]))]))
+        assert await frames_for(bob_socket, 1) == [{"type": "watchlist", "symbols": ["AAA"]}]
+        for ws in alice_sockets:
+            assert await frames_for(ws, 0.3) == []
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+@pytest.mark.processes
+def test_two_web_processes_route_personal_frames_by_user(tmp_path, redis_server):
+    """User A on both daphne processes, user B on one: A's frame reaches A on both within 1 s, never B."""
+    from .processes import running_site
+
+    with running_site(tmp_path, redis_server.url, market=False) as site:
+        printed = [line.split() for line in site.manage("shell", "-c", SIGN_IN).splitlines()]
+        users = {line[0]: (int(line[1]), line[2]) for line in printed if line[:1] in (["alice"], ["bob"])}
+        second = site.start_web(name="web2")
+        asyncio.run(two_processes_route_by_user(site, [site.base, second], users))
+        lab_handshake_shows_the_user(second, users["alice"][1])
+
+
+def lab_handshake_shows_the_user(base: str, session: str) -> None:
+    """The Lab's captured handshake carries the page's cookies, masked, and names the user the server saw."""
+    import urllib.request
+
+    def capture(cookie: str | None) -> dict:
+        request = urllib.request.Request(base + "/api/lab/handshake/", headers={"Cookie": cookie} if cookie else {})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    signed_in = capture(f"csrftoken=tok123; sessionid={session}")
+    assert signed_in["user"] == "alice" and signed_in["accept_ok"]
+    assert "Cookie: csrftoken=•••; sessionid=•••\r\n" in signed_in["request"]
+    assert session not in signed_in["request"] and "tok123" not in signed_in["request"]
+    anonymous = capture(None)
+    assert anonymous["user"] is None and "Cookie:" not in anonymous["request"]
