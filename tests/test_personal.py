@@ -92,6 +92,18 @@ def test_router_survives_a_malformed_event():
     assert kinds(a) == ["alert"]
 
 
+def test_only_a_session_cookie_sends_a_socket_through_the_auth_stack():
+    from ticker.edge.session import has_session_cookie
+
+    def scope(*cookies: bytes) -> dict:
+        return {"headers": [(b"host", b"x"), *((b"cookie", c) for c in cookies)]}
+
+    assert has_session_cookie(scope(b"csrftoken=a; sessionid=b"))
+    assert has_session_cookie(scope(b"csrftoken=a", b"sessionid=b"))
+    assert not has_session_cookie(scope(b"xsessionid=b; csrftoken=sessionid=c"))
+    assert not has_session_cookie(scope())
+
+
 # -- through the real application and Redis ---------------------------------
 
 
@@ -141,19 +153,19 @@ async def test_a_personal_frame_reaches_its_user_only(market):
     alice, alice_session, _ = await sign_in("alice")
     bob, bob_session, _ = await sign_in("bob")
     alice_ws, alice_ws2 = await connect(alice_session), await connect(alice_session)
-    bob_ws, anonymous_ws = await connect(bob_session), await connect()
+    bob_ws, anonymous_ws, forged_ws = await connect(bob_session), await connect(), await connect("not-a-session")
     assert await whoami(alice_ws) == "alice" and await whoami(bob_ws) == "bob"
-    assert await whoami(anonymous_ws) is None
+    assert await whoami(anonymous_ws) is None and await whoami(forged_ws) is None
 
     await publish((alice, personal.alert_frame(ALERT)))
     for ws in (alice_ws, alice_ws2):
         assert await recv_data(ws, 3) == {"type": "alert", "alert": ALERT}
     await publish((bob, personal.watchlist_frame(["BBB", "AAA"])))
     assert await recv_data(bob_ws, 3) == {"type": "watchlist", "symbols": ["BBB", "AAA"]}
-    for ws in (alice_ws, alice_ws2, anonymous_ws):
+    for ws in (alice_ws, alice_ws2, anonymous_ws, forged_ws):
         await nothing_but_heartbeats(ws)
     await nothing_but_heartbeats(bob_ws, 0.1)
-    for ws in (alice_ws, alice_ws2, bob_ws, anonymous_ws):
+    for ws in (alice_ws, alice_ws2, bob_ws, anonymous_ws, forged_ws):
         await ws.disconnect()
 
 
