@@ -128,3 +128,45 @@ def test_an_alert_frame_shows_a_toast_and_the_badge_for_its_user_only(site, brow
     finally:
         alice_context.close()
         bob_context.close()
+
+
+def test_signed_out_hides_the_alerts_and_keeps_the_quotes(site, browser):  # noqa: F811
+    alice = site.users["alice"][0]
+    context, page = signed_in_page(browser, site, "alice", unread=0)
+    try:
+        page.evaluate("window.signedOut = 0; document.addEventListener('ticker:signed_out', () => window.signedOut++)")
+        for _ in range(20):  # the socket is registered a moment after "live"
+            publish(site, (alice, personal.signed_out_frame()))
+            try:
+                expect(page.locator("#alerts")).to_be_hidden(timeout=500)
+                break
+            except AssertionError:
+                continue
+        expect(page.locator("#alerts")).to_be_hidden()
+        assert page.evaluate("window.signedOut") == 1
+        # The socket stays open for quotes (the server side of "nothing personal after": test_personal.py).
+        expect(page.locator("#badge")).to_have_attribute("data-state", "live")
+        assert page.errors == []
+    finally:
+        context.close()
+
+
+def test_the_lab_shows_the_cookie_masked_and_the_user_the_server_saw(site, browser):  # noqa: F811
+    session = site.users["bob"][1]
+    context = browser.new_context()
+    context.add_cookies([{"name": "sessionid", "value": session, "url": site.base}])
+    anonymous = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(site.base + "/lab/")
+        expect(page.locator("#hs-user-seen")).to_have_text("The server saw user: bob.", timeout=10_000)
+        expect(page.locator("#hs-request")).to_contain_text("Cookie: sessionid=•••")
+        assert session not in page.locator("#hs-request").text_content()
+        page = anonymous.new_page()
+        page.goto(site.base + "/lab/")
+        expect(page.locator("#hs-user-seen")).to_have_text(
+            "The server saw user: anonymous (no cookie sent).", timeout=10_000
+        )
+    finally:
+        context.close()
+        anonymous.close()
