@@ -59,6 +59,7 @@ def test_router_writes_to_each_connection_of_the_user_and_drops_the_rest():
     assert a1.frames[0] is a2.frames[0], "encoded once for every connection of the user"
     assert a1.frames[0].step == 12 and a1.frames[0].kind == "alert"
     assert router.not_here == 1, "an event for a user with no connection here is dropped"
+    assert router.sent.frames["alert"] == 2 and router.sent.bytes["alert"] == 2 * len(a1.frames[0].payload)
     router.detach(a2)
     router.route(personal.message([(1, personal.watchlist_frame(["AAA"]))]))
     assert kinds(a1) == ["alert", "watchlist"] and kinds(a2) == ["alert"]

@@ -109,7 +109,7 @@ class QuoteHub:
         self.fanout = Fanout(
             self.store, self.clock, on_broadcast=self._collect_soon, compress_min_bytes=compress_min_bytes
         )
-        self.personal = PersonalRouter(step=lambda: self.store.step)
+        self.personal = PersonalRouter(step=lambda: self.store.step, sent=self.fanout.sent)
         self.follower = FeedFollower(
             channel_layer,
             stale_after_s=stale_after_s,

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ticker.hub.outlet import Outlet
+from ticker.hub.sent import Sent
 from ticker.wire import protocol
 from ticker.wire.frames import Frame
 from ticker.wire.personal import PERSONAL_EVENT
@@ -32,8 +33,11 @@ SIGNED_OUT = "signed_out"
 class PersonalRouter:
     """Which open connections of this process belong to which signed-in user, and their personal frames."""
 
-    def __init__(self, step: Callable[[], int] = lambda: 0):
+    def __init__(self, step: Callable[[], int] = lambda: 0, sent: Sent | None = None):
         self.step = step  # the hub's current market step, stamped on the frames (their SSE id)
+        # The fan-out's counts (the hub passes its own): personal frames show in ticker_frames_sent_total by
+        # kind (alert, watchlist, signed_out), so deliveries are counted where the broadcasts are.
+        self.sent = sent if sent is not None else Sent()
         self.users: dict[int, set[Outlet]] = {}
         self.owners: dict[Outlet, int] = {}
         # Plain counts for tests and the operations view.
@@ -84,15 +88,18 @@ class PersonalRouter:
             return
         kind = frame["type"]
         encoded = Frame(protocol.encode(frame), self.step(), kind)
+        written = 0
         for outlet in list(outlets):
             if outlet.backlogged:
                 self.dropped_backlogged += 1
                 continue
             try:
                 outlet.write(encoded)
-                self.delivered += 1
+                written += 1
             except Exception:
                 log.exception("writing a personal frame failed")
+        self.delivered += written
+        self.sent.add_many(kind, written, written * len(encoded.payload))
         if kind == SIGNED_OUT:
             for outlet in list(outlets):
                 self.detach(outlet)
