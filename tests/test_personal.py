@@ -370,3 +370,21 @@ def lab_handshake_shows_the_user(base: str, session: str) -> None:
     assert session not in signed_in["request"] and "tok123" not in signed_in["request"]
     anonymous = capture(None)
     assert anonymous["user"] is None and "Cookie:" not in anonymous["request"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_sign_out_on_the_event_loops_thread_is_published_too(market):
+    """``alogout`` may send user_logged_out on the loop's own thread: the receiver publishes as a task."""
+    from types import SimpleNamespace
+
+    from ticker.edge.signout import publish_signed_out
+
+    alice, alice_session, _ = await sign_in("alice")
+    ws = await connect(alice_session)
+    await whoami(ws)
+    publish_signed_out(None, request=None, user=SimpleNamespace(pk=alice))
+    publish_signed_out(None, request=None, user=None)  # an anonymous logout: nothing to say
+    assert await recv_data(ws, 3) == {"type": "signed_out"}
+    assert await whoami(ws) is None
+    await ws.disconnect()

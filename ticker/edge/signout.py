@@ -26,15 +26,15 @@ def publish_signed_out(sender, request=None, user=None, **kwargs) -> None:
     never raised: the sign-out itself has happened (the session is gone, and with it the next handshake's user)."""
     if user is None or getattr(user, "pk", None) is None:
         return
-    layer = get_channel_layer()
-    if layer is None:
-        return
     message = personal.message([(user.pk, personal.signed_out_frame())])
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         loop = None
     try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
         if loop is None:  # a sync view, in its worker thread (or a test, or a command)
             async_to_sync(layer.group_send)(personal.PERSONAL_GROUP, message)
         else:
