@@ -23,6 +23,7 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from ticker.edge.security import OriginCheck  # noqa: E402
+from ticker.edge.session import SessionUser  # noqa: E402
 from ticker.ops import health  # noqa: E402
 from ticker.routing import websocket_urlpatterns  # noqa: E402
 
@@ -32,9 +33,11 @@ application = health.routes(
         {
             "http": django_asgi_app,
             # OriginCheck, not channels' AllowedHostsOriginValidator: the same Origin rule as SSE and
-            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py). No session or auth
-            # middleware: no consumer reads scope["user"], and each would cost every connection a lookup.
-            "websocket": OriginCheck(URLRouter(websocket_urlpatterns)),
+            # long-polling, Django's CSRF rule with the port (ticker/edge/security.py). Then the page's session
+            # cookie names the user (scope["user"], channels' AuthMiddlewareStack), whose personal frames the
+            # socket gets (issue 23); a socket without a session cookie is anonymous at once, with no thread hop
+            # or query (ticker/edge/session.py).
+            "websocket": OriginCheck(SessionUser(URLRouter(websocket_urlpatterns))),
         }
     )
 )

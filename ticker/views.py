@@ -61,7 +61,11 @@ def lab(request: HttpRequest) -> HttpResponse:
 
 @read_only
 async def lab_handshake(request: HttpRequest) -> HttpResponse:
-    """GET /api/lab/handshake/: a real WebSocket opening handshake with this server, byte for byte."""
+    """GET /api/lab/handshake/: a real WebSocket opening handshake with this server, byte for byte.
+
+    It carries the page's own cookies, as the browser's upgrade does, and says which user the server saw on
+    that socket (``user``: a username, or null for anonymous); the cookie values are masked in what it shows.
+    """
     server = request.scope.get("server") if hasattr(request, "scope") else None
     host, port = server if server else ("127.0.0.1", int(request.get_port()))
     if host in ("0.0.0.0", "::", ""):
@@ -72,8 +76,9 @@ async def lab_handshake(request: HttpRequest) -> HttpResponse:
             port=int(port),
             http_host=request.get_host(),
             origin=f"{request.scheme}://{request.get_host()}",
+            cookie=request.headers.get("Cookie"),
         )
-    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
         raise ProtocolError(
             "handshake_failed", f"Could not open a WebSocket to this server: {exc}.", status=502
         ) from None

@@ -56,6 +56,9 @@ class QuoteConsumer(AsyncWebsocketConsumer):
     slot: admission.Slot | None = None
     # Quotes frames as deltas (the client asked for protocol.DELTA_SUBPROTOCOL), or whole quotes.
     delta: bool = False
+    # The signed-in user the session named at the handshake (AuthMiddlewareStack, config/asgi.py), or None.
+    user_id: int | None = None
+    username: str | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         """The connection's whole life, and its one way out (``teardown``).
@@ -126,6 +129,12 @@ class QuoteConsumer(AsyncWebsocketConsumer):
             self._close(TRY_AGAIN_LATER, f"try again in {unavailable.retry_after_s} s")
             return
         self.hub.fanout.attach(self.outlet, delta=self.delta)
+        # Personal frames (docs/protocol.md, "Personal frames") for a signed-in user's socket only. The user was
+        # read by AuthMiddleware before connect: no query here.
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.user_id, self.username = user.pk, user.get_username()
+            self.hub.personal.attach(self.outlet, self.user_id)
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""
@@ -143,6 +152,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.torn_down = self.closing = True
         if self.hub is not None and self.outlet is not None:
             self.hub.fanout.detach(self.outlet)
+            self.hub.personal.detach(self.outlet)
         if self.outlet is not None:
             self.outlet.stop()
         if self.slot is not None:
@@ -204,10 +214,17 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         self.closed_with = code
         if self.hub is not None:
             self.hub.fanout.detach(self.outlet)
+            self.hub.personal.detach(self.outlet)
         self.outlet.close(code, reason)
 
     def on_ping(self, command: Command) -> None:
         self._reply({"type": "pong", "ts": time.time_ns() // 1_000_000})
+
+    def on_whoami(self, command: Command) -> None:
+        """Who the server takes this socket for: the user its session named (the Lab shows it), or null once
+        anonymous or signed out."""
+        signed_in = self.hub.personal.owner(self.outlet) is not None
+        self._reply({"type": "whoami", "user": self.username if signed_in else None})
 
     def on_movers(self, command: Command) -> None:
         self.hub.fanout.follow_movers(self.outlet, command.count)

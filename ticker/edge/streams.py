@@ -130,6 +130,16 @@ async def long_poll(request: HttpRequest) -> HttpResponse:
     return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
+async def _user_id(request: HttpRequest) -> int | None:
+    """The signed-in user's id, read without blocking the loop (``auser``), or None (anonymous; or a request
+    that went through no AuthenticationMiddleware, as a test's may)."""
+    auser = getattr(request, "auser", None)
+    if auser is None:
+        return None
+    user = await auser()
+    return user.pk if user.is_authenticated else None
+
+
 class _StreamOutlet:
     """An SSE connection's outlet (ticker.hub.outlet.Outlet): frames go into a bounded queue the response drains."""
 
@@ -163,7 +173,8 @@ async def stream(request: HttpRequest) -> HttpResponse:
     Last-Event-ID (the browser's automatic reconnect) just the quotes that
     changed after that step. Then one ``quotes`` event per step, ``id`` = step.
     With ``movers=N`` (1 to 20), ``movers`` events too: at once, then at most
-    one a second while the market's top N gainers and losers change.
+    one a second while the market's top N gainers and losers change. A signed-in user's stream also
+    carries their personal events: ``alert``, ``watchlist`` and ``signed_out`` (docs/protocol.md).
     """
     _refuse_foreign_origin(request)
     movers = _movers_param(request, "movers", least=0, default=0)
@@ -173,6 +184,7 @@ async def stream(request: HttpRequest) -> HttpResponse:
         "Last-Event-ID must be a market step (a whole number).",
     )
     hub, interest = await _hub_and_interest(request)
+    user_id = await _user_id(request)
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     if request.method == "HEAD":  # the stream's headers, without opening a stream that would never end
         return HttpResponse(content_type="text/event-stream", headers=headers)
@@ -195,6 +207,7 @@ async def stream(request: HttpRequest) -> HttpResponse:
             protocol.encode(protocol.snapshot_frame(quotes, step=hub.step, session=hub.store.session)),
         )
         hub.fanout.attach(outlet, interest)
+        hub.personal.attach(outlet, user_id)  # alert, watchlist and signed_out events for a signed-in user
         logs.connection_started("sse")
         metrics.connection_opened("sse")
         log.info("sse stream opened")
@@ -210,6 +223,7 @@ async def stream(request: HttpRequest) -> HttpResponse:
                 yield _sse(frame.kind, frame.step, frame.text)
         finally:
             hub.fanout.detach(outlet)
+            hub.personal.detach(outlet)
             metrics.connection_closed("sse")
             log.info("sse stream closed")
             slot.release()

@@ -15,6 +15,7 @@ The hub is put together from one piece per job:
 - ``store.QuoteStore``: the latest quote of each symbol and its change step;
 - ``fanout.Fanout``: each connection's delivery state and the broadcasts;
 - ``heartbeats.Heartbeats``: when a heartbeat is due;
+- ``personal.PersonalRouter``: signed-in users' connections and their personal frames (issue 23);
 - ``ticker.runtime.gc_schedule.FullCollections``: full collections between broadcasts.
 """
 
@@ -38,6 +39,7 @@ from ticker.hub.figures import watch as watch_figures
 from ticker.hub.follower import INTERRUPTED, LIVE, FeedFollower
 from ticker.hub.heartbeats import WATCH_EVERY_S, Heartbeats
 from ticker.hub.interest import EVERYTHING, NOTHING, Interest
+from ticker.hub.personal import PersonalRouter
 from ticker.hub.ratecap import RateCap
 from ticker.hub.store import QuoteStore
 from ticker.market import lease, selectors
@@ -54,6 +56,7 @@ __all__ = [
     "Delivery",
     "FeedUnavailable",
     "Interest",
+    "PersonalRouter",
     "QuoteHub",
     "RateCap",
     "close_hub",
@@ -106,8 +109,14 @@ class QuoteHub:
         self.fanout = Fanout(
             self.store, self.clock, on_broadcast=self._collect_soon, compress_min_bytes=compress_min_bytes
         )
+        self.personal = PersonalRouter(step=lambda: self.store.step, sent=self.fanout.sent)
         self.follower = FeedFollower(
-            channel_layer, stale_after_s=stale_after_s, load=load, on_load=self.load, on_batch=self.on_batch
+            channel_layer,
+            stale_after_s=stale_after_s,
+            load=load,
+            on_load=self.load,
+            on_batch=self.on_batch,
+            on_personal=self.personal.route,
         )
         self.heartbeat_s = heartbeat_s
         # Full garbage collections between broadcasts (ticker/runtime/gc_schedule.py);

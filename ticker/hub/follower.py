@@ -18,6 +18,7 @@ from ticker.hub.source import FeedSource, Verdict
 from ticker.market.selectors import Listed
 from ticker.runtime.cancellation import stop_if_cancelled
 from ticker.wire import protocol
+from ticker.wire.personal import PERSONAL_EVENT, PERSONAL_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,13 @@ log = logging.getLogger(__name__)
 REJOIN_EVERY_S = 60
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 2.0
 LIVE, INTERRUPTED = "live", "interrupted"
+# The groups this process's one channel belongs to: the market's batches, and personal events (issue 23),
+# which arrive on the same channel so a web process holds one pending receive, not two.
+GROUPS = (protocol.QUOTES_GROUP, PERSONAL_GROUP)
+
+
+def _ignore(message: dict[str, Any]) -> None:
+    pass
 
 
 class FeedFollower:
@@ -36,7 +44,9 @@ class FeedFollower:
     batches may have been missed); ``on_batch(message, new_leader)`` is called
     for every batch of this site's current market (``source`` drops the rest),
     and returns False if the batch does not continue what is held, when the
-    stored market is loaded again instead.
+    stored market is loaded again instead. ``on_personal(message)`` gets every ``personal.events``
+    message (ticker/hub/personal.py routes it); it is checked only after the batch test, so the batch's
+    path costs what it did.
     """
 
     def __init__(
@@ -47,6 +57,7 @@ class FeedFollower:
         load: Callable[[], Awaitable[Listed]],
         on_load: Callable[[Listed, bool], None],
         on_batch: Callable[[dict[str, Any]], None],
+        on_personal: Callable[[dict[str, Any]], None] = _ignore,
     ):
         self.layer = layer
         # The market publishes every step, changed or not; this long without
@@ -54,6 +65,7 @@ class FeedFollower:
         # group membership lost) even while Redis still answers.
         self.stale_after_s = stale_after_s
         self.load, self.on_load, self.on_batch = load, on_load, on_batch
+        self.on_personal = on_personal
         self.source = FeedSource()
         self.connected = False  # receiving from the channel layer
         self.last_batch_at = 0.0
@@ -92,7 +104,7 @@ class FeedFollower:
             return
         try:
             async with asyncio.timeout(RETRY_MAX_S * 2):
-                await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
+                await self._join(self.channel)
                 self.on_load(await self._load(), True)
         except Exception as exc:
             log.warning("could not join the quotes group again: %s", exc)
@@ -116,7 +128,7 @@ class FeedFollower:
                     # process-local channel through one shared Redis key, and a
                     # different prefix would wait behind the consumers' receives.
                     self.channel = await self.layer.new_channel()
-                    await self.layer.group_add(protocol.QUOTES_GROUP, self.channel)
+                    await self._join(self.channel)
                     rejoin = asyncio.create_task(self._rejoin(self.channel))
                 # Joined first, loaded second: a batch published in between is
                 # queued on our channel and deduplicated by seq in the store.
@@ -138,6 +150,8 @@ class FeedFollower:
                     message = await self.layer.receive(self.channel)
                     stop_if_cancelled()
                     if message.get("type") != protocol.BATCH_EVENT:
+                        if message.get("type") == PERSONAL_EVENT:
+                            self.on_personal(message)
                         continue
                     verdict = self.source.judge(message)
                     if verdict in (Verdict.FOREIGN, Verdict.STALE):
@@ -154,8 +168,7 @@ class FeedFollower:
                 if self.channel is not None and self.layer is not None:
                     # A new channel is made on retry: leave no second membership behind.
                     with contextlib.suppress(Exception):
-                        async with asyncio.timeout(1):
-                            await self.layer.group_discard(protocol.QUOTES_GROUP, self.channel)
+                        await asyncio.wait_for(self._leave(self.channel), 1)
                 # Serve snapshots from the database even while Redis is away.
                 if not self.ready.is_set():
                     try:
@@ -175,10 +188,18 @@ class FeedFollower:
         while True:
             await asyncio.sleep(REJOIN_EVERY_S)
             try:
-                await self.layer.group_add(protocol.QUOTES_GROUP, channel)
+                await self._join(channel)
             except Exception as exc:
                 log.warning("could not refresh the quotes group membership: %s", exc)
             stop_if_cancelled()
+
+    async def _join(self, channel: str) -> None:
+        for group in GROUPS:
+            await self.layer.group_add(group, channel)
+
+    async def _leave(self, channel: str) -> None:
+        for group in GROUPS:
+            await self.layer.group_discard(group, channel)
 
     async def close(self) -> None:
         if self._resync is not None and not self._resync.done():

@@ -23,7 +23,7 @@ QUOTES_GROUP = "quotes"
 BATCH_EVENT = "quote.batch"
 
 ALL = "*"
-ACTIONS = ("subscribe", "unsubscribe", "ping", "movers")
+ACTIONS = ("subscribe", "unsubscribe", "ping", "movers", "whoami")
 # Caps that keep one client from making the server do unbounded work.
 MAX_MESSAGE_BYTES = 16 * 1024
 # A client message may come in at most this many frames (one and its continuations); checked frame by frame by
@@ -135,8 +135,8 @@ def parse_client_message(text: str | None) -> Command:
         # Shown as JSON (what the client sent), cut short: an action may be any JSON value of any size.
         shown = quoted(json.dumps(action, ensure_ascii=False))
         raise ProtocolError("unknown_action", f"Unknown action {shown}: use one of {', '.join(ACTIONS)}.")
-    if action == "ping":
-        return Command("ping")
+    if action in ("ping", "whoami"):
+        return Command(action)
     if action == "movers":
         return Command("movers", count=movers_count(data.get("count")))
     symbols = data.get("symbols")

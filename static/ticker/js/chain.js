@@ -82,6 +82,7 @@ export class TransportChain {
       session: (session) => live() && this.handlers.session?.(session),
       movers: (frame) => live() && this.handlers.movers?.(frame),
       delisted: (symbols) => live() && this.handlers.delisted?.(symbols),
+      personal: (frame) => live() && this.handlers.personal?.(frame),
       error: (frame) => live() && this.handlers.error?.(frame),
       request: () => this.handlers.request(name),
       failed: (reason) => (slot.live ? this.fallBack(slot, reason) : this.probeFailed(slot)),

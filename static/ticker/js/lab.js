@@ -174,6 +174,9 @@ async function showHandshake() {
   document.getElementById("hs-accept").textContent = data.accept_ok
     ? `Sec-WebSocket-Accept checks out: base64(SHA-1(key + RFC 6455 GUID)) = ${data.accept_expected}`
     : "The server's Sec-WebSocket-Accept did not match the key.";
+  // Asked on that very socket ({"action": "whoami"}): the user its session named, or nobody.
+  document.getElementById("hs-user-seen").textContent =
+    `The server saw user: ${data.user ?? "anonymous"}${data.cookie_sent ? "" : " (no cookie sent)"}.`;
 }
 
 // The handshake headers that choose a subprotocol and an extension (RFC 6455 sections 4.2.2 and 9.1).

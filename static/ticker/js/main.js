@@ -1,5 +1,6 @@
 // The market screen: the user's watchlist (table, sparklines), the chart of one symbol, the whole
 // market's movers, and search; wired to the transports. It subscribes only to what it shows.
+import { mountAlerts, onPersonalFrame } from "./alerts.js";
 import { Closes } from "./candles.js";
 import { readConfig } from "./config.js";
 import { renderMovers } from "./movers.js";
@@ -69,6 +70,9 @@ const el = {
   pausedNote: document.getElementById("paused-note"),
 };
 const rows = indexRows(el.tbody);
+// A signed-in user's alerts (the panel is rendered for them only): toasts, unread badge, list (alerts.js).
+const alertsRoot = document.getElementById("alerts");
+const alerts = alertsRoot ? mountAlerts(alertsRoot) : null;
 // What each row shows: the quotes the sort orders by, so the order always matches the numbers on
 // screen (while paused the book moves on and the rows do not).
 const shown = new Map(); // symbol -> quote
@@ -455,6 +459,7 @@ const handlers = {
     // "busy": the server is full (or not ready) and the transport waits to try again (transport.js).
     stale.connection = state === "reconnecting" || state === "busy";
     showStale(); // the banner and the badge
+    if (state === "live") alerts?.transport(transport); // pull transports fetch the alerts list instead
   },
   // A poll or long-poll answer is a snapshot, but it is also how they deliver changes: measure it.
   snapshot: (quotes) => {
@@ -462,6 +467,7 @@ const handlers = {
     // Polling reads the database, which the market writes even while Redis is away.
     if (chain.transport === "polling") setStale("feed", false);
     receive(quotes, { snapshot: true, measure: measuresSnapshots(chain.transport) });
+    alerts?.snapshot(chain.transport); // after a reconnect or a held-back stretch: an alert frame may have been missed
   },
   // A pushed batch comes straight from the market: the feed is live.
   quotes: (quotes) => {
@@ -483,11 +489,14 @@ const handlers = {
     else renderMovers(el.movers, frame);
   },
   delisted: (symbols) => dropUnlisted(symbols),
-  // A personal frame {"type": "watchlist", "symbols"} (issue 23): the account's list changed elsewhere.
-  watchlist: (symbols) => applyServerWatchlist(symbols),
+  // A signed-in user's own frames: alert, watchlist, signed_out (docs/protocol.md, "Personal frames").
+  personal: (frame) => onPersonalFrame(frame, alerts),
   error: onServerError,
   request: () => (stats.requests += 1),
 };
+// The account's watchlist changed in another tab or on another device (a personal "watchlist" frame, which
+// alerts.js's onPersonalFrame hands on as this event): show it and resubscribe.
+document.addEventListener("ticker:watchlist", (event) => applyServerWatchlist(event.detail.symbols));
 
 /** "auto" runs the chain (WebSocket, SSE, long-poll, polling); a transport name pins that one. */
 function connect(choice) {

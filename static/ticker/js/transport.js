@@ -10,7 +10,8 @@
 // word on the market feed (heartbeats, long-poll answers); session({state,
 // until}), the market session (heartbeats, snapshots, poll answers); movers(frame),
 // the whole market's gainers and losers (with the `movers` option); delisted(symbols),
-// symbols the market delisted, which left the subscription; error(frame), the
+// symbols the market delisted, which left the subscription; personal(frame), a signed-in user's
+// own frame ({type: "alert" | "watchlist" | "signed_out", ...}, WebSocket and SSE only); error(frame), the
 // server's error frame ({code, message, symbols?}: a refused request is not
 // retried, see refused()); and traffic(record),
 // what crossed the wire as the transport saw it, for tools that measure it
@@ -25,6 +26,8 @@ import { DELTA_PROTOCOL, DeltaBook } from "./delta.js";
 // A transport that fails fast gives up after this long without a snapshot.
 // At most this many symbols in one subscribe message or ?symbols= list (protocol.MAX_SYMBOLS_PER_MESSAGE).
 export const MAX_SYMBOLS_PER_MESSAGE = 100;
+// A signed-in user's own frames (docs/protocol.md, "Personal frames"): pushed transports only.
+export const PERSONAL_TYPES = ["alert", "watchlist", "signed_out"];
 const CONNECT_TIMEOUT_MS = 5000;
 // How long a push connection may stay silent (heartbeats included) before it is
 // taken for dead (half-open) and opened again. The page passes the server's
@@ -259,6 +262,7 @@ export class Transport {
     } else if (type === "quotes") this.handlers.quotes(frame.quotes, frame.step);
     else if (type === "heartbeat") this.handlers.feedState?.(frame.feed);
     else if (type === "movers") this.handlers.movers?.(frame);
+    else if (PERSONAL_TYPES.includes(type)) this.handlers.personal?.(frame);
     else if (type === "delisted") {
       this.forget(frame.symbols);
       this.handlers.delisted?.(frame.symbols);
@@ -470,7 +474,7 @@ export class SseTransport extends Transport {
     this.source = source;
     this.handlers.request();
     source.addEventListener("open", () => this.connected());
-    for (const type of ["snapshot", "quotes", "heartbeat", "movers", "delisted"]) {
+    for (const type of ["snapshot", "quotes", "heartbeat", "movers", "delisted", ...PERSONAL_TYPES]) {
       source.addEventListener(type, (event) => {
         this.heard();
         this.handlers.traffic?.({ kind: "sse", event: event.type, id: event.lastEventId, text: event.data });

@@ -1,0 +1,45 @@
+"""Signing out ends a user's personal frames on every web process (issue 23).
+
+Django sends ``user_logged_out`` from ``logout()`` (the accounts' logout view, the admin's); the receiver here
+publishes ``personal.signed_out_frame()`` for that user to the ``personal`` group. Each web process's hub
+(ticker/hub/personal.py) writes it to the user's open connections there and forgets them: the sockets stay
+open as anonymous ones, for quotes only. Connected in ``TickerConfig.ready`` (ticker/apps.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from ticker.wire import personal
+
+log = logging.getLogger(__name__)
+# Tasks of sign-outs published from the event loop's thread (an async logout), kept until done.
+_pending: set[asyncio.Task] = set()
+
+
+def publish_signed_out(sender, request=None, user=None, **kwargs) -> None:
+    """The ``user_logged_out`` receiver: tell every web process that ``user`` signed out. A failure is logged,
+    never raised: the sign-out itself has happened (the session is gone, and with it the next handshake's user)."""
+    if user is None or getattr(user, "pk", None) is None:
+        return
+    message = personal.message([(user.pk, personal.signed_out_frame())])
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        if loop is None:  # a sync view, in its worker thread (or a test, or a command)
+            async_to_sync(layer.group_send)(personal.PERSONAL_GROUP, message)
+        else:
+            task = loop.create_task(layer.group_send(personal.PERSONAL_GROUP, message))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+    except Exception as exc:
+        log.warning("could not publish a sign-out to the web processes: %s", exc)

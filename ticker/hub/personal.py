@@ -1,0 +1,105 @@
+"""Personal frames in one web process: each ``personal.events`` message routed to its users' open connections.
+
+Every web process's hub holds one channel in the ``personal`` group (ticker/wire/personal.py), the same channel
+that receives the quotes batches (ticker/hub/follower.py). For each ``{"user", "frame"}`` of a message the
+router looks the user up among this process's connections and writes the frame, encoded once, to each of that
+user's outlets; a user with no connection here costs one dictionary look-up and nothing else. Personal frames
+never pass through the fan-out: no interest, no rate cap, and nothing on the broadcast's loop.
+
+A backlogged outlet (a client not reading) is skipped: the frame is dropped for it. Once it reads again it gets
+a snapshot (the fan-out's rule), and the dashboard reloads ``GET /api/alerts/`` on every snapshot, so a missed
+alert shows up in the list and the unread count (docs/protocol.md, "Personal frames").
+
+On a ``signed_out`` frame the user's connections get it and are then forgotten here: they stay open, as
+anonymous connections, for quotes only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from ticker.hub.outlet import Outlet
+from ticker.hub.sent import Sent
+from ticker.wire import protocol
+from ticker.wire.frames import Frame
+from ticker.wire.personal import PERSONAL_EVENT
+
+log = logging.getLogger(__name__)
+SIGNED_OUT = "signed_out"
+
+
+class PersonalRouter:
+    """Which open connections of this process belong to which signed-in user, and their personal frames."""
+
+    def __init__(self, step: Callable[[], int] = lambda: 0, sent: Sent | None = None):
+        self.step = step  # the hub's current market step, stamped on the frames (their SSE id)
+        # The fan-out's counts (the hub passes its own): personal frames show in ticker_frames_sent_total by
+        # kind (alert, watchlist, signed_out), so deliveries are counted where the broadcasts are.
+        self.sent = sent if sent is not None else Sent()
+        self.users: dict[int, set[Outlet]] = {}
+        self.owners: dict[Outlet, int] = {}
+        # Plain counts for tests and the operations view.
+        self.delivered = 0
+        self.dropped_backlogged = 0
+        self.not_here = 0
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+    def attach(self, outlet: Outlet, user_id: int | None) -> None:
+        """Register a connection under its user (None: anonymous, never registered)."""
+        if user_id is None:
+            return
+        self.detach(outlet)
+        self.users.setdefault(user_id, set()).add(outlet)
+        self.owners[outlet] = user_id
+
+    def detach(self, outlet: Outlet) -> None:
+        """The connection went (or its user signed out); safe to call twice."""
+        user_id = self.owners.pop(outlet, None)
+        if user_id is None:
+            return
+        outlets = self.users.get(user_id)
+        if outlets is not None:
+            outlets.discard(outlet)
+            if not outlets:
+                del self.users[user_id]
+
+    def owner(self, outlet: Outlet) -> int | None:
+        """The user this connection is routed for now (None: anonymous, or signed out since it opened)."""
+        return self.owners.get(outlet)
+
+    def route(self, message: dict[str, Any]) -> None:
+        """One ``personal.events`` message: each event to its user's connections here, or dropped at once."""
+        if message.get("type") != PERSONAL_EVENT:
+            return
+        for event in message.get("events", ()):
+            try:
+                self._deliver(event["user"], event["frame"])
+            except Exception:  # one malformed event must not stop the others
+                log.exception("could not route a personal event")
+
+    def _deliver(self, user_id: int, frame: dict[str, Any]) -> None:
+        outlets = self.users.get(user_id)
+        if not outlets:
+            self.not_here += 1
+            return
+        kind = frame["type"]
+        encoded = Frame(protocol.encode(frame), self.step(), kind)
+        written = 0
+        for outlet in list(outlets):
+            if outlet.backlogged:
+                self.dropped_backlogged += 1
+                continue
+            try:
+                outlet.write(encoded)
+                written += 1
+            except Exception:
+                log.exception("writing a personal frame failed")
+        self.delivered += written
+        self.sent.add_many(kind, written, written * len(encoded.payload))
+        if kind == SIGNED_OUT:
+            for outlet in list(outlets):
+                self.detach(outlet)
