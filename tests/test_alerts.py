@@ -315,3 +315,36 @@ def test_the_published_personal_message_carries_every_fire_once(stocks, alice, b
     for event in events:
         stored = Alert.objects.select_related("stock").get(pk=event["frame"]["alert"]["id"])
         assert event["user"] == stored.user_id and event["frame"] == personal.alert_frame(alerts.alert_json(stored))
+
+
+# -- the admin -----------------------------------------------------------------------------------------------------
+
+
+def test_the_admin_lists_searches_filters_and_disables_a_users_alerts(
+    stocks, alice, bob, clean_redis, django_capture_on_commit_callbacks
+):
+    operator = User.objects.create_superuser("op", "op@example.com", "x-unused-9271")
+    client = Client()
+    client.force_login(operator)
+    mine = [arm(alice, value="1"), arm(alice, symbol="BBB", value="2")]
+    theirs = arm(bob, symbol="CCC", value="3", state="triggered")
+    page = client.get("/admin/ticker/alert/").content.decode()
+    assert "alice" in page and "bob" in page and "BBB" in page
+    assert "bob" not in client.get("/admin/ticker/alert/?q=alice").content.decode()
+    assert "alice" not in client.get("/admin/ticker/alert/?q=CCC").content.decode()
+    assert "alice" not in client.get("/admin/ticker/alert/?state__exact=triggered").content.decode()
+    action = {"action": "disable_users_alerts", "_selected_action": [mine[0].pk]}
+    assert client.post("/admin/ticker/alert/", action).status_code == 302
+    assert set(Alert.objects.filter(disabled=True).values_list("id", flat=True)) == {a.pk for a in mine}
+    assert not Alert.objects.get(pk=theirs.pk).disabled
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(alerts.CHANGED_GROUP, channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/ticker/alert/", {"action": "enable_users_alerts", "_selected_action": [mine[1].pk]})
+    assert not Alert.objects.filter(disabled=True).exists()
+    notice = async_to_sync(layer.receive)(channel)  # the market hears of it, to put them back in its book
+    assert notice["type"] == alerts.CHANGED_EVENT and sorted(notice["ids"]) == sorted(a.pk for a in mine)
+    form = client.get(f"/admin/ticker/alert/{theirs.pk}/change/").content.decode()
+    assert 'name="disabled"' in form and 'name="value"' not in form  # the figures are read-only
+    assert client.get("/admin/ticker/alert/add/").status_code == 403
