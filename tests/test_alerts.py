@@ -348,3 +348,23 @@ def test_the_admin_lists_searches_filters_and_disables_a_users_alerts(
     form = client.get(f"/admin/ticker/alert/{theirs.pk}/change/").content.decode()
     assert 'name="disabled"' in form and 'name="value"' not in form  # the figures are read-only
     assert client.get("/admin/ticker/alert/add/").status_code == 403
+
+
+# -- seed_alerts ---------------------------------------------------------------------------------------------------
+
+
+def test_seed_alerts_makes_simulated_users_and_alerts_near_prices_and_tops_up(stocks):
+    from django.core.management import call_command
+
+    call_command("seed_alerts", "--users", "3", "--alerts", "40", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    users = list(User.objects.order_by("username"))
+    assert [u.username for u in users] == ["sim-user-00001", "sim-user-00002", "sim-user-00003"]
+    assert not any(u.has_usable_password() for u in users)
+    assert Alert.objects.filter(state="armed").count() == 40
+    assert set(Alert.objects.values_list("condition", flat=True)) == set(alerts.CONDITIONS)
+    for alert in Alert.objects.select_related("stock").filter(condition__startswith="price_"):
+        assert abs(alert.value - alert.stock.price) <= alert.stock.price * Decimal("0.05") + Decimal("0.01")
+    Alert.objects.filter(pk__in=list(Alert.objects.values_list("pk", flat=True)[:5])).update(state="triggered")
+    call_command("seed_alerts", "--users", "3", "--alerts", "40", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert Alert.objects.filter(state="armed").count() == 40 and User.objects.count() == 3
+    assert list(alerts.CONDITIONS) == Alert.Condition.values  # the book's order is the model's

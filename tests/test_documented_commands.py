@@ -49,6 +49,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scripts/manage axes_reset_username NAME": (RUN, ""),
     "scripts/manage axes_reset_username USERNAME": (RUN, ""),
     "scripts/manage seed_symbols --total 5000": (RUN, ""),
+    "scripts/manage seed_alerts --users 100 --alerts 1000": (RUN, ""),
+    "scripts/manage alerts_steptime": (NOT_RUN, "a measurement of minutes at 100,000 alerts (docs/benchmarks.md)"),
     "scripts/bootstrap": (RUN, ""),
     "scripts/bootstrap requirements-dev.txt": (RUN, ""),
     "npm ci": (RUN, "in a copy of package.json and package-lock.json (it replaces node_modules)"),

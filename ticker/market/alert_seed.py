@@ -30,9 +30,10 @@ def seed_users(total: int) -> list[int]:
     return [ids[name] for name in names]
 
 
-def seed_alerts(*, users: int, alerts: int, seed: int = 1) -> int:
+def seed_alerts(*, users: int, alerts: int, seed: int = 1, spread: float = 1.0, just: float = 0.1) -> int:
     """Give the first ``users`` simulated users ``alerts`` armed alerts in all, spread over the listed symbols
-    near their current prices (a tenth just a cent or a hundredth of a percent away); return how many were made.
+    near their current prices: a share ``just`` a cent or a hundredth of a percent away, the others 0.2% to 5% of
+    the price (or 0.2 to 5 points of change %) away, times ``spread``; return how many were made.
 
     Idempotent-ish: armed alerts the simulated users already hold count towards ``alerts``, so running it again
     makes only the difference (fired ones are made again). Each user holds at most ALERTS_MOST_PER_USER.
@@ -53,7 +54,7 @@ def seed_alerts(*, users: int, alerts: int, seed: int = 1) -> int:
     room = [u for u in user_ids if held[u] < ALERTS_MOST_PER_USER]
     while armed + len(made) < alerts and room:
         user_id = room[len(made) % len(room)]
-        made.append(_near(rng, rng.choice(stocks), user_id=user_id, step=step))
+        made.append(_near(rng, rng.choice(stocks), user_id=user_id, step=step, spread=spread, just=just))
         held[user_id] += 1
         if held[user_id] >= ALERTS_MOST_PER_USER:
             room.remove(user_id)
@@ -62,16 +63,17 @@ def seed_alerts(*, users: int, alerts: int, seed: int = 1) -> int:
     return len(made)
 
 
-def _near(rng: random.Random, stock: Stock, *, user_id: int, step: int) -> Alert:
+def _near(rng: random.Random, stock: Stock, *, user_id: int, step: int, spread: float, just: float) -> Alert:
     condition = rng.choice(Alert.Condition.values)
     close = stock.previous_close
-    just = rng.random() < 0.1
+    close_call = rng.random() < just
     if condition.startswith("price_"):
-        away = Decimal("0.01") if just else (stock.price * Decimal(rng.uniform(0.002, 0.05))).quantize(Decimal("0.01"))
+        share = Decimal(rng.uniform(0.002, 0.05) * spread)
+        away = Decimal("0.01") if close_call else (stock.price * share).quantize(Decimal("0.01"))
         value = stock.price + away if condition.endswith("above") else max(Decimal("0.01"), stock.price - away)
     else:
         pct = Decimal(str(stock.change_pct)) if close else Decimal(0)
-        away = Decimal("0.01") if just else Decimal(str(round(rng.uniform(0.2, 5.0), 2)))
+        away = Decimal("0.01") if close_call else Decimal(str(round(rng.uniform(0.2, 5.0) * spread, 2)))
         value = pct + away if condition.endswith("above") else pct - away
     return Alert(
         user_id=user_id,

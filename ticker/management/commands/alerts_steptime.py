@@ -32,9 +32,15 @@ class Command(BaseCommand):
         parser.add_argument("--alerts", type=int, default=100000, help="armed alerts (default %(default)s)")
         parser.add_argument("--steps", type=int, default=400, help="measured steps (default %(default)s)")
         parser.add_argument("--warmup", type=int, default=5, help="steps before measuring (default %(default)s)")
+        parser.add_argument(
+            "--spread", type=float, default=1.0, help="alerts 0.2%%-5%% from the price times this (default 1)"
+        )
+        parser.add_argument(
+            "--just", type=float, default=0.1, help="share of alerts a cent from firing (default %(default)s)"
+        )
         parser.add_argument("--output", default=None, help="also write the figures to this JSON file")
 
-    def handle(self, *args, symbols, users, steps, warmup, output, **options):
+    def handle(self, *args, symbols, users, steps, warmup, spread, just, output, **options):
         armed = options["alerts"]
         if symbols < 1 or steps < 1:
             raise CommandError("--symbols and --steps must be positive.")
@@ -44,11 +50,11 @@ class Command(BaseCommand):
         # After any step stored before (a second run on the same database), so no candle's minute comes twice.
         ts = max(time.time_ns() // 1_000_000, (Stock.objects.aggregate(last=Max("quoted_at"))["last"] or 0) + 60_000)
         services.market_step(market=market, ts=ts)  # every symbol quoted once, before the alerts are armed
-        alert_seed.seed_alerts(users=users, alerts=armed)
+        alert_seed.seed_alerts(users=users, alerts=armed, spread=spread, just=just)
         started = time.perf_counter()
         book = alerts.AlertBook.load()
         load_ms = (time.perf_counter() - started) * 1000
-        evaluation_ms, step_ms, fired, changed = [], [], [], []
+        evaluation_ms, step_ms, fired, changed, parts = [], [], [], [], []
         for i in range(warmup + steps):
             ts += interval
             started = time.perf_counter()
@@ -56,18 +62,25 @@ class Command(BaseCommand):
             if i >= warmup:
                 step_ms.append((time.perf_counter() - started) * 1000)
                 evaluation_ms.append(metrics.market.alert_evaluation_seconds * 1000)
+                parts.append([t * 1000 for t in book.timings])
                 fired.append(len(result.fires))
                 changed.append(len(result.ticks))
         figures = {
             "vendor": connection.vendor,
             "symbols": len(market.ticks),
             "armed_at_start": armed,
+            "spread": spread,
+            "just": just,
             "armed_at_end": len(book),
             "book_load_ms": round(load_ms, 1),
             "steps": steps,
             "changed_per_step_median": statistics.median(changed),
             "fired_per_step": {"median": statistics.median(fired), "max": max(fired), "total": sum(fired)},
             "evaluation_ms": _summary(evaluation_ms),
+            # Its parts: reading what changed since the last step, finding the candidates, checking and storing them.
+            "read_ms": _summary([p[0] for p in parts]),
+            "find_ms": _summary([p[1] for p in parts]),
+            "fire_ms": _summary([p[2] for p in parts]),
             # The steps that fired nothing: the cost of keeping the book current and finding that nothing fires.
             "evaluation_ms_steps_without_fires": _summary(
                 [e for e, f in zip(evaluation_ms, fired, strict=True) if not f]
