@@ -31,6 +31,15 @@ alert = Alert.objects.create(user=user, stock=Stock.objects.get(symbol={symbol!r
                              value="0.01", armed_step=current_step())
 print(alert.pk, user.pk)
 """
+# What POST /api/alerts/<id>/rearm/ does: armed again at the current step, and the market told at once.
+REARM = """
+from ticker.api_alerts import current_step, tell_market
+from ticker.models import Alert
+Alert.objects.filter(pk={pk}).update(state="armed", armed_step=current_step(), triggered_at=None, triggered_step=None,
+                                     triggered_price=None, triggered_change_pct=None, read=True)
+tell_market([{pk}])
+print("rearmed")
+"""
 COUNT = """
 import json
 from ticker.models import Alert
@@ -119,6 +128,11 @@ async def _takeover(site: Site, redis_url: str) -> None:
             [[before, "triggered", _step(listener, before)], [after, "triggered", _step(listener, after)]]
         )
         assert Counter(alert["id"] for _u, alert in listener.fires) == {before: 1, after: 1}
+        # Re-armed, the new leader hears of it on the channel layer (its book reads only new ids by itself).
+        await asyncio.to_thread(shell, site, REARM.format(pk=before))
+        await until(lambda: listener.fired(before) == 2, limit=10, what="the re-armed alert to fire again")
+        steps = [alert["step"] for _u, alert in listener.fires if alert["id"] == before]
+        assert steps[1] > steps[0]
     finally:
         await listener.close()
 

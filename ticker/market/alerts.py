@@ -1,9 +1,10 @@
 """Price alerts in the market: the armed thresholds kept sorted, evaluated and fired inside the step (issue 23).
 
 ``AlertBook`` holds, per symbol and condition, the armed alerts' thresholds as a sorted list of ``(value, id)``,
-so a step finds the alerts a quote satisfies with one ``bisect`` per symbol moved and condition, then reads the
-rows of those alone: the cost grows with the symbols that moved and the alerts that fire, never with the number
-armed (docs/benchmarks.md, "Alert evaluation"). It is loaded whole when a market takes the lease
+and per symbol the price range in which a quote fires nothing (its gate), so a step checks each moved symbol's
+quote against its gate, bisects the lists only past it, and then reads the rows of the candidates alone: the
+cost grows with the symbols that moved and the alerts that fire, never with the number armed (docs/benchmarks.md,
+"Alert evaluation"). It is loaded whole when a market takes the lease
 (``AlertBook.load``) and kept current every step, inside the step's transaction, by reading only:
 
 - the alerts created since the last step: ids above a watermark (plus, on PostgreSQL, the ids below it not yet
@@ -30,6 +31,7 @@ from typing import Any
 
 from django.db import connection
 
+from ticker.market import alert_rows
 from ticker.market.prices import Tick
 from ticker.models import Alert
 
@@ -140,7 +142,7 @@ class AlertBook:
         now = time.monotonic()
         if self.gaps:
             self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
-        rows = list(Alert.objects.filter(id__gt=self.watermark).values_list(*_FIELDS).order_by("id"))
+        rows = alert_rows.after(self.watermark)
         if wanted := noticed | set(self.gaps):
             rows += self._rows(sorted(wanted))
         seen = {row[0] for row in rows}
@@ -281,38 +283,13 @@ class AlertBook:
             tick = candidates[alert.pk]
             alert.state, alert.triggered_at, alert.triggered_step, alert.read = TRIGGERED, at, step, False
             alert.triggered_price, alert.triggered_change_pct = tick.price, Decimal(str(tick.change_pct))
-        _store_fires(alerts)
+        alert_rows.store_fires(alerts)
         return [Fire(alert.user_id, alert_json(alert)) for alert in alerts]
 
     def forget(self, fires: list[Fire]) -> None:
         """Take fired alerts out of the book (after their step committed)."""
         for fire in fires:
             self._remove(fire.alert["id"])
-
-
-def _store_fires(alerts: list[Alert]) -> None:
-    """One executemany of an UPDATE by primary key (an UPDATE per symbol cost ~0.4 ms each on SQLite)."""
-    if not alerts:
-        return
-    ops, meta = connection.ops, Alert._meta
-    table = ops.quote_name(meta.db_table)
-    columns = ("state", "triggered_at", "triggered_step", "triggered_price", "triggered_change_pct", "read")
-    assignments = ", ".join(f"{ops.quote_name(meta.get_field(c).column)} = %s" for c in columns)
-    price, pct = meta.get_field("triggered_price"), meta.get_field("triggered_change_pct")
-    rows = [
-        (
-            TRIGGERED,
-            ops.adapt_datetimefield_value(a.triggered_at),
-            a.triggered_step,
-            ops.adapt_decimalfield_value(a.triggered_price, price.max_digits, price.decimal_places),
-            ops.adapt_decimalfield_value(a.triggered_change_pct, pct.max_digits, pct.decimal_places),
-            False,
-            a.pk,
-        )
-        for a in alerts
-    ]
-    with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
 
 
 def evaluate(book: AlertBook, *, changed: list[Tick], quotes: dict[str, Tick], step: int, ts: int) -> list[Fire]:

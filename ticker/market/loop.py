@@ -240,27 +240,35 @@ class Publisher:
 
 async def listen_for_alert_changes(layer, book) -> None:
     """Hand the alerts named on ``alerts.CHANGED_GROUP`` (re-armed, enabled) to the current book (``book()``),
-    which reads them at its next step. Joins the group again every few minutes (channels_redis forgets members
-    after its group expiry)."""
+    which reads them at its next step. Joins the group again every minute (channels_redis forgets members after
+    its group expiry, 300 s here), and keeps listening through Redis outages (a notice lost meanwhile delays its
+    alert until the next takeover)."""
     if layer is None:
         return
     channel = await layer.new_channel()
+    rejoin = asyncio.create_task(_rejoin(layer, channel))
     try:
         while True:
-            await layer.group_add(alerts.CHANGED_GROUP, channel)
-            rejoin = time.monotonic() + 300
-            while time.monotonic() < rejoin:
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), timeout=30)
-                except TimeoutError:
-                    continue
-                book().notice(message.get("ids", ()))
-    except asyncio.CancelledError:
+            try:
+                message = await layer.receive(channel)
+            except Exception as exc:
+                log.warning("could not read alert changes (%s); trying again in 1 s", exc)
+                await asyncio.sleep(1)
+                continue
+            book().notice(message.get("ids", ()))
+    finally:
+        rejoin.cancel()
         with contextlib.suppress(Exception):
-            await layer.group_discard(alerts.CHANGED_GROUP, channel)
-        raise
-    except Exception as exc:
-        log.warning("stopped listening for alert changes (re-armed alerts wait for the next takeover): %s", exc)
+            await asyncio.wait_for(layer.group_discard(alerts.CHANGED_GROUP, channel), timeout=2)
+
+
+async def _rejoin(layer, channel: str) -> None:
+    while True:
+        try:
+            await layer.group_add(alerts.CHANGED_GROUP, channel)
+        except Exception as exc:
+            log.warning("could not join %s (%s); trying again in 60 s", alerts.CHANGED_GROUP, exc)
+        await asyncio.sleep(60)
 
 
 async def publish(layer, result: services.StepResult) -> bool:
