@@ -368,3 +368,16 @@ def test_seed_alerts_makes_simulated_users_and_alerts_near_prices_and_tops_up(st
     call_command("seed_alerts", "--users", "3", "--alerts", "40", stdout=open("/dev/null", "w"))  # noqa: SIM115
     assert Alert.objects.filter(state="armed").count() == 40 and User.objects.count() == 3
     assert list(alerts.CONDITIONS) == Alert.Condition.values  # the book's order is the model's
+
+
+def test_new_alerts_are_read_in_batches_whatever_their_number(stocks, alice):
+    from ticker.market import alert_rows
+
+    aaa = Stock.objects.get(symbol="AAA")
+    Alert.objects.bulk_create(
+        Alert(user=alice, stock=aaa, condition="price_above", value=1000 + n) for n in range(2500)
+    )
+    first = Alert.objects.order_by("id").values_list("id", flat=True).first()
+    rows = alert_rows.after(first - 1)
+    assert [row[0] for row in rows] == list(Alert.objects.order_by("id").values_list("id", flat=True))
+    assert rows[0][1] == "AAA" and float(rows[-1][3]) == 3499.0

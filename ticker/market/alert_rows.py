@@ -7,22 +7,32 @@ from django.db import connection
 
 from ticker.models import Alert
 
+# Rows per read of new alerts. The LIMIT also keeps PostgreSQL on the primary key's index: with statistics from
+# before a bulk insert (seed_alerts) it chose a sequential scan of every alert, 7-11 ms a step instead of 0.1 ms.
+BATCH = 1000
+
 
 def after(watermark: int) -> list[tuple]:
-    """The book's fields of the alerts above ``watermark``: a plain query, as it runs every step (the ORM's
-    compilation was most of its ~0.8 ms). The value comes as the driver reads it; the book wants a float."""
+    """The book's fields of the alerts above ``watermark``, in id order: a plain query, as it runs every step
+    (the ORM's compilation was most of its ~0.8 ms). The value comes as the driver reads it (the book wants a
+    float)."""
     ops = connection.ops
     alert, stock = (
         ops.quote_name(Alert._meta.db_table),
         ops.quote_name(Alert._meta.get_field("stock").related_model._meta.db_table),
     )
+    sql = (
+        f"SELECT a.id, s.symbol, a.condition, a.value, a.state, a.disabled FROM {alert} AS a "  # noqa: S608
+        f"JOIN {stock} AS s ON s.id = a.stock_id WHERE a.id > %s ORDER BY a.id LIMIT {BATCH}"
+    )
+    rows: list[tuple] = []
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT a.id, s.symbol, a.condition, a.value, a.state, a.disabled FROM {alert} AS a "  # noqa: S608
-            f"JOIN {stock} AS s ON s.id = a.stock_id WHERE a.id > %s ORDER BY a.id",
-            [watermark],
-        )
-        return cursor.fetchall()
+        while True:
+            cursor.execute(sql, [rows[-1][0] if rows else watermark])
+            batch = cursor.fetchall()
+            rows += batch
+            if len(batch) < BATCH:
+                return rows
 
 
 def store_fires(alerts: list[Alert]) -> None:
