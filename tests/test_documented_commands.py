@@ -95,6 +95,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/mk.sqlite3 .venv/bin/python manage.py migrate": (RUN, ""),
     "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/mk.sqlite3 .venv/bin/python manage.py market_steptime --symbols 5000 "
     "--steps 1200 --output docs/bench-runs/market/sqlite-5000.json": (NOT_RUN, "a measurement of minutes"),
+    "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/al.sqlite3 .venv/bin/python manage.py migrate": (RUN, ""),
+    "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/al.sqlite3 MARKET_SESSION_CLOSED_HOURS=0 .venv/bin/python manage.py "
+    "alerts_steptime --steps 400 --warmup 100 --spread 4 --just 0 --output docs/bench-runs/alerts/sqlite-far.json": (
+        NOT_RUN,
+        "a measurement of minutes at 100,000 alerts",
+    ),
     "createdb -h 127.0.0.1 -U postgres ticker_market_h": (
         NOT_RUN,
         "needs the named PostgreSQL server; the suite's PostgreSQL pass makes its databases the same way",

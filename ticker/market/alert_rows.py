@@ -36,7 +36,8 @@ def after(watermark: int) -> list[tuple]:
 
 
 def store_fires(alerts: list[Alert]) -> None:
-    """One executemany of an UPDATE by primary key (an UPDATE per symbol cost ~0.4 ms each on SQLite)."""
+    """The step's fires in one go: an ``UPDATE ... FROM (VALUES ...)`` on PostgreSQL, one executemany of an UPDATE
+    by primary key on SQLite (an UPDATE per symbol cost ~0.4 ms each)."""
     if not alerts:
         return
     ops, meta = connection.ops, Alert._meta
@@ -57,4 +58,13 @@ def store_fires(alerts: list[Alert]) -> None:
         for a in alerts
     ]
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
+        if connection.vendor == "postgresql":  # one statement, not a round trip per fire
+            names = [ops.quote_name(meta.get_field(c).column) for c in columns]
+            typed = "(%s, %s::timestamptz, %s::bigint, %s::numeric, %s::numeric, %s, %s::bigint)"
+            cursor.execute(
+                f"UPDATE {table} AS t SET {', '.join(f'{n} = v.{n}' for n in names)} "  # noqa: S608
+                f"FROM (VALUES {', '.join([typed] * len(rows))}) AS v({', '.join(names)}, id) WHERE t.id = v.id",
+                [value for row in rows for value in row],
+            )
+        else:
+            cursor.executemany(f"UPDATE {table} SET {assignments} WHERE id = %s", rows)  # noqa: S608
