@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from decimal import Decimal
 
 import pytest
@@ -381,3 +382,29 @@ def test_new_alerts_are_read_in_batches_whatever_their_number(stocks, alice):
     rows = alert_rows.after(first - 1)
     assert [row[0] for row in rows] == list(Alert.objects.order_by("id").values_list("id", flat=True))
     assert rows[0][1] == "AAA" and float(rows[-1][3]) == 3499.0
+
+
+def test_a_failed_delivery_is_logged_and_counted_and_the_quotes_still_go(stocks, alice, caplog):
+    from ticker.ops import metrics
+
+    market = volatile(stocks)
+    arm(alice)
+    (result,) = run(market, alerts.AlertBook.load(), 1)
+    sent = []
+
+    class PersonalDown:
+        async def group_send(self, group, message):
+            if group == personal.PERSONAL_GROUP:
+                raise ConnectionError("Redis refused it")
+            sent.append(group)
+
+    before = metrics.market.alert_delivery_failures
+    logger = logging.getLogger("ticker.market.loop")  # the site's logging config does not propagate to the root
+    logger.addHandler(caplog.handler)
+    try:
+        assert async_to_sync(Publisher(PersonalDown()).publish)(result) is True  # the quotes went out
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert sent == [protocol.QUOTES_GROUP] and metrics.market.alert_delivery_failures == before + 1
+    assert "could not deliver the 1 alert fires" in caplog.text and "they are stored" in caplog.text
+    assert Alert.objects.get().state == "triggered"
