@@ -240,6 +240,22 @@ def test_not_at_the_arming_step_then_again_after_a_rearm(stocks, alice):
     assert [f.alert["id"] for f in again.fires] == [alert.pk] and again.fires[0].alert["step"] == again.step
 
 
+def test_a_rearm_whose_notice_was_lost_fires_once_the_market_reconciles(stocks, alice):
+    """Nothing accepted is lost: a re-arm stored while Redis was away (its notice never reached the market) is
+    found by the market's periodic read of every armed alert's id, and fires at the next step after it."""
+    market = volatile(stocks)
+    book = alerts.AlertBook.load()
+    alert = arm(alice, step=market.step_no)
+    (first,) = run(market, book, 1)
+    assert [f.alert["id"] for f in first.fires] == [alert.pk]
+    Alert.objects.filter(pk=alert.pk).update(state="armed", armed_step=market.step_no)  # re-armed; no notice
+    assert all(r.fires == [] for r in run(market, book, 3, start=1))  # the book does not know yet
+    book.reconcile(alerts.armed_ids())  # what the market's loop does every RECONCILE_EVERY_S
+    (again,) = run(market, book, 1, start=4)
+    assert [f.alert["id"] for f in again.fires] == [alert.pk]
+    assert all(r.fires == [] for r in run(market, book, 3, start=5))  # once
+
+
 def test_a_new_alert_already_satisfied_fires_at_the_next_step_even_if_its_symbol_does_not_move(stocks, alice):
     Stock.objects.update(halted=True)
     market = services.market_open(interval_ms=250, seed=1)

@@ -44,6 +44,9 @@ ABOVE = (Alert.Condition.PRICE_ABOVE, Alert.Condition.CHANGE_PCT_ABOVE)
 PRICE_CONDITIONS = (Alert.Condition.PRICE_ABOVE, Alert.Condition.PRICE_BELOW)
 # The channel-layer group the leading market listens on for alerts to (re)read: {"type": CHANGED_EVENT, "ids": [...]}.
 CHANGED_GROUP = "alerts.changed"
+# How often the market reads every armed alert's id, away from the step, to find a re-arm or enable whose notice
+# on the channel layer was lost (Redis away at that moment): it is read at the next step all the same.
+RECONCILE_EVERY_S = 10.0
 CHANGED_EVENT = "alerts.changed"
 # How long an id below the watermark that was never seen is looked for (PostgreSQL's commits out of id order).
 GAP_SECONDS = 10.0
@@ -52,6 +55,12 @@ CHUNK = 900
 _FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
 # What a fire reads of its row: alert_json's fields and the user (not the stock's thirty columns).
 _JSON_FIELDS = ("id", "user_id", "stock__symbol", "condition", "value", "note", "state", "created_at", "read")
+
+
+def armed_ids() -> set[int]:
+    """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
+    rows = Alert.objects.filter(state=ARMED, disabled=False).values_list("id", flat=True)
+    return set(rows.iterator(chunk_size=10_000))
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:
@@ -111,6 +120,7 @@ class AlertBook:
         self.recheck: set[int] = set()
         self.timings = (0.0, 0.0, 0.0)
         self._noticed: set[int] = set()
+        self._armed: set[int] | None = None  # the latest reconcile's ids, for the next ``sync``
         self._lock = threading.Lock()
 
     # -- keeping it current ---------------------------------------------------
@@ -135,10 +145,19 @@ class AlertBook:
         with self._lock:
             self._noticed.update(int(i) for i in ids)
 
+    def reconcile(self, armed: set[int]) -> None:
+        """Every armed, enabled alert's id (``armed_ids``, read away from the step): the next ``sync`` reads the
+        ones the book lacks below its watermark, a re-arm or an enable whose notice was lost."""
+        with self._lock:
+            self._armed = armed
+
     def sync(self) -> set[int]:
         """Read what changed since the last step (new ids, gaps, notices); return the ids now armed in the book."""
         with self._lock:
             noticed, self._noticed = self._noticed, set()
+            armed, self._armed = self._armed, None
+        if armed is not None:
+            noticed |= {i for i in armed - self.where.keys() if i <= self.watermark}
         now = time.monotonic()
         if self.gaps:
             self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}

@@ -239,10 +239,16 @@ class Publisher:
 
 
 async def listen_for_alert_changes(layer, book) -> None:
-    """Hand the alerts named on ``alerts.CHANGED_GROUP`` (re-armed, enabled) to the current book (``book()``),
-    which reads them at its next step. Joins the group again every minute (channels_redis forgets members after
-    its group expiry, 300 s here), and keeps listening through Redis outages (a notice lost meanwhile delays its
-    alert until the next takeover)."""
+    """Keep the current book (``book()``) told of re-armed and enabled alerts: the notices on
+    ``alerts.CHANGED_GROUP`` at once, and every ``alerts.RECONCILE_EVERY_S`` the ids of every armed alert, for a
+    notice lost while Redis was away."""
+    await asyncio.gather(_notices(layer, book), _reconcile(book))
+
+
+async def _notices(layer, book) -> None:
+    """Hand the alerts named on ``alerts.CHANGED_GROUP`` (re-armed, enabled) to the current book, which reads them
+    at its next step. Joins the group again every minute (channels_redis forgets members after its group expiry,
+    300 s here), and keeps listening through Redis outages (a notice lost meanwhile is found by ``_reconcile``)."""
     if layer is None:
         return
     channel = await layer.new_channel()
@@ -260,6 +266,16 @@ async def listen_for_alert_changes(layer, book) -> None:
         rejoin.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(layer.group_discard(alerts.CHANGED_GROUP, channel), timeout=2)
+
+
+async def _reconcile(book) -> None:
+    read = database_sync_to_async(alerts.armed_ids, thread_sensitive=False)
+    while True:
+        await asyncio.sleep(alerts.RECONCILE_EVERY_S)
+        try:
+            book().reconcile(await read())
+        except Exception as exc:
+            log.warning("could not read the armed alerts (%s); trying again in %.0f s", exc, alerts.RECONCILE_EVERY_S)
 
 
 async def _rejoin(layer, channel: str) -> None:
