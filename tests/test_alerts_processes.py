@@ -140,3 +140,92 @@ async def _takeover(site: Site, redis_url: str) -> None:
 def _step(listener: Listener, alert_id: int) -> int:
     (step,) = [alert["step"] for _u, alert in listener.fires if alert["id"] == alert_id]
     return step
+
+
+# manage.py shell code: N users, a session each, and one alert each on one symbol that any quote satisfies, armed at
+# the market's current step (so they all cross at the next one); prints {user id: [session key, alert id]}.
+CROWD = """
+import json
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from ticker.api_alerts import current_step
+from ticker.models import Alert, Stock
+users = User.objects.bulk_create([User(username=f"crowd-{{i:04d}}") for i in range({count})])
+stock, step, out = Stock.objects.get(symbol={symbol!r}), current_step(), {{}}
+alerts = Alert.objects.bulk_create(
+    [Alert(user=u, stock=stock, condition="price_above", value="0.01", armed_step=step) for u in users]
+)
+for user, alert in zip(users, alerts):
+    session = SessionStore()
+    session[SESSION_KEY], session[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    session.create()
+    out[user.pk] = [session.session_key, alert.pk]
+print(json.dumps(out))
+"""
+CROWD_SIZE = 1000
+
+
+def test_a_thousand_alerts_crossing_in_one_step_reach_a_thousand_users_each_once(tmp_path, redis_server):
+    """Issue 23: 1,000 users, each on a WebSocket of their own (signed in by the session cookie), 1,000 alerts on
+    one symbol crossing in one step: 1,000 fires, each delivered once, to its own user and no other."""
+    # Every client comes from 127.0.0.1: the per-address share is lifted, as for the soak's 1,000-client burst.
+    env = {"TICKER_MAX_CONNECTIONS_PER_ADDRESS": "0", "TICKER_MAX_CONNECTIONS": "2000"}
+    with running_site(tmp_path, redis_server.url, env=env) as site:
+        made = json.loads(shell(site, CROWD.format(count=CROWD_SIZE, symbol="AAPL")))
+        crowd = {int(user): (session, alert) for user, (session, alert) in made.items()}
+        got = asyncio.run(_crowd(site, crowd))
+    assert sorted(got) == sorted(crowd)
+    for user, alerts in got.items():
+        assert [a["id"] for a in alerts] == [crowd[user][1]], f"user {user} got {alerts}"
+        assert alerts[0]["state"] == "triggered" and alerts[0]["symbol"] == "AAPL"
+
+
+async def _crowd(site: Site, crowd: dict) -> dict[int, list[dict]]:
+    """Opens every user's socket (100 at a time) and an anonymous watcher on every symbol, starts the market, and
+    reads until each user has its alert and the watcher has seen two steps past the last fire, so that a second
+    copy of any alert, which would come with its step, would have been read."""
+    import websockets
+
+    def connect(cookie: dict):
+        return websockets.connect(
+            f"ws://127.0.0.1:{site.port}/ws/quotes/", origin=site.base, additional_headers=cookie, max_queue=None
+        )
+
+    users = list(crowd.items())
+    sockets = []
+    for start in range(0, len(users), 100):
+        batch = users[start : start + 100]
+        sockets += await asyncio.gather(*(connect({"Cookie": f"sessionid={session}"}) for _, (session, _) in batch))
+    watcher = await connect({})
+    await watcher.send(json.dumps({"action": "subscribe", "symbols": ["*"]}))
+    got: dict[int, list[dict]] = {user: [] for user in crowd}
+    seen_step = [0]
+
+    async def read(user, ws):
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "alert":
+                    got[user].append(frame["alert"])
+
+    async def watch():
+        with contextlib.suppress(websockets.ConnectionClosed):
+            while True:
+                frame = json.loads(await watcher.recv())
+                seen_step[0] = max(seen_step[0], frame.get("step") or 0)
+
+    tasks = [asyncio.create_task(read(user, ws)) for (user, _), ws in zip(users, sockets, strict=True)]
+    tasks.append(asyncio.create_task(watch()))
+    try:
+        site.start_market()  # after every socket is in: the market's first steps fire every alert
+        # 60 s: the market's start-up, then 1,000 sockets read on a shared 2-core machine.
+        await until(lambda: all(got.values()), limit=60, what="every user's alert")
+        last_fire = max(alert["step"] for alerts in got.values() for alert in alerts)
+        await until(lambda: seen_step[0] >= last_fire + 2, limit=30, what="two more market steps")
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*(ws.close() for ws in [*sockets, watcher]), return_exceptions=True)
+    return {user: alerts for user, alerts in got.items() if alerts}
