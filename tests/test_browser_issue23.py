@@ -130,21 +130,29 @@ def live(page) -> None:
 def open_tab(deployment, context, *, avoid: str | None = None, want: str | None = None):
     """A new dashboard tab in ``context`` whose WebSocket is on a replica other than ``avoid`` (or on ``want``).
 
-    nginx picks the replica (deploy/nginx.conf: least_conn), so a tab opened while the other tab's socket holds
-    one replica almost always lands on the other; each replica's ``ticker_connections`` before and after tells
-    where it went. A tab that landed on the wrong one is closed and another opened, a few times at most."""
-    for _ in range(6):
-        before = sockets_per_replica(deployment)
-        page = context.new_page()
-        page.goto(deployment.base + "/")
-        live(page)
-        replica = on_replica(deployment, before)
-        if replica != avoid and want in (None, replica):
-            page.replica = replica
-            return page
-        page.close()
-        wait_for(lambda b=before: sockets_per_replica(deployment) == b, timeout=10, what="the extra tab's socket gone")
-    raise AssertionError(f"no tab landed on {want or 'a replica other than ' + str(avoid)} in 6 tries")
+    nginx picks the replica (deploy/nginx.conf: least_conn, the replica with the fewest open connections), and
+    each replica's ``ticker_connections`` before and after a tab opens tells which one it went to. A tab that
+    landed on the wrong replica stays open while the next one opens, so that replica is busier and least_conn
+    sends the next socket to the other; once one lands right, the wrong ones are closed."""
+    wrong = []
+    try:
+        for _ in range(6):
+            before = sockets_per_replica(deployment)
+            page = context.new_page()
+            page.goto(deployment.base + "/")
+            live(page)
+            replica = on_replica(deployment, before)
+            if replica != avoid and want in (None, replica):
+                page.replica = replica
+                return page
+            wrong.append(page)
+        raise AssertionError(f"no tab landed on {want or 'a replica other than ' + str(avoid)} in 6 tries")
+    finally:
+        if wrong:
+            total = sum(sockets_per_replica(deployment).values())
+            for page in wrong:
+                page.close()
+            settled(deployment, total - len(wrong))
 
 
 def new_context(browser):  # noqa: F811 (the fixture's name)
@@ -192,12 +200,14 @@ def personal_frames(page, kind: str | None = None) -> list[dict]:
     return [f for f in seen(page)["frames"] if f["type"] in PERSONAL and kind in (None, f["type"])]
 
 
-def rows(page) -> str:
-    return "() => [...document.querySelectorAll('#quotes tbody tr[data-symbol]')].map(tr => tr.dataset.symbol).join()"
-
-
 def wait_for_watchlist(page, symbols: list[str], *, timeout: int) -> None:
-    page.wait_for_function(f"({rows(page)})() === {','.join(symbols)!r}", timeout=timeout)
+    """The rows, in order, are ``symbols`` (a function with an argument: the page's CSP forbids eval)."""
+    page.wait_for_function(
+        "want => [...document.querySelectorAll('#quotes tbody tr[data-symbol]')].map(tr => tr.dataset.symbol)"
+        ".join() === want",
+        arg=",".join(symbols),
+        timeout=timeout,
+    )
 
 
 def added_elsewhere(saver, watcher, symbol: str, symbols: list[str], name: str) -> None:
