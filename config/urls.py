@@ -3,7 +3,7 @@ from django.templatetags.static import static
 from django.urls import include, path, re_path
 from django.views.generic import RedirectView
 
-from ticker import api, views
+from ticker import api, api_alerts, views
 from ticker.edge import streams
 from ticker.ops import views as ops_views
 
@@ -17,6 +17,10 @@ urlpatterns = [
     path("api/movers/", streams.movers, name="movers"),
     path("api/quotes/<str:symbol>/candles/", api.candles, name="candles"),
     path("api/symbols/", api.symbols, name="symbols"),
+    path("api/alerts/", api_alerts.alerts, name="alerts"),
+    path("api/alerts/read/", api_alerts.mark_read, name="alerts-read"),
+    path("api/alerts/<int:alert_id>/", api_alerts.alert, name="alert"),
+    path("api/alerts/<int:alert_id>/rearm/", api_alerts.rearm, name="alert-rearm"),
     path("lab/", views.lab, name="lab"),
     # Accounts and the watchlist on the account (issue 23): before the JSON 404 of other /api/ paths.
     path("", include("ticker.accounts.urls")),

@@ -34,12 +34,13 @@ ANY_DATABASE = {
     "test_environment", "test_feed_honesty", "test_fuzz", "test_fuzz_ways_out", "test_gc_schedule",
     "test_independent_clients", "test_launcher", "test_layout", "test_limits", "test_loadgen", "test_logs",
     "test_outlets",
-    "test_protocol", "test_ratelimit", "test_reliability", "test_scaleout", "test_screen", "test_security",
+    "test_protocol", "test_query_strings", "test_ratelimit", "test_reliability", "test_scaleout", "test_screen",
+    "test_security",
     "test_sentinel", "test_servers", "test_settings", "test_soak", "test_static", "test_transports",
 }  # fmt: skip
 DATABASE_KIND_MATTERS = {
-    "test_accounts",
-    "test_admin", "test_consumers", "test_e2e", "test_failover", "test_hub", "test_lease", "test_market",
+    "test_accounts", "test_admin", "test_alerts", "test_alerts_processes", "test_consumers", "test_e2e",
+    "test_failover", "test_hub", "test_lease", "test_market",
     "test_market_loop", "test_movers_view", "test_operations", "test_ops_view", "test_services", "test_session",
     "test_views",
 }  # fmt: skip

@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scripts/manage axes_reset_username NAME": (RUN, ""),
     "scripts/manage axes_reset_username USERNAME": (RUN, ""),
     "scripts/manage seed_symbols --total 5000": (RUN, ""),
+    "scripts/manage seed_alerts --users 100 --alerts 1000": (RUN, ""),
+    "scripts/manage alerts_steptime": (NOT_RUN, "a measurement of minutes at 100,000 alerts (docs/benchmarks.md)"),
     "scripts/bootstrap": (RUN, ""),
     "scripts/bootstrap requirements-dev.txt": (RUN, ""),
     "npm ci": (RUN, "in a copy of package.json and package-lock.json (it replaces node_modules)"),
@@ -95,6 +97,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/mk.sqlite3 .venv/bin/python manage.py migrate": (RUN, ""),
     "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/mk.sqlite3 .venv/bin/python manage.py market_steptime --symbols 5000 "
     "--steps 1200 --output docs/bench-runs/market/sqlite-5000.json": (NOT_RUN, "a measurement of minutes"),
+    "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/al.sqlite3 .venv/bin/python manage.py migrate": (RUN, ""),
+    "DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/al.sqlite3 MARKET_SESSION_CLOSED_HOURS=0 .venv/bin/python manage.py "
+    "alerts_steptime --steps 400 --warmup 100 --spread 4 --just 0 --output docs/bench-runs/alerts/sqlite-far.json": (
+        NOT_RUN,
+        "a measurement of minutes at 100,000 alerts",
+    ),
     "createdb -h 127.0.0.1 -U postgres ticker_market_h": (
         NOT_RUN,
         "needs the named PostgreSQL server; the suite's PostgreSQL pass makes its databases the same way",

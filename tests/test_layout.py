@@ -50,7 +50,7 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
 }
 # The wiring and the Django app's top: pages, API, admin, routing, commands. They may import any side.
-TOP = ("ticker.views", "ticker.api", "ticker.admin", "ticker.apps", "ticker.routing")
+TOP = ("ticker.views", "ticker.api", "ticker.api_alerts", "ticker.admin", "ticker.apps", "ticker.routing")
 TOP_PREFIXES = ("ticker.management", "ticker.context_processors", "ticker.migrations")
 
 # Only the server adapter reaches into daphne, autobahn and Twisted (management commands start daphne).

@@ -21,6 +21,7 @@ import pytest
 import websockets
 
 from bench.proc import raise_fd_limit
+from ticker.wire.personal import PERSONAL_GROUP
 
 from .clients import follow, recv_data, stop_following
 from .conftest import quotes_group_key, wait_for
@@ -243,15 +244,18 @@ def test_connection_churn_leaves_redis_the_group_and_memory_as_they_were(tmp_pat
                 f"daphne holds more Redis connections after the churn: {describe(before)} -> {describe(after)}"
             )
             assert group == [hub], f"the quotes group should hold only the hub's channel {hub}: {group}"
-            # Nothing per socket under the site's prefix: the group, at most the hub's process queue, one
-            # operations report per process (ticker/ops/registry.py: the web process's and the market's, each with a
-            # TTL)
-            # and the reports' registry.
+            # Nothing per socket under the site's prefix: the two groups the hub's one channel is in (the quotes
+            # batches and the personal events, issue 23), at most the hub's process queue, one operations report per
+            # process (ticker/ops/registry.py: the web process's and the market's, each with a TTL) and the reports'
+            # registry.
             prefix = site.env["TICKER_CHANNEL_PREFIX"]
+            personal_key = f"{prefix}:group:{PERSONAL_GROUP}"
+            personal = [member.decode() for member in web.redis.zrange(personal_key, 0, -1)]
+            assert personal == [hub], f"the personal group should hold only the hub's channel {hub}: {personal}"
             held = web.keys()
             reports = {key for key in held if key.startswith(prefix + ":ops:")}
             assert len(reports - {prefix + ":ops:live"}) <= 2, reports
-            assert held - reports <= {web.group_key, prefix + hub.partition("!")[0] + "!"}
+            assert held - reports <= {web.group_key, personal_key, prefix + hub.partition("!")[0] + "!"}
             assert rss_after - rss_before < RSS_GROWTH_BOUND_MIB, (
                 f"daphne grew by {rss_after - rss_before:.1f} MiB over {SOAK_CYCLES} cycles"
             )

@@ -5,7 +5,8 @@ from django.contrib import admin, messages
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.db import transaction
 
-from ticker.models import Candle, Stock, symbol_validator
+from ticker.api_alerts import tell_market
+from ticker.models import Alert, Candle, Stock, symbol_validator
 
 # The columns the market process writes. The admin shows them read-only and
 # never saves them, so an edit made while the market runs cannot roll a
@@ -169,3 +170,51 @@ class CandleAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Users' price alerts (issue 23): find them by user or symbol, and disable (or enable again) all of a user's.
+
+    Everything is read-only but ``disabled``: the figures are the market's (stored with the step that fired the
+    alert), the rest the user's. A disabled alert never fires; enabling one tells the market to read it again.
+    """
+
+    list_display = ("user", "symbol", "condition", "value", "state", "disabled", "triggered_at", "created_at")
+    list_filter = ("state", "disabled", "condition")
+    search_fields = ("user__username", "stock__symbol")
+    list_select_related = ("user", "stock")
+    ordering = ("-created_at", "-id")
+    actions = ("disable_users_alerts", "enable_users_alerts")
+    fields = (
+        "user", "stock", "condition", "value", "note", "state", "disabled", "armed_step", "created_at",
+        "triggered_at", "triggered_step", "triggered_price", "triggered_change_pct", "read",
+    )  # fmt: skip
+    readonly_fields = tuple(f for f in fields if f != "disabled")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # users set their own alerts
+
+    @admin.display(ordering="stock__symbol")
+    def symbol(self, alert: Alert) -> str:
+        return alert.stock.symbol
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if "disabled" in form.changed_data and not obj.disabled:
+            transaction.on_commit(lambda: tell_market([obj.pk]))
+
+    @admin.action(description="Disable every alert of the selected alerts' users", permissions=["change"])
+    def disable_users_alerts(self, request, queryset):
+        users = set(queryset.values_list("user_id", flat=True))
+        count = Alert.objects.filter(user_id__in=users, disabled=False).update(disabled=True)
+        self.message_user(request, f"Disabled {count} alerts of {len(users)} user(s): they will not fire.")
+
+    @admin.action(description="Enable every alert of the selected alerts' users", permissions=["change"])
+    def enable_users_alerts(self, request, queryset):
+        users = set(queryset.values_list("user_id", flat=True))
+        enabled = Alert.objects.filter(user_id__in=users, disabled=True)
+        ids = list(enabled.values_list("id", flat=True))
+        enabled.filter(id__in=ids).update(disabled=False)
+        transaction.on_commit(lambda: tell_market(ids))
+        self.message_user(request, f"Enabled {len(ids)} alerts of {len(users)} user(s).")

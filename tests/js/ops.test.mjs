@@ -36,3 +36,9 @@ test("a feed that is not live, publish failures and a store that is down are mar
   assert.equal(redis[3][0], "ConnectionError: refused");
   assert.deepEqual(database[1], ["up", ""]);
 });
+
+test("the market row shows the alert figures (issue 23), failed deliveries marked bad", () => {
+  const row = marketRow({ host: "h", alerts_armed: 1200, alerts_fired: 7, alert_evaluation_ms: 1.25, alert_delivery_failures: 2 }, 0);
+  assert.deepEqual(row.slice(8, 12).map((cell) => cell[0]), ["1200", "7", "1.25 ms", "2"]);
+  assert.equal(row[11][1], "num bad");
+});

@@ -12,10 +12,10 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
+from ticker.market import alerts, services
 from ticker.market import lease as leases
-from ticker.market import services
 from ticker.ops import metrics
-from ticker.wire import protocol
+from ticker.wire import personal, protocol
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,15 @@ async def _lead(
     """
     publisher = Publisher(get_channel_layer(), identity=leases.MarketIdentity(site, lease.token))
     market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=seed)
-    log.info("market open at step %d with %d symbols, every %d ms", market.step_no, len(market.ticks), interval_ms)
+    book = await database_sync_to_async(alerts.AlertBook.load)()
+    log.info(
+        "market open at step %d with %d symbols and %d armed alerts, every %d ms",
+        market.step_no,
+        len(market.ticks),
+        len(book),
+        interval_ms,
+    )
+    listener = asyncio.create_task(listen_for_alert_changes(publisher.layer, lambda: book))
     step_db = database_sync_to_async(services.market_step, thread_sensitive=False)
     interval = interval_ms / 1000
     next_at = time.monotonic()
@@ -120,9 +128,10 @@ async def _lead(
         ts = time.time_ns() // 1_000_000
         step_started = time.perf_counter()
         try:
-            result = await step_db(market=market, ts=ts, lease=lease)
+            result = await step_db(market=market, ts=ts, lease=lease, alerts=book)
         except leases.LeaseLost as lost:
             log.warning("lost the market lease: %s; this step was not stored; standing by", lost)
+            listener.cancel()
             return steps, False
         except Exception:
             metrics.market_step_failed()
@@ -131,6 +140,7 @@ async def _lead(
             # succeeded but reported an error; the database can.
             with contextlib.suppress(Exception):
                 market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=None)
+                book = await database_sync_to_async(alerts.AlertBook.load)()
         else:
             steps += 1
             metrics.market_stepped(time.perf_counter() - step_started, result.step, len(market.ticks))
@@ -143,6 +153,7 @@ async def _lead(
             break
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=next_at - now)
+    listener.cancel()
     try:
         released = await database_sync_to_async(leases.release)(lease)
     except Exception as exc:
@@ -201,10 +212,63 @@ class Publisher:
             log.warning(
                 "could not publish step %d (%d quotes kept for the next one): %s", result.step, len(self.pending), exc
             )
+            await self.deliver(result)
             return False
         self.pending.clear()
         self.pending_delisted.clear()
+        await self.deliver(result)
         return True
+
+    async def deliver(self, result: services.StepResult) -> bool:
+        """The step's alert fires, after its quotes, as ONE personal message routed by user in each web process.
+
+        A failed send is logged and counted, not retried: the fires are stored, and the user finds them on the
+        next page (GET /api/alerts/)."""
+        if not result.fires or self.layer is None:
+            return True
+        events = [(fire.user_id, personal.alert_frame(fire.alert)) for fire in result.fires]
+        try:
+            await self.layer.group_send(personal.PERSONAL_GROUP, personal.message(events))
+        except Exception as exc:
+            metrics.alerts_delivery_failed()
+            log.warning(
+                "could not deliver the %d alert fires of step %d (they are stored): %s", len(events), result.step, exc
+            )
+            return False
+        return True
+
+
+async def listen_for_alert_changes(layer, book) -> None:
+    """Hand the alerts named on ``alerts.CHANGED_GROUP`` (re-armed, enabled) to the current book (``book()``),
+    which reads them at its next step. Joins the group again every minute (channels_redis forgets members after
+    its group expiry, 300 s here), and keeps listening through Redis outages (a notice lost meanwhile delays its
+    alert until the next takeover)."""
+    if layer is None:
+        return
+    channel = await layer.new_channel()
+    rejoin = asyncio.create_task(_rejoin(layer, channel))
+    try:
+        while True:
+            try:
+                message = await layer.receive(channel)
+            except Exception as exc:
+                log.warning("could not read alert changes (%s); trying again in 1 s", exc)
+                await asyncio.sleep(1)
+                continue
+            book().notice(message.get("ids", ()))
+    finally:
+        rejoin.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(layer.group_discard(alerts.CHANGED_GROUP, channel), timeout=2)
+
+
+async def _rejoin(layer, channel: str) -> None:
+    while True:
+        try:
+            await layer.group_add(alerts.CHANGED_GROUP, channel)
+        except Exception as exc:
+            log.warning("could not join %s (%s); trying again in 60 s", alerts.CHANGED_GROUP, exc)
+        await asyncio.sleep(60)
 
 
 async def publish(layer, result: services.StepResult) -> bool:

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
 
+from ticker.market import alerts as alert_book
 from ticker.market import lease as leases
 from ticker.market import selectors
 from ticker.market.lease import Lease
 from ticker.market.prices import CANDLE_MS, Candle, Market, Session, Tick, dt_years, quantize
 from ticker.models import SECTORS, MarketState, Stock
 from ticker.models import Candle as StoredCandle
+from ticker.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ class StepResult:
     delisted: list[str] = field(default_factory=list)
     # The trading session at this step (None only from tests that build a result by hand).
     session: Session | None = None
+    # The alerts this step fired, stored with it (published after the commit as one personal message).
+    fires: list[alert_book.Fire] = field(default_factory=list)
 
 
 def market_open(*, interval_ms: int, seed: int | None, speed: float | None = None) -> Market:
@@ -72,7 +77,12 @@ def market_open(*, interval_ms: int, seed: int | None, speed: float | None = Non
 
 
 def market_step(
-    *, market: Market, ts: int, candle_minutes: int | None = None, lease: Lease | None = None
+    *,
+    market: Market,
+    ts: int,
+    candle_minutes: int | None = None,
+    lease: Lease | None = None,
+    alerts: alert_book.AlertBook | None = None,
 ) -> StepResult:
     """Step the market once and persist it; called once per step by run_market.
 
@@ -89,6 +99,10 @@ def market_step(
     the market lease in the same transaction, and raises ``LeaseLost`` with
     nothing stored if another market has taken it over (ticker/market/lease.py).
     Without one the step is unfenced: tests and the step-time benchmark.
+
+    With ``alerts`` (run_market passes the book it loaded with the lease) the
+    step then fires the armed alerts its quotes satisfy, in the same
+    transaction (ticker/market/alerts.py); the result carries the fires.
     """
     candle_minutes = candle_minutes or settings.MARKET_CANDLE_MINUTES
     checkpoint = market.checkpoint()
@@ -117,10 +131,25 @@ def market_step(
                 StoredCandle.objects.filter(time__lte=newest - candle_minutes * CANDLE_MS).delete()
             if market.session != session_before:
                 _store_session(market.session)
+            fires = _fire_alerts(alerts, changed=changed, market=market, step=step, ts=ts)
     except Exception:
         market.restore(checkpoint)
         raise
-    return StepResult(step=step, ticks=changed, delisted=delisted, session=market.session)
+    if alerts is not None:
+        alerts.forget(fires)
+    return StepResult(step=step, ticks=changed, delisted=delisted, session=market.session, fires=fires)
+
+
+def _fire_alerts(
+    book: alert_book.AlertBook | None, *, changed: list[Tick], market: Market, step: int, ts: int
+) -> list[alert_book.Fire]:
+    """The step's alert fires (stored in the caller's transaction), timed for the market's metrics."""
+    if book is None:
+        return []
+    started = time.perf_counter()
+    fires = alert_book.evaluate(book, changed=changed, quotes=market.ticks, step=step, ts=ts)
+    metrics.alerts_evaluated(time.perf_counter() - started, fired=len(fires), armed=len(book) - len(fires))
+    return fires
 
 
 def _live_row(tick: Tick, step: int) -> tuple:

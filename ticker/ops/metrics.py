@@ -118,6 +118,21 @@ market_step = Gauge("ticker_market_step", "The last stored step's number.", regi
 market_last_publish = Gauge(
     "ticker_market_last_publish_timestamp_seconds", "Unix time of the last batch sent.", registry=MARKET
 )
+# Price alerts (issue 23; ticker/market/alerts.py): evaluated in every step, fires stored with it.
+ALERT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
+alerts_armed = Gauge("ticker_alerts_armed", "Armed alerts the market holds (its alert book).", registry=MARKET)
+alerts_fired = Counter("ticker_alerts_fired", "Alerts fired (stored with their step).", registry=MARKET)
+alert_evaluation_seconds = Histogram(
+    "ticker_alert_evaluation_seconds",
+    "One step's alert work: read, find, store.",
+    buckets=ALERT_BUCKETS,
+    registry=MARKET,
+)
+alert_delivery_failures = Counter(
+    "ticker_alert_delivery_failures",
+    "Steps whose fires could not be sent to the channel layer (they are stored: listed on the next page load).",
+    registry=MARKET,
+)
 
 
 def connection_opened(transport: str) -> None:
@@ -262,6 +277,8 @@ class MarketFigures:
         self.symbols = 0
         self.last_publish: float | None = None
         self.publish_failures = 0
+        self.alerts_armed = self.alerts_fired = self.alert_delivery_failures = 0
+        self.alert_evaluation_seconds: float | None = None
         self.started = time.time()
         self.pid = os.getpid()
 
@@ -290,6 +307,20 @@ def market_published(ok: bool) -> None:
     else:
         market.publish_failures += 1
         market_publish_failures.inc()
+
+
+def alerts_evaluated(seconds: float, *, fired: int, armed: int) -> None:
+    """Called in every market step that evaluates alerts."""
+    alert_evaluation_seconds.observe(seconds)
+    alerts_fired.inc(fired)
+    alerts_armed.set(armed)
+    market.alert_evaluation_seconds, market.alerts_armed = seconds, armed
+    market.alerts_fired += fired
+
+
+def alerts_delivery_failed() -> None:
+    market.alert_delivery_failures += 1
+    alert_delivery_failures.inc()
 
 
 def serve_market_metrics(port: int, address: str) -> None:

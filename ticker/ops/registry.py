@@ -134,6 +134,12 @@ def market_report() -> dict[str, Any]:
         "last_publish": market.last_publish,
         "publish_failures": market.publish_failures,
         "symbols": market.symbols,
+        "alerts_armed": market.alerts_armed,
+        "alerts_fired": market.alerts_fired,
+        "alert_evaluation_ms": (
+            None if market.alert_evaluation_seconds is None else round(market.alert_evaluation_seconds * 1000, 3)
+        ),
+        "alert_delivery_failures": market.alert_delivery_failures,
     }
 
 

@@ -44,7 +44,11 @@ export function marketRow(p, now) {
   return [
     [p.host], [p.pid, "num"], [duration(p.uptime_s), "num"], [num(p.step), "num", "step"], [ms(p.step_ms), "num"],
     [ago(p.last_publish, now), "num"], [num(p.publish_failures), p.publish_failures ? "num bad" : "num"],
-    [num(p.symbols), "num", "symbols"], [bytes(p.memory_bytes), "num"],
+    [num(p.symbols), "num", "symbols"],
+    [num(p.alerts_armed), "num", "alerts_armed"], [num(p.alerts_fired), "num", "alerts_fired"],
+    [ms(p.alert_evaluation_ms), "num"],
+    [num(p.alert_delivery_failures), p.alert_delivery_failures ? "num bad" : "num"],
+    [bytes(p.memory_bytes), "num"],
   ];
 }
 

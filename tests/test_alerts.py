@@ -1,0 +1,410 @@
+"""Price alerts (issue 23): the API, the market's evaluation inside the step, and the one personal message."""
+
+from __future__ import annotations
+
+import json
+import logging
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.contrib.auth.models import User
+from django.test import Client
+
+from ticker.market import alerts, services
+from ticker.market import lease as leases
+from ticker.market.loop import Publisher
+from ticker.models import ALERTS_MOST_PER_USER, Alert, MarketLease, Stock
+from ticker.wire import personal, protocol
+
+TOKEN = "a" * 32  # a CSRF secret: the cookie and the header carry the same
+
+
+def client_for(user: User) -> Client:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(user)
+    client.cookies["csrftoken"] = TOKEN
+    return client
+
+
+def post(client: Client, path: str, body=None, *, csrf: bool = True):
+    headers = {"HTTP_X_CSRFTOKEN": TOKEN} if csrf else {}
+    data = body if isinstance(body, str | bytes) else json.dumps(body or {})
+    return client.post(path, data, content_type="application/json", **headers)
+
+
+@pytest.fixture
+def alice(db):
+    return User.objects.create_user("alice", password="x-unused-9271")
+
+
+@pytest.fixture
+def bob(db):
+    return User.objects.create_user("bob", password="x-unused-9271")
+
+
+def new_alert(client, **fields):
+    body = {"symbol": "AAA", "condition": "price_above", "value": "101.5", "note": "hi", **fields}
+    return post(client, "/api/alerts/", body)
+
+
+# -- the API -----------------------------------------------------------------------------------------------------
+
+
+def test_create_list_rearm_delete(stocks, alice):
+    client = client_for(alice)
+    MarketLease.objects.create(step=41)
+    answer = new_alert(client, symbol="aaa")
+    assert answer.status_code == 201, answer.content
+    made = answer.json()
+    assert made["symbol"] == "AAA" and made["state"] == "armed" and made["value"] == "101.5"
+    assert made["price"] is made["change_pct"] is made["step"] is made["triggered_at"] is None
+    assert set(made) == {
+        "id", "symbol", "condition", "value", "note", "state", "created_at", "triggered_at", "price",
+        "change_pct", "step", "read",
+    }  # fmt: skip
+    assert Alert.objects.get(pk=made["id"]).armed_step == 41
+    second = new_alert(client, condition="change_pct_below", value=-2).json()
+    listed = client.get("/api/alerts/").json()
+    assert listed["alerts"][1] == made  # the same shape read back
+    assert [a["id"] for a in listed["alerts"]] == [second["id"], made["id"]] and listed["unread"] == 0
+    Alert.objects.filter(pk=made["id"]).update(state="triggered", triggered_price=Decimal("102"), read=False)
+    assert client.get("/api/alerts/").json()["unread"] == 1
+    assert post(client, "/api/alerts/read/").json() == {"marked": 1, "unread": 0}
+    MarketLease.objects.filter().update(step=50)
+    rearmed = post(client, f"/api/alerts/{made['id']}/rearm/")
+    assert rearmed.status_code == 200 and rearmed.json()["state"] == "armed" and rearmed.json()["price"] is None
+    assert Alert.objects.get(pk=made["id"]).armed_step == 50
+    assert client.delete(f"/api/alerts/{made['id']}/", HTTP_X_CSRFTOKEN=TOKEN).status_code == 204
+    assert list(Alert.objects.values_list("id", flat=True)) == [second["id"]]
+
+
+@pytest.mark.parametrize(
+    ("fields", "code", "field"),
+    [
+        ({"symbol": "ZZZ"}, "unknown_symbol", None),
+        ({"symbol": "bad symbol\x00"}, "unknown_symbol", None),
+        ({"symbol": 5}, "bad_symbol", "symbol"),
+        ({"condition": "price_sideways"}, "bad_condition", "condition"),
+        ({"condition": None}, "bad_condition", "condition"),
+        ({"value": "abc"}, "bad_value", "value"),
+        ({"value": "NaN"}, "bad_value", "value"),
+        ({"value": "Infinity"}, "bad_value", "value"),
+        ({"value": "-inf"}, "bad_value", "value"),
+        ({"value": "1.23456"}, "bad_value", "value"),
+        ({"value": "12345678901"}, "bad_value", "value"),
+        ({"value": "1e30"}, "bad_value", "value"),
+        ({"value": True}, "bad_value", "value"),
+        ({"value": None}, "bad_value", "value"),
+        ({"value": "0"}, "bad_value", "value"),
+        ({"note": "x" * 201}, "bad_note", "note"),
+        ({"note": 7}, "bad_note", "note"),
+        ({"colour": "red"}, "unknown_field", "colour"),
+    ],
+)
+def test_bad_input_is_a_json_400_naming_it_and_nothing_is_stored(stocks, alice, fields, code, field):
+    answer = new_alert(client_for(alice), **fields)
+    assert answer.status_code == 400, answer.content
+    error = answer.json()
+    assert error["type"] == "error" and error["code"] == code and error["message"]
+    if field is not None:
+        assert error["field"] == field
+    assert not Alert.objects.exists()
+
+
+@pytest.mark.parametrize("body", ["{not json", "[1, 2]", '{"symbol": "AAA", "value": NaN}', b"\xff\xfe"])
+def test_a_body_that_is_not_a_json_object_is_refused(stocks, alice, body):
+    answer = post(client_for(alice), "/api/alerts/", body)
+    assert answer.status_code == 400 and answer.json()["code"] == "bad_json"
+    assert not Alert.objects.exists()
+
+
+def test_a_delisted_symbol_is_refused(stocks, alice):
+    Stock.objects.filter(symbol="AAA").update(active=False)
+    answer = new_alert(client_for(alice))
+    assert answer.status_code == 400 and answer.json()["code"] == "unknown_symbol" and "AAA" in answer.json()["message"]
+
+
+def test_a_change_pct_may_be_negative_but_a_price_may_not(stocks, alice):
+    client = client_for(alice)
+    assert new_alert(client, condition="change_pct_below", value="-3.25").status_code == 201
+    assert new_alert(client, condition="price_below", value="-3.25").json()["code"] == "bad_value"
+
+
+def test_the_cap_per_user_is_a_clear_error(stocks, alice, bob):
+    aaa = Stock.objects.get(symbol="AAA")
+    Alert.objects.bulk_create(
+        Alert(user=alice, stock=aaa, condition="price_above", value=i + 1) for i in range(ALERTS_MOST_PER_USER)
+    )
+    answer = new_alert(client_for(alice))
+    assert answer.status_code == 400 and answer.json()["code"] == "too_many_alerts"
+    assert str(ALERTS_MOST_PER_USER) in answer.json()["message"] and answer.json()["most"] == ALERTS_MOST_PER_USER
+    assert Alert.objects.count() == ALERTS_MOST_PER_USER
+    assert new_alert(client_for(bob)).status_code == 201  # the cap is per user
+
+
+def test_anonymous_gets_a_json_401(stocks, db):
+    client = Client(enforce_csrf_checks=True)
+    for answer in (client.get("/api/alerts/"), post(client, "/api/alerts/", {}), client.delete("/api/alerts/1/")):
+        assert answer.status_code == 401 and answer.json()["code"] == "not_signed_in"
+
+
+def test_writes_without_the_csrf_token_are_a_json_403_naming_it(stocks, alice):
+    client = client_for(alice)
+    made = new_alert(client).json()
+    refused = [
+        post(client, "/api/alerts/", {"symbol": "AAA", "condition": "price_above", "value": "1"}, csrf=False),
+        post(client, f"/api/alerts/{made['id']}/rearm/", csrf=False),
+        post(client, "/api/alerts/read/", csrf=False),
+        client.delete(f"/api/alerts/{made['id']}/"),
+    ]
+    for answer in refused:
+        error = answer.json()
+        assert answer.status_code == 403 and error["code"] == "csrf_failed" and "CSRF" in error["message"]
+    assert list(Alert.objects.values_list("id", flat=True)) == [made["id"]]
+
+
+def test_someone_elses_alert_is_as_missing_as_none(stocks, alice, bob):
+    made = new_alert(client_for(alice)).json()
+    other = client_for(bob)
+    for answer in (
+        other.delete(f"/api/alerts/{made['id']}/", HTTP_X_CSRFTOKEN=TOKEN),
+        post(other, f"/api/alerts/{made['id']}/rearm/"),
+        other.delete("/api/alerts/999999/", HTTP_X_CSRFTOKEN=TOKEN),
+    ):
+        assert answer.status_code == 404 and answer.json()["code"] == "not_found"
+    assert other.get("/api/alerts/").json() == {"alerts": [], "unread": 0}
+    assert Alert.objects.filter(pk=made["id"], state="armed").exists()
+
+
+def test_other_methods_are_a_json_405(stocks, alice):
+    client = client_for(alice)
+    answer = client.put("/api/alerts/", "{}", content_type="application/json", HTTP_X_CSRFTOKEN=TOKEN)
+    assert answer.status_code == 405 and answer["Allow"] == "GET, HEAD, POST"
+    assert client.get("/api/alerts/1/rearm/").status_code == 405
+
+
+# -- the market ----------------------------------------------------------------------------------------------------
+
+
+def volatile(stocks):
+    Stock.objects.update(volatility=3.0)
+    return services.market_open(interval_ms=250, seed=3)
+
+
+def arm(user, symbol="AAA", condition="price_above", value="0.01", step=0, **fields):
+    stock = Stock.objects.get(symbol=symbol)
+    return Alert.objects.create(user=user, stock=stock, condition=condition, value=value, armed_step=step, **fields)
+
+
+def run(market, book, steps, *, start=0):
+    return [services.market_step(market=market, ts=(start + i) * 250, alerts=book) for i in range(steps)]
+
+
+def test_an_alert_fires_once_at_the_first_step_whose_quote_satisfies_it(stocks, alice):
+    market = volatile(stocks)
+    book = alerts.AlertBook.load()
+    run(market, book, 2)
+    price = market.ticks["AAA"].price
+    above = arm(alice, value=price + Decimal("0.2"), step=market.step_no)
+    below = arm(alice, condition="price_below", value=price - Decimal("0.2"), step=market.step_no)
+    results = run(market, book, 400, start=2)
+    fired = {f.alert["id"]: (r.step, f) for r in results for f in r.fires}
+    assert set(fired) == {above.pk, below.pk}  # each once
+    for alert, test in ((above, lambda p: p >= above.value), (below, lambda p: p <= below.value)):
+        first = next(r for r in results for t in r.ticks if t.symbol == "AAA" and test(t.price))
+        step, fire = fired[alert.pk]
+        tick = next(t for t in first.ticks if t.symbol == "AAA")
+        assert step == first.step and fire.alert["price"] == float(tick.price) and fire.user_id == alice.pk
+        stored = Alert.objects.get(pk=alert.pk)
+        assert (stored.state, stored.triggered_step, stored.triggered_price, stored.read) == (
+            "triggered", first.step, tick.price, False
+        )  # fmt: skip
+        assert float(stored.triggered_change_pct) == tick.change_pct == fire.alert["change_pct"]
+
+
+def test_not_at_the_arming_step_then_again_after_a_rearm(stocks, alice):
+    market = volatile(stocks)
+    book = alerts.AlertBook.load()
+    run(market, book, 1)
+    alert = arm(alice, step=market.step_no + 1)  # armed at the step about to be taken: not before the next
+    first = run(market, book, 1, start=1)[0]
+    assert first.fires == [] and Alert.objects.get(pk=alert.pk).state == "armed"
+    (second,) = run(market, book, 1, start=2)
+    assert [f.alert["id"] for f in second.fires] == [alert.pk]
+    assert all(r.fires == [] for r in run(market, book, 10, start=3))  # never again
+    Alert.objects.filter(pk=alert.pk).update(state="armed", armed_step=market.step_no)
+    book.notice([alert.pk])  # what the rearm endpoint sends through the channel layer
+    (again,) = run(market, book, 1, start=13)
+    assert [f.alert["id"] for f in again.fires] == [alert.pk] and again.fires[0].alert["step"] == again.step
+
+
+def test_a_new_alert_already_satisfied_fires_at_the_next_step_even_if_its_symbol_does_not_move(stocks, alice):
+    Stock.objects.update(halted=True)
+    market = services.market_open(interval_ms=250, seed=1)
+    book = alerts.AlertBook.load()
+    run(market, book, 2)
+    alert = arm(alice, step=market.step_no)
+    (result,) = run(market, book, 1, start=2)
+    assert result.ticks == [] and [f.alert["id"] for f in result.fires] == [alert.pk]
+
+
+def test_disabled_deleted_and_unsatisfied_alerts_never_fire(stocks, alice):
+    market = volatile(stocks)
+    disabled = arm(alice, disabled=True)
+    deleted = arm(alice, symbol="BBB")
+    arm(alice, value="1000000")
+    arm(alice, condition="change_pct_above", value="5000")
+    book = alerts.AlertBook.load()
+    Alert.objects.filter(pk=deleted.pk).delete()
+    late = arm(alice, symbol="CCC")
+    Alert.objects.filter(pk=late.pk).update(disabled=True)
+    assert all(r.fires == [] for r in run(market, book, 50))
+    assert not Alert.objects.filter(state="triggered").exists() and Alert.objects.get(pk=disabled.pk).state == "armed"
+    assert len(book) == 2  # the disabled and deleted ones left the book when found out
+
+
+def test_a_thousand_alerts_crossing_in_one_step_fire_a_thousand_times(stocks, alice):
+    market = volatile(stocks)
+    aaa = Stock.objects.get(symbol="AAA")
+    conditions = ("price_above", "price_below", "change_pct_above", "change_pct_below")
+    values = {"price_above": "0.01", "price_below": "99999", "change_pct_above": "-999", "change_pct_below": "999"}
+    Alert.objects.bulk_create(
+        Alert(user=alice, stock=aaa, condition=conditions[i % 4], value=values[conditions[i % 4]]) for i in range(1000)
+    )
+    book = alerts.AlertBook.load()
+    (result,) = run(market, book, 1)
+    assert len(result.fires) == 1000 and len({f.alert["id"] for f in result.fires}) == 1000
+    assert Alert.objects.filter(state="triggered", triggered_step=result.step).count() == 1000
+    assert all(r.fires == [] for r in run(market, book, 5, start=1)) and len(book) == 0
+
+
+def test_a_step_whose_lease_renewal_fails_fires_nothing(stocks, alice):
+    market = volatile(stocks)
+    mine, _ = leases.acquire(holder="old", now_ms=1_000)
+    leases.acquire(holder="new", now_ms=10**15)  # the lease expired and another market took it
+    alert = arm(alice)
+    book = alerts.AlertBook.load()
+    with pytest.raises(leases.LeaseLost):
+        services.market_step(market=market, ts=250, lease=mine, alerts=book)
+    assert Alert.objects.get(pk=alert.pk).state == "armed"
+    assert len(book) == 1  # nothing forgotten either
+
+
+def test_the_published_personal_message_carries_every_fire_once(stocks, alice, bob, clean_redis):
+    market = volatile(stocks)
+    for i in range(30):
+        arm(alice if i % 2 else bob, symbol=("AAA", "BBB", "CCC")[i % 3])
+    book = alerts.AlertBook.load()
+    (result,) = run(market, book, 1)
+    assert len(result.fires) == 30
+    layer = get_channel_layer()
+
+    async def publish_and_receive():
+        quotes, mine = await layer.new_channel(), await layer.new_channel()
+        await layer.group_add(protocol.QUOTES_GROUP, quotes)
+        await layer.group_add(personal.PERSONAL_GROUP, mine)
+        assert await Publisher(layer).publish(result)
+        batch, message = await layer.receive(quotes), await layer.receive(mine)
+        return batch, message
+
+    batch, message = async_to_sync(publish_and_receive)()
+    assert batch["type"] == protocol.BATCH_EVENT and message["type"] == personal.PERSONAL_EVENT
+    events = message["events"]
+    assert sorted(e["frame"]["alert"]["id"] for e in events) == sorted(Alert.objects.values_list("id", flat=True))
+    for event in events:
+        stored = Alert.objects.select_related("stock").get(pk=event["frame"]["alert"]["id"])
+        assert event["user"] == stored.user_id and event["frame"] == personal.alert_frame(alerts.alert_json(stored))
+
+
+# -- the admin -----------------------------------------------------------------------------------------------------
+
+
+def test_the_admin_lists_searches_filters_and_disables_a_users_alerts(
+    stocks, alice, bob, clean_redis, django_capture_on_commit_callbacks
+):
+    operator = User.objects.create_superuser("op", "op@example.com", "x-unused-9271")
+    client = Client()
+    client.force_login(operator)
+    mine = [arm(alice, value="1"), arm(alice, symbol="BBB", value="2")]
+    theirs = arm(bob, symbol="CCC", value="3", state="triggered")
+    page = client.get("/admin/ticker/alert/").content.decode()
+    assert "alice" in page and "bob" in page and "BBB" in page
+    assert "bob" not in client.get("/admin/ticker/alert/?q=alice").content.decode()
+    assert "alice" not in client.get("/admin/ticker/alert/?q=CCC").content.decode()
+    assert "alice" not in client.get("/admin/ticker/alert/?state__exact=triggered").content.decode()
+    action = {"action": "disable_users_alerts", "_selected_action": [mine[0].pk]}
+    assert client.post("/admin/ticker/alert/", action).status_code == 302
+    assert set(Alert.objects.filter(disabled=True).values_list("id", flat=True)) == {a.pk for a in mine}
+    assert not Alert.objects.get(pk=theirs.pk).disabled
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(alerts.CHANGED_GROUP, channel)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/admin/ticker/alert/", {"action": "enable_users_alerts", "_selected_action": [mine[1].pk]})
+    assert not Alert.objects.filter(disabled=True).exists()
+    notice = async_to_sync(layer.receive)(channel)  # the market hears of it, to put them back in its book
+    assert notice["type"] == alerts.CHANGED_EVENT and sorted(notice["ids"]) == sorted(a.pk for a in mine)
+    form = client.get(f"/admin/ticker/alert/{theirs.pk}/change/").content.decode()
+    assert 'name="disabled"' in form and 'name="value"' not in form  # the figures are read-only
+    assert client.get("/admin/ticker/alert/add/").status_code == 403
+
+
+# -- seed_alerts ---------------------------------------------------------------------------------------------------
+
+
+def test_seed_alerts_makes_simulated_users_and_alerts_near_prices_and_tops_up(stocks):
+    from django.core.management import call_command
+
+    call_command("seed_alerts", "--users", "3", "--alerts", "40", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    users = list(User.objects.order_by("username"))
+    assert [u.username for u in users] == ["sim-user-00001", "sim-user-00002", "sim-user-00003"]
+    assert not any(u.has_usable_password() for u in users)
+    assert Alert.objects.filter(state="armed").count() == 40
+    assert set(Alert.objects.values_list("condition", flat=True)) == set(alerts.CONDITIONS)
+    for alert in Alert.objects.select_related("stock").filter(condition__startswith="price_"):
+        assert abs(alert.value - alert.stock.price) <= alert.stock.price * Decimal("0.05") + Decimal("0.01")
+    Alert.objects.filter(pk__in=list(Alert.objects.values_list("pk", flat=True)[:5])).update(state="triggered")
+    call_command("seed_alerts", "--users", "3", "--alerts", "40", stdout=open("/dev/null", "w"))  # noqa: SIM115
+    assert Alert.objects.filter(state="armed").count() == 40 and User.objects.count() == 3
+    assert list(alerts.CONDITIONS) == Alert.Condition.values  # the book's order is the model's
+
+
+def test_new_alerts_are_read_in_batches_whatever_their_number(stocks, alice):
+    from ticker.market import alert_rows
+
+    aaa = Stock.objects.get(symbol="AAA")
+    Alert.objects.bulk_create(
+        Alert(user=alice, stock=aaa, condition="price_above", value=1000 + n) for n in range(2500)
+    )
+    first = Alert.objects.order_by("id").values_list("id", flat=True).first()
+    rows = alert_rows.after(first - 1)
+    assert [row[0] for row in rows] == list(Alert.objects.order_by("id").values_list("id", flat=True))
+    assert rows[0][1] == "AAA" and float(rows[-1][3]) == 3499.0
+
+
+def test_a_failed_delivery_is_logged_and_counted_and_the_quotes_still_go(stocks, alice, caplog):
+    from ticker.ops import metrics
+
+    market = volatile(stocks)
+    arm(alice)
+    (result,) = run(market, alerts.AlertBook.load(), 1)
+    sent = []
+
+    class PersonalDown:
+        async def group_send(self, group, message):
+            if group == personal.PERSONAL_GROUP:
+                raise ConnectionError("Redis refused it")
+            sent.append(group)
+
+    before = metrics.market.alert_delivery_failures
+    logger = logging.getLogger("ticker.market.loop")  # the site's logging config does not propagate to the root
+    logger.addHandler(caplog.handler)
+    try:
+        assert async_to_sync(Publisher(PersonalDown()).publish)(result) is True  # the quotes went out
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert sent == [protocol.QUOTES_GROUP] and metrics.market.alert_delivery_failures == before + 1
+    assert "could not deliver the 1 alert fires" in caplog.text and "they are stored" in caplog.text
+    assert Alert.objects.get().state == "triggered"

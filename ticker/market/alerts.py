@@ -1,0 +1,308 @@
+"""Price alerts in the market: the armed thresholds kept sorted, evaluated and fired inside the step (issue 23).
+
+``AlertBook`` holds, per symbol and condition, the armed alerts' thresholds as a sorted list of ``(value, id)``,
+and per symbol the price range in which a quote fires nothing (its gate), so a step checks each moved symbol's
+quote against its gate, bisects the lists only past it, and then reads the rows of the candidates alone: the
+cost grows with the symbols that moved and the alerts that fire, never with the number armed (docs/benchmarks.md,
+"Alert evaluation"). It is loaded whole when a market takes the lease
+(``AlertBook.load``) and kept current every step, inside the step's transaction, by reading only:
+
+- the alerts created since the last step: ids above a watermark (plus, on PostgreSQL, the ids below it not yet
+  seen, for a few seconds: a sequence hands out ids before their transactions commit, in any order);
+- the alerts named by a notice on the channel layer (``CHANGED_GROUP``): the API sends one after a re-arm, the
+  admin after enabling; a lost notice only delays such an alert until the next takeover or restart.
+
+The book may hold too much (an alert deleted, disabled or fired elsewhere), never too little of what it was told:
+every candidate is checked against its row, locked, before it fires (state armed, not disabled, armed at an
+earlier step), and one that no longer qualifies leaves the book. Fires are stored in the step's transaction,
+after the lease's renewal (``services.market_step``), so a deposed leader fires nothing and a takeover neither
+repeats nor skips one.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+
+from ticker.market import alert_rows
+from ticker.market.prices import Tick
+from ticker.models import Alert
+
+ARMED, TRIGGERED = Alert.State.ARMED, Alert.State.TRIGGERED
+# The book's order of the conditions (Alert.Condition.values builds a new list at each call).
+CONDITIONS = ("price_above", "price_below", "change_pct_above", "change_pct_below")
+INF = float("inf")
+_LOWEST, _HIGHEST, _MARGIN = Decimal("-Infinity"), Decimal("Infinity"), Decimal("0.01")
+ABOVE = (Alert.Condition.PRICE_ABOVE, Alert.Condition.CHANGE_PCT_ABOVE)
+PRICE_CONDITIONS = (Alert.Condition.PRICE_ABOVE, Alert.Condition.PRICE_BELOW)
+# The channel-layer group the leading market listens on for alerts to (re)read: {"type": CHANGED_EVENT, "ids": [...]}.
+CHANGED_GROUP = "alerts.changed"
+CHANGED_EVENT = "alerts.changed"
+# How long an id below the watermark that was never seen is looked for (PostgreSQL's commits out of id order).
+GAP_SECONDS = 10.0
+# Ids per statement (SQLite's oldest limit on parameters is 999).
+CHUNK = 900
+_FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
+# What a fire reads of its row: alert_json's fields and the user (not the stock's thirty columns).
+_JSON_FIELDS = ("id", "user_id", "stock__symbol", "condition", "value", "note", "state", "created_at", "read")
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    """The one shape of an alert: GET /api/alerts/, the 201 of a new one and the ``alert`` frame (docs/protocol.md)."""
+    triggered = alert.state == TRIGGERED
+    return {
+        "id": alert.pk,
+        "symbol": alert.stock.symbol,
+        "condition": alert.condition,
+        "value": format(Decimal(alert.value).normalize(), "f"),  # 101.5, never 101.5000 (as stored) or 1E+2
+        "note": alert.note,
+        "state": alert.state,
+        "created_at": alert.created_at.isoformat() if alert.created_at else None,
+        "triggered_at": alert.triggered_at.isoformat() if triggered and alert.triggered_at else None,
+        "price": float(alert.triggered_price) if triggered and alert.triggered_price is not None else None,
+        "change_pct": (
+            float(alert.triggered_change_pct) if triggered and alert.triggered_change_pct is not None else None
+        ),
+        "step": alert.triggered_step if triggered else None,
+        "read": alert.read,
+    }
+
+
+def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
+    """Whether ``tick`` satisfies an alert: the price (or the change % from the previous close, as the quote's
+    ``change_pct``) at or above the value for the ``_above`` conditions, at or below it for ``_below``."""
+    figure = tick.price if condition in PRICE_CONDITIONS else Decimal(str(tick.change_pct))
+    return figure >= value if condition in ABOVE else figure <= value
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One alert fired in a step: whose, and the alert as JSON (with the step's figures)."""
+
+    user_id: int
+    alert: dict[str, Any]
+
+
+class AlertBook:
+    """The armed alerts' thresholds, sorted per symbol and condition; see the module's docstring.
+
+    Thresholds are floats: a value has at most 4 decimals and 10 digits, a price 2 decimals and a change % is the
+    float of a 2-decimal figure, and float conversion keeps their order (equal numbers stay equal), so comparing
+    floats decides as comparing decimals would, at a fraction of the cost. Per symbol the book also keeps the four
+    bounds that fire anything (the lowest ``_above``, the highest ``_below``), so a quote that fires nothing (most
+    of them) costs one dictionary lookup and four comparisons."""
+
+    def __init__(self) -> None:
+        self.lists: dict[str, tuple[list[tuple[float, int]], ...]] = {}
+        self.bounds: dict[str, tuple[float, float, float, float]] = {}
+        # Per symbol: (previous close, lowest, highest): a price strictly between fires nothing (``_gate``).
+        self.gates: dict[str, tuple[Decimal, Decimal, Decimal]] = {}
+        self.where: dict[int, tuple[str, int, float]] = {}
+        self.watermark = 0
+        self.gaps: dict[int, float] = {}
+        # Candidates refused only for being armed at this step or later: checked again at the next, moved or not.
+        self.recheck: set[int] = set()
+        self.timings = (0.0, 0.0, 0.0)
+        self._noticed: set[int] = set()
+        self._lock = threading.Lock()
+
+    # -- keeping it current ---------------------------------------------------
+
+    @classmethod
+    def load(cls) -> AlertBook:
+        """Every armed, enabled alert (when a market takes the lease)."""
+        book = cls()
+        rows = Alert.objects.filter(state=ARMED, disabled=False).values_list(*_FIELDS).order_by("id")
+        for row in rows.iterator(chunk_size=5000):
+            book._place(row, bound=False)
+        for symbol in book.lists:
+            book._bound(symbol)
+        book.watermark = Alert.objects.order_by("-id").values_list("id", flat=True).first() or 0
+        return book
+
+    def __len__(self) -> int:
+        return len(self.where)
+
+    def notice(self, ids) -> None:
+        """Alerts to read again at the next step (a re-arm, an enable); called from the notice listener."""
+        with self._lock:
+            self._noticed.update(int(i) for i in ids)
+
+    def sync(self) -> set[int]:
+        """Read what changed since the last step (new ids, gaps, notices); return the ids now armed in the book."""
+        with self._lock:
+            noticed, self._noticed = self._noticed, set()
+        now = time.monotonic()
+        if self.gaps:
+            self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
+        rows = alert_rows.after(self.watermark)
+        if wanted := noticed | set(self.gaps):
+            rows += self._rows(sorted(wanted))
+        seen = {row[0] for row in rows}
+        for i in noticed - seen:  # deleted since
+            self._remove(i)
+        for i in seen:
+            self.gaps.pop(i, None)
+        if rows and (top := max(seen)) > self.watermark:
+            if connection.vendor == "postgresql":
+                self.gaps.update(dict.fromkeys(set(range(self.watermark + 1, top)) - seen, now))
+            self.watermark = top
+        return {row[0] for row in rows if self._place(row)}
+
+    def _rows(self, ids: list[int]) -> list[tuple]:
+        found = []
+        for start in range(0, len(ids), CHUNK):
+            found += Alert.objects.filter(id__in=ids[start : start + CHUNK]).values_list(*_FIELDS)
+        return found
+
+    def _place(self, row: tuple, *, bound: bool = True) -> bool:
+        """Put one row in the book if it is armed and enabled, or take it out; True if it is in."""
+        pk, symbol, condition, value, state, disabled = row
+        self._remove(pk)
+        if state != ARMED or disabled:
+            return False
+        kind, value = CONDITIONS.index(condition), float(value)
+        lists = self.lists.get(symbol)
+        if lists is None:
+            lists = self.lists[symbol] = ([], [], [], [])
+        bisect.insort(lists[kind], (value, pk))
+        self.where[pk] = (symbol, kind, value)
+        if bound:
+            self._bound(symbol)
+        return True
+
+    def _remove(self, pk: int) -> None:
+        if (place := self.where.pop(pk, None)) is None:
+            return
+        symbol, kind, value = place
+        entries = self.lists[symbol][kind]
+        at = bisect.bisect_left(entries, (value, pk))
+        if at < len(entries) and entries[at] == (value, pk):
+            del entries[at]
+        self._bound(symbol)
+
+    def _bound(self, symbol: str) -> None:
+        """The symbol's four bounds: a quote fires something only past one of them."""
+        self.gates.pop(symbol, None)
+        above, below, pct_above, pct_below = self.lists[symbol]
+        if not (above or below or pct_above or pct_below):
+            del self.lists[symbol]
+            self.bounds.pop(symbol, None)
+            return
+        self.bounds[symbol] = (
+            above[0][0] if above else INF,
+            below[-1][0] if below else -INF,
+            pct_above[0][0] if pct_above else INF,
+            pct_below[-1][0] if pct_below else -INF,
+        )
+
+    # -- evaluating -----------------------------------------------------------
+
+    def candidates(self, ticks: list[Tick]) -> dict[int, Tick]:
+        """The alerts whose condition these quotes satisfy, by id, with the quote that satisfies each."""
+        found: dict[int, Tick] = {}
+        gates = self.gates
+        for tick in ticks:
+            gate = gates.get(tick.symbol)
+            if gate is None or gate[0] != tick.prev_close:
+                if tick.symbol not in self.bounds:
+                    continue
+                gate = self._gate(tick.symbol, tick.prev_close)
+            if gate[1] < tick.price < gate[2]:
+                continue
+            price, pct = float(tick.price), tick.change_pct
+            above, below, pct_above, pct_below = self.lists[tick.symbol]
+            for entries, figure, up in ((above, price, True), (below, price, False)) + (
+                (pct_above, pct, True),
+                (pct_below, pct, False),
+            ):
+                if up:  # value <= figure: a prefix
+                    chosen = entries[: bisect.bisect_right(entries, (figure, INF))]
+                else:  # value >= figure: a suffix
+                    chosen = entries[bisect.bisect_left(entries, (figure, -INF)) :]
+                for _value, pk in chosen:
+                    found[pk] = tick
+        return found
+
+    def _gate(self, symbol: str, close: Decimal) -> tuple[Decimal, Decimal, Decimal]:
+        """The prices between which a quote of ``symbol`` fires nothing, with this previous close: its four bounds,
+        the change % ones as prices (a hundredth of a percent inside them, for the quote's rounding). A quote
+        compared with them as decimals costs ~0.1 us; its change % costs ~2 us."""
+        above, below, pct_above, pct_below = self.bounds[symbol]
+        lo, hi = Decimal(below) if below > -INF else _LOWEST, Decimal(above) if above < INF else _HIGHEST
+        if close > 0:
+            if pct_above < INF:
+                hi = min(hi, close * (1 + (Decimal(str(pct_above)) - _MARGIN) / 100))
+            if pct_below > -INF:
+                lo = max(lo, close * (1 + (Decimal(str(pct_below)) + _MARGIN) / 100))
+        elif pct_above < INF or pct_below > -INF:  # no close (never, in practice): check every quote
+            lo, hi = _HIGHEST, _LOWEST
+        gate = self.gates[symbol] = (close, lo, hi)
+        return gate
+
+    def new_candidates(self, ids: set[int], quotes: dict[str, Tick]) -> dict[int, Tick]:
+        """Alerts just read into the book, checked against their symbol's current quote even if it did not move."""
+        found = {}
+        for pk in ids:
+            symbol, kind, value = self.where[pk]
+            if (tick := quotes.get(symbol)) is not None and satisfied(CONDITIONS[kind], Decimal(str(value)), tick):
+                found[pk] = tick
+        return found
+
+    def fire(self, candidates: dict[int, Tick], *, step: int, ts: int) -> list[Fire]:
+        """Mark the candidates that still qualify triggered, in this (the step's) transaction; return the fires.
+
+        Rows are locked (PostgreSQL) and checked: armed, enabled, armed at an earlier step. The others are
+        read again into the book (deleted, disabled or fired ones leave it). The book forgets the fired ones
+        only after the step commits (``forget``)."""
+        if not candidates:
+            return []
+        ids = sorted(candidates)
+        alerts: list[Alert] = []
+        for start in range(0, len(ids), CHUNK):
+            query = Alert.objects.select_for_update(of=("self",)).select_related("stock").only(*_JSON_FIELDS)
+            alerts += query.filter(
+                id__in=ids[start : start + CHUNK], state=ARMED, disabled=False, armed_step__lt=step
+            ).order_by("id")
+        if stale := sorted(set(ids) - {a.pk for a in alerts}):
+            rows = self._rows(stale)
+            for row in rows:
+                self._place(row)
+            for pk in set(stale) - {row[0] for row in rows}:  # deleted
+                self._remove(pk)
+            self.recheck = {pk for pk in stale if pk in self.where}
+        at = datetime.fromtimestamp(ts / 1000, tz=UTC)
+        for alert in alerts:
+            tick = candidates[alert.pk]
+            alert.state, alert.triggered_at, alert.triggered_step, alert.read = TRIGGERED, at, step, False
+            alert.triggered_price, alert.triggered_change_pct = tick.price, Decimal(str(tick.change_pct))
+        alert_rows.store_fires(alerts)
+        return [Fire(alert.user_id, alert_json(alert)) for alert in alerts]
+
+    def forget(self, fires: list[Fire]) -> None:
+        """Take fired alerts out of the book (after their step committed)."""
+        for fire in fires:
+            self._remove(fire.alert["id"])
+
+
+def evaluate(book: AlertBook, *, changed: list[Tick], quotes: dict[str, Tick], step: int, ts: int) -> list[Fire]:
+    """The step's alert work, inside its transaction: read what changed, find the candidates, fire. The seconds
+    of each part go to ``book.timings`` (read, find, fire) for the benchmark (``manage.py alerts_steptime``)."""
+    started = time.perf_counter()
+    fresh, book.recheck = book.sync() | book.recheck, set()
+    fresh = {pk for pk in fresh if pk in book.where}
+    read = time.perf_counter()
+    candidates = book.candidates(changed)
+    for pk, tick in book.new_candidates(fresh - set(candidates), quotes).items():
+        candidates.setdefault(pk, tick)
+    found = time.perf_counter()
+    fires = book.fire(candidates, step=step, ts=ts)
+    book.timings = (read - started, found - read, time.perf_counter() - found)
+    return fires
