@@ -16,9 +16,9 @@ tab 1 and tab 2's socket, still open for quotes, gets no more of A's frames.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from datetime import datetime
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -65,7 +65,6 @@ RECORDER = """
   });
 })();
 """
-ALERTS = (Path(__file__).parents[1] / "ticker" / "market" / "alerts.py").exists()  # TEMPORARY until merged
 TIMINGS: dict[str, float] = {}  # ms, printed at the end of the module (pytest -s)
 
 
@@ -278,7 +277,6 @@ def fire_alert(page, note: str) -> tuple[dict, dict]:
     return answer["json"], answer
 
 
-@pytest.mark.skipif(not ALERTS, reason="alerts not merged yet")
 def test_an_alert_fires_a_toast_in_both_tabs_within_1_s_of_its_step_and_the_list_keeps_it(scene):
     tab1, tab2 = scene.tab1, scene.tab2
     alert, answer = fire_alert(tab1, "issue 23: both tabs")
@@ -299,7 +297,8 @@ def test_an_alert_fires_a_toast_in_both_tabs_within_1_s_of_its_step_and_the_list
     live(tab1)
     tab1.click("#alerts-toggle")
     item = tab1.locator(f'#alert-list li[data-id="{alert["id"]}"]')
-    expect(item).to_have_class("alert-item alert-triggered unread")  # as listed, before the open marks it read
+    # Triggered (opening the list marks it read meanwhile, so "unread" may or may not still be on it).
+    expect(item).to_have_class(re.compile(r"\balert-triggered\b"))
     expect(item.locator(".alert-state")).to_contain_text("triggered")
     expect(item).to_contain_text("AAPL price above 0.01: now")
     expect(item).to_contain_text("issue 23: both tabs")
@@ -319,7 +318,7 @@ def test_another_user_connected_at_the_same_time_sees_nothing_of_it(scene, deplo
     expect(bea.locator("#alerts-unread")).to_be_hidden()
     # And A got them all (the check above is not B's socket being deaf): three watchlist frames and the alert.
     kinds = [f["type"] for f in personal_frames(tab2)]
-    assert kinds.count("watchlist") >= 3 and kinds.count("alert") == int(ALERTS), kinds
+    assert kinds.count("watchlist") >= 3 and kinds.count("alert") == 1, kinds
 
 
 def test_after_signing_out_in_tab_1_tab_2s_socket_gets_nothing_personal_and_quotes_still_flow(
@@ -348,12 +347,9 @@ def test_after_signing_out_in_tab_1_tab_2s_socket_gets_nothing_personal_and_quot
     if on_replica(deployment, before) != tab2.replica:
         here = open_tab(deployment, third, want=tab2.replica)
     add_symbol(here, "TSLA")
-    if ALERTS:
-        alert, _ = fire_alert(here, "issue 23: after sign-out")
-        toast_for(here, alert)
-    else:
-        alert = {"note": "nothing"}
-        wait_for(lambda: personal_frames(here, "watchlist"), timeout=5, what="the watchlist frame on the third tab")
+    alert, _ = fire_alert(here, "issue 23: after sign-out")
+    toast_for(here, alert)  # after the watchlist frame: both reached tab 2's process
+    assert personal_frames(here, "watchlist"), "the third tab got the watchlist change"
     quotes = len(seen(tab2)["quotes"])
     wait_for(lambda: len(seen(tab2)["quotes"]) > quotes + 3, timeout=10, what="quotes still flowing to tab 2")
     assert personal_frames(tab2)[signed_out_at:] == []
