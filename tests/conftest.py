@@ -273,6 +273,17 @@ def stocks(db):
     return make_stocks(("AAA", "100.00"), ("BBB", "50.00"), ("CCC", "20.00"))
 
 
+@pytest.fixture
+def traded(stocks):
+    """The three symbols after five stored market steps."""
+    from ticker.market import services
+
+    market = services.market_open(interval_ms=250, seed=1)
+    for i in range(5):
+        services.market_step(market=market, ts=1_700_000_000_000 + i)
+    return market
+
+
 @pytest_asyncio.fixture
 async def market(clean_redis):
     """A three-symbol market in the database (for in-process consumer tests), and this loop's hub closed after.

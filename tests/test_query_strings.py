@@ -9,20 +9,8 @@ of them made the PostgreSQL pass hang.
 import urllib.parse
 
 import hypothesis
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-from ticker.market import services
-
-
-@pytest.fixture
-def traded(stocks):
-    market = services.market_open(interval_ms=250, seed=1)
-    for i in range(5):
-        services.market_step(market=market, ts=1_700_000_000_000 + i)
-    return market
-
 
 # Query parameters of the JSON endpoints, drawn from what their views read and what nobody expects.
 PARAMETERS = ("symbols", "since", "wait", "limit", "q", "count", "movers", "junk")

@@ -23,14 +23,6 @@ QUOTE_KEYS = {
 }
 
 
-@pytest.fixture
-def traded(stocks):
-    market = services.market_open(interval_ms=250, seed=1)
-    for i in range(5):
-        services.market_step(market=market, ts=1_700_000_000_000 + i)
-    return market
-
-
 def test_quotes_have_the_documented_format(client, traded):
     """GET /api/quotes/ returns step and every active quote with the documented fields."""
     response = client.get("/api/quotes/")

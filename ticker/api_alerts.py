@@ -22,10 +22,9 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from ticker.edge.http import answer_errors, could_be_listed
+from ticker.edge.http import answer_errors, check_csrf, could_be_listed, method_not_allowed
 from ticker.market import lease as leases
 from ticker.market import selectors
 from ticker.market.alerts import CHANGED_EVENT, CHANGED_GROUP, alert_json
@@ -41,13 +40,6 @@ VALUE_DIGITS = Alert._meta.get_field("value").max_digits
 VALUE_PLACES = Alert._meta.get_field("value").decimal_places
 
 
-class _CsrfCheck(CsrfViewMiddleware):
-    """Django's own CSRF check, answering with the reason instead of the HTML 403 page."""
-
-    def _reject(self, request, reason):
-        return reason
-
-
 def alerts_endpoint(*methods: str):
     """A signed-in user's endpoint: ``methods`` only (JSON 405), JSON 401 if anonymous, CSRF on writes (JSON 403)."""
 
@@ -55,22 +47,11 @@ def alerts_endpoint(*methods: str):
         @functools.wraps(view)
         def checked(request: HttpRequest, *args, **kwargs):
             if request.method not in methods:
-                raise ProtocolError(
-                    "method_not_allowed",
-                    f"{protocol.quoted(request.method or '')} is not allowed here: use {', '.join(methods)}.",
-                    status=405,
-                    headers={"Allow": ", ".join(methods)},
-                )
+                raise method_not_allowed(request, methods, f"use {', '.join(methods)}")
             if not request.user.is_authenticated:
                 raise ProtocolError("not_signed_in", "Sign in to use alerts (/accounts/login/).", status=401)
             if request.method not in ("GET", "HEAD"):
-                reason = _CsrfCheck(lambda r: None).process_view(request, None, (), {})
-                if reason is not None:
-                    raise ProtocolError(
-                        "csrf_failed",
-                        f"CSRF check failed: {reason} Send the csrftoken cookie's value as X-CSRFToken.",
-                        status=403,
-                    )
+                check_csrf(request)
             return view(request, *args, **kwargs)
 
         return csrf_exempt(answer_errors(checked))

@@ -14,10 +14,9 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from ticker.edge.http import answer_errors, could_be_listed
+from ticker.edge.http import answer_errors, check_csrf, could_be_listed, method_not_allowed
 from ticker.models import WATCHLIST_MOST_SYMBOLS, Stock, Watchlist
 from ticker.wire import personal, protocol
 from ticker.wire.protocol import ProtocolError
@@ -26,23 +25,6 @@ log = logging.getLogger(__name__)
 METHODS = ("GET", "HEAD", "PUT")
 # A body bigger than this is no watchlist (50 symbols of at most a few characters each).
 MOST_BODY_BYTES = 16 * 1024
-
-
-class _CsrfCheck(CsrfViewMiddleware):
-    """Django's own CSRF check, answering the reason it refused instead of its HTML 403 page."""
-
-    def _reject(self, request, reason):
-        return reason
-
-
-def check_csrf(request: HttpRequest) -> None:
-    reason = _CsrfCheck(lambda request: None).process_view(request, None, (), {})
-    if reason is not None:
-        raise ProtocolError(
-            "csrf_failed",
-            f"CSRF check failed ({reason}): send the value of the csrftoken cookie in the X-CSRFToken header.",
-            status=403,
-        )
 
 
 def signed_in_user(request: HttpRequest):
@@ -111,12 +93,7 @@ def publish(user_id: int, symbols: list[str]) -> None:
 def watchlist(request: HttpRequest) -> HttpResponse:
     """GET/HEAD: ``{"symbols": [...]}``. PUT ``{"symbols": [...]}``: replaced, and the stored list answered."""
     if request.method not in METHODS:
-        raise ProtocolError(
-            "method_not_allowed",
-            f"{protocol.quoted(request.method or '')} is not allowed here: GET reads the watchlist, PUT replaces it.",
-            status=405,
-            headers={"Allow": ", ".join(METHODS)},
-        )
+        raise method_not_allowed(request, METHODS, "GET reads the watchlist, PUT replaces it")
     user = signed_in_user(request)
     if request.method != "PUT":
         return JsonResponse({"symbols": stored(user)})

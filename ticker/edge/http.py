@@ -9,6 +9,7 @@ import inspect
 import re
 
 from django.http import HttpRequest, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_safe
 
@@ -64,12 +65,7 @@ def read_only(view):
 
     def refuse_other_methods(request: HttpRequest) -> None:
         if request.method not in READ_METHODS:
-            raise ProtocolError(
-                "method_not_allowed",
-                f"{protocol.quoted(request.method or '')} is not allowed here: this endpoint only reads (GET, HEAD).",
-                status=405,
-                headers={"Allow": ", ".join(READ_METHODS)},
-            )
+            raise method_not_allowed(request, READ_METHODS, "this endpoint only reads (GET, HEAD)")
 
     if inspect.iscoroutinefunction(view):
 
@@ -111,3 +107,31 @@ def symbols_param(request: HttpRequest) -> list[str] | None:
 def could_be_listed(symbol: str) -> bool:
     """Only strings shaped like a symbol reach the database (PostgreSQL refuses NUL in a query, a 500)."""
     return symbol_validator.regex.fullmatch(symbol) is not None
+
+
+def method_not_allowed(request: HttpRequest, allowed: tuple[str, ...], hint: str) -> ProtocolError:
+    """The one 405: the method named, ``hint`` saying what the endpoint takes, ``Allow`` listing it."""
+    return ProtocolError(
+        "method_not_allowed",
+        f"{protocol.quoted(request.method or '')} is not allowed here: {hint}.",
+        status=405,
+        headers={"Allow": ", ".join(allowed)},
+    )
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """Django's own CSRF check, answering the reason it refused instead of its HTML 403 page."""
+
+    def _reject(self, request, reason):
+        return reason
+
+
+def check_csrf(request: HttpRequest) -> None:
+    """Django's CSRF rule for a view that is ``csrf_exempt`` so that a refusal is the project's JSON 403."""
+    reason = _CsrfCheck(lambda request: None).process_view(request, None, (), {})
+    if reason is not None:
+        raise ProtocolError(
+            "csrf_failed",
+            f"CSRF check failed ({reason}): send the value of the csrftoken cookie in the X-CSRFToken header.",
+            status=403,
+        )
