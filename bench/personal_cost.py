@@ -13,7 +13,8 @@ The web process is a separate process (``_receiver_main``): it receives on its o
 message to a real ``PersonalRouter`` holding one outlet per user; an outlet notes when it was written to. A
 fire's delivery latency is that moment minus the step's ``ts`` (taken before the step's first send, as the
 market would take it before publishing). The publisher's Redis round trips are counted on redis-py's
-connection (one ``send_packed_command`` per request or pipeline). Steps alternate per-user and routed.
+connection (one ``send_packed_command`` per request or pipeline). Steps alternate per-user and routed, after
+one step of each that is not counted (the publisher's first connections, the receiver's first use).
 """
 
 from __future__ import annotations
@@ -202,11 +203,11 @@ def compare(url: str, prefix: str, counts: list[int], *, steps: int, interval_s:
 async def _steps(pipe, url: str, prefix: str, users: int, steps: int, interval_s: float) -> list[dict]:
     layer = layer_for(url, prefix)
     ways = ("per-user", "routed")
-    figures = {way: {"wall_ms": [], "trips": [], "latencies": [], "bad": 0, "lost": 0} for way in ways}
+    figures = {way: {"wall_ms": [], "trips": [], "latencies": [], "bad": 0, "lost": 0, "p99": []} for way in ways}
     step = 0
     with round_trips() as trips:
-        for _ in range(steps):
-            for way in ("per-user", "routed"):
+        for warm in (True, *([False] * steps)):  # a first step of each way, not counted: connections, first use
+            for way in ways:
                 step += 1
                 before, t0 = trips[0], time.perf_counter()
                 await _publish(layer, way, users, step)
@@ -214,13 +215,16 @@ async def _steps(pipe, url: str, prefix: str, users: int, steps: int, interval_s
                 took = trips[0] - before
                 pipe.send(users)
                 _, got = await asyncio.to_thread(pipe.recv)
+                await asyncio.sleep(interval_s)
+                if warm:
+                    continue
                 mine = figures[way]
+                mine["p99"].append(latency_summary(got["latencies_ms"], (99,))["p99"])
                 mine["wall_ms"].append(wall)
                 mine["trips"].append(took)
                 mine["latencies"] += got["latencies_ms"]
                 mine["bad"] += 0 if got["per_user"] == {1: users} else 1  # each user its fire, once
                 mine["lost"] += got["per_user"].get(0, 0)
-                await asyncio.sleep(interval_s)
     await layer.flush()
     return [
         {
@@ -231,6 +235,7 @@ async def _steps(pipe, url: str, prefix: str, users: int, steps: int, interval_s
             "publisher_wall_ms_each": [round(x, 2) for x in f["wall_ms"]],
             "round_trips_per_step": statistics.median(f["trips"]),
             "latency_ms": latency_summary(f["latencies"], (50, 99, 100)),
+            "latency_p99_each": f["p99"],
             "fires": len(f["latencies"]),
             "steps_not_exactly_once": f["bad"],
             "fires_lost": f["lost"],

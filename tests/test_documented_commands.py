@@ -83,6 +83,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         BENCH,
     ),
     "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_fanout": (NOT_RUN, BENCH),
+    "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts": (
+        NOT_RUN,
+        "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
+    ),
     "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_fanout --servers ticker --steps 2000 --machine none": (
         NOT_RUN,
         BENCH,
