@@ -27,7 +27,7 @@ from pathlib import Path
 from .fanout import measure
 from .loadgen import Target, Workers
 from .personal_cost import alert, layer_for
-from .proc import process_cpu_s, rss_kib
+from .proc import process_cpu_s, rss_kib, run_delay_s
 from .rig import SITE, Rig
 from .stats import latency_summary
 
@@ -158,7 +158,8 @@ def delivery(rig: Rig, users: int, *, rounds: int, seconds: float, settle: float
         time.sleep(settle)
         for _ in range(rounds):
             for personal in (False, True):
-                rows.append(_window(workers, process.pid, publisher, ids, personal, outcome, idle, seconds, log))
+                args = (workers, process.pid, publisher, ids, personal, outcome, idle)
+                rows.append(_window(*args, seconds=seconds, settle=settle, log=log))
     finally:
         if publisher is not None:
             publisher.close()
@@ -167,15 +168,19 @@ def delivery(rig: Rig, users: int, *, rounds: int, seconds: float, settle: float
     return rows
 
 
-def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, seconds: float, log) -> dict:
+def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seconds: float, settle: float, log) -> dict:
     workers.take_alerts()  # nothing before the window
     publisher.published, publisher.wall_ms = [], []
     publisher.on = personal
-    cpu0 = process_cpu_s(pid)
+    generator = workers.processes[0].pid
+    cpu0, waited0, wall0 = process_cpu_s(pid), run_delay_s(pid), time.monotonic()
+    generator_waited0 = run_delay_s(generator)
     row = measure(workers, [pid], seconds, clients=outcome["connected"], idle_rss_kib=idle)
     publisher.on = False
-    cpu = process_cpu_s(pid) - cpu0
-    time.sleep(1.0)  # the last step's fires still on their way
+    cpu, waited = process_cpu_s(pid) - cpu0, run_delay_s(pid) - waited0
+    generator_waited = run_delay_s(generator) - generator_waited0
+    elapsed = time.monotonic() - wall0
+    time.sleep(1.0 + (settle if personal else 0))  # the last fires on their way; then any backlog drains
     taken = workers.take_alerts()
     fires = exactly_once(taken, publisher.published, ids) if personal else None
     latencies = [x for t in taken for x in t["latencies_ms"]]
@@ -187,6 +192,9 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, seconds
         **row,
         "alert_latency_ms": latency_summary(latencies, (50, 99, 100)) if personal else None,
         "alerts": fires,
+        # Runnable but kept off its core by other processes (a shared machine): the share of the window.
+        "server_runqueue_wait_share": round(waited / elapsed, 3),
+        "generator_runqueue_wait_share": round(generator_waited / elapsed, 3),
         "publisher_ms_per_step": round(statistics.median(publisher.wall_ms), 2) if publisher.wall_ms else None,
         "server_cpu_us_per_any_frame": round(cpu * 1e6 / (row["frames_per_s"] * seconds + len(latencies)), 1)
         if row["frames_per_s"]
@@ -201,7 +209,8 @@ def summary(row: dict) -> str:
     line = (
         f"  {row['server']:>16} {row['clients']} clients: broadcast {row['server_cpu_us_per_frame']} us/frame, "
         f"p50 {lat['p50']} p99 {lat['p99']} ms, lost {row['lost_frames']}+{row['lost_updates_sampled']}, "
-        f"generator {row['generator_cpu_us_per_frame']} us/frame"
+        f"generator {row['generator_cpu_us_per_frame']} us/frame, server CPU {row['server_cpu_share']} of a core, "
+        f"runnable but waiting {row['server_runqueue_wait_share']} (generator {row['generator_runqueue_wait_share']})"
     )
     if row["personal"]:
         alat, fires = row["alert_latency_ms"], row["alerts"]
