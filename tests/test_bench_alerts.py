@@ -54,7 +54,7 @@ def test_tiny_alerts_run_delivers_every_fire_once(tmp_path, redis_server):
     for row in (off, on):
         assert row["frames_per_s"] > 0 and row["lost_frames"] == 0 and row["silent_clients"] == 0, row
     table = (out / "results.md").read_text()
-    assert "| 20 | routed |" in table and "| with alerts | 12 |" in table
+    assert "| 20 | routed |" in table and "| with 12 alerts a step | 12 |" in table
     assert "group per user / one routed message" in "\n".join(data["ratios"])
 
 
