@@ -145,6 +145,16 @@ def exactly_once(taken: list[dict], published: list[tuple[int, tuple[int, ...]]]
     }
 
 
+def by_position(taken: list[dict], ids: tuple[int, ...]) -> list[float | None]:
+    """The alert p50 of each tenth of the users, in the order the message lists them (every user every step)."""
+    place = {user: i * 10 // len(ids) for i, user in enumerate(ids)}
+    tenths: list[list[float]] = [[] for _ in range(10)]
+    for worker in taken:
+        for user, latencies in worker["by_user"]:
+            tenths[place[user]] += latencies
+    return [latency_summary(t, (50,))["p50"] for t in tenths]
+
+
 def delivery(
     rig: Rig, users: int, *, per_step: int | None = None, rounds: int, seconds: float, settle: float, log
 ) -> list[dict]:
@@ -192,6 +202,7 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seco
     time.sleep(1.0 + (settle if personal else 0))  # the last fires on their way; then any backlog drains
     taken = workers.take_alerts()
     fires = exactly_once(taken, publisher.published, ids) if personal else None
+    by_place = by_position(taken, ids) if personal and publisher.per_step == len(ids) else None
     latencies = [x for t in taken for x in t["latencies_ms"]]
     row = {
         "server": "ticker-alerts" if personal else "ticker-broadcast",
@@ -202,6 +213,9 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seco
         "personal": personal,
         **row,
         "alert_latency_ms": latency_summary(latencies, (50, 99, 100)) if personal else None,
+        # p50 of the fires by their place in the step's message (tenths: the first 10% of events, ...): how
+        # much of the latency is the web process routing the message one event after another.
+        "alert_p50_ms_by_tenth": by_place,
         "alerts": fires,
         # Runnable but kept off its core by other processes (a shared machine): the share of the window.
         "server_runqueue_wait_share": round(waited / elapsed, 3),
@@ -231,6 +245,8 @@ def summary(row: dict) -> str:
             f"{fires['fires_duplicated']}, misrouted {fires['fires_misrouted']}, publisher "
             f"{row['publisher_ms_per_step']} ms/step"
         )
+        if row["alert_p50_ms_by_tenth"]:
+            line += f"; p50 by tenth of the message {row['alert_p50_ms_by_tenth']}"
     return line
 
 

@@ -113,6 +113,7 @@ class LeanClient(asyncio.BufferedProtocol):
         signed_in = target.user(number)
         self.user_id, self.cookie = signed_in if signed_in else (None, None)
         self.alert_steps: list[int] = []  # the step of each alert frame received (bench_alerts checks them)
+        self.alert_latencies_ms: list[float] = []  # and its latency
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -195,7 +196,9 @@ class LeanClient(asyncio.BufferedProtocol):
     def alert(self, worker: Worker, data: bytes, start: int, end: int) -> None:
         """A personal alert frame (bench_alerts): its latency from the alert's ``ts``, its step, and whether it
         was this client's user's (the bench numbers each user's alert with the user's id)."""
-        worker.alert_latencies_ms.append(time.time() * 1000 - int(TS.search(data, start, end).group(1)))
+        latency = time.time() * 1000 - int(TS.search(data, start, end).group(1))
+        worker.alert_latencies_ms.append(latency)
+        self.alert_latencies_ms.append(latency)
         self.alert_steps.append(int(STEP.search(data, start, end).group(1)))
         if int(ALERT_ID.search(data, start, end).group(1)) != self.user_id:
             worker.misrouted += 1
@@ -330,9 +333,10 @@ class Worker:
             "steps": [(client.user_id, client.alert_steps) for client in self.clients if client.user_id is not None],
             "latencies_ms": self.alert_latencies_ms,
             "misrouted": self.misrouted,
+            "by_user": [(c.user_id, c.alert_latencies_ms) for c in self.clients if c.user_id is not None],
         }
         for client in self.clients:
-            client.alert_steps = []
+            client.alert_steps, client.alert_latencies_ms = [], []
         self.alert_latencies_ms, self.misrouted = [], 0
         return taken
 
