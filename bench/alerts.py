@@ -221,6 +221,7 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seco
         "server_runqueue_wait_share": round(waited / elapsed, 3),
         "generator_runqueue_wait_share": round(generator_waited / elapsed, 3),
         "publisher_ms_per_step": round(statistics.median(publisher.wall_ms), 2) if publisher.wall_ms else None,
+        "publisher_ms_max": round(max(publisher.wall_ms), 2) if publisher.wall_ms else None,
         "server_cpu_us_per_any_frame": round(cpu * 1e6 / (row["frames_per_s"] * seconds + len(latencies)), 1)
         if row["frames_per_s"]
         else None,
@@ -243,7 +244,7 @@ def summary(row: dict) -> str:
             f"; alerts p50 {alat['p50']} p99 {alat['p99']} max {alat['max']} ms, {fires['fires_received']} of "
             f"{fires['fires_published']} received, lost {fires['fires_lost']}, duplicated "
             f"{fires['fires_duplicated']}, misrouted {fires['fires_misrouted']}, publisher "
-            f"{row['publisher_ms_per_step']} ms/step"
+            f"{row['publisher_ms_per_step']} ms/step (max {row['publisher_ms_max']})"
         )
         if row["alert_p50_ms_by_tenth"]:
             line += f"; p50 by tenth of the message {row['alert_p50_ms_by_tenth']}"
