@@ -23,12 +23,19 @@ _TAIL = b"\x00\x00\xff\xff"
 
 
 def upgrade_request(
-    netloc: str, path: str = "/ws/quotes/", origin: str | None = None, *, deflate: bool = False, delta: bool = False
+    netloc: str,
+    path: str = "/ws/quotes/",
+    origin: str | None = None,
+    *,
+    deflate: bool = False,
+    delta: bool = False,
+    cookie: str | None = None,
 ) -> bytes:
     """The bytes that open a WebSocket to ``path`` on ``netloc`` (HOST:PORT), from ``origin`` (default: that site);
-    ``deflate``: offer permessage-deflate, ``delta``: ask for the delta format (subprotocol ticker.v2.json)."""
+    ``deflate``: offer permessage-deflate, ``delta``: ask for the delta format (subprotocol ticker.v2.json);
+    ``cookie``: the Cookie header's value (a signed-in page's ``sessionid=...``)."""
     request = handshake.upgrade_request(
-        path=path, http_host=netloc, origin=origin or f"http://{netloc}", key=handshake.new_key()
+        path=path, http_host=netloc, origin=origin or f"http://{netloc}", key=handshake.new_key(), cookie=cookie
     )
     extra = (f"Sec-WebSocket-Extensions: {DEFLATE_OFFER}\r\n" if deflate else "") + (
         f"Sec-WebSocket-Protocol: {DELTA_PROTOCOL}\r\n" if delta else ""

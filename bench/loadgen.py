@@ -43,6 +43,7 @@ from .seq import SeqFollower
 
 STEP = re.compile(rb'"step": ?(\d+)')
 TS = re.compile(rb'"ts": ?(\d+)')
+ALERT_ID = re.compile(rb'"id": ?(\d+)')
 HANDSHAKE_TIMEOUT_S = 30
 CONNECTS_AT_ONCE = 100
 
@@ -61,6 +62,13 @@ class Target:
     symbols: tuple[str, ...] = ()
     watchlist: int = 0
     deflate: bool = False  # offer permessage-deflate (a ticker server then compresses what it sends)
+    # Signed-in clients (bench_alerts): client number n opens with the Cookie ``sessionid=users[n][1]`` and
+    # expects the alerts of user ``users[n][0]``; past the list (or with none) a client is anonymous.
+    users: tuple[tuple[int, str], ...] = ()
+
+    def user(self, client: int) -> tuple[int, str] | None:
+        """(user id, session key) of the ``client``-th client, or None: anonymous."""
+        return self.users[client] if client < len(self.users) else None
 
     def subscribe(self, client: int) -> bytes:
         """The subscribe frame of the ``client``-th client (the same draw for the same client number)."""
@@ -102,11 +110,16 @@ class LeanClient(asyncio.BufferedProtocol):
         self.kept: list[bytes | Deflated] = []  # whole frames of a sampled client, decoded after the window
         self.frames = 0  # quotes frames (or compressed frames) this client got in the window
         self.deflated = False  # the server accepted permessage-deflate
+        signed_in = target.user(number)
+        self.user_id, self.cookie = signed_in if signed_in else (None, None)
+        self.alert_steps: list[int] = []  # the step of each alert frame received (bench_alerts checks them)
+        self.alert_latencies_ms: list[float] = []  # and its latency
 
     def connection_made(self, transport) -> None:
         self.transport = transport
         netloc = f"{self.target.host}:{self.target.port}"
-        transport.write(upgrade_request(netloc, self.target.path, deflate=self.target.deflate))
+        cookie = f"sessionid={self.cookie}" if self.cookie else None
+        transport.write(upgrade_request(netloc, self.target.path, deflate=self.target.deflate, cookie=cookie))
 
     def connection_lost(self, exc) -> None:
         if self.open:
@@ -168,6 +181,8 @@ class LeanClient(asyncio.BufferedProtocol):
                     self.ready.set_result(None)
                 return
         elif data[start + 9 : start + 15] != b"quotes":
+            if data[start + 9 : start + 14] == b"alert":
+                self.alert(worker, data, start, end)
             return  # not {"type":"quotes",...: snapshots and heartbeats are not counted
         if not worker.counting:
             return
@@ -177,6 +192,16 @@ class LeanClient(asyncio.BufferedProtocol):
         self.steps.append(int(STEP.search(data, start, end).group(1)))
         if self.sampled:
             self.kept.append(bytes(data[start:end]))
+
+    def alert(self, worker: Worker, data: bytes, start: int, end: int) -> None:
+        """A personal alert frame (bench_alerts): its latency from the alert's ``ts``, its step, and whether it
+        was this client's user's (the bench numbers each user's alert with the user's id)."""
+        latency = time.time() * 1000 - int(TS.search(data, start, end).group(1))
+        worker.alert_latencies_ms.append(latency)
+        self.alert_latencies_ms.append(latency)
+        self.alert_steps.append(int(STEP.search(data, start, end).group(1)))
+        if int(ALERT_ID.search(data, start, end).group(1)) != self.user_id:
+            worker.misrouted += 1
 
     def compressed(self, worker: Worker, data: bytes, start: int, end: int) -> None:
         """A permessage-deflate frame: counted (only heartbeats are too small to be compressed, and they are not,
@@ -229,6 +254,8 @@ class Worker:
         self.compressed = 0  # of the frames, those with RSV1 set
         self.dropped = 0
         self.latencies_ms: list[float] = []
+        self.alert_latencies_ms: list[float] = []  # every alert frame's, counted or not (bench_alerts)
+        self.misrouted = 0  # alert frames of another user
         self.cpu_at = 0.0
         self.done = asyncio.Event()
 
@@ -299,6 +326,20 @@ class Worker:
             "sampled_missing": missing,
         }
 
+    async def take_alerts(self) -> dict:
+        """The alert frames received since the last call (in or out of a window): each signed-in client's
+        (user id, steps), and every frame's latency; then forgotten."""
+        taken = {
+            "steps": [(client.user_id, client.alert_steps) for client in self.clients if client.user_id is not None],
+            "latencies_ms": self.alert_latencies_ms,
+            "misrouted": self.misrouted,
+            "by_user": [(c.user_id, c.alert_latencies_ms) for c in self.clients if c.user_id is not None],
+        }
+        for client in self.clients:
+            client.alert_steps, client.alert_latencies_ms = [], []
+        self.alert_latencies_ms, self.misrouted = [], 0
+        return taken
+
     async def close(self) -> None:
         for client in self.clients:
             if client.transport is not None:
@@ -355,6 +396,10 @@ class Workers:
         self.ask("start")
         time.sleep(seconds)
         return self.ask("stop")
+
+    def take_alerts(self) -> list[dict]:
+        """Each worker's alert frames since the last call (``Worker.take_alerts``)."""
+        return self.ask("take_alerts")
 
     def close_clients(self) -> None:
         self.ask("close")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 from pathlib import Path
@@ -41,3 +42,18 @@ def raise_fd_limit(needed: int) -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < needed:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(needed, soft), hard), hard))
+
+
+def run_delay_s(pid: int | None) -> float | None:
+    """Seconds the process's threads spent runnable but waiting for a CPU (/proc/PID/task/*/schedstat, field 2):
+    on a shared machine, how much a pinned process was kept off its core by others."""
+    if pid is None:
+        return None
+    total = 0
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                total += int((task / "schedstat").read_text().split()[1])
+    except OSError:
+        return None
+    return total / 1e9

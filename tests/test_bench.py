@@ -14,7 +14,7 @@ from .conftest import ROOT, child_env
 
 pytestmark = pytest.mark.processes
 
-COMMANDS = ("bench_transports", "bench_fanout", "ws_loadcheck")
+COMMANDS = ("bench_transports", "bench_fanout", "bench_alerts", "ws_loadcheck")
 
 
 def manage(*args: str, env: dict, timeout: float = 60, python_code: str | None = None) -> subprocess.CompletedProcess:
