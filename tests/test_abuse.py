@@ -216,6 +216,7 @@ class Latency:
         return sorted(ms for at, ms in self.samples if at >= t)
 
 
+@pytest.mark.alone  # it compares latency percentiles: other tests' load on the same cores lands in either window
 def test_another_clients_latency_holds_while_floods_are_cut(site):
     """While frame floods (both kinds, one every 250 ms) are cut, a second client's p99 is within twice its p99
     without them, or 50 ms; every flood is closed with 1008 within 2 s."""
