@@ -270,8 +270,10 @@ def trickle_headers(port: int, limit: float = 30, *, first: bytes = b"") -> floa
     """Send a request's head (after ``first``, sent at once) one byte a second until the server ends the
     connection; the seconds that took."""
     head = b"GET /api/quotes/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 100
-    sock = socket.create_connection(("127.0.0.1", port), timeout=1)
+    # Timed from before the connect: the server's deadline starts when it accepts, which may come before
+    # create_connection returns here (a few ms on a busy machine made 1.996 s of a 2 s deadline).
     started = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=1)
     try:
         if first:
             sock.sendall(first)
