@@ -41,8 +41,15 @@ def test_redis_outage_shows_interrupted_then_every_client_is_whole_again(tmp_pat
 async def _redis_outage(site, redis_server) -> None:
     followers, tasks = await follow(site.base, 3)
     try:
-        await until(lambda: all(f.feeds_since(0) for f in followers), limit=5, what="a first heartbeat")
-        assert all(f.feeds_since(0)[-1] == "live" for f in followers)
+        # The market leads and its batches flow: quotes from it, then a heartbeat that says so. (The site is up
+        # once the web process answers; a market slow to take the lease left the first heartbeat "interrupted".)
+        await until(
+            lambda: all(any(f["type"] == "quotes" for _, f in f.frames) for f in followers),
+            limit=20,
+            what="the market's first batch",
+        )
+        flowing = time.monotonic()
+        await until(lambda: all(f.feeds_since(flowing)[-1:] == ["live"] for f in followers), limit=5, what="live")
         web, market = site.processes["web"], site.processes["market"]
 
         await asyncio.to_thread(redis_server.stop)
@@ -73,10 +80,25 @@ async def _redis_outage(site, redis_server) -> None:
             what="the heartbeat to say live again",
         )
         assert web.poll() is None and market.poll() is None
-        assert [f.gaps for f in followers] == [[], [], []], "every change after recovery continues seq"
+        assert [f.gaps for f in followers] == [[], [], []], (
+            f"every change after recovery continues seq; the first client's frames (s after the stop, type, step, "
+            f"feed or the first quote's symbol and seq): {_frames(followers[0], stopped)}"
+        )
         print(f"\nredis outage: clients told in {told:.2f} s; current prices {recovered:.2f} s after Redis returned")
     finally:
         await stop_following(tasks)
+
+
+def _frames(follower, since: float) -> list[tuple]:
+    return [
+        (
+            round(at - since, 2),
+            f["type"],
+            f.get("step"),
+            f.get("feed") or [(q["symbol"], q["seq"]) for q in f["quotes"][:1]],
+        )
+        for at, f in follower.frames
+    ]
 
 
 def test_market_stopped_is_announced_and_its_return_resumes_the_stream(tmp_path, redis_server):

@@ -13,7 +13,7 @@ import pytest
 from ticker.hub import EVERYTHING, QuoteHub
 from ticker.hub.clock import ManualClock
 from ticker.market import selectors, services
-from ticker.market.prices import CLOSED, OPEN, Instrument, Market, Schedule, Session, Tick, dt_years
+from ticker.market.prices import ALWAYS_OPEN, CLOSED, OPEN, Instrument, Market, Schedule, Session, Tick, dt_years
 from ticker.market.selectors import Listed
 from ticker.wire import protocol
 
@@ -47,6 +47,18 @@ def test_the_default_schedule_is_six_and_a_half_minutes_open_then_thirty_seconds
     assert schedule.at(389_999) == Session(OPEN, 390_000, 0)
     assert schedule.at(390_000) == Session(CLOSED, 420_000, 0)
     assert schedule.at(420_000) == Session(OPEN, 810_000, 1)
+
+
+def test_a_benchmark_starts_where_a_session_stays_open_for_its_whole_run():
+    """The step-time benchmarks measured a closed market when run near a close: a span that fits in what is left of
+    the session starts now; one that does not, or a closed market, starts at the next open."""
+    schedule = Schedule.of(open_hours=6.5, closed_hours=0.5, speed=60)
+    assert schedule.open_through(100_000, 50_000) == 100_000
+    assert schedule.open_through(350_000, 50_000) == 420_000  # 40 s left of the session: the next one
+    assert schedule.open_through(400_000, 50_000) == 420_000  # closed: its open
+    assert schedule.open_through(0, 10_000_000) == 0  # longer than any session: from an open, at least
+    assert schedule.at(schedule.open_through(389_000, 1_000)).state == OPEN
+    assert ALWAYS_OPEN.open_through(5, 10**12) == 5
 
 
 def test_a_closed_market_keeps_the_sessions_change_then_rolls_the_close_at_the_open():

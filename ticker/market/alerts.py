@@ -30,6 +30,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
+from django.utils.dateparse import parse_datetime
 
 from ticker.market import alert_rows
 from ticker.market.prices import Tick
@@ -53,8 +54,6 @@ GAP_SECONDS = 10.0
 # Ids per statement (SQLite's oldest limit on parameters is 999).
 CHUNK = 900
 _FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
-# What a fire reads of its row: alert_json's fields and the user (not the stock's thirty columns).
-_JSON_FIELDS = ("id", "user_id", "stock__symbol", "condition", "value", "note", "state", "created_at", "read")
 
 
 def armed_ids() -> set[int]:
@@ -65,23 +64,47 @@ def armed_ids() -> set[int]:
 
 def alert_json(alert: Alert) -> dict[str, Any]:
     """The one shape of an alert: GET /api/alerts/, the 201 of a new one and the ``alert`` frame (docs/protocol.md)."""
-    triggered = alert.state == TRIGGERED
+    fields = {
+        "symbol": alert.stock.symbol, "condition": alert.condition, "value": alert.value, "note": alert.note,
+        "created_at": alert.created_at, "triggered_at": alert.triggered_at, "price": alert.triggered_price,
+        "change_pct": alert.triggered_change_pct, "step": alert.triggered_step,
+    }  # fmt: skip
+    return _json(alert.pk, alert.state, fields, read=alert.read)
+
+
+def _json(pk: int, state: str, fields: dict[str, Any], *, read: bool) -> dict[str, Any]:
+    """``alert_json`` from plain fields: also what a fire builds from the row its UPDATE returned (no model)."""
+    triggered = state == TRIGGERED
+    created_at, triggered_at = _moment(fields["created_at"]), _moment(fields["triggered_at"])
+    price, change_pct = fields["price"], fields["change_pct"]
     return {
-        "id": alert.pk,
-        "symbol": alert.stock.symbol,
-        "condition": alert.condition,
-        "value": format(Decimal(alert.value).normalize(), "f"),  # 101.5, never 101.5000 (as stored) or 1E+2
-        "note": alert.note,
-        "state": alert.state,
-        "created_at": alert.created_at.isoformat() if alert.created_at else None,
-        "triggered_at": alert.triggered_at.isoformat() if triggered and alert.triggered_at else None,
-        "price": float(alert.triggered_price) if triggered and alert.triggered_price is not None else None,
-        "change_pct": (
-            float(alert.triggered_change_pct) if triggered and alert.triggered_change_pct is not None else None
-        ),
-        "step": alert.triggered_step if triggered else None,
-        "read": alert.read,
+        "id": pk,
+        "symbol": fields["symbol"],
+        "condition": fields["condition"],
+        "value": format(_decimal(fields["value"]).normalize(), "f"),  # 101.5, never 101.5000 (as stored) or 1E+2
+        "note": fields["note"],
+        "state": state,
+        "created_at": created_at.isoformat() if created_at else None,
+        "triggered_at": triggered_at.isoformat() if triggered and triggered_at else None,
+        "price": float(price) if triggered and price is not None else None,
+        "change_pct": float(change_pct) if triggered and change_pct is not None else None,
+        "step": fields["step"] if triggered else None,
+        "read": read,
     }
+
+
+def _decimal(value) -> Decimal:
+    """A stored decimal as a raw cursor gives it: Decimal on PostgreSQL, a float or int (or text) on SQLite."""
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def _moment(value) -> datetime | None:
+    """A stored moment as a raw cursor gives it: aware on PostgreSQL, text or naive UTC on SQLite."""
+    if isinstance(value, str):
+        value = parse_datetime(value)
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value
 
 
 def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
@@ -227,13 +250,16 @@ class AlertBook:
     def candidates(self, ticks: list[Tick]) -> dict[int, Tick]:
         """The alerts whose condition these quotes satisfy, by id, with the quote that satisfies each."""
         found: dict[int, Tick] = {}
-        gates = self.gates
+        gate_of, bounds = self.gates.get, self.bounds
         for tick in ticks:
-            gate = gates.get(tick.symbol)
-            if gate is None or gate[0] != tick.prev_close:
-                if tick.symbol not in self.bounds:
+            gate, close = gate_of(tick.symbol), tick.prev_close
+            # The close is the same object from step to step (it changes at a session's open): identity first,
+            # as most of this loop's cost is per quote (py-spy: ~half of it on these lines, 3,652 quotes a step).
+            if gate is None or gate[0] is not close:
+                if tick.symbol not in bounds:
                     continue
-                gate = self._gate(tick.symbol, tick.prev_close)
+                gate = self._gate(tick.symbol, close) if gate is None or gate[0] != close else (close, *gate[1:])
+                self.gates[tick.symbol] = gate
             if gate[1] < tick.price < gate[2]:
                 continue
             price, pct = float(tick.price), tick.change_pct
@@ -284,26 +310,25 @@ class AlertBook:
         if not candidates:
             return []
         ids = sorted(candidates)
-        alerts: list[Alert] = []
-        for start in range(0, len(ids), CHUNK):
-            query = Alert.objects.select_for_update(of=("self",)).select_related("stock").only(*_JSON_FIELDS)
-            alerts += query.filter(
-                id__in=ids[start : start + CHUNK], state=ARMED, disabled=False, armed_step__lt=step
-            ).order_by("id")
-        if stale := sorted(set(ids) - {a.pk for a in alerts}):
-            rows = self._rows(stale)
-            for row in rows:
+        figures = {pk: (tick.price, Decimal(str(tick.change_pct))) for pk, tick in candidates.items()}
+        at = datetime.fromtimestamp(ts / 1000, tz=UTC)
+        rows = alert_rows.fire([(pk, *figures[pk]) for pk in ids], step=step, at=at)
+        if stale := sorted(set(ids) - {row[0] for row in rows}):
+            found = self._rows(stale)
+            for row in found:
                 self._place(row)
-            for pk in set(stale) - {row[0] for row in rows}:  # deleted
+            for pk in set(stale) - {row[0] for row in found}:  # deleted
                 self._remove(pk)
             self.recheck = {pk for pk in stale if pk in self.where}
-        at = datetime.fromtimestamp(ts / 1000, tz=UTC)
-        for alert in alerts:
-            tick = candidates[alert.pk]
-            alert.state, alert.triggered_at, alert.triggered_step, alert.read = TRIGGERED, at, step, False
-            alert.triggered_price, alert.triggered_change_pct = tick.price, Decimal(str(tick.change_pct))
-        alert_rows.store_fires(alerts)
-        return [Fire(alert.user_id, alert_json(alert)) for alert in alerts]
+        fires = []
+        for pk, user_id, condition, value, note, created_at in rows:
+            price, change_pct = figures[pk]
+            fired = {
+                "symbol": candidates[pk].symbol, "condition": condition, "value": value, "note": note,
+                "created_at": created_at, "triggered_at": at, "price": price, "change_pct": change_pct, "step": step,
+            }  # fmt: skip
+            fires.append(Fire(user_id, _json(pk, TRIGGERED, fired, read=False)))
+        return fires
 
     def forget(self, fires: list[Fire]) -> None:
         """Take fired alerts out of the book (after their step committed)."""

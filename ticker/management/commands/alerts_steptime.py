@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Max
 
 from ticker.management.commands.market_steptime import percentile
-from ticker.market import alert_seed, alerts, services
+from ticker.market import alert_seed, alerts, selectors, services
 from ticker.models import Alert, Stock
 from ticker.ops import metrics
 
@@ -49,6 +49,8 @@ class Command(BaseCommand):
         market = services.market_open(interval_ms=interval, seed=1)
         # After any step stored before (a second run on the same database), so no candle's minute comes twice.
         ts = max(time.time_ns() // 1_000_000, (Stock.objects.aggregate(last=Max("quoted_at"))["last"] or 0) + 60_000)
+        # Inside one open session: steps of a closed market move nothing and fire nothing.
+        ts = selectors.schedule().open_through(ts, (warmup + steps + 2) * interval)
         services.market_step(market=market, ts=ts)  # every symbol quoted once, before the alerts are armed
         alert_seed.seed_alerts(users=users, alerts=armed, spread=spread, just=just)
         started = time.perf_counter()

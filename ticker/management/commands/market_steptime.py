@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from ticker.market import services
+from ticker.market import selectors, services
 from ticker.models import Candle
 from ticker.runtime.gc_schedule import freeze_startup_objects
 from ticker.wire import protocol
@@ -46,7 +46,8 @@ class Command(BaseCommand):
         market = services.market_open(interval_ms=interval, seed=1)
         # Simulated wall clock: the steps follow each other at --interval, so
         # candles finish once a minute of it, as they do in run_market.
-        ts = time.time_ns() // 1_000_000
+        # Inside one open session: steps of a closed market move nothing (a session closes every 6.5 minutes).
+        ts = selectors.schedule().open_through(time.time_ns() // 1_000_000, (warmup + steps + 1) * interval)
         step_ms, publish_ms, changed, turns = [], [], [], []
         for i in range(warmup + steps):
             ts += interval
