@@ -391,6 +391,7 @@ def test_web_resources_are_requested_and_the_autoscaler_targets_web():
     hpa = one("HorizontalPodAutoscaler", "web")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"}
     assert hpa["spec"]["minReplicas"] >= 2
+    assert "replicas" not in one("Deployment", "web")["spec"], "each kubectl apply would undo the autoscaler's count"
     assert [metric["resource"]["name"] for metric in hpa["spec"]["metrics"]] == ["cpu"]
 
 
