@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
 
-from ticker.market import alerts, services
+from ticker.market import alert_json, alerts, services
 from ticker.market import lease as leases
 from ticker.market.loop import Publisher
 from ticker.models import ALERTS_MOST_PER_USER, Alert, MarketLease, Stock
@@ -331,7 +331,7 @@ def test_the_published_personal_message_carries_every_fire_once(stocks, alice, b
     assert sorted(e["frame"]["alert"]["id"] for e in events) == sorted(Alert.objects.values_list("id", flat=True))
     for event in events:
         stored = Alert.objects.select_related("stock").get(pk=event["frame"]["alert"]["id"])
-        assert event["user"] == stored.user_id and event["frame"] == personal.alert_frame(alerts.alert_json(stored))
+        assert event["user"] == stored.user_id and event["frame"] == personal.alert_frame(alert_json.alert_json(stored))
 
 
 # -- the admin -----------------------------------------------------------------------------------------------------

@@ -53,12 +53,12 @@ def test_a_benchmark_starts_where_a_session_stays_open_for_its_whole_run():
     """The step-time benchmarks measured a closed market when run near a close: a span that fits in what is left of
     the session starts now; one that does not, or a closed market, starts at the next open."""
     schedule = Schedule.of(open_hours=6.5, closed_hours=0.5, speed=60)
-    assert schedule.open_through(100_000, 50_000) == 100_000
-    assert schedule.open_through(350_000, 50_000) == 420_000  # 40 s left of the session: the next one
-    assert schedule.open_through(400_000, 50_000) == 420_000  # closed: its open
-    assert schedule.open_through(0, 10_000_000) == 0  # longer than any session: from an open, at least
-    assert schedule.at(schedule.open_through(389_000, 1_000)).state == OPEN
-    assert ALWAYS_OPEN.open_through(5, 10**12) == 5
+    assert selectors.open_through(schedule, 100_000, 50_000) == 100_000
+    assert selectors.open_through(schedule, 350_000, 50_000) == 420_000  # 40 s left of the session: the next one
+    assert selectors.open_through(schedule, 400_000, 50_000) == 420_000  # closed: its open
+    assert selectors.open_through(schedule, 0, 10_000_000) == 0  # longer than any session: from an open, at least
+    assert schedule.at(selectors.open_through(schedule, 389_000, 1_000)).state == OPEN
+    assert selectors.open_through(ALWAYS_OPEN, 5, 10**12) == 5
 
 
 def test_a_closed_market_keeps_the_sessions_change_then_rolls_the_close_at_the_open():

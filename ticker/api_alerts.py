@@ -27,7 +27,8 @@ from django.views.decorators.csrf import csrf_exempt
 from ticker.edge.http import answer_errors, check_csrf, could_be_listed, method_not_allowed
 from ticker.market import lease as leases
 from ticker.market import selectors
-from ticker.market.alerts import CHANGED_EVENT, CHANGED_GROUP, alert_json
+from ticker.market.alert_json import alert_json
+from ticker.market.alerts import CHANGED_EVENT, CHANGED_GROUP
 from ticker.models import ALERTS_MOST_PER_USER, Alert
 from ticker.wire import protocol
 from ticker.wire.protocol import ProtocolError

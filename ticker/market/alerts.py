@@ -30,9 +30,9 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection
-from django.utils.dateparse import parse_datetime
 
 from ticker.market import alert_rows
+from ticker.market.alert_json import fired_json
 from ticker.market.prices import Tick
 from ticker.models import Alert
 
@@ -60,51 +60,6 @@ def armed_ids() -> set[int]:
     """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
     rows = Alert.objects.filter(state=ARMED, disabled=False).values_list("id", flat=True)
     return set(rows.iterator(chunk_size=10_000))
-
-
-def alert_json(alert: Alert) -> dict[str, Any]:
-    """The one shape of an alert: GET /api/alerts/, the 201 of a new one and the ``alert`` frame (docs/protocol.md)."""
-    fields = {
-        "symbol": alert.stock.symbol, "condition": alert.condition, "value": alert.value, "note": alert.note,
-        "created_at": alert.created_at, "triggered_at": alert.triggered_at, "price": alert.triggered_price,
-        "change_pct": alert.triggered_change_pct, "step": alert.triggered_step,
-    }  # fmt: skip
-    return _json(alert.pk, alert.state, fields, read=alert.read)
-
-
-def _json(pk: int, state: str, fields: dict[str, Any], *, read: bool) -> dict[str, Any]:
-    """``alert_json`` from plain fields: also what a fire builds from the row its UPDATE returned (no model)."""
-    triggered = state == TRIGGERED
-    created_at, triggered_at = _moment(fields["created_at"]), _moment(fields["triggered_at"])
-    price, change_pct = fields["price"], fields["change_pct"]
-    return {
-        "id": pk,
-        "symbol": fields["symbol"],
-        "condition": fields["condition"],
-        "value": format(_decimal(fields["value"]).normalize(), "f"),  # 101.5, never 101.5000 (as stored) or 1E+2
-        "note": fields["note"],
-        "state": state,
-        "created_at": created_at.isoformat() if created_at else None,
-        "triggered_at": triggered_at.isoformat() if triggered and triggered_at else None,
-        "price": float(price) if triggered and price is not None else None,
-        "change_pct": float(change_pct) if triggered and change_pct is not None else None,
-        "step": fields["step"] if triggered else None,
-        "read": read,
-    }
-
-
-def _decimal(value) -> Decimal:
-    """A stored decimal as a raw cursor gives it: Decimal on PostgreSQL, a float or int (or text) on SQLite."""
-    return value if isinstance(value, Decimal) else Decimal(str(value))
-
-
-def _moment(value) -> datetime | None:
-    """A stored moment as a raw cursor gives it: aware on PostgreSQL, text or naive UTC on SQLite."""
-    if isinstance(value, str):
-        value = parse_datetime(value)
-    if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value
 
 
 def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
@@ -327,7 +282,7 @@ class AlertBook:
                 "symbol": candidates[pk].symbol, "condition": condition, "value": value, "note": note,
                 "created_at": created_at, "triggered_at": at, "price": price, "change_pct": change_pct, "step": step,
             }  # fmt: skip
-            fires.append(Fire(user_id, _json(pk, TRIGGERED, fired, read=False)))
+            fires.append(Fire(user_id, fired_json(pk, fired)))
         return fires
 
     def forget(self, fires: list[Fire]) -> None:

@@ -148,14 +148,6 @@ class Schedule:
             return Session(OPEN, start + self.open_ms, number)
         return Session(CLOSED, start + cycle, number)
 
-    def open_through(self, ts: int, span_ms: int) -> int:
-        """The first moment from ``ts`` at which a session is open and stays open ``span_ms`` (or a whole session,
-        if shorter): where a benchmark starts, so that it measures trading steps and not a closed market."""
-        session = self.at(ts)
-        if session.state == OPEN and (session.until - ts >= min(span_ms, self.open_ms) or not self.closed_ms):
-            return ts
-        return session.until + (self.closed_ms if session.state == OPEN else 0)
-
 
 ALWAYS_OPEN = Schedule(open_ms=1 << 62, closed_ms=0)
 

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 
 from ticker.market.lease import MarketIdentity
-from ticker.market.prices import Candle, Instrument, Schedule, Session, Tick
+from ticker.market.prices import OPEN, Candle, Instrument, Schedule, Session, Tick
 from ticker.models import Candle as StoredCandle
 from ticker.models import MarketState, Stock
 from ticker.wire import protocol
@@ -36,6 +36,15 @@ def tick_of(stock: Stock) -> Tick:
         volume=stock.volume,
         candle=candle,
     )
+
+
+def open_through(schedule: Schedule, ts: int, span_ms: int) -> int:
+    """The first moment from ``ts`` at which a session is open and stays open ``span_ms`` (or a whole session,
+    if shorter): where a benchmark starts, so that it measures trading steps and not a closed market."""
+    session = schedule.at(ts)
+    if session.state == OPEN and (session.until - ts >= min(span_ms, schedule.open_ms) or not schedule.closed_ms):
+        return ts
+    return session.until + (schedule.closed_ms if session.state == OPEN else 0)
 
 
 def schedule() -> Schedule:

@@ -50,7 +50,7 @@ class Command(BaseCommand):
         # After any step stored before (a second run on the same database), so no candle's minute comes twice.
         ts = max(time.time_ns() // 1_000_000, (Stock.objects.aggregate(last=Max("quoted_at"))["last"] or 0) + 60_000)
         # Inside one open session: steps of a closed market move nothing and fire nothing.
-        ts = selectors.schedule().open_through(ts, (warmup + steps + 2) * interval)
+        ts = selectors.open_through(selectors.schedule(), ts, (warmup + steps + 2) * interval)
         services.market_step(market=market, ts=ts)  # every symbol quoted once, before the alerts are armed
         alert_seed.seed_alerts(users=users, alerts=armed, spread=spread, just=just)
         started = time.perf_counter()

@@ -47,7 +47,7 @@ class Command(BaseCommand):
         # Simulated wall clock: the steps follow each other at --interval, so
         # candles finish once a minute of it, as they do in run_market.
         # Inside one open session: steps of a closed market move nothing (a session closes every 6.5 minutes).
-        ts = selectors.schedule().open_through(time.time_ns() // 1_000_000, (warmup + steps + 1) * interval)
+        ts = selectors.open_through(selectors.schedule(), time.time_ns() // 1_000_000, (warmup + steps + 1) * interval)
         step_ms, publish_ms, changed, turns = [], [], [], []
         for i in range(warmup + steps):
             ts += interval
