@@ -3,11 +3,12 @@
 Used by ``python manage.py bench_alerts`` (its second part). The rig (bench/rig.py: fresh SQLite, private Redis,
 the site's own ``run_market``) gets N users and a session each, written in its database; the load generator
 (bench/loadgen.py, pinned to core 1) opens N WebSockets on one daphne process (pinned to core 0), each handshake
-carrying its user's ``sessionid`` cookie and the site's Origin, every client on all symbols. A publisher (a
-thread here, on the rig's Redis channel layer) follows the market's batches and, for every step while it is on,
-sends ONE ``personal.events`` message to the ``personal`` group with one alert fire per user, shaped as the
-market's alerts evaluation sends it (``{"user", "frame": {"type": "alert", "alert": {..., "step", "price"}}}``),
-plus ``ts`` (ms, taken before the send) in the alert.
+carrying its user's ``sessionid`` cookie and the site's Origin, every client on all symbols. An armer (a thread
+here, following the market's batches on the rig's Redis channel layer) writes, after every batch while it is on,
+one real alert per user into the rig's database that any quote satisfies: the site's own market reads them into
+its alert book, fires them in its next step's transaction and sends them in that step's batch, and the web
+process writes each user's alert with that connection's quotes frame (the whole path a user's alert takes). Each
+alert frame carries its step's ``ts``.
 
 Measured windows alternate, on the same process and clients: ``off`` (the broadcast alone) and ``on`` (the
 broadcast and the fires). Per window: the broadcast's server CPU per quotes frame (/proc), its latency, and for
@@ -18,15 +19,17 @@ exactly once (by step, after the publisher stopped and the last fires had time t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sqlite3
 import statistics
 import threading
 import time
 from pathlib import Path
 
 from .fanout import measure
-from .loadgen import Target, Workers
-from .personal_cost import alert, layer_for
+from .loadgen import ALERT_ID_MODULUS, Target, Workers
+from .personal_cost import layer_for
 from .proc import process_cpu_s, rss_kib, run_delay_s
 from .rig import SITE, Rig
 from .stats import latency_summary
@@ -66,53 +69,92 @@ def sign_in(rig: Rig, users: int) -> tuple[tuple[int, str], ...]:
     return tuple((int(pk), key) for pk, key in json.loads(path.read_text()))
 
 
-class Publisher:
-    """Follows the market's batches on the rig's channel layer; while ``on``, one personal message a step."""
+class Armer:
+    """Arms real alerts in the rig's database: while ``on``, after each market batch, one alert for each of the
+    next ``per_step`` users that any quote satisfies (``price_above`` 0.0001), so the market (the site's own
+    ``run_market``, its alert book and its step transaction) fires them at its next step and they ride in that
+    step's batch to the web process: the whole path, evaluation and storing included, as a user's alert takes it.
+    """
 
     def __init__(self, rig: Rig, users: tuple[int, ...], per_step: int):
-        self.url, self.prefix, self.users = rig.redis.url, rig.env["TICKER_CHANNEL_PREFIX"], users
-        self.per_step = per_step  # fires a step: the next ``per_step`` users in turn (all of them: each user)
+        from ticker.models import Alert, Stock
+
+        self.url, self.prefix, self.users, self.database = (
+            rig.redis.url, rig.env["TICKER_CHANNEL_PREFIX"], users, rig.database,
+        )  # fmt: skip
+        self.table, self.stocks = Alert._meta.db_table, Stock._meta.db_table
+        self.per_step = per_step  # alerts armed a step: the next ``per_step`` users in turn (all of them: each user)
         self.next = 0
+        self.round = 0
         self.on = False
-        self.published: list[tuple[int, tuple[int, ...]]] = []  # (step, the users fired), as sent
-        self.wall_ms: list[float] = []  # each group_send's duration
+        self.first_id: int | None = None  # the window's first alert id
+        self.wall_ms: list[float] = []  # each step's insert, as the API would store them
         self.errors: list[str] = []
         self.ready = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="alerts-publisher", daemon=True)
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), name="alerts-armer", daemon=True)
         self._thread.start()
         if not self.ready.wait(30):
-            raise RuntimeError(f"the alerts publisher did not join the quotes group: {self.errors}")
+            raise RuntimeError(f"the alerts armer did not join the quotes group: {self.errors}")
 
     async def _run(self) -> None:
         from ticker.wire import protocol
-        from ticker.wire.personal import PERSONAL_GROUP, alert_frame, message
 
-        layer = layer_for(self.url, self.prefix)
-        channel = await layer.new_channel()
-        await layer.group_add(protocol.QUOTES_GROUP, channel)
-        self.ready.set()
-        while not self._stop.is_set():
-            try:
-                batch = await asyncio.wait_for(layer.receive(channel), 1)
-            except TimeoutError:
-                continue
-            if batch.get("type") != protocol.BATCH_EVENT or not self.on:
-                continue
-            step, ts = batch["step"], time.time_ns() // 1_000_000
-            fired = tuple(self.users[(self.next + i) % len(self.users)] for i in range(self.per_step))
-            self.next = (self.next + self.per_step) % len(self.users)
-            fires = message([(user, alert_frame(alert(user, step, ts))) for user in fired])
-            t0 = time.perf_counter()
-            try:
-                await layer.group_send(PERSONAL_GROUP, fires)
-            except Exception as exc:
-                self.errors.append(repr(exc))
-                continue
-            self.wall_ms.append((time.perf_counter() - t0) * 1000)
-            self.published.append((step, fired))
-        await layer.group_discard(protocol.QUOTES_GROUP, channel)
-        await layer.flush()
+        with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as db:
+            stock = db.execute(f"SELECT id FROM {self.stocks} ORDER BY id LIMIT 1").fetchone()[0]  # noqa: S608
+            layer = layer_for(self.url, self.prefix)
+            channel = await layer.new_channel()
+            await layer.group_add(protocol.QUOTES_GROUP, channel)
+            self.ready.set()
+            while not self._stop.is_set():
+                try:
+                    batch = await asyncio.wait_for(layer.receive(channel), 1)
+                except TimeoutError:
+                    continue
+                if batch.get("type") == protocol.BATCH_EVENT and self.on:
+                    self._arm(db, stock)
+            await layer.group_discard(protocol.QUOTES_GROUP, channel)
+            await layer.flush()
+
+    def _arm(self, db: sqlite3.Connection, stock: int) -> None:
+        # Its round times ALERT_ID_MODULUS plus its user's id: a client tells its own user's alert from another's,
+        # and each round's ids are above the last (the market's book reads new ids only).
+        self.round += 1
+        users = [self.users[(self.next + i) % len(self.users)] for i in range(self.per_step)]
+        self.next = (self.next + self.per_step) % len(self.users)
+        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        rows = [
+            (self.round * ALERT_ID_MODULUS + user, user, stock, "price_above", "0.0001", "", "armed", 0, 0, now, 1)
+            for user in users
+        ]
+        if self.first_id is None:
+            self.first_id = rows[0][0]
+        t0 = time.perf_counter()
+        try:
+            with db:
+                db.executemany(
+                    f"INSERT INTO {self.table} (id, user_id, stock_id, condition, value, note, state, disabled, "  # noqa: S608
+                    "armed_step, created_at, read) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+        except sqlite3.Error as exc:
+            self.errors.append(repr(exc))
+            return
+        self.wall_ms.append((time.perf_counter() - t0) * 1000)
+
+    def fired(self) -> list[tuple[int, tuple[int, ...]]]:
+        """The window's fires as the market stored them: (step, the users fired) by step."""
+        if self.first_id is None:
+            return []
+        with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as db:
+            rows = db.execute(
+                f"SELECT triggered_step, user_id FROM {self.table} WHERE id >= ? AND state = 'triggered'",  # noqa: S608
+                [self.first_id],
+            ).fetchall()
+        by_step: dict[int, list[int]] = {}
+        for step, user in rows:
+            by_step.setdefault(step, []).append(user)
+        return sorted((step, tuple(users)) for step, users in by_step.items())
 
     def close(self) -> None:
         self._stop.set()
@@ -173,7 +215,7 @@ def delivery(
         if outcome["errors"]:
             log(f"  {len(outcome['errors'])} connects failed, e.g. {outcome['errors'][0]}")
         ids = tuple(pk for pk, _ in pairs)
-        publisher = Publisher(rig, ids, per_step or users)
+        publisher = Armer(rig, ids, per_step or users)
         time.sleep(settle)
         for _ in range(rounds):
             for personal in (False, True):
@@ -189,7 +231,7 @@ def delivery(
 
 def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seconds: float, settle: float, log) -> dict:
     workers.take_alerts()  # nothing before the window
-    publisher.published, publisher.wall_ms = [], []
+    publisher.first_id, publisher.wall_ms = None, []
     publisher.on = personal
     generator = workers.processes[0].pid
     cpu0, waited0, wall0 = process_cpu_s(pid), run_delay_s(pid), time.monotonic()
@@ -201,7 +243,7 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seco
     elapsed = time.monotonic() - wall0
     time.sleep(1.0 + (settle if personal else 0))  # the last fires on their way; then any backlog drains
     taken = workers.take_alerts()
-    fires = exactly_once(taken, publisher.published, ids) if personal else None
+    fires = exactly_once(taken, publisher.fired(), ids) if personal else None
     by_place = by_position(taken, ids) if personal and publisher.per_step == len(ids) else None
     latencies = [x for t in taken for x in t["latencies_ms"]]
     row = {

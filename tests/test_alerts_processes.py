@@ -58,7 +58,8 @@ def shell(site: Site, code: str) -> str:
 
 
 class Listener:
-    """One channel in the personal group and one in the quotes group, drained for the test's life."""
+    """One channel in the personal group and one in the quotes group, drained for the test's life: a step's fires
+    come in its batch (``events``), or in a personal message of their own when the batch could not be sent."""
 
     def __init__(self, site: Site, redis_url: str):
         self.layer = RedisChannelLayer(hosts=[redis_url], prefix=site.env["TICKER_CHANNEL_PREFIX"])
@@ -74,9 +75,8 @@ class Listener:
     async def _drain(self, channel: str) -> None:
         while True:
             message = await self.layer.receive(channel)
-            if message["type"] == personal.PERSONAL_EVENT:
-                self.fires += [(e["user"], e["frame"]["alert"]) for e in message["events"]]
-            else:
+            self.fires += [(e["user"], e["frame"]["alert"]) for e in message.get("events", ())]
+            if message["type"] != personal.PERSONAL_EVENT:
                 self.batches.append(message)
 
     def fired(self, alert_id: int) -> int:

@@ -43,6 +43,22 @@ class FakeOutlet:
         self.frames.append(frame)
 
 
+class WritesOutlet(FakeOutlet):
+    """Also records each call: one ``write_all`` is one socket write on daphne."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[list[str]] = []
+
+    def write(self, frame: Frame) -> None:
+        super().write(frame)
+        self.calls.append([json.loads(frame.text)["type"]])
+
+    def write_all(self, frames: list[Frame]) -> None:
+        self.frames += frames
+        self.calls.append([json.loads(f.text)["type"] for f in frames])
+
+
 def kinds(outlet: FakeOutlet) -> list[str]:
     return [json.loads(f.text)["type"] for f in outlet.frames]
 
@@ -63,6 +79,35 @@ def test_router_writes_to_each_connection_of_the_user_and_drops_the_rest():
     router.detach(a2)
     router.route(personal.message([(1, personal.watchlist_frame(["AAA"]))]))
     assert kinds(a1) == ["alert", "watchlist"] and kinds(a2) == ["alert"]
+
+
+def test_a_steps_fires_ride_in_its_batch_and_go_out_in_the_same_write_as_the_users_quotes():
+    """Each alert goes out in one write with its connection's quotes frame of the step, after it; a connection
+    that gets no quotes frame this step (nothing it follows moved) gets its alert alone; nobody else gets one."""
+    from ticker.hub import EVERYTHING, QuoteHub
+    from ticker.hub.clock import ManualClock
+    from ticker.hub.interest import Interest
+
+    def quote(symbol, seq):
+        return {"symbol": symbol, "price": 1.0, "change": 0.0, "change_pct": 0.0, "seq": seq, "ts": 1}
+
+    hub = QuoteHub(None, clock=ManualClock())
+    hub.store.apply(1, [quote("AAA", 1), quote("BBB", 1)])
+    on_aaa, on_bbb, anonymous, elsewhere = WritesOutlet(), WritesOutlet(), WritesOutlet(), WritesOutlet()
+    hub.fanout.attach(on_aaa, EVERYTHING)
+    hub.fanout.attach(on_bbb, Interest(False, frozenset({"BBB"})))
+    hub.fanout.attach(anonymous, EVERYTHING)
+    hub.personal.attach(on_aaa, 1)
+    hub.personal.attach(on_bbb, 2)
+    fires = [(1, personal.alert_frame(ALERT, 5)), (2, personal.alert_frame(ALERT, 5)), (3, personal.alert_frame(ALERT))]
+    hub.on_batch({"step": 2, "quotes": [quote("AAA", 2)], "events": personal.events_of(fires)})
+    assert on_aaa.calls == [["quotes", "alert"]], "one write: the step's quotes, then the alert"
+    assert on_bbb.calls == [["alert"]], "BBB did not move: the alert alone"
+    assert anonymous.calls == [["quotes"]] and not elsewhere.calls
+    assert json.loads(on_aaa.frames[1].text) == {"type": "alert", "ts": 5, "alert": ALERT}
+    assert not on_aaa.frames[1].compress, "a frame for one user is never compressed per connection"
+    assert not hub.fanout.riders
+    assert hub.personal.delivered == 2 and hub.personal.not_here == 1
 
 
 def test_router_skips_a_backlogged_connection():

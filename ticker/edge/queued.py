@@ -46,6 +46,10 @@ class QueuedOutlet:
     def write(self, frame: Frame) -> None:
         self._put({"type": "websocket.send", "text": frame.text})
 
+    def write_all(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.write(frame)
+
     def close(self, code: int, reason: str = "") -> None:
         self._put({"type": "websocket.close", "code": code, "reason": reason})
 

@@ -160,6 +160,10 @@ class _StreamOutlet:
         except asyncio.QueueFull:
             self.overflowed = True
 
+    def write_all(self, frames: list[Frame]) -> None:
+        for frame in frames:
+            self.write(frame)
+
 
 def _sse(event: str, step: int, data: str) -> str:
     return f"id: {step}\nevent: {event}\ndata: {data}\n\n"

@@ -60,6 +60,9 @@ class Fanout:
         self._movers_timer: Timer | None = None
         self.sent = Sent()  # what was handed to connections, for /metrics and the operations view
         self.singles = CompressedSingles(compress_min_bytes)  # which one-connection frames are compressed
+        # Frames to write right after a connection's next frame, in the same write: a step's alert fires, put
+        # here by the personal router before the step's quotes go out (ticker/hub/personal.py, ``ride``).
+        self.riders: dict[Outlet, list[Frame]] = {}
 
     def __len__(self) -> int:
         return len(self.deliveries)
@@ -318,7 +321,10 @@ class Fanout:
 
     def _put(self, delivery: Delivery, frame: Frame) -> None:
         try:
-            delivery.outlet.write(frame)
+            if self.riders and (riders := self.riders.pop(delivery.outlet, None)):
+                delivery.outlet.write_all([frame, *riders])
+            else:
+                delivery.outlet.write(frame)
         except Exception:  # one broken connection must not stop the others
             log.exception("writing a frame failed; dropping that connection")
             self.detach(delivery.outlet)

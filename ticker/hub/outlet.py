@@ -30,6 +30,10 @@ class Outlet(Protocol):
     def write(self, frame: Frame) -> None:
         """Send a frame now or queue it, without awaiting; one that fails is dropped by the fan-out."""
 
+    def write_all(self, frames: list[Frame]) -> None:
+        """Send frames in this order as ``write`` would, in one socket write where the server allows it (a step's
+        quotes frame and the user's alert fires that ride with it: one send, not two)."""
+
 
 class SocketOutlet(Outlet, Protocol):
     """A WebSocket's outlet: what its consumer (ticker.edge.consumers.QuoteConsumer) uses besides."""

@@ -6,6 +6,9 @@ router looks the user up among this process's connections and writes the frame, 
 user's outlets; a user with no connection here costs one dictionary look-up and nothing else. Personal frames
 never pass through the fan-out: no interest, no rate cap, and nothing on the broadcast's loop.
 
+A step's alert fires come in its batch and ride with the step's quotes frames (``ride``, then ``flush``); other
+events come in their own message (``route``).
+
 A backlogged outlet (a client not reading) is skipped: the frame is dropped for it. Once it reads again it gets
 a snapshot (the fan-out's rule), and the dashboard reloads ``GET /api/alerts/`` on every snapshot, so a missed
 alert shows up in the list and the unread count (docs/protocol.md, "Personal frames").
@@ -81,25 +84,57 @@ class PersonalRouter:
             except Exception:  # one malformed event must not stop the others
                 log.exception("could not route a personal event")
 
+    def ride(self, events: list[dict[str, Any]], riders: dict[Outlet, list[Frame]]) -> None:
+        """A batch's events (its step's alert fires): each frame put in ``riders`` under each of its user's outlets
+        here, for the fan-out to write after that connection's quotes frame of the step, in the same socket write
+        (``Outlet.write_all``); what the fan-out does not take, ``flush`` writes."""
+        for event in events:
+            try:
+                if found := self._reading(event["user"], event["frame"]):
+                    outlets, encoded = found
+                    for outlet in outlets:
+                        riders.setdefault(outlet, []).append(encoded)
+            except Exception:  # one malformed event must not stop the others
+                log.exception("could not route a personal event")
+
+    def flush(self, riders: dict[Outlet, list[Frame]]) -> None:
+        """Write what rode with no quotes frame of the step (a connection with none, or held by its rate cap)."""
+        while riders:
+            outlet, frames = riders.popitem()
+            try:
+                outlet.write_all(frames)
+            except Exception:
+                log.exception("writing a personal frame failed")
+
     def _deliver(self, user_id: int, frame: dict[str, Any]) -> None:
+        if (found := self._reading(user_id, frame)) is None:
+            return
+        outlets, encoded = found
+        for outlet in outlets:
+            try:
+                outlet.write(encoded)
+            except Exception:
+                log.exception("writing a personal frame failed")
+        if encoded.kind == SIGNED_OUT:
+            for outlet in list(self.users.get(user_id, ())):
+                self.detach(outlet)
+
+    def _reading(self, user_id: int, frame: dict[str, Any]) -> tuple[list[Outlet], Frame] | None:
+        """The user's outlets here that are reading, and the frame encoded once for them, counted as delivered
+        (None: the user has no connection here). Personal frames go uncompressed: each is for one user, and
+        compressing it would cost a compressor per frame for ~150 bytes."""
         outlets = self.users.get(user_id)
         if not outlets:
             self.not_here += 1
-            return
+            return None
         kind = frame["type"]
-        encoded = Frame(protocol.encode(frame), self.step(), kind)
-        written = 0
-        for outlet in list(outlets):
+        encoded = Frame(protocol.encode(frame), self.step(), kind, compress=False)
+        reading = []
+        for outlet in outlets:
             if outlet.backlogged:
                 self.dropped_backlogged += 1
-                continue
-            try:
-                outlet.write(encoded)
-                written += 1
-            except Exception:
-                log.exception("writing a personal frame failed")
-        self.delivered += written
-        self.sent.add_many(kind, written, written * len(encoded.payload))
-        if kind == SIGNED_OUT:
-            for outlet in list(outlets):
-                self.detach(outlet)
+            else:
+                reading.append(outlet)
+        self.delivered += len(reading)
+        self.sent.add_many(kind, len(reading), len(reading) * len(encoded.payload))
+        return reading, encoded

@@ -75,6 +75,7 @@ class Fire:
 
     user_id: int
     alert: dict[str, Any]
+    ts: int | None = None  # the step's moment (ms): the alert frame carries it (ticker/wire/personal.py)
 
 
 class AlertBook:
@@ -282,7 +283,7 @@ class AlertBook:
                 "symbol": candidates[pk].symbol, "condition": condition, "value": value, "note": note,
                 "created_at": created_at, "triggered_at": at, "price": price, "change_pct": change_pct, "step": step,
             }  # fmt: skip
-            fires.append(Fire(user_id, fired_json(pk, fired)))
+            fires.append(Fire(user_id, fired_json(pk, fired), ts))
         return fires
 
     def forget(self, fires: list[Fire]) -> None:

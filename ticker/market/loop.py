@@ -206,27 +206,31 @@ class Publisher:
             message["site"], message["token"] = self.identity
         if self.pending_delisted:
             message["delisted"] = sorted(self.pending_delisted)
+        if result.fires:
+            # The step's alert fires ride in its batch: each web process writes a user's alert in the same socket
+            # write as that connection's quotes of the step (ticker/wire/personal.py).
+            message["events"] = personal.events_of(_alerts(result))
         try:
             await self.layer.group_send(protocol.QUOTES_GROUP, message)
         except Exception as exc:
             log.warning(
                 "could not publish step %d (%d quotes kept for the next one): %s", result.step, len(self.pending), exc
             )
-            await self.deliver(result)
+            await self.deliver(result)  # the fires on their own, in case the layer is back for that one
             return False
         self.pending.clear()
         self.pending_delisted.clear()
-        await self.deliver(result)
         return True
 
     async def deliver(self, result: services.StepResult) -> bool:
-        """The step's alert fires, after its quotes, as ONE personal message routed by user in each web process.
+        """The step's alert fires as ONE personal message routed by user in each web process (when its batch,
+        which carries them otherwise, could not be sent).
 
         A failed send is logged and counted, not retried: the fires are stored, and the user finds them on the
         next page (GET /api/alerts/)."""
         if not result.fires or self.layer is None:
             return True
-        events = [(fire.user_id, personal.alert_frame(fire.alert)) for fire in result.fires]
+        events = _alerts(result)
         try:
             await self.layer.group_send(personal.PERSONAL_GROUP, personal.message(events))
         except Exception as exc:
@@ -285,6 +289,10 @@ async def _rejoin(layer, channel: str) -> None:
         except Exception as exc:
             log.warning("could not join %s (%s); trying again in 60 s", alerts.CHANGED_GROUP, exc)
         await asyncio.sleep(60)
+
+
+def _alerts(result: services.StepResult) -> list[tuple[int, dict]]:
+    return [(fire.user_id, personal.alert_frame(fire.alert, fire.ts)) for fire in result.fires]
 
 
 async def publish(layer, result: services.StepResult) -> bool:

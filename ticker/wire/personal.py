@@ -10,6 +10,12 @@ Message on the channel layer::
 
     {"type": "personal.events", "events": [{"user": 42, "frame": {...}}, ...]}
 
+A step's alert fires ride in the step's own batch instead (``"events"`` beside ``"quotes"`` in the
+``quote.batch`` message, ticker/market/loop.py): each web process then writes a user's alert in the same
+socket write as that connection's quotes frame of the step (ticker/hub/personal.py, ``PersonalRouter.ride``),
+so a fire costs no send of its own and arrives with its step's prices. The separate message is for what is not
+a step (a watchlist change, a sign-out) and for fires whose batch could not be sent.
+
 Frames a user's connections get (docs/protocol.md, "Personal frames"):
 
 - ``{"type": "alert", "alert": {...}}``: an alert of theirs fired (the alert as ``GET /api/alerts/`` lists it).
@@ -27,11 +33,17 @@ PERSONAL_EVENT = "personal.events"
 
 def message(events: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """The channel-layer message for (user id, frame) pairs."""
-    return {"type": PERSONAL_EVENT, "events": [{"user": user, "frame": frame} for user, frame in events]}
+    return {"type": PERSONAL_EVENT, "events": events_of(events)}
 
 
-def alert_frame(alert: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "alert", "alert": alert}
+def events_of(pairs: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """(user id, frame) pairs as a message's ``events``: a personal message's, or a batch's (its alert fires)."""
+    return [{"user": user, "frame": frame} for user, frame in pairs]
+
+
+def alert_frame(alert: dict[str, Any], ts: int | None = None) -> dict[str, Any]:
+    """``ts``: the step's moment (ms), as its quotes carry it, so a client can tell how late the alert came."""
+    return {"type": "alert", "alert": alert} if ts is None else {"type": "alert", "ts": ts, "alert": alert}
 
 
 def watchlist_frame(symbols: list[str]) -> dict[str, Any]:

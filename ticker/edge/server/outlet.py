@@ -95,6 +95,21 @@ class DaphneOutlet:
                 )
             protocol.sendPreparedMessage(prepared)  # compressed per connection, or behind autobahn's own queue
             return
+        self._send(self._encoded(frame))
+
+    def write_all(self, frames: list[Frame]) -> None:
+        """The frames in one socket write (a step's quotes and the alerts riding with it), or one by one where
+        autobahn frames them."""
+        protocol = self.protocol
+        if protocol.state != protocol.STATE_OPEN:
+            return
+        if not self.direct or protocol.send_queue:
+            for frame in frames:
+                self.write(frame)
+            return
+        self._send(b"".join([self._encoded(frame) for frame in frames]))
+
+    def _encoded(self, frame: Frame) -> bytes:
         if self.deflate:
             data = frame.deflated
             if data is None:
@@ -103,6 +118,9 @@ class DaphneOutlet:
             data = frame.wire
             if data is None:
                 data = frame.wire = text_frame(frame.payload)
+        return data
+
+    def _send(self, data: bytes) -> None:
         transport = self.transport
         # Twisted's write only buffers, and sends on a later turn of the loop;
         # when nothing is queued the socket can take the frame right now.
