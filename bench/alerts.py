@@ -142,44 +142,41 @@ class Armer:
             return
         self.wall_ms.append((time.perf_counter() - t0) * 1000)
 
-    def fired(self) -> list[tuple[int, tuple[int, ...]]]:
-        """The window's fires as the market stored them: (step, the users fired) by step."""
+    def fired(self) -> dict[int, set[int]]:
+        """The window's fires as the market stored them: each user's fired alert ids."""
         if self.first_id is None:
-            return []
+            return {}
         with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as db:
             rows = db.execute(
-                f"SELECT triggered_step, user_id FROM {self.table} WHERE id >= ? AND state = 'triggered'",  # noqa: S608
+                f"SELECT user_id, id FROM {self.table} WHERE id >= ? AND state = 'triggered'",  # noqa: S608
                 [self.first_id],
             ).fetchall()
-        by_step: dict[int, list[int]] = {}
-        for step, user in rows:
-            by_step.setdefault(step, []).append(user)
-        return sorted((step, tuple(users)) for step, users in by_step.items())
+        by_user: dict[int, set[int]] = {}
+        for user, pk in rows:
+            by_user.setdefault(user, set()).add(pk)
+        return by_user
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join(10)
 
 
-def exactly_once(taken: list[dict], published: list[tuple[int, tuple[int, ...]]], users: tuple[int, ...]) -> dict:
-    """Each user's alert steps against the steps it was fired in: fires missing, duplicated, or never sent."""
+def exactly_once(taken: list[dict], fired: dict[int, set[int]], users: tuple[int, ...]) -> dict:
+    """Each user's alert ids received against the ids the market fired for that user: missing, duplicated, or
+    never fired (``fired``: user -> alert ids, as stored)."""
     got: dict[int, list[int]] = {}
     for worker in taken:
-        for user, steps in worker["steps"]:
-            got.setdefault(user, []).extend(steps)
-    wanted: dict[int, set[int]] = {user: set() for user in users}
-    for step, fired in published:
-        for user in fired:
-            wanted[user].add(step)
+        for user, ids in worker["ids"]:
+            got.setdefault(user, []).extend(ids)
     missing = duplicated = unexpected = 0
     for user in users:
-        steps = got.get(user, [])
-        missing += len(wanted[user] - set(steps))
-        duplicated += len(steps) - len(set(steps))
-        unexpected += len(set(steps) - wanted[user])
+        ids, wanted = got.get(user, []), fired.get(user, set())
+        missing += len(wanted - set(ids))
+        duplicated += len(ids) - len(set(ids))
+        unexpected += len(set(ids) - wanted)
     return {
-        "fires_published": sum(len(fired) for _, fired in published),
-        "fires_received": sum(len(s) for s in got.values()),
+        "fires_published": sum(len(ids) for ids in fired.values()),
+        "fires_received": sum(len(ids) for ids in got.values()),
         "fires_lost": missing,
         "fires_duplicated": duplicated,
         "fires_unexpected": unexpected,

@@ -114,7 +114,7 @@ class LeanClient(asyncio.BufferedProtocol):
         self.deflated = False  # the server accepted permessage-deflate
         signed_in = target.user(number)
         self.user_id, self.cookie = signed_in if signed_in else (None, None)
-        self.alert_steps: list[int] = []  # the step of each alert frame received (bench_alerts checks them)
+        self.alert_ids: list[int] = []  # the alert id of each alert frame received (bench_alerts checks them)
         self.alert_latencies_ms: list[float] = []  # and its latency
 
     def connection_made(self, transport) -> None:
@@ -201,8 +201,9 @@ class LeanClient(asyncio.BufferedProtocol):
         latency = time.time() * 1000 - int(TS.search(data, start, end).group(1))
         worker.alert_latencies_ms.append(latency)
         self.alert_latencies_ms.append(latency)
-        self.alert_steps.append(int(STEP.search(data, start, end).group(1)))
-        if int(ALERT_ID.search(data, start, end).group(1)) % ALERT_ID_MODULUS != self.user_id:
+        alert_id = int(ALERT_ID.search(data, start, end).group(1))
+        self.alert_ids.append(alert_id)
+        if alert_id % ALERT_ID_MODULUS != self.user_id:
             worker.misrouted += 1
 
     def compressed(self, worker: Worker, data: bytes, start: int, end: int) -> None:
@@ -330,15 +331,15 @@ class Worker:
 
     async def take_alerts(self) -> dict:
         """The alert frames received since the last call (in or out of a window): each signed-in client's
-        (user id, steps), and every frame's latency; then forgotten."""
+        (user id, alert ids), and every frame's latency; then forgotten."""
         taken = {
-            "steps": [(client.user_id, client.alert_steps) for client in self.clients if client.user_id is not None],
+            "ids": [(client.user_id, client.alert_ids) for client in self.clients if client.user_id is not None],
             "latencies_ms": self.alert_latencies_ms,
             "misrouted": self.misrouted,
             "by_user": [(c.user_id, c.alert_latencies_ms) for c in self.clients if c.user_id is not None],
         }
         for client in self.clients:
-            client.alert_steps, client.alert_latencies_ms = [], []
+            client.alert_ids, client.alert_latencies_ms = [], []
         self.alert_latencies_ms, self.misrouted = [], 0
         return taken
 

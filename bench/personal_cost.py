@@ -80,7 +80,7 @@ def _receiver_main(pipe, url: str, prefix: str, users: int) -> None:
 
     django.setup()
     from ticker.hub.personal import PersonalRouter
-    from ticker.wire.personal import PERSONAL_GROUP
+    from ticker.wire.personal import PERSONAL_GROUP, decoded
 
     async def main() -> None:
         layer = layer_for(url, prefix)
@@ -104,7 +104,7 @@ def _receiver_main(pipe, url: str, prefix: str, users: int) -> None:
                 except Exception:
                     errors[0] += 1
                     continue
-                stamps.extend(event["frame"]["alert"]["ts"] for event in message.get("events", ()))
+                stamps.extend(decoded(event)[1]["alert"]["ts"] for event in message.get("events", ()))
                 router.route(message)
 
         tasks = [asyncio.ensure_future(follow(channel)) for channel in (personal, *channels)]

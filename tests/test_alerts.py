@@ -333,13 +333,13 @@ def test_the_steps_batch_carries_every_fire_once(stocks, alice, bob, clean_redis
 
     batch = async_to_sync(publish_and_receive)()
     assert batch["type"] == protocol.BATCH_EVENT
-    events = batch["events"]
-    assert sorted(e["frame"]["alert"]["id"] for e in events) == sorted(Alert.objects.values_list("id", flat=True))
-    for event in events:
-        stored = Alert.objects.select_related("stock").get(pk=event["frame"]["alert"]["id"])
-        assert event["user"] == stored.user_id
+    events = [personal.decoded(event) for event in batch["events"]]
+    assert sorted(frame["alert"]["id"] for _, frame in events) == sorted(Alert.objects.values_list("id", flat=True))
+    for user, frame in events:
+        stored = Alert.objects.select_related("stock").get(pk=frame["alert"]["id"])
+        assert user == stored.user_id
         step_ts = round(stored.triggered_at.timestamp() * 1000)
-        assert event["frame"] == personal.alert_frame(alert_json.alert_json(stored), step_ts)
+        assert frame == personal.alert_frame(alert_json.alert_json(stored), step_ts)
 
 
 def test_fires_whose_batch_could_not_be_sent_go_in_a_personal_message_of_their_own(stocks, alice, clean_redis):
@@ -357,7 +357,7 @@ def test_fires_whose_batch_could_not_be_sent_go_in_a_personal_message_of_their_o
     assert not async_to_sync(Publisher(BatchesFail()).publish)(result)
     ((group, message),) = sent
     assert group == personal.PERSONAL_GROUP and message["type"] == personal.PERSONAL_EVENT
-    assert [e["frame"]["alert"]["id"] for e in message["events"]] == [result.fires[0].alert["id"]]
+    assert [personal.decoded(e)[1]["alert"]["id"] for e in message["events"]] == [result.fires[0].alert["id"]]
 
 
 # -- the admin -----------------------------------------------------------------------------------------------------

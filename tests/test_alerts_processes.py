@@ -75,7 +75,7 @@ class Listener:
     async def _drain(self, channel: str) -> None:
         while True:
             message = await self.layer.receive(channel)
-            self.fires += [(e["user"], e["frame"]["alert"]) for e in message.get("events", ())]
+            self.fires += [(user, frame["alert"]) for user, frame in map(personal.decoded, message.get("events", ()))]
             if message["type"] != personal.PERSONAL_EVENT:
                 self.batches.append(message)
 

@@ -134,7 +134,8 @@ def test_router_survives_a_malformed_event():
     router = PersonalRouter()
     a = FakeOutlet()
     router.attach(a, 1)
-    router.route({"type": personal.PERSONAL_EVENT, "events": [{"frame": {}}, {"user": 1, "frame": {"type": "alert"}}]})
+    events = [{"frame": {}}, [1, "alert"], *personal.events_of([(1, {"type": "alert"})])]
+    router.route({"type": personal.PERSONAL_EVENT, "events": events})
     assert kinds(a) == ["alert"]
 
 

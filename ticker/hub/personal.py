@@ -1,10 +1,11 @@
 """Personal frames in one web process: each ``personal.events`` message routed to its users' open connections.
 
 Every web process's hub holds one channel in the ``personal`` group (ticker/wire/personal.py), the same channel
-that receives the quotes batches (ticker/hub/follower.py). For each ``{"user", "frame"}`` of a message the
-router looks the user up among this process's connections and writes the frame, encoded once, to each of that
-user's outlets; a user with no connection here costs one dictionary look-up and nothing else. Personal frames
-never pass through the fan-out: no interest, no rate cap, and nothing on the broadcast's loop.
+that receives the quotes batches (ticker/hub/follower.py). For each ``[user, kind, JSON]`` event of a message
+(encoded once, by its sender) the router looks the user up among this process's connections and writes the
+frame to each of that user's outlets; a user with no connection here costs one dictionary look-up and nothing
+else. Personal frames never pass through the fan-out: no interest, no rate cap, and nothing on the broadcast's
+loop.
 
 A step's alert fires come in its batch and ride with the step's quotes frames (``ride``, then ``flush``); other
 events come in their own message (``route``).
@@ -25,7 +26,6 @@ from typing import Any
 
 from ticker.hub.outlet import Outlet
 from ticker.hub.sent import Sent
-from ticker.wire import protocol
 from ticker.wire.frames import Frame
 from ticker.wire.personal import PERSONAL_EVENT
 
@@ -80,7 +80,7 @@ class PersonalRouter:
             return
         for event in message.get("events", ()):
             try:
-                self._deliver(event["user"], event["frame"])
+                self._deliver(*event)
             except Exception:  # one malformed event must not stop the others
                 log.exception("could not route a personal event")
 
@@ -90,7 +90,7 @@ class PersonalRouter:
         (``Outlet.write_all``); what the fan-out does not take, ``flush`` writes."""
         for event in events:
             try:
-                if found := self._reading(event["user"], event["frame"]):
+                if found := self._reading(*event):
                     outlets, encoded = found
                     for outlet in outlets:
                         riders.setdefault(outlet, []).append(encoded)
@@ -106,8 +106,8 @@ class PersonalRouter:
             except Exception:
                 log.exception("writing a personal frame failed")
 
-    def _deliver(self, user_id: int, frame: dict[str, Any]) -> None:
-        if (found := self._reading(user_id, frame)) is None:
+    def _deliver(self, user_id: int, kind: str, text: str) -> None:
+        if (found := self._reading(user_id, kind, text)) is None:
             return
         outlets, encoded = found
         for outlet in outlets:
@@ -119,7 +119,7 @@ class PersonalRouter:
             for outlet in list(self.users.get(user_id, ())):
                 self.detach(outlet)
 
-    def _reading(self, user_id: int, frame: dict[str, Any]) -> tuple[list[Outlet], Frame] | None:
+    def _reading(self, user_id: int, kind: str, text: str) -> tuple[list[Outlet], Frame] | None:
         """The user's outlets here that are reading, and the frame encoded once for them, counted as delivered
         (None: the user has no connection here). Personal frames go uncompressed: each is for one user, and
         compressing it would cost a compressor per frame for ~150 bytes."""
@@ -127,8 +127,7 @@ class PersonalRouter:
         if not outlets:
             self.not_here += 1
             return None
-        kind = frame["type"]
-        encoded = Frame(protocol.encode(frame), self.step(), kind, compress=False)
+        encoded = Frame(text, self.step(), kind, compress=False)
         reading = []
         for outlet in outlets:
             if outlet.backlogged:

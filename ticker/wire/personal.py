@@ -8,7 +8,11 @@ events to the connections of their users and drops the rest. So a step with a th
 
 Message on the channel layer::
 
-    {"type": "personal.events", "events": [{"user": 42, "frame": {...}}, ...]}
+    {"type": "personal.events", "events": [[42, "alert", "{\"type\":\"alert\",...}"], ...]}
+
+Each event is ``[user id, the frame's type, the frame's JSON]``: encoded once, by its sender, so a web process
+writes it as it comes (at 2,000 fires a step, decoding and re-encoding them as dicts cost the web process about
+as much again as the step's quotes broadcast: docs/benchmarks.md, "Personal frames").
 
 A step's alert fires ride in the step's own batch instead (``"events"`` beside ``"quotes"`` in the
 ``quote.batch`` message, ticker/market/loop.py): each web process then writes a user's alert in the same
@@ -25,7 +29,10 @@ Frames a user's connections get (docs/protocol.md, "Personal frames"):
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from ticker.wire import protocol
 
 PERSONAL_GROUP = "personal"
 PERSONAL_EVENT = "personal.events"
@@ -36,9 +43,15 @@ def message(events: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     return {"type": PERSONAL_EVENT, "events": events_of(events)}
 
 
-def events_of(pairs: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+def events_of(pairs: list[tuple[int, dict[str, Any]]]) -> list[list]:
     """(user id, frame) pairs as a message's ``events``: a personal message's, or a batch's (its alert fires)."""
-    return [{"user": user, "frame": frame} for user, frame in pairs]
+    return [[user, frame["type"], protocol.encode(frame)] for user, frame in pairs]
+
+
+def decoded(event: list) -> tuple[int, dict[str, Any]]:
+    """One event's user and frame (for tests and tools; a web process writes the JSON as it is)."""
+    user, _kind, text = event
+    return user, json.loads(text)
 
 
 def alert_frame(alert: dict[str, Any], ts: int | None = None) -> dict[str, Any]:
