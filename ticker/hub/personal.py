@@ -87,15 +87,34 @@ class PersonalRouter:
     def ride(self, events: list[dict[str, Any]], riders: dict[Outlet, list[Frame]]) -> None:
         """A batch's events (its step's alert fires): each frame put in ``riders`` under each of its user's outlets
         here, for the fan-out to write after that connection's quotes frame of the step, in the same socket write
-        (``Outlet.write_all``); what the fan-out does not take, ``flush`` writes."""
+        (``Outlet.write_all``); what the fan-out does not take, ``flush`` writes.
+
+        Written out rather than through ``_reading``: at 2,000 fires a step this loop is the web process's whole
+        per-fire cost besides the socket write (py-spy: the generic path was ~16% of a step's work)."""
+        users, step, written = self.users, self.step(), {}
         for event in events:
             try:
-                if found := self._reading(*event):
-                    outlets, encoded = found
-                    for outlet in outlets:
-                        riders.setdefault(outlet, []).append(encoded)
+                user_id, kind, text = event
+                outlets = users.get(user_id)
+                if not outlets:
+                    self.not_here += 1
+                    continue
+                frame = Frame(text, step, kind, compress=False)
+                for outlet in outlets:
+                    if outlet.backlogged:
+                        self.dropped_backlogged += 1
+                        continue
+                    if (riding := riders.get(outlet)) is None:
+                        riders[outlet] = [frame]
+                    else:
+                        riding.append(frame)
+                    count, size = written.get(kind, (0, 0))
+                    written[kind] = (count + 1, size + len(frame.payload))
             except Exception:  # one malformed event must not stop the others
                 log.exception("could not route a personal event")
+        for kind, (count, size) in written.items():
+            self.delivered += count
+            self.sent.add_many(kind, count, size)
 
     def flush(self, riders: dict[Outlet, list[Frame]]) -> None:
         """Write what rode with no quotes frame of the step (a connection with none, or held by its rate cap)."""
