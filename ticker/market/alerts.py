@@ -32,7 +32,7 @@ from typing import Any
 from django.db import connection
 
 from ticker.market import alert_rows
-from ticker.market.alert_json import fired_json
+from ticker.market.alert_json import fired_json, iso
 from ticker.market.prices import Tick
 from ticker.models import Alert
 
@@ -276,12 +276,13 @@ class AlertBook:
             for pk in set(stale) - {row[0] for row in found}:  # deleted
                 self._remove(pk)
             self.recheck = {pk for pk in stale if pk in self.where}
-        fires = []
+        fires, triggered_at = [], iso(at)  # one string for the step's fires
         for pk, user_id, condition, value, note, created_at in rows:
             price, change_pct = figures[pk]
             fired = {
                 "symbol": candidates[pk].symbol, "condition": condition, "value": value, "note": note,
-                "created_at": created_at, "triggered_at": at, "price": price, "change_pct": change_pct, "step": step,
+                "created_at": created_at, "triggered_at": triggered_at, "price": price, "change_pct": change_pct,
+                "step": step,
             }  # fmt: skip
             fires.append(Fire(user_id, fired_json(pk, fired), ts))
         return fires
