@@ -33,7 +33,7 @@ ANY_DATABASE = {
     "test_documented_commands", "test_fanout_model", "test_personal",
     "test_environment", "test_feed_honesty", "test_fuzz", "test_fuzz_ways_out", "test_gc_schedule",
     "test_independent_clients", "test_launcher", "test_layout", "test_limits", "test_loadgen", "test_logs",
-    "test_outlets",
+    "test_multihost", "test_outlets",
     "test_protocol", "test_query_strings", "test_ratelimit", "test_reliability", "test_scaleout", "test_screen",
     "test_security",
     "test_sentinel", "test_servers", "test_settings", "test_soak", "test_static", "test_transports",
