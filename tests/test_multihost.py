@@ -312,8 +312,9 @@ def _pings(client: redis.Redis) -> bool:
 
 
 @pytest.fixture(scope="module")
-def site():
+def site(request):
     _require_namespaces()
+    failed_before = request.session.testsfailed
     netns.remove_stale()
     # Not pytest's tmp_path: other runs on this machine prune those, and the logs are what a failure leaves to read.
     tmp = Path(tempfile.mkdtemp(prefix="ticker-multihost-"))
@@ -332,9 +333,13 @@ def site():
         raise
     finally:
         rehearsal.close()
+        if request.session.testsfailed == failed_before:  # all went well: only the figures are worth keeping
+            for path in tmp.iterdir():
+                path.unlink()
         out = tmp / "multihost-figures.json"
         out.write_text(json.dumps(FIGURES, indent=2))
-        print(f"\nmulti-host figures ({out}; every process's log beside it):\n{json.dumps(FIGURES, indent=2)}")
+        kept = "" if request.session.testsfailed == failed_before else "; every process's log beside it"
+        print(f"\nmulti-host figures ({out}{kept}):\n{json.dumps(FIGURES, indent=2)}")
 
 
 def test_a_web_host_cut_from_redis_drains_and_comes_back_whole(site):
