@@ -33,6 +33,11 @@ def unavailable() -> str | None:
         return "network namespaces need root (ip netns add)"
     if shutil.which("ip") is None:
         return "the ip command (iproute2) is not installed"
+    probe = f"{PREFIX}{os.getpid()}-probe"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=30)
+    if made.returncode:
+        return f"ip netns add failed: {made.stderr.strip()}"
+    ip("netns", "delete", probe, check=False)
     return None
 
 

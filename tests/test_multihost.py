@@ -60,7 +60,7 @@ FIGURES: dict[str, dict] = {}
 def test_a_cut_link_drops_packets_silently():
     """A TCP connect across a cut times out (no reset, no 'no route to host'); healed, it reaches the host again."""
     _require_namespaces()
-    topology = netns.Topology(f"{netns.PREFIX}{os.getpid()}-probe")
+    topology = netns.Topology(f"{netns.PREFIX}{os.getpid()}-silent")
     try:
         topology.network("net", 9)
         one, two = topology.host("one", 1, "net"), topology.host("two", 2, "net")
