@@ -204,11 +204,18 @@ async def clients(targets: list[str], per_target: int) -> None:
 async def spy(url: str, prefix: str, out) -> None:
     from channels_redis.core import RedisChannelLayer
 
-    layer = RedisChannelLayer(hosts=[url], prefix=prefix)
+    # Production's timeouts (ticker/runtime/redis_conn.py): redis-py's default read timeout equals channels_redis's
+    # 5 s blocking pop, so a quiet group (the market not yet leading) would end the spy.
+    layer = RedisChannelLayer(hosts=[{"address": url, "socket_timeout": 7, "socket_connect_timeout": 2}], prefix=prefix)
     channel = await layer.new_channel()
     await layer.group_add("quotes", channel)
     while True:
-        message = await layer.receive(channel)
+        try:
+            message = await layer.receive(channel)
+        except Exception as exc:  # the Redis host's own spy sees no partition; still, never die of one error
+            print(f"spy: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.2)
+            continue
         if message.get("type") != "quote.batch":
             continue
         quotes = [[q["symbol"], q["seq"], q["price"]] for q in message.get("quotes", ())]

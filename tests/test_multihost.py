@@ -215,6 +215,7 @@ class Rehearsal:
         wait_for(lambda: "leading the market" in self.log("market1"), timeout=60, what="market1 to lead")
         self.start("market2", "market2", sys.executable, "manage.py", "run_market")
         wait_for(lambda: "standing by" in self.log("market2"), timeout=60, what="market2 to stand by")
+        wait_for(lambda: self.batches(), timeout=30, what="the spy to record the market's first batch")
         for web in WEBS:
             wait_for(lambda web=web: self.readyz(web) == 200, timeout=60, what=f"{web} ready", interval=0.5)
 
@@ -346,17 +347,19 @@ def test_a_web_host_cut_from_redis_drains_and_comes_back_whole(site):
     """web1 cut from Redis for 20 s: its clients told within 5 s, /readyz 503 throughout, the other 1,000 clients
     untouched; healed, web1 is live within 5 s and its clients whole again (a snapshot, no unrepaired gap)."""
     site.healthy()
+    marks = site.marks()
     cut = time.time()
     site.topology.cut("web1", "redis")
-    wait_for(lambda: site.readyz("web1") == 503, timeout=10, what="web1's /readyz to say 503", interval=0.2)
-    readyz_503_s = time.time() - cut
-    marks = site.marks()
-    answers = []
-    while time.time() < cut + WEB_CUT_S:  # the cut lasts 20 s: /readyz asked every half second meanwhile
-        answers.append((site.readyz("web1"), site.readyz("web2"), site.readyz("web3")))
-        time.sleep(0.5)
-    healed = time.time()
-    site.topology.heal("web1", "redis")
+    try:
+        wait_for(lambda: site.readyz("web1") == 503, timeout=10, what="web1's /readyz to say 503", interval=0.2)
+        readyz_503_s = time.time() - cut
+        answers = []
+        while time.time() < cut + WEB_CUT_S:  # the cut lasts 20 s: /readyz asked every half second meanwhile
+            answers.append((site.readyz("web1"), site.readyz("web2"), site.readyz("web3")))
+            time.sleep(0.5)
+    finally:
+        healed = time.time()
+        site.topology.heal("web1", "redis")
     wait_for(lambda: site.readyz("web1") == 200, timeout=15, what="web1's /readyz 200 again", interval=0.1)
     ready_again_s = time.time() - healed
 
@@ -429,17 +432,19 @@ def handover(site: Rehearsal, network: str, cut_s: float) -> dict:
     standby = the_other(leader)
     _, token, step = site.lease()
     marks, seen = site.marks(), len(site.batches())
+    cut = time.time()
+    site.topology.cut(leader, network)
     try:
-        return _handover(site, network, cut_s, leader, standby, token, step, marks, seen)
+        return _watch_handover(site, network, cut_s, leader, standby, token, step, marks, seen, cut)
     except BaseException:
         for name in (leader, standby, "web1"):
             print(f"--- {name}\n{site.log(name, marks[name])[-4000:]}")
         raise
+    finally:
+        site.topology.heal(leader, network)  # healed already unless something failed: a no-op then
 
 
-def _handover(site, network, cut_s, leader, standby, token, step, marks, seen) -> dict:
-    cut = time.time()
-    site.topology.cut(leader, network)
+def _watch_handover(site, network, cut_s, leader, standby, token, step, marks, seen, cut) -> dict:
     wait_for(lambda: site.lease()[1] != token, timeout=30, what="another market to take the lease", interval=0.05)
     taken_s = time.time() - cut
     assert site.leader() == standby
