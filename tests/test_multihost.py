@@ -211,15 +211,19 @@ class Rehearsal:
         for web in WEBS:
             address = self.hosts[web].addresses["clients"]
             self.start(web, web, sys.executable, "-m", "daphne", "-b", address, "-p", "8000", "config.asgi:application")
-        self.start("market1", "market1", sys.executable, "manage.py", "run_market")
-        wait_for(lambda: "leading the market" in self.log("market1"), timeout=60, what="market1 to lead")
-        self.start("market2", "market2", sys.executable, "manage.py", "run_market")
-        wait_for(lambda: "standing by" in self.log("market2"), timeout=60, what="market2 to stand by")
+        for market in MARKETS:  # both at once: the lease makes one lead (the tests ask the lease which)
+            self.start(market, market, sys.executable, "manage.py", "run_market")
+
+        def roles() -> set[str]:
+            return {"leads" if "leading the market" in log else "stands by" if "standing by" in log else "starting"
+                    for log in map(self.log, MARKETS)}  # fmt: skip
+
+        wait_for(lambda: roles() == {"leads", "stands by"}, timeout=60, what="one market to lead, one to stand by")
         wait_for(lambda: self.batches(), timeout=30, what="the spy to record the market's first batch")
         for web in WEBS:
             wait_for(lambda web=web: self.readyz(web) == 200, timeout=60, what=f"{web} ready", interval=0.5)
 
-    def start_load(self, per_web: int) -> dict:
+    def start_load(self, per_web: int = CLIENTS_PER_WEB) -> dict:
         targets = ",".join(f"{self.hosts[w].addresses['clients']}:8000" for w in WEBS)
         self.load = self.start("load", "client", sys.executable, "-m", "tests.multihost_load", "clients", targets,
                                str(per_web), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
@@ -320,13 +324,12 @@ def site(request):
     # Not pytest's tmp_path: other runs on this machine prune those, and the logs are what a failure leaves to read.
     tmp = Path(tempfile.mkdtemp(prefix="ticker-multihost-"))
     rehearsal = Rehearsal(tmp)
-    started = time.monotonic()
+    setup = FIGURES["setup"] = {"clients": CLIENTS_PER_WEB * len(WEBS)}
     try:
-        rehearsal.start_postgres()
-        rehearsal.start_redis()
-        rehearsal.start_site()
-        rehearsal.start_load(CLIENTS_PER_WEB)
-        FIGURES["setup"] = {"seconds": round(time.monotonic() - started, 1), "clients": CLIENTS_PER_WEB * len(WEBS)}
+        for part in ("start_postgres", "start_redis", "start_site", "start_load"):
+            started = time.monotonic()
+            getattr(rehearsal, part)()
+            setup[f"{part}_s"] = round(time.monotonic() - started, 1)
         yield rehearsal
     except BaseException:
         for name, path in rehearsal.logs.items():
