@@ -191,6 +191,26 @@ if not DEBUG and str(_database.get("PASSWORD", "")) in {"replace-me-with-a-rando
 # Under ASGI every request may run in a different thread: persistent
 # connections would pile up one per thread, so close them after each request.
 DATABASES["default"]["CONN_MAX_AGE"] = 0
+# A database host that vanishes from the network (a partition: packets dropped, no reset) must fail every call
+# within a bound, not hang it for the kernel's retries (about two minutes for a connect, fifteen for a query in
+# flight; issue 25, tests/test_multihost.py: a market cut off from PostgreSQL sat in one connect for the whole cut,
+# and could not have stopped on SIGTERM meanwhile). libpq: a connect gives up after DATABASE_NETWORK_TIMEOUT_S;
+# data sent and not acknowledged for that long (tcp_user_timeout), or a peer that stops answering keepalives while
+# a result is awaited, breaks the connection. None of these cuts a slow query short: the server's kernel
+# acknowledges and answers keepalives while it works. A value in DATABASE_URL's query string (?connect_timeout=10)
+# wins.
+DATABASE_NETWORK_TIMEOUT_S = 5
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    for _name, _value in {
+        "connect_timeout": DATABASE_NETWORK_TIMEOUT_S,
+        "tcp_user_timeout": DATABASE_NETWORK_TIMEOUT_S * 1000,
+        "keepalives": 1,
+        "keepalives_idle": 1,
+        "keepalives_interval": 1,
+        "keepalives_count": DATABASE_NETWORK_TIMEOUT_S,
+    }.items():
+        _options.setdefault(_name, _value)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The market process writes every step while daphne reads: WAL lets readers
     # and the writer proceed together, and the timeout rides out short locks.

@@ -122,6 +122,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         NOT_RUN,
         "a measurement of minutes on the named PostgreSQL database",
     ),
+    ".venv/bin/python -m pytest tests/test_multihost.py -m alone -p no:randomly -q -s": (
+        NOT_RUN,
+        "the multi-host rehearsal itself (as root, about 2 minutes); scripts/test runs it in its last pass",
+    ),
     "TICKER_FUZZ_CASES=5000 .venv/bin/python -m pytest tests/test_fuzz_ways_out.py -s": (
         NOT_RUN,
         "the longer fuzz run (about 5 minutes); the suite runs 500 cases per transport",

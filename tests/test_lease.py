@@ -4,8 +4,11 @@ check of which market a batch comes from (pure logic)."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
+from django.db import connection, connections, transaction
 
 from ticker.hub import QuoteHub
 from ticker.hub.source import FeedSource, Verdict
@@ -78,6 +81,40 @@ def test_a_takeover_after_quiet_steps_does_not_reuse_their_step_numbers(stocks):
     steps = [services.market_step(market=market, ts=1_000 + i, lease=held) for i in range(5)]
     assert not steps[-1].ticks, "halted and announced: the last steps are quiet"
     assert services.market_open(interval_ms=250, seed=1).step_no == steps[-1].step
+
+
+def test_a_market_gone_quiet_in_its_step_lets_go_of_the_lease_row_within_a_lease(transactional_db):
+    """PostgreSQL: a leader that falls silent between its renewal and its commit (cut off from the database, issue
+    25) holds the lease row's lock only for a lease: the server ends its transaction and a standby takes over."""
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite's lock lives in the process that holds it; a row lock outliving its market is PostgreSQL's")
+    held, _ = lease.acquire(holder="old", ttl_s=0.5)
+    renewed, outcome = threading.Event(), []
+
+    def quiet_leader() -> None:
+        try:
+            with transaction.atomic():
+                lease.renew(held, step=1, ttl_s=0.5)
+                renewed.set()
+                time.sleep(3)  # no next statement and no commit: as seen from a server whose client was cut off
+            outcome.append("committed")
+        except Exception as exc:  # the server ended the session: the commit fails
+            outcome.append(type(exc).__name__)
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=quiet_leader)
+    thread.start()
+    assert renewed.wait(10)
+    started, taken = time.monotonic(), None
+    while taken is None and time.monotonic() - started < 10:
+        taken, _ = lease.acquire(holder="new", ttl_s=0.5)  # waits on the row lock while the old step holds it
+        time.sleep(0.05)
+    waited = time.monotonic() - started
+    thread.join(10)
+    assert taken is not None and taken.token == held.token + 1
+    assert waited < 2.0, f"the standby waited {waited:.1f} s: the quiet step held the row for its whole silence"
+    assert outcome != ["committed"], "the quiet step was ended by the server, not committed after the takeover"
 
 
 def test_the_site_id_is_made_once_per_database(db):

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from ticker.market.loop import Publisher
+from ticker.market.loop import Publisher, _publish_within_lease
 from ticker.market.prices import Session, Tick
 from ticker.market.services import StepResult
 
@@ -37,6 +37,18 @@ async def test_quotes_from_a_failed_send_go_out_with_the_next_batch():
     (message,) = layer.sent
     assert message["step"] == 2
     assert [(q["symbol"], q["seq"], q["halted"]) for q in message["quotes"]] == [("AAA", 5, True), ("BBB", 4, False)]
+
+
+async def test_a_step_that_took_a_whole_lease_is_not_published_and_goes_out_with_the_next():
+    """A step whose database work outlasted the lease (a partition, issue 25) sends nothing: a standby may lead by
+    now. If the next step renews the lease, its batch carries the held quotes."""
+    layer = FlakyLayer(failures=0)
+    publisher = Publisher(layer)
+    await _publish_within_lease(publisher, StepResult(step=1, ticks=[tick("AAA", 5)]), took=2.6, ttl=2.5)
+    assert layer.sent == []
+    await _publish_within_lease(publisher, StepResult(step=2, ticks=[tick("BBB", 4)]), took=0.01, ttl=2.5)
+    (message,) = layer.sent
+    assert message["step"] == 2 and [(q["symbol"], q["seq"]) for q in message["quotes"]] == [("AAA", 5), ("BBB", 4)]
 
 
 async def test_delistings_are_published_and_retried():

@@ -1,5 +1,6 @@
 """Production settings refuse to start unsafe: each case runs the real settings module in a fresh process."""
 
+import ast
 import subprocess
 import sys
 
@@ -138,3 +139,22 @@ def test_the_example_database_password_is_refused_outside_development():
     assert result.returncode != 0 and "DATABASE_URL carries a placeholder password" in result.stderr, result.stderr
     fine = start(DJANGO_DEBUG=None, DATABASE_URL="postgres://ticker:3f9a1c0e7b2d4a6f8e1b@db:5432/ticker")
     assert fine.returncode == 0, fine.stderr
+
+
+def test_every_postgresql_connection_gives_up_on_a_silent_network_and_the_url_may_say_otherwise():
+    """On PostgreSQL every connect, unacknowledged send and unanswered wait fails within DATABASE_NETWORK_TIMEOUT_S
+    (issue 25: a partitioned database must not hang a call); a value in DATABASE_URL's query string wins."""
+    show = "sorted(settings.DATABASES['default'].get('OPTIONS', {}).items())"
+    options = dict(ast.literal_eval(start(show, DATABASE_URL="postgres://ticker:pw4f9a@db:5432/ticker").stdout))
+    assert options == {
+        "connect_timeout": 5,
+        "tcp_user_timeout": 5000,
+        "keepalives": 1,
+        "keepalives_idle": 1,
+        "keepalives_interval": 1,
+        "keepalives_count": 5,
+    }
+    tuned = dict(ast.literal_eval(start(show, DATABASE_URL="postgres://t:pw4f9a@db:5432/t?connect_timeout=20").stdout))
+    assert tuned["connect_timeout"] == 20 and tuned["tcp_user_timeout"] == 5000
+    sqlite = dict(ast.literal_eval(start(show, DATABASE_URL="sqlite:////tmp/x.sqlite3").stdout))
+    assert "connect_timeout" not in sqlite

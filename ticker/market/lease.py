@@ -27,7 +27,7 @@ import time
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 
 from ticker.models import MarketLease
@@ -89,6 +89,7 @@ def acquire(*, holder: str, ttl_s: float | None = None, now_ms: int | None = Non
     if row.expires_at >= now and row.holder != holder:
         return None, row
     with transaction.atomic():
+        _bound_idle(ttl_s)
         taken = (
             MarketLease.objects.filter(pk=ONE)
             .filter(Q(expires_at__lt=now) | Q(holder=holder))
@@ -104,11 +105,27 @@ def renew(lease: Lease, *, step: int, ttl_s: float | None = None) -> None:
     Also records ``step`` (the step being stored), so a takeover continues the
     step count even after quiet steps that changed no stock.
     """
+    _bound_idle(ttl_s)
     renewed = MarketLease.objects.filter(pk=ONE, holder=lease.holder, token=lease.token).update(
         expires_at=_now_ms() + _ttl_ms(ttl_s), step=step
     )
     if not renewed:
         raise LeaseLost(lease, MarketLease.objects.filter(pk=ONE).first())
+
+
+def _bound_idle(ttl_s: float | None) -> None:
+    """PostgreSQL: this transaction ends, and lets go of the lease row it locks, if its market goes quiet in it
+    for a lease's length (``SET LOCAL idle_in_transaction_session_timeout``).
+
+    A market cut off from the database between its renewal and its commit (issue 25, a partition) leaves the
+    server holding the row lock of a session that will never speak again; the server notices a dead peer only
+    through its TCP keepalives (two hours by default), and every takeover would wait on that lock meanwhile. A
+    step quiet for a whole lease has lost its claim anyway: a standby may take over as soon as the renewal it made
+    expires. SQLite needs none of this: its lock lives in the process that holds it.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [str(_ttl_ms(ttl_s))])
 
 
 def release(lease: Lease) -> bool:

@@ -121,7 +121,7 @@ async def _lead(
     )
     listener = asyncio.create_task(listen_for_alert_changes(publisher.layer, lambda: book))
     step_db = database_sync_to_async(services.market_step, thread_sensitive=False)
-    interval = interval_ms / 1000
+    interval, ttl = interval_ms / 1000, settings.MARKET_LEASE_TTL_S
     next_at = time.monotonic()
     steps = 0
     while not stop.is_set():
@@ -143,8 +143,9 @@ async def _lead(
                 book = await database_sync_to_async(alerts.AlertBook.load)()
         else:
             steps += 1
-            metrics.market_stepped(time.perf_counter() - step_started, result.step, len(market.ticks))
-            metrics.market_published(await publisher.publish(result))
+            took = time.perf_counter() - step_started
+            metrics.market_stepped(took, result.step, len(market.ticks))
+            await _publish_within_lease(publisher, result, took=took, ttl=ttl)
         next_at += interval
         now = time.monotonic()
         if next_at < now:  # overran: skip the slots we missed
@@ -164,6 +165,28 @@ async def _lead(
     return steps, True
 
 
+async def _publish_within_lease(publisher: Publisher, result: services.StepResult, *, took: float, ttl: float) -> None:
+    """Publish a stored step, unless its database work took a whole lease (``took`` >= ``ttl`` seconds).
+
+    The step's renewal came after it started, so the lease was this market's until at least the step's start
+    plus a TTL, and no longer: while the step's database call hung (a partition, issue 25) a standby may have
+    taken over and published steps of its own. Nothing is published under a lease that may be gone: the step's
+    quotes are held, and go out with the next step's batch if that step renews the lease; if it finds the lease
+    lost, this market stands by and the new leader quotes every symbol from the database.
+    """
+    if took < ttl:
+        metrics.market_published(await publisher.publish(result))
+        return
+    publisher.hold(result)
+    log.warning(
+        "step %d took %.1f s, past the market lease (%.1f s): not published; its quotes go out with the next step "
+        "if that one renews the lease",
+        result.step,
+        took,
+        ttl,
+    )
+
+
 class Publisher:
     """Sends each step's changes to every web process, and never forgets one.
 
@@ -181,7 +204,8 @@ class Publisher:
         self.pending_delisted: set[str] = set()
         self.session: dict | None = None
 
-    async def publish(self, result: services.StepResult) -> bool:
+    def hold(self, result: services.StepResult) -> None:
+        """Keep the step's changes for the next batch, sending nothing now (``publish`` sends them with its own)."""
         for tick in result.ticks:
             self.pending[tick.symbol] = protocol.quote(tick)
             self.pending_delisted.discard(tick.symbol)
@@ -190,6 +214,9 @@ class Publisher:
             self.pending_delisted.add(symbol)
         if result.session is not None:
             self.session = protocol.session(result.session)
+
+    async def publish(self, result: services.StepResult) -> bool:
+        self.hold(result)
         # A quiet step is published too, with no quotes: web processes take
         # the steady beat of batches as the sign that the market is alive.
         if self.layer is None:
