@@ -35,6 +35,7 @@ pytestmark = pytest.mark.processes
 RUN, IMAGE, SERVER, COVERED, NOT_RUN = "run", "image", "server", "covered", "not run"
 ENGINE = "needs a Docker engine, which this machine has not: tests/test_compose.py checks the file with docker-compose"
 BENCH = "a benchmark of minutes; its tiny run is in tests/test_bench.py or tests/test_bench_fanout.py"
+CAPACITY = "a measurement of minutes; its tiny run is tests/test_bench_capacity.py"
 SUITE = "the test command itself: CI runs it (running it inside the suite would run the suite again)"
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -126,6 +127,35 @@ COMMANDS: dict[str, tuple[str, str]] = {
         NOT_RUN,
         "the multi-host rehearsal itself (as root, about 2 minutes); scripts/test runs it in its last pass",
     ),
+    "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_capacity --part redis --symbols 5000 "
+    "--out docs/bench-runs/capacity/redis-run1": (NOT_RUN, CAPACITY),
+    "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_capacity --part redis --symbols 30 --subscribers 0,1,4,16 "
+    "--window 5 --probes 10 --out docs/bench-runs/capacity/redis-30-symbols": (NOT_RUN, CAPACITY),
+    "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_capacity --part shards --symbols 5000 --subscribers 16 "
+    "--probes 20 --out docs/bench-runs/capacity/shards-16": (NOT_RUN, CAPACITY),
+    "createdb -h 127.0.0.1 -U postgres ticker_scale_cap": (
+        NOT_RUN,
+        "needs the named PostgreSQL server; the suite's PostgreSQL pass makes its databases the same way",
+    ),
+    "DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/ticker_scale_cap .venv/bin/python manage.py "
+    "migrate": (NOT_RUN, "needs the named PostgreSQL database made by the createdb line"),
+    "DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/ticker_scale_cap .venv/bin/python manage.py "
+    "bench_capacity --part database --symbols 5000 --steps 480 --warmup 20 "
+    "--out docs/bench-runs/capacity/database-postgresql-5000": (
+        NOT_RUN,
+        CAPACITY + ", on the named PostgreSQL database",
+    ),
+    "for n in 1000 5000 10000; do DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/cap-st-$n.sqlite3 .venv/bin/python "
+    "manage.py migrate -v0; done": (
+        NOT_RUN,
+        "three scratch databases migrated; the same migrate on one is run for benchmarks.md's market_steptime lines",
+    ),
+    "for n in 1000 5000 10000; do DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/cap-st-$n.sqlite3 "
+    "MARKET_SESSION_CLOSED_HOURS=0 .venv/bin/python manage.py market_steptime --symbols $n --steps 240 --warmup 20 "
+    "--output docs/bench-runs/capacity/steptime-sqlite-$n.json; done": (NOT_RUN, "a measurement of minutes"),
+    "for n in 10000 5000 1000; do DJANGO_DEBUG=1 DATABASE_URL=sqlite:////tmp/cap-st-$n.sqlite3 "
+    "MARKET_SESSION_CLOSED_HOURS=0 .venv/bin/python manage.py market_steptime --symbols $n --steps 240 --warmup 20 "
+    "--output docs/bench-runs/capacity/steptime-sqlite-$n-second.json; done": (NOT_RUN, "a measurement of minutes"),
     "TICKER_FUZZ_CASES=5000 .venv/bin/python -m pytest tests/test_fuzz_ways_out.py -s": (
         NOT_RUN,
         "the longer fuzz run (about 5 minutes); the suite runs 500 cases per transport",
