@@ -109,6 +109,24 @@ COMMANDS: dict[str, tuple[str, str]] = {
         NOT_RUN,
         "a measurement of minutes at 100,000 alerts",
     ),
+    "createdb -h 127.0.0.1 -U postgres st_fin1": (
+        NOT_RUN,
+        "needs the named PostgreSQL server (the suite's own pass makes its databases the same way)",
+    ),
+    "DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/st_fin1 .venv/bin/python manage.py migrate -v0": (
+        NOT_RUN,
+        "needs the PostgreSQL database the createdb line makes",
+    ),
+    "DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/st_fin1 .venv/bin/python manage.py alerts_steptime "
+    "--steps 400 --output docs/bench-runs/alerts/steptime-postgresql/run1.json": (
+        NOT_RUN,
+        "a measurement of minutes at 100,000 alerts, on the named PostgreSQL database",
+    ),
+    'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
+    "--out docs/bench-runs/alerts/run9-riding": (
+        NOT_RUN,
+        "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
+    ),
     "createdb -h 127.0.0.1 -U postgres ticker_market_h": (
         NOT_RUN,
         "needs the named PostgreSQL server; the suite's PostgreSQL pass makes its databases the same way",

@@ -519,3 +519,19 @@ async def test_a_reconnect_and_reload_do_not_make_the_feed_live():
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def test_a_batch_that_carries_a_held_step_resnapshots_instead_of_handing_clients_a_gap():
+    """The market held a step (its send failed, or its database work outlasted the lease) and sends its quotes
+    with the next: seq skips, so every client gets a snapshot, never a quotes frame with a gap; an ordinary batch
+    that continues is a quotes frame as before."""
+    from ticker.hub import QuoteHub
+
+    hub = QuoteHub(None, clock=ManualClock())
+    hub.store.apply(1, [quote("AAA", 1), quote("BBB", 1)])
+    outlet = Outlet()
+    hub.fanout.attach(outlet, EVERYTHING)
+    hub.on_batch({"step": 3, "quotes": [quote("AAA", 3), quote("BBB", 2)], "carried": True})
+    assert outlet.seqs() == [("snapshot", [3, 2])]
+    hub.on_batch({"step": 4, "quotes": [quote("AAA", 4)], "carried": True})  # carried, but it continues
+    assert outlet.seqs()[1:] == [("quotes", [4])]

@@ -37,6 +37,7 @@ async def test_quotes_from_a_failed_send_go_out_with_the_next_batch():
     (message,) = layer.sent
     assert message["step"] == 2
     assert [(q["symbol"], q["seq"], q["halted"]) for q in message["quotes"]] == [("AAA", 5, True), ("BBB", 4, False)]
+    assert message["carried"] is True, "its seq may skip: web processes resnapshot their clients (tests/test_hub.py)"
 
 
 async def test_a_step_that_took_a_whole_lease_is_not_published_and_goes_out_with_the_next():
@@ -49,6 +50,9 @@ async def test_a_step_that_took_a_whole_lease_is_not_published_and_goes_out_with
     await _publish_within_lease(publisher, StepResult(step=2, ticks=[tick("BBB", 4)]), took=0.01, ttl=2.5)
     (message,) = layer.sent
     assert message["step"] == 2 and [(q["symbol"], q["seq"]) for q in message["quotes"]] == [("AAA", 5), ("BBB", 4)]
+    assert message["carried"] is True
+    await _publish_within_lease(publisher, StepResult(step=3, ticks=[tick("BBB", 5)]), took=0.01, ttl=2.5)
+    assert "carried" not in layer.sent[-1], "a batch of its own step alone continues every seq"
 
 
 async def test_delistings_are_published_and_retried():

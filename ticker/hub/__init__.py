@@ -194,12 +194,17 @@ class QuoteHub:
     def _apply(self, message: dict[str, Any], new_leader: bool) -> bool:
         if new_leader and not self.store.continues(message["quotes"]):
             return False
+        # A batch that carries an earlier step's quotes (its send failed, or the step was held past the lease)
+        # may skip seq: every connection gets a snapshot of what it follows instead of a gap.
+        gap = message.get("carried", False) and not self.store.continues(message["quotes"])
         if "session" in message:
             self.store.session = message["session"]
         if delisted := [s for s in message.get("delisted", ()) if self.store.known(s)]:
             self.store.delist(delisted)
             self.fanout.delisted(message["step"], delisted)
-        if fresh := self.store.apply(message["step"], message["quotes"]):
+        if (fresh := self.store.apply(message["step"], message["quotes"])) and gap:
+            self.fanout.resnapshot()
+        elif fresh:
             self.fanout.quotes(message["step"], fresh, self.store.previous)
         return True
 

@@ -216,6 +216,9 @@ class Publisher:
             self.session = protocol.session(result.session)
 
     async def publish(self, result: services.StepResult) -> bool:
+        # Quotes of an earlier step that did not go out (a failed send, a step held past the lease) go with this
+        # one: the batch says so, and a web process then resnapshots its clients instead of handing them a seq jump.
+        carried = bool(self.pending or self.pending_delisted)
         self.hold(result)
         # A quiet step is published too, with no quotes: web processes take
         # the steady beat of batches as the sign that the market is alive.
@@ -233,6 +236,8 @@ class Publisher:
             message["site"], message["token"] = self.identity
         if self.pending_delisted:
             message["delisted"] = sorted(self.pending_delisted)
+        if carried:
+            message["carried"] = True
         if result.fires:
             # The step's alert fires ride in its batch: each web process writes a user's alert in the same socket
             # write as that connection's quotes of the step (ticker/wire/personal.py).
