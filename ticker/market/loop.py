@@ -216,9 +216,8 @@ class Publisher:
             self.session = protocol.session(result.session)
 
     async def publish(self, result: services.StepResult) -> bool:
-        # Quotes of an earlier step that did not go out (a failed send, a step held past the lease) go with this
-        # one: the batch says so, and a web process then resnapshots its clients instead of handing them a seq jump.
-        carried = bool(self.pending or self.pending_delisted)
+        # An earlier step's quotes that did not go out (a failed send, a step held past the lease) go with this one:
+        carried = bool(self.pending or self.pending_delisted)  # web processes resnapshot rather than skip seq
         self.hold(result)
         # A quiet step is published too, with no quotes: web processes take
         # the steady beat of batches as the sign that the market is alive.
@@ -237,10 +236,8 @@ class Publisher:
         if self.pending_delisted:
             message["delisted"] = sorted(self.pending_delisted)
         if carried:
-            message["carried"] = True
-        if result.fires:
-            # The step's alert fires ride in its batch: each web process writes a user's alert in the same socket
-            # write as that connection's quotes of the step (ticker/wire/personal.py).
+            message["carried"] = True  # its seq may skip (docs/protocol.md)
+        if result.fires:  # they ride in the batch, written with each user's quotes (ticker/wire/personal.py)
             message["events"] = personal.events_of(_alerts(result))
         try:
             await self.layer.group_send(protocol.QUOTES_GROUP, message)
