@@ -169,3 +169,11 @@ def test_a_new_leaders_first_batch_that_skips_seq_is_not_applied():
     assert [q["seq"] for q in hub.store.snapshot()] == [5, 7]
     assert hub.on_batch(batch("ours", 2, 2, [quote("AAA", 6), quote("BBB", 8)]), new_leader=True)
     assert [q["seq"] for q in hub.store.snapshot()] == [6, 8]
+
+
+def test_still_ours_until_another_market_takes_the_lease_over(db):
+    """The read a step that outlasted its lease makes before publishing (ticker/market/loop.py)."""
+    mine, _ = lease.acquire(holder="old", now_ms=1_000)
+    assert lease.still_ours(mine)
+    lease.acquire(holder="new", now_ms=10**15)  # expired, and taken over
+    assert not lease.still_ours(mine)

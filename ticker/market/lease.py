@@ -128,6 +128,11 @@ def _bound_idle(ttl_s: float | None) -> None:
             cursor.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, true)", [str(_ttl_ms(ttl_s))])
 
 
+def still_ours(lease: Lease) -> bool:
+    """Whether no other market has taken ``lease`` over (a read): a takeover writes its own holder and token."""
+    return MarketLease.objects.filter(pk=ONE, holder=lease.holder, token=lease.token).exists()
+
+
 def release(lease: Lease) -> bool:
     """Give the lease up (clean shutdown), so a standby takes over at its next poll; False if it was not ours."""
     return bool(MarketLease.objects.filter(pk=ONE, holder=lease.holder, token=lease.token).update(expires_at=0))

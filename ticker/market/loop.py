@@ -145,7 +145,9 @@ async def _lead(
             steps += 1
             took = time.perf_counter() - step_started
             metrics.market_stepped(took, result.step, len(market.ticks))
-            await _publish_within_lease(publisher, result, took=took, ttl=ttl)
+            await _publish_within_lease(
+                publisher, result, took=took, ttl=ttl, ours=lambda: database_sync_to_async(leases.still_ours)(lease)
+            )
         next_at += interval
         now = time.monotonic()
         if next_at < now:  # overran: skip the slots we missed
@@ -165,26 +167,21 @@ async def _lead(
     return steps, True
 
 
-async def _publish_within_lease(publisher: Publisher, result: services.StepResult, *, took: float, ttl: float) -> None:
-    """Publish a stored step, unless its database work took a whole lease (``took`` >= ``ttl`` seconds).
-
-    The step's renewal came after it started, so the lease was this market's until at least the step's start
-    plus a TTL, and no longer: while the step's database call hung (a partition, issue 25) a standby may have
-    taken over and published steps of its own. Nothing is published under a lease that may be gone: the step's
-    quotes are held, and go out with the next step's batch if that step renews the lease; if it finds the lease
-    lost, this market stands by and the new leader quotes every symbol from the database.
-    """
-    if took < ttl:
-        metrics.market_published(await publisher.publish(result))
-        return
-    publisher.hold(result)
-    log.warning(
-        "step %d took %.1f s, past the market lease (%.1f s): not published; its quotes go out with the next step "
-        "if that one renews the lease",
-        result.step,
-        took,
-        ttl,
-    )
+async def _publish_within_lease(publisher: Publisher, result: services.StepResult, *, took: float, ttl: float, ours):
+    """Publish a stored step, unless its database work took a whole lease (``took`` >= ``ttl`` s) and ``ours()``,
+    a read of the lease row, cannot tell that no standby took over meanwhile (a partition, issue 25): then its
+    quotes are held for the next batch (``carried``), published if that step renews the lease. A step that was
+    only slow (a loaded machine) goes out as it is."""
+    if took >= ttl:
+        try:
+            still = await ours()
+        except Exception:  # the database unreachable: nothing says the lease is still ours
+            still = False
+        if not still:
+            publisher.hold(result)
+            log.warning("step %d took %.1f s, past the lease (%.1f s): held for the next", result.step, took, ttl)
+            return
+    metrics.market_published(await publisher.publish(result))
 
 
 class Publisher:
