@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -246,6 +247,12 @@ class Rig:
         """The servers' last lines of output (the log itself goes with the temporary directory)."""
         self.output.flush()
         return "\n".join(Path(self.output.name).read_text(errors="replace").splitlines()[-lines:])
+
+    def keep_log(self, path: Path) -> None:
+        """Copy the servers' output so far to ``path`` (the temporary directory goes when the rig closes)."""
+        self.output.flush()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.output.name, path)
 
     def close(self) -> None:
         """Stop every process (servers first, the market, then Redis) and remove the temporary directories."""

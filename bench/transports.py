@@ -61,6 +61,7 @@ class Tally:
     settled: int = 0  # clients connected or failed
     all_settled: asyncio.Event = field(default_factory=asyncio.Event)
     answered: dict = field(default_factory=dict)  # the first 101's extension and subprotocol headers
+    breaks: list[dict] = field(default_factory=list)  # the first few counted frames that skipped updates
 
     def connect(self) -> None:
         self.connected += 1
@@ -166,9 +167,23 @@ class Book:
         if counted:
             self.tally.updates += len(change.moved)
             self.tally.lost += change.missing + bad
+            if (change.missing or bad) and len(self.tally.breaks) < 5:
+                self.tally.breaks.append(self.describe(quotes, snapshot, at, change.missing + bad))
             self.tally.bad_deltas += bad
             # A symbol never quoted has ts 0 in a snapshot, and a delta may leave ts out: no latency to take.
             self.tally.latencies_ms += [at - quote["ts"] for quote in change.moved if quote.get("ts")]
+
+    def describe(self, quotes: list[dict], snapshot: bool, at: float, lost: int) -> dict:
+        """One frame that skipped updates, for the report: what it was, when, and one symbol's jump."""
+        first = quotes[0] if quotes else {}
+        return {
+            "frame": "snapshot" if snapshot else "quotes",
+            "lost": lost,
+            "at_ms": round(at),
+            "ts_ms": first.get("ts"),
+            "quotes": len(quotes),
+            "first": {"symbol": first.get("symbol"), "seq": first.get("seq")},
+        }
 
     def apply(self, quotes: list[dict], snapshot: bool) -> int:
         """Rebuild each symbol's whole quote from a frame of the delta format; the deltas that could not apply.
@@ -447,6 +462,7 @@ async def run_transport(
         "updates": updates,
         "updates_per_s": round(updates / elapsed, 1),
         "lost_updates": tally.lost,
+        "lost_where": tally.breaks,
         "latency_ms": latency_summary(tally.latencies_ms),
         "requests": tally.requests,
         "requests_per_s": round(tally.requests / elapsed, 1),

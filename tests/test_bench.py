@@ -42,8 +42,9 @@ def test_tiny_benchmark_run_writes_json_markdown_and_png(tmp_path, redis_server)
         assert row["bytes_per_update"] >= row["wire_payload_bytes_per_update"] > 0
         assert row["payload_bytes_per_update"] > 0 and row["server_cpu_ms_per_1000_updates"] is not None
     # Push transports see every update (and every delta applied to a held quote); polling skips some.
+    servers = (out / "servers.log").read_text(errors="replace")
     for push in (*WEBSOCKETS, "sse", "longpoll"):
-        assert rows[push]["lost_updates"] == 0 and rows[push]["bad_deltas"] == 0, rows[push]
+        assert rows[push]["lost_updates"] == 0 and rows[push]["bad_deltas"] == 0, (rows[push], servers[-4000:])
     assert rows["polling"]["requests"] > 0 and rows["websocket"]["requests"] == 0
     # What each variant negotiated, and what it got: compressed frames only where deflate was offered.
     plain, deflate = rows["websocket"], rows["websocket-deflate"]

@@ -65,7 +65,10 @@ class Command(BaseCommand):
                     web, port = rig.start(SITE)
                     self.say(f"Started daphne (pid {web.pid}) and run_market on http://127.0.0.1:{port}")
                     target = Target("127.0.0.1", port, wanted)
-                    results = self.measure(chosen, target, server_pid=web.pid, **measure)
+                    try:
+                        results = self.measure(chosen, target, server_pid=web.pid, **measure)
+                    finally:  # the market's and daphne's own account of the run, beside its figures
+                        rig.keep_log(out / "servers.log")
         except RigError as exc:  # the site or its feed would not start: say which, no traceback
             raise CommandError(str(exc)) from None
         out.mkdir(parents=True, exist_ok=True)
@@ -77,7 +80,8 @@ class Command(BaseCommand):
         (out / "results.md").write_text(table)
         reports.chart(results, out / "results.png")
         self.stdout.write(table)
-        self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}\n")
+        kept = f", {out / 'servers.log'}" if (out / "servers.log").exists() and not url else ""
+        self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}, {out / 'results.png'}{kept}\n")
 
     def measure(self, chosen, target, *, clients, duration, poll_interval, server_pid) -> list[dict]:
         """Each chosen transport in turn against ``target``: one result row each."""
