@@ -16,6 +16,7 @@ from django.test import Client
 from ticker.market import alert_json, alerts, services
 from ticker.market import lease as leases
 from ticker.market.loop import Publisher
+from ticker.market.prices import Tick
 from ticker.models import ALERTS_MOST_PER_USER, Alert, MarketLease, Stock
 from ticker.wire import personal, protocol
 
@@ -223,6 +224,26 @@ def test_an_alert_fires_once_at_the_first_step_whose_quote_satisfies_it(stocks, 
             "triggered", first.step, tick.price, False
         )  # fmt: skip
         assert float(stored.triggered_change_pct) == tick.change_pct == fire.alert["change_pct"]
+
+
+@pytest.mark.parametrize(
+    "condition, value, price, fires",
+    [
+        # 10.1 and 10.3 are the floats just below and just above their decimals: the gate must not decide on those.
+        ("price_above", "10.3", "10.30", True), ("price_above", "10.3", "10.29", False),
+        ("price_below", "10.1", "10.10", True), ("price_below", "10.1", "10.11", False),
+        ("price_above", "10.1", "10.10", True), ("price_below", "10.3", "10.30", True),
+        ("change_pct_above", "3", "10.30", True), ("change_pct_above", "3.01", "10.30", False),
+        ("change_pct_below", "-1", "9.90", True), ("change_pct_below", "-1.01", "9.90", False),
+    ],
+)  # fmt: skip
+def test_a_quote_at_the_alerts_value_exactly_fires_it(condition, value, price, fires):
+    """The book's gate (the prices between which nothing fires) is exact at its edges: a quote equal to the value
+    fires a price_above or price_below alert (and a change % equal to it a change % one), one a cent short does not."""
+    book = alerts.AlertBook()
+    book._place((1, "AAA", condition, Decimal(value), "armed", False))
+    tick = Tick("AAA", Decimal(price), Decimal("10.00"), seq=2, ts=0)
+    assert book.candidates([tick]) == ({1: tick} if fires else {})
 
 
 def test_not_at_the_arming_step_then_again_after_a_rearm(stocks, alice):
