@@ -225,8 +225,11 @@ class Alert(models.Model):
     read = models.BooleanField(default=True)
 
     class Meta:
+        # No index holds ``state``: a fire (or a re-arm) then changes no indexed column, and PostgreSQL updates
+        # the row in place on its page (a HOT update, with the free space migration 0008 leaves on each page)
+        # instead of a new entry in every index: 2.2-2.6 -> 0.8-1.2 ms for a step's 34 fires (docs/benchmarks.md).
+        # The reads by state (the book's load at a takeover, the armed ids every 10 s) scan the table off the step.
         indexes = [
-            models.Index(fields=["stock", "state"], name="alert_armed_by_stock"),
             models.Index(fields=["user", "-created_at"], name="alert_by_user_newest"),
         ]
 

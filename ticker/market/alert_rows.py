@@ -31,9 +31,10 @@ def after(watermark: int) -> list[tuple]:
         f"JOIN {stock} AS s ON s.id = a.stock_id WHERE a.id > %s ORDER BY a.id LIMIT {BATCH}"
     )
     rows: list[tuple] = []
-    with connection.cursor() as cursor:
+    prepare = connection.vendor == "postgresql"  # the same text every step: prepared once (``_preparing``)
+    with _preparing() if prepare else connection.cursor() as cursor:
         while True:
-            cursor.execute(sql, [rows[-1][0] if rows else watermark])
+            cursor.execute(sql, [rows[-1][0] if rows else watermark], **({"prepare": True} if prepare else {}))
             batch = cursor.fetchall()
             rows += batch
             if len(batch) < BATCH:
@@ -48,9 +49,9 @@ def fire(chosen: list[tuple[int, Decimal, Decimal]], *, step: int, at: datetime)
 
     One ``UPDATE ... RETURNING`` replaced the ORM's ``select_for_update`` then an UPDATE: a round trip and a model
     instance per fire less (fire 13.9 -> 5.1 ms a step, docs/benchmarks.md). On PostgreSQL the candidates go as
-    three arrays (``unnest``) through psycopg's own cursor, which binds on the server: the statement's text is
-    the same every step, so psycopg prepares it after five and PostgreSQL plans it once (Django's cursor sends
-    literals, planned at every step: 3.4 -> 1.6 ms for 34 fires, measured side by side). On SQLite, a
+    three arrays (``unnest``) through psycopg's own cursor, which binds on the server (Django's cursor sends
+    literals: 3.4 -> 1.6 ms for 34 fires, measured side by side), prepared (``_preparing``): its text is the same
+    every step. On SQLite, a
     ``VALUES`` list per 300, named in a ``WITH`` (SQLite names no columns of a subquery in ``FROM``)."""
     if not chosen:
         return []
@@ -70,11 +71,9 @@ def fire(chosen: list[tuple[int, Decimal, Decimal]], *, step: int, at: datetime)
     if connection.vendor == "postgresql":
         source = "unnest(%s::bigint[], %s::numeric[], %s::numeric[]) AS v(id, price, pct)"
         ids, prices, pcts = (list(part) for part in zip(*chosen, strict=True))
-        connection.ensure_connection()
-        with connection.connection.cursor() as cursor:
-            cursor.execute(
-                update.format(source=source), [triggered, stamp, step, False, ids, prices, pcts, armed, step]
-            )
+        with _preparing() as cursor:
+            params = [triggered, stamp, step, False, ids, prices, pcts, armed, step]
+            cursor.execute(update.format(source=source), params, prepare=True)
             return sorted(cursor.fetchall())
     fired: list[tuple] = []
     with connection.cursor() as cursor:
@@ -97,6 +96,19 @@ def fire(chosen: list[tuple[int, Decimal, Decimal]], *, step: int, at: datetime)
             fired += cursor.fetchall()
     fired.sort()
     return fired
+
+
+def _preparing():
+    """psycopg's own cursor on Django's connection (PostgreSQL): it binds on the server, and a statement executed
+    with ``prepare=True`` is prepared on the connection, planned once and reused while the connection lives (the
+    market keeps its connection open: ticker/market/dbthread.py). Django turns psycopg's automatic preparation
+    off (``prepare_threshold = None``, which also refuses ``prepare=True``); set past any count, it prepares only
+    the statements that ask."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if raw.prepare_threshold is None:
+        raw.prepare_threshold = 2**31 - 1
+    return raw.cursor()
 
 
 _FIRE_COLUMNS = (

@@ -14,6 +14,8 @@ from django.conf import settings
 
 from ticker.market import alerts, services
 from ticker.market import lease as leases
+from ticker.market.alert_notices import listen_for_alert_changes
+from ticker.market.dbthread import DatabaseThread
 from ticker.ops import metrics
 from ticker.wire import personal, protocol
 
@@ -31,9 +33,10 @@ async def run_market(
     """Lead the market, or stand by until the leader goes; until ``run_for`` seconds pass or ``stop`` is set.
 
     Exactly one market process on a database leads (ticker/market/lease.py): it
-    steps every ``interval_ms``, each step's database work in one
-    worker-thread call that also renews the lease, and sends each step's
-    changes to the channel layer as ONE ``quote.batch`` message. Any other
+    steps every ``interval_ms``, each step's database work in one call on the
+    market's database thread (one connection, kept open: ticker/market/dbthread.py)
+    that also renews the lease, and sends each step's changes to the channel
+    layer as ONE ``quote.batch`` message. Any other
     waits as a standby, reading the lease about five times a TTL, and takes
     over once it expires (within a TTL and a poll of the leader's death) or
     is released (SIGTERM). A leader whose step finds the lease taken stores
@@ -50,42 +53,52 @@ async def run_market(
         raise ValueError(problem)
     holder = leases.holder_id()
     deadline = time.monotonic() + run_for if run_for else None
-    acquire = database_sync_to_async(leases.acquire, thread_sensitive=False)
+    db = DatabaseThread()  # every call of the market's on one thread and connection (ticker/market/dbthread.py)
     steps, opened, seen = 0, False, None
-    while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
-        try:
-            held, row = await acquire(holder=holder)
-        except Exception as exc:
-            log.warning("could not read the market lease (%s); trying again in %.1f s", exc, ttl / 5)
-            held = None
-        else:
-            if held is None and (row.holder, row.token) != seen:
-                seen = (row.holder, row.token)
-                log.info(
-                    "standing by: the market lease is held by %s (token %d); taking over once it expires (%.1f s)",
-                    row.holder,
-                    row.token,
-                    ttl,
+    try:
+        while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+            try:
+                held, row = await db(leases.acquire, holder=holder)
+            except Exception as exc:
+                log.warning("could not read the market lease (%s); trying again in %.1f s", exc, ttl / 5)
+                held = None
+            else:
+                if held is None:
+                    seen = _standing_by(row, seen, ttl)
+            if held is not None:
+                log.info("leading the market: took the lease with token %d (holder %s)", held.token, holder)
+                taken, finished = await _lead(
+                    held,
+                    db=db,
+                    site=row.site,
+                    interval_ms=interval_ms,
+                    seed=None if opened else seed,
+                    stop=stop,
+                    deadline=deadline,
                 )
-        if held is not None:
-            log.info("leading the market: took the lease with token %d (holder %s)", held.token, holder)
-            taken, finished = await _lead(
-                held,
-                site=row.site,
-                interval_ms=interval_ms,
-                seed=None if opened else seed,
-                stop=stop,
-                deadline=deadline,
-            )
-            steps += taken
-            if finished:
-                break
-            opened, seen = True, None
-            continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=ttl / 5)
+                steps += taken
+                if finished:
+                    break
+                opened, seen = True, None
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=ttl / 5)
+    finally:
+        await db.close()
     log.info("market stopped after %d steps", steps)
     return steps
+
+
+def _standing_by(row, seen: tuple | None, ttl: float) -> tuple:
+    """Say once per holder that this process stands by; return the holder said."""
+    if (row.holder, row.token) != seen:
+        log.info(
+            "standing by: the market lease is held by %s (token %d); taking over once it expires (%.1f s)",
+            row.holder,
+            row.token,
+            ttl,
+        )
+    return row.holder, row.token
 
 
 def interval_problem(interval_ms: int) -> str | None:
@@ -101,7 +114,14 @@ def interval_problem(interval_ms: int) -> str | None:
 
 
 async def _lead(
-    lease: leases.Lease, *, site: str, interval_ms: int, seed: int | None, stop: asyncio.Event, deadline: float | None
+    lease: leases.Lease,
+    *,
+    db: DatabaseThread,
+    site: str,
+    interval_ms: int,
+    seed: int | None,
+    stop: asyncio.Event,
+    deadline: float | None,
 ) -> tuple[int, bool]:
     """Step while this process holds ``lease``; return the steps taken, and True if stopped (False: lease lost).
 
@@ -110,17 +130,11 @@ async def _lead(
     stored them, and quotes every symbol once, so clients' seq continues.
     """
     publisher = Publisher(get_channel_layer(), identity=leases.MarketIdentity(site, lease.token))
-    market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=seed)
-    book = await database_sync_to_async(alerts.AlertBook.load)()
-    log.info(
-        "market open at step %d with %d symbols and %d armed alerts, every %d ms",
-        market.step_no,
-        len(market.ticks),
-        len(book),
-        interval_ms,
-    )
+    market = await db(services.market_open, interval_ms=interval_ms, seed=seed)
+    book = await db(alerts.AlertBook.load)
+    opened = (market.step_no, len(market.ticks), len(book), interval_ms)
+    log.info("market open at step %d with %d symbols and %d armed alerts, every %d ms", *opened)
     listener = asyncio.create_task(listen_for_alert_changes(publisher.layer, lambda: book))
-    step_db = database_sync_to_async(services.market_step, thread_sensitive=False)
     interval, ttl = interval_ms / 1000, settings.MARKET_LEASE_TTL_S
     next_at = time.monotonic()
     steps = 0
@@ -128,7 +142,7 @@ async def _lead(
         ts = time.time_ns() // 1_000_000
         step_started = time.perf_counter()
         try:
-            result = await step_db(market=market, ts=ts, lease=lease, alerts=book)
+            result = await db(services.market_step, market=market, ts=ts, lease=lease, alerts=book)
         except leases.LeaseLost as lost:
             log.warning("lost the market lease: %s; this step was not stored; standing by", lost)
             listener.cancel()
@@ -139,14 +153,14 @@ async def _lead(
             # The in-memory rollback cannot tell a failed commit from one that
             # succeeded but reported an error; the database can.
             with contextlib.suppress(Exception):
-                market = await database_sync_to_async(services.market_open)(interval_ms=interval_ms, seed=None)
-                book = await database_sync_to_async(alerts.AlertBook.load)()
+                market = await db(services.market_open, interval_ms=interval_ms, seed=None)
+                book = await db(alerts.AlertBook.load)
         else:
             steps += 1
             took = time.perf_counter() - step_started
             metrics.market_stepped(took, result.step, len(market.ticks))
             await _publish_within_lease(
-                publisher, result, took=took, ttl=ttl, ours=lambda: database_sync_to_async(leases.still_ours)(lease)
+                publisher, result, took=took, ttl=ttl, ours=lambda: db(leases.still_ours, lease)
             )
         next_at += interval
         now = time.monotonic()
@@ -158,7 +172,7 @@ async def _lead(
             await asyncio.wait_for(stop.wait(), timeout=next_at - now)
     listener.cancel()
     try:
-        released = await database_sync_to_async(leases.release)(lease)
+        released = await db(leases.release, lease)
     except Exception as exc:
         log.warning("could not release the market lease (it expires on its own): %s", exc)
     else:
@@ -266,55 +280,6 @@ class Publisher:
             )
             return False
         return True
-
-
-async def listen_for_alert_changes(layer, book) -> None:
-    """Keep the current book (``book()``) told of re-armed and enabled alerts: the notices on
-    ``alerts.CHANGED_GROUP`` at once, and every ``alerts.RECONCILE_EVERY_S`` the ids of every armed alert, for a
-    notice lost while Redis was away."""
-    await asyncio.gather(_notices(layer, book), _reconcile(book))
-
-
-async def _notices(layer, book) -> None:
-    """Hand the alerts named on ``alerts.CHANGED_GROUP`` (re-armed, enabled) to the current book, which reads them
-    at its next step. Joins the group again every minute (channels_redis forgets members after its group expiry,
-    300 s here), and keeps listening through Redis outages (a notice lost meanwhile is found by ``_reconcile``)."""
-    if layer is None:
-        return
-    channel = await layer.new_channel()
-    rejoin = asyncio.create_task(_rejoin(layer, channel))
-    try:
-        while True:
-            try:
-                message = await layer.receive(channel)
-            except Exception as exc:
-                log.warning("could not read alert changes (%s); trying again in 1 s", exc)
-                await asyncio.sleep(1)
-                continue
-            book().notice(message.get("ids", ()))
-    finally:
-        rejoin.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(layer.group_discard(alerts.CHANGED_GROUP, channel), timeout=2)
-
-
-async def _reconcile(book) -> None:
-    read = database_sync_to_async(alerts.armed_ids, thread_sensitive=False)
-    while True:
-        await asyncio.sleep(alerts.RECONCILE_EVERY_S)
-        try:
-            book().reconcile(await read())
-        except Exception as exc:
-            log.warning("could not read the armed alerts (%s); trying again in %.0f s", exc, alerts.RECONCILE_EVERY_S)
-
-
-async def _rejoin(layer, channel: str) -> None:
-    while True:
-        try:
-            await layer.group_add(alerts.CHANGED_GROUP, channel)
-        except Exception as exc:
-            log.warning("could not join %s (%s); trying again in 60 s", alerts.CHANGED_GROUP, exc)
-        await asyncio.sleep(60)
 
 
 def _alerts(result: services.StepResult) -> list[tuple[int, dict]]:
