@@ -209,6 +209,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "keepalives_idle": 1,
         "keepalives_interval": 1,
         "keepalives_count": DATABASE_NETWORK_TIMEOUT_S,
+        # And the server's side of it: the session's backend probes its client the same way, so a connection whose
+        # client went during a partition (the market keeps one open: ticker/market/dbthread.py) ends on the server
+        # too, instead of sitting idle for the kernel's two hours (and holding up a smart shutdown meanwhile).
+        "options": "-c tcp_keepalives_idle=1 -c tcp_keepalives_interval=1 "
+        f"-c tcp_keepalives_count={DATABASE_NETWORK_TIMEOUT_S}",
     }.items():
         _options.setdefault(_name, _value)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
