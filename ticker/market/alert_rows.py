@@ -104,11 +104,14 @@ def _preparing():
     market keeps its connection open: ticker/market/dbthread.py). Django turns psycopg's automatic preparation
     off (``prepare_threshold = None``, which also refuses ``prepare=True``); set past any count, it prepares only
     the statements that ask."""
+    import psycopg  # PostgreSQL only
+
     connection.ensure_connection()
     raw = connection.connection
     if raw.prepare_threshold is None:
         raw.prepare_threshold = 2**31 - 1
-    return raw.cursor()
+    # Not raw.cursor(): Django sets the connection's cursor_factory to its client-side cursor (literals in the text).
+    return psycopg.Cursor(raw)
 
 
 _FIRE_COLUMNS = (
