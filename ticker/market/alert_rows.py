@@ -17,12 +17,6 @@ BATCH = 1000
 CHUNK = 300
 
 
-def armed_ids() -> set[int]:
-    """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
-    rows = Alert.objects.filter(state=Alert.State.ARMED, disabled=False).values_list("id", flat=True)
-    return set(rows.iterator(chunk_size=10_000))
-
-
 def after(watermark: int) -> list[tuple]:
     """The book's fields of the alerts above ``watermark``, in id order: a plain query, as it runs every step
     (the ORM's compilation was most of its ~0.8 ms). The value comes as the driver reads it (the book wants a

@@ -1,21 +1,22 @@
 """Price alerts in the market: the armed thresholds kept sorted, evaluated and fired inside the step (issue 23).
 
 ``AlertBook`` holds, per symbol and condition, the armed alerts' thresholds as a sorted list of ``(value, id)``,
-and per symbol the price range in which a quote fires nothing (its gate): the market tests each new price against
-its symbol's gate where it makes the price (``watch``, ``Market.step``), the book bisects the lists only past it
-and reads the rows of the candidates alone, so the cost grows with the symbols that moved and the alerts that
-fire, never with the number armed (docs/benchmarks.md, "Alert evaluation"). It is loaded whole when a market
-takes the lease (``AlertBook.load``) and kept current every step, inside the step's transaction, by reading only:
+and per symbol the price range in which a quote fires nothing (its gate), so a step checks each moved symbol's
+quote against its gate, bisects the lists only past it, and then reads the rows of the candidates alone: the
+cost grows with the symbols that moved and the alerts that fire, never with the number armed (docs/benchmarks.md,
+"Alert evaluation"). It is loaded whole when a market takes the lease
+(``AlertBook.load``) and kept current every step, inside the step's transaction, by reading only:
 
 - the alerts created since the last step: ids above a watermark (plus, on PostgreSQL, the ids below it not yet
   seen, for a few seconds: a sequence hands out ids before their transactions commit, in any order);
 - the alerts named by a notice on the channel layer (``CHANGED_GROUP``): the API sends one after a re-arm, the
-  admin after enabling; a lost notice is found by the reconcile every ``RECONCILE_EVERY_S``.
+  admin after enabling; a lost notice only delays such an alert until the next takeover or restart.
 
 The book may hold too much (an alert deleted, disabled or fired elsewhere), never too little of what it was told:
-every candidate is checked against its row before it fires (armed, enabled, armed at an earlier step), and one
-that no longer qualifies leaves the book. Fires are stored in the step's transaction, after the lease's renewal
-(``services.market_step``), so a deposed leader fires nothing and a takeover neither repeats nor skips one.
+every candidate is checked against its row, locked, before it fires (state armed, not disabled, armed at an
+earlier step), and one that no longer qualifies leaves the book. Fires are stored in the step's transaction,
+after the lease's renewal (``services.market_step``), so a deposed leader fires nothing and a takeover neither
+repeats nor skips one.
 """
 
 from __future__ import annotations
@@ -40,18 +41,25 @@ ARMED, TRIGGERED = Alert.State.ARMED, Alert.State.TRIGGERED
 CONDITIONS = ("price_above", "price_below", "change_pct_above", "change_pct_below")
 INF = float("inf")
 _LOWEST, _HIGHEST, _MARGIN = Decimal("-Infinity"), Decimal("Infinity"), Decimal("0.01")
-_OPEN_GATE = (None, _HIGHEST, _LOWEST)  # no price is inside it; no close is its close
 ABOVE = (Alert.Condition.PRICE_ABOVE, Alert.Condition.CHANGE_PCT_ABOVE)
 PRICE_CONDITIONS = (Alert.Condition.PRICE_ABOVE, Alert.Condition.PRICE_BELOW)
-# The channel-layer group the leading market listens on for alerts to (re)read: {"type": CHANGED_EVENT, "ids": [...]};
-# and how often it reads every armed alert's id, away from the step, for a notice lost while Redis was away.
-CHANGED_GROUP = CHANGED_EVENT = "alerts.changed"
+# The channel-layer group the leading market listens on for alerts to (re)read: {"type": CHANGED_EVENT, "ids": [...]}.
+CHANGED_GROUP = "alerts.changed"
+# How often the market reads every armed alert's id, away from the step, to find a re-arm or enable whose notice
+# on the channel layer was lost (Redis away at that moment): it is read at the next step all the same.
 RECONCILE_EVERY_S = 10.0
+CHANGED_EVENT = "alerts.changed"
 # How long an id below the watermark that was never seen is looked for (PostgreSQL's commits out of id order).
 GAP_SECONDS = 10.0
 # Ids per statement (SQLite's oldest limit on parameters is 999).
 CHUNK = 900
 _FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
+
+
+def armed_ids() -> set[int]:
+    """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
+    rows = Alert.objects.filter(state=ARMED, disabled=False).values_list("id", flat=True)
+    return set(rows.iterator(chunk_size=10_000))
 
 
 def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
@@ -89,7 +97,6 @@ class AlertBook:
         self.gaps: dict[int, float] = {}
         # Candidates refused only for being armed at this step or later: checked again at the next, moved or not.
         self.recheck: set[int] = set()
-        self.ungated: set[str] = set()  # symbols whose gate is to be worked out again (``watch``)
         self.timings = (0.0, 0.0, 0.0)
         self._noticed: set[int] = set()
         self._armed: set[int] | None = None  # the latest reconcile's ids, for the next ``sync``
@@ -182,7 +189,6 @@ class AlertBook:
     def _bound(self, symbol: str) -> None:
         """The symbol's four bounds: a quote fires something only past one of them."""
         self.gates.pop(symbol, None)
-        self.ungated.add(symbol)
         above, below, pct_above, pct_below = self.lists[symbol]
         if not (above or below or pct_above or pct_below):
             del self.lists[symbol]
@@ -196,19 +202,6 @@ class AlertBook:
         )
 
     # -- evaluating -----------------------------------------------------------
-
-    def watch(self, ticks: dict[str, Tick]) -> dict[str, tuple]:
-        """The gates for the market's next step (``Market.step(watch=...)``; the quotes past them go to ``crossed``):
-        one for every symbol with armed alerts, with its quote's close (``_OPEN_GATE`` if it has no quote yet)."""
-        for symbol in self.ungated:
-            if symbol in self.bounds:
-                tick = ticks.get(symbol)
-                if tick is None:
-                    self.gates[symbol] = _OPEN_GATE
-                else:
-                    self._gate(symbol, tick.prev_close)
-        self.ungated.clear()
-        return self.gates
 
     def candidates(self, ticks: list[Tick]) -> dict[int, Tick]:
         """The alerts whose condition these quotes satisfy, by id, with the quote that satisfies each."""

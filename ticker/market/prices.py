@@ -32,14 +32,13 @@ import random
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from ticker.market.sessions import ALWAYS_OPEN, CLOSED, OPEN, Schedule, Session  # noqa: F401 (re-exported)
-
 # Trading seconds in a year: 252 sessions of 6.5 hours.
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
 CENT = Decimal("0.01")
 # A simulated price never falls below one cent: GBM cannot reach zero, but
 # rounding could, and a zero price would make every later step zero.
 MIN_PRICE = CENT
+OPEN, CLOSED = "open", "closed"
 CANDLE_MS = 60_000
 # Shares trade in round lots of 100.
 LOT = 100
@@ -118,6 +117,41 @@ def change_pct(change: Decimal, prev_close: Decimal) -> float:
     return float((change * 100 / prev_close).quantize(CENT, ROUND_HALF_EVEN))
 
 
+@dataclass(frozen=True, slots=True)
+class Session:
+    """The trading session at some moment: its state, when that state ends, and the cycle's number."""
+
+    state: str
+    until: int  # epoch ms of the next change of state
+    number: int  # counts open-then-closed cycles since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Sessions open ``open_ms`` then closed ``closed_ms`` of wall-clock time, cycles counted from the epoch."""
+
+    open_ms: int
+    closed_ms: int
+
+    @classmethod
+    def of(cls, *, open_hours: float, closed_hours: float, speed: float) -> Schedule:
+        """The wall-clock schedule of sessions of these simulated lengths at ``speed`` times real time."""
+        if open_hours <= 0 or closed_hours < 0 or speed <= 0:
+            raise ValueError("the open session and the speed must be positive, the closed time not negative")
+        return cls(round(open_hours * 3_600_000 / speed), round(closed_hours * 3_600_000 / speed))
+
+    def at(self, ts: int) -> Session:
+        cycle = self.open_ms + self.closed_ms
+        number, into = divmod(ts, cycle)
+        start = number * cycle
+        if into < self.open_ms or not self.closed_ms:
+            return Session(OPEN, start + self.open_ms, number)
+        return Session(CLOSED, start + cycle, number)
+
+
+ALWAYS_OPEN = Schedule(open_ms=1 << 62, closed_ms=0)
+
+
 def quantize(price: float | Decimal) -> Decimal:
     """Round a price to cents, never below one cent."""
     value = Decimal(str(price)).quantize(CENT, rounding=ROUND_HALF_EVEN)
@@ -187,26 +221,18 @@ class Market:
         self.session = session
         self.finished: list[tuple[str, Candle]] = []
         self._rng = random.Random(seed)
-        self.crossed: list[Tick] = []  # the last step's changed ticks that a ``watch`` asked for
         # Symbols never quoted before: quoted next step even if the price stays, so clients learn of a listing at once.
         self._announce: set[str] = set()
 
-    def step(self, instruments: dict[str, Instrument], *, ts: int, watch: dict | None = None) -> list[Tick]:
+    def step(self, instruments: dict[str, Instrument], *, ts: int) -> list[Tick]:
         """Advance every instrument one step and return the ticks that changed.
 
         ``instruments`` is the operator's current view: a symbol missing from it is not traded this step; a new one
         must already have a tick (see ``add``). Draws happen in symbol order so a seed replays exactly. The candles
         this step finished are in ``finished`` until the next step.
-
-        ``watch`` (the alert book's gates, ``AlertBook.watch``): per symbol ``(close, low, high)``. A changed tick
-        of a watched symbol goes to ``crossed`` too unless its price is strictly between low and high and its
-        previous close is that very ``close``; so does one quoted again without a trade. Tested where the price is
-        made: one comparison, not a second pass over the moved quotes (docs/benchmarks.md, "Alert evaluation").
         """
         self.step_no += 1
         self.finished = []
-        self.crossed = crossed = []
-        watched = watch.get if watch is not None else None
         closing, opening = self._next_session(ts)
         trading = self.session.state == OPEN
         changed: list[Tick] = []
@@ -229,17 +255,12 @@ class Market:
                     next_price(float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=dt, z=z)
                 )
                 if price != tick.price:
-                    changed.append(new := self._trade(tick, price, volume=step_volume(z, u), ts=ts, first=opening))
-                    gate = watched(symbol) if watched is not None else None
-                    if gate is not None and (not gate[1] < price < gate[2] or gate[0] is not new.prev_close):
-                        crossed.append(new)
+                    changed.append(self._trade(tick, price, volume=step_volume(z, u), ts=ts, first=opening))
                     continue
                 quote_again = tick.halted or announce
             self.ticks[symbol] = tick
             if quote_again:
-                changed.append(new := self._update(tick, halted=instrument.halted, ts=ts))
-                if watched is not None and watched(symbol) is not None:
-                    crossed.append(new)
+                changed.append(self._update(tick, halted=instrument.halted, ts=ts))
         return changed
 
     def _next_session(self, ts: int) -> tuple[bool, bool]:
