@@ -259,7 +259,9 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seco
         # Runnable but kept off its core by other processes (a shared machine): the share of the window.
         "server_runqueue_wait_share": round(waited / elapsed, 3),
         "generator_runqueue_wait_share": round(generator_waited / elapsed, 3),
+        # The armer's insert of the next alerts a step (named "publisher" in earlier runs' JSON, kept for them).
         "publisher_ms_per_step": round(statistics.median(publisher.wall_ms), 2) if publisher.wall_ms else None,
+        "armer_errors": publisher.errors[-3:],  # a read or insert that failed: the window armed less, or stopped
         "publisher_ms_max": round(max(publisher.wall_ms), 2) if publisher.wall_ms else None,
         "server_cpu_us_per_any_frame": round(cpu * 1e6 / (row["frames_per_s"] * seconds + len(latencies)), 1)
         if row["frames_per_s"]
