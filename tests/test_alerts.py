@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
@@ -13,10 +15,10 @@ from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
 
-from ticker.market import alert_json, alerts, services
+from ticker.market import alert_json, alert_rows, alerts, services
 from ticker.market import lease as leases
 from ticker.market.loop import Publisher
-from ticker.market.prices import Tick
+from ticker.market.prices import Instrument, Market, Schedule, Tick, dt_years
 from ticker.models import ALERTS_MOST_PER_USER, Alert, MarketLease, Stock
 from ticker.wire import personal, protocol
 
@@ -246,6 +248,66 @@ def test_a_quote_at_the_alerts_value_exactly_fires_it(condition, value, price, f
     assert book.candidates([tick]) == ({1: tick} if fires else {})
 
 
+def test_the_quotes_the_market_finds_past_their_gates_fire_what_a_look_at_every_quote_fires():
+    """``Market.step(watch=book.watch)`` tests each new price where it is made and lists in ``crossed`` only
+    those not inside their gate: the book finds the same candidates in them as in every changed quote, through
+    sessions that open and close (new previous closes), a halt, alerts placed and removed between steps, and a
+    symbol listed while the book already holds an alert on it."""
+    rng = random.Random(7)
+    symbols = [f"S{i:02d}" for i in range(40)]
+    ticks = {s: Tick(s, Decimal("100.00"), Decimal("100.00"), seq=0, ts=0) for s in symbols[:-1]}
+    # Half the symbols move a few cents a step, half about a dollar; half the price alerts sit on a cent a few
+    # cents away, where a price the market makes (before its rounding to cents) is often within half a cent.
+    instruments = {s: Instrument(s, volatility=2.0 if i % 2 else 0.05, drift=0.0) for i, s in enumerate(symbols)}
+    market = Market(ticks, dt=dt_years(0.25, 500), seed=3, schedule=Schedule(open_ms=4_000, closed_ms=1_000))
+    book, pk, checked = alerts.AlertBook(), 0, 0
+    for step in range(400):
+        for _ in range(rng.randrange(6)):  # alerts come and go between steps, near the current prices
+            pk += 1
+            symbol, condition = rng.choice(symbols), rng.choice(alerts.CONDITIONS)
+            price = market.ticks[symbol].price if symbol in market.ticks else Decimal("100")
+            if "price" not in condition:
+                value = rng.uniform(-3, 3)
+            elif rng.random() < 0.5:
+                value = price + rng.randrange(-3, 4) * Decimal("0.01")
+            else:
+                value = price * Decimal(str(rng.uniform(0.97, 1.03)))
+            book._place((pk, symbol, condition, Decimal(str(round(value, 4))), "armed", False))
+        for gone in rng.sample(sorted(book.where), min(len(book.where), rng.randrange(3))):
+            book._remove(gone)
+        if step == 200:
+            market.add(Tick(symbols[-1], Decimal("99.00"), Decimal("99.00"), seq=0, ts=0))
+        halted = {s: replace(i, halted=step % 50 < 5 and s == "S01") for s, i in instruments.items()}
+        live = {s: i for s, i in halted.items() if s in market.ticks}
+        changed = market.step(live, ts=step * 250, watch=book.watch)
+        assert set(market.crossed) <= set(changed)
+        assert book.candidates(market.crossed) == book.candidates(changed)
+        checked += len(book.candidates(changed))
+    assert checked > 400  # alerts did fire along the way: the comparison was not between two empty sets
+
+
+def test_quotes_inside_their_gates_are_not_passed_on_before_or_after_a_listing():
+    """The point of the gates: a quote far from every alert of its symbol is not handed to the book, also once a
+    listing has moved every symbol's place in the market's order (the floats are rebuilt from the gates)."""
+    symbols = [f"S{i:02d}" for i in range(30)]
+    ticks = {s: Tick(s, Decimal("100.00"), Decimal("100.00"), seq=1, ts=0) for s in symbols}
+    instruments = {s: Instrument(s, volatility=0.5, drift=0.0) for s in [*symbols, "AAA"]}
+    market, book = Market(ticks, dt=dt_years(0.25, 500), seed=5), alerts.AlertBook()
+    for pk, symbol in enumerate(symbols, start=1):
+        book._place((pk, symbol, "price_above", Decimal("150"), "armed", False))
+    live = {s: i for s, i in instruments.items() if s in market.ticks}
+    first = market.step(live, ts=250, watch=book.watch)
+    assert market.crossed == first and book.candidates(market.crossed) == {}  # gates not worked out yet
+    second = market.step(live, ts=500, watch=book.watch)
+    assert len(second) > 20 and market.crossed == []
+    market.add(Tick("AAA", Decimal("10.00"), Decimal("10.00"), seq=0, ts=0))  # first in the order: every slot moves
+    book._place((99, "AAA", "price_below", Decimal("1"), "armed", False))
+    listed = market.step(instruments, ts=750, watch=book.watch)
+    assert [t.symbol for t in market.crossed] == ["AAA"] and len(listed) > 20
+    book.candidates(market.crossed)
+    assert len(market.step(instruments, ts=1000, watch=book.watch)) > 20 and market.crossed == []
+
+
 def test_not_at_the_arming_step_then_again_after_a_rearm(stocks, alice):
     market = volatile(stocks)
     book = alerts.AlertBook.load()
@@ -272,7 +334,7 @@ def test_a_rearm_whose_notice_was_lost_fires_once_the_market_reconciles(stocks, 
     assert [f.alert["id"] for f in first.fires] == [alert.pk]
     Alert.objects.filter(pk=alert.pk).update(state="armed", armed_step=market.step_no)  # re-armed; no notice
     assert all(r.fires == [] for r in run(market, book, 3, start=1))  # the book does not know yet
-    book.reconcile(alerts.armed_ids())  # what the market's loop does every RECONCILE_EVERY_S
+    book.reconcile(alert_rows.armed_ids())  # what the market's loop does every RECONCILE_EVERY_S
     (again,) = run(market, book, 1, start=4)
     assert [f.alert["id"] for f in again.fires] == [alert.pk]
     assert all(r.fires == [] for r in run(market, book, 3, start=5))  # once

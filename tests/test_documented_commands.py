@@ -123,6 +123,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "a measurement of minutes at 100,000 alerts, on the named PostgreSQL database (each run on a fresh one)",
     ),
     "DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/st_fin1 .venv/bin/python manage.py alerts_steptime "
+    "--steps 400 --output docs/bench-runs/alerts/steptime-postgresql/fifth-new1.json": (
+        NOT_RUN,
+        "a measurement of minutes at 100,000 alerts, on the named PostgreSQL database (each run on a fresh one)",
+    ),
+    "DJANGO_DEBUG=1 DATABASE_URL=postgres://postgres@127.0.0.1:5432/st_fin1 .venv/bin/python manage.py alerts_steptime "
     "--steps 400 --output docs/bench-runs/alerts/steptime-postgresql/run1.json": (
         NOT_RUN,
         "a measurement of minutes at 100,000 alerts, on the named PostgreSQL database",

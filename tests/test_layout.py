@@ -28,7 +28,8 @@ MOST_FUNCTION_LINES = 70
 INSTRUMENTATION = ("ticker.ops.metrics", "ticker.ops.logs")
 STORED_MARKET = ("ticker.market.selectors", "ticker.market.lease", "ticker.market.prices", "ticker.models")
 RULES: dict[str, tuple[str, ...]] = {
-    "ticker.market.prices": (),
+    "ticker.market.prices": ("ticker.market.sessions",),  # the pure model: no Django, nothing else of ticker
+    "ticker.market.sessions": (),
     "ticker.wire": ("ticker.wire", "ticker.market.prices"),
     "ticker.runtime": ("ticker.runtime", "ticker.ops.logs"),
     "ticker.ops.metrics": ("ticker.runtime",),

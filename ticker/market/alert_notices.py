@@ -12,7 +12,7 @@ import logging
 
 from channels.db import database_sync_to_async
 
-from ticker.market import alerts
+from ticker.market import alert_rows, alerts
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def _notices(layer, book) -> None:
 
 
 async def _reconcile(book) -> None:
-    read = database_sync_to_async(alerts.armed_ids, thread_sensitive=False)
+    read = database_sync_to_async(alert_rows.armed_ids, thread_sensitive=False)
     while True:
         await asyncio.sleep(alerts.RECONCILE_EVERY_S)
         try:

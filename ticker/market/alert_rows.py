@@ -15,6 +15,23 @@ from ticker.models import Alert
 BATCH = 1000
 # Alerts per UPDATE of fires (SQLite's oldest limit on parameters is 999: three an alert, six more).
 CHUNK = 300
+# Ids per read by id (the same limit), and the fields the book reads of an alert.
+IDS_CHUNK = 900
+BOOK_FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
+
+
+def armed_ids() -> set[int]:
+    """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
+    rows = Alert.objects.filter(state=Alert.State.ARMED, disabled=False).values_list("id", flat=True)
+    return set(rows.iterator(chunk_size=10_000))
+
+
+def by_ids(ids: list[int]) -> list[tuple]:
+    """The book's fields of these alerts (those that still exist)."""
+    found: list[tuple] = []
+    for start in range(0, len(ids), IDS_CHUNK):
+        found += Alert.objects.filter(id__in=ids[start : start + IDS_CHUNK]).values_list(*BOOK_FIELDS)
+    return found
 
 
 def after(watermark: int) -> list[tuple]:

@@ -1,22 +1,21 @@
 """Price alerts in the market: the armed thresholds kept sorted, evaluated and fired inside the step (issue 23).
 
 ``AlertBook`` holds, per symbol and condition, the armed alerts' thresholds as a sorted list of ``(value, id)``,
-and per symbol the price range in which a quote fires nothing (its gate), so a step checks each moved symbol's
-quote against its gate, bisects the lists only past it, and then reads the rows of the candidates alone: the
-cost grows with the symbols that moved and the alerts that fire, never with the number armed (docs/benchmarks.md,
-"Alert evaluation"). It is loaded whole when a market takes the lease
-(``AlertBook.load``) and kept current every step, inside the step's transaction, by reading only:
+and per symbol the price range in which a quote fires nothing (its gate): the market tests each new price against
+its symbol's gate where it makes the price (``watch``, ``Market.step``), the book bisects the lists only past it
+and reads the rows of the candidates alone, so the cost grows with the symbols that moved and the alerts that
+fire, never with the number armed (docs/benchmarks.md, "Alert evaluation"). It is loaded whole when a market
+takes the lease (``AlertBook.load``) and kept current every step, inside the step's transaction, by reading only:
 
 - the alerts created since the last step: ids above a watermark (plus, on PostgreSQL, the ids below it not yet
   seen, for a few seconds: a sequence hands out ids before their transactions commit, in any order);
 - the alerts named by a notice on the channel layer (``CHANGED_GROUP``): the API sends one after a re-arm, the
-  admin after enabling; a lost notice only delays such an alert until the next takeover or restart.
+  admin after enabling; a lost notice is found by the reconcile every ``RECONCILE_EVERY_S``.
 
 The book may hold too much (an alert deleted, disabled or fired elsewhere), never too little of what it was told:
-every candidate is checked against its row, locked, before it fires (state armed, not disabled, armed at an
-earlier step), and one that no longer qualifies leaves the book. Fires are stored in the step's transaction,
-after the lease's renewal (``services.market_step``), so a deposed leader fires nothing and a takeover neither
-repeats nor skips one.
+every candidate is checked against its row before it fires (armed, enabled, armed at an earlier step), and one
+that no longer qualifies leaves the book. Fires are stored in the step's transaction, after the lease's renewal
+(``services.market_step``), so a deposed leader fires nothing and a takeover neither repeats nor skips one.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from array import array
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -43,23 +43,13 @@ INF = float("inf")
 _LOWEST, _HIGHEST, _MARGIN = Decimal("-Infinity"), Decimal("Infinity"), Decimal("0.01")
 ABOVE = (Alert.Condition.PRICE_ABOVE, Alert.Condition.CHANGE_PCT_ABOVE)
 PRICE_CONDITIONS = (Alert.Condition.PRICE_ABOVE, Alert.Condition.PRICE_BELOW)
-# The channel-layer group the leading market listens on for alerts to (re)read: {"type": CHANGED_EVENT, "ids": [...]}.
-CHANGED_GROUP = "alerts.changed"
-# How often the market reads every armed alert's id, away from the step, to find a re-arm or enable whose notice
-# on the channel layer was lost (Redis away at that moment): it is read at the next step all the same.
+# The channel-layer group the leading market listens on for alerts to (re)read: {"type": CHANGED_EVENT, "ids": [...]};
+# and how often it reads every armed alert's id, away from the step, for a notice lost while Redis was away.
+CHANGED_GROUP = CHANGED_EVENT = "alerts.changed"
 RECONCILE_EVERY_S = 10.0
-CHANGED_EVENT = "alerts.changed"
 # How long an id below the watermark that was never seen is looked for (PostgreSQL's commits out of id order).
 GAP_SECONDS = 10.0
-# Ids per statement (SQLite's oldest limit on parameters is 999).
-CHUNK = 900
-_FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
-
-
-def armed_ids() -> set[int]:
-    """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
-    rows = Alert.objects.filter(state=ARMED, disabled=False).values_list("id", flat=True)
-    return set(rows.iterator(chunk_size=10_000))
+_FIELDS = alert_rows.BOOK_FIELDS
 
 
 def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
@@ -81,11 +71,9 @@ class Fire:
 class AlertBook:
     """The armed alerts' thresholds, sorted per symbol and condition; see the module's docstring.
 
-    Thresholds are floats: a value has at most 4 decimals and 10 digits, a price 2 decimals and a change % is the
-    float of a 2-decimal figure, and float conversion keeps their order (equal numbers stay equal), so comparing
-    floats decides as comparing decimals would, at a fraction of the cost. Per symbol the book also keeps the four
-    bounds that fire anything (the lowest ``_above``, the highest ``_below``), so a quote that fires nothing (most
-    of them) costs one dictionary lookup and four comparisons."""
+    Thresholds are floats (a value has at most 4 decimals and 10 digits, a price 2 decimals, a change % is the
+    float of a 2-decimal figure: float conversion keeps their order, equal numbers equal). Per symbol the book
+    keeps the four bounds that fire anything (the lowest ``_above``, the highest ``_below``) and from them its gate."""
 
     def __init__(self) -> None:
         self.lists: dict[str, tuple[list[tuple[float, int]], ...]] = {}
@@ -97,6 +85,10 @@ class AlertBook:
         self.gaps: dict[int, float] = {}
         # Candidates refused only for being armed at this step or later: checked again at the next, moved or not.
         self.recheck: set[int] = set()
+        # The gates as floats by the market's order of symbols, for its price loop (``watch``); ``_slot`` by symbol.
+        self.low, self.high = array("d"), array("d")
+        self._order: list[str] = []
+        self._slot: dict[str, int] = {}
         self.timings = (0.0, 0.0, 0.0)
         self._noticed: set[int] = set()
         self._armed: set[int] | None = None  # the latest reconcile's ids, for the next ``sync``
@@ -142,7 +134,7 @@ class AlertBook:
             self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
         rows = alert_rows.after(self.watermark)
         if wanted := noticed | set(self.gaps):
-            rows += self._rows(sorted(wanted))
+            rows += alert_rows.by_ids(sorted(wanted))
         seen = {row[0] for row in rows}
         for i in noticed - seen:  # deleted since
             self._remove(i)
@@ -153,12 +145,6 @@ class AlertBook:
                 self.gaps.update(dict.fromkeys(set(range(self.watermark + 1, top)) - seen, now))
             self.watermark = top
         return {row[0] for row in rows if self._place(row)}
-
-    def _rows(self, ids: list[int]) -> list[tuple]:
-        found = []
-        for start in range(0, len(ids), CHUNK):
-            found += Alert.objects.filter(id__in=ids[start : start + CHUNK]).values_list(*_FIELDS)
-        return found
 
     def _place(self, row: tuple, *, bound: bool = True) -> bool:
         """Put one row in the book if it is armed and enabled, or take it out; True if it is in."""
@@ -193,7 +179,9 @@ class AlertBook:
         if not (above or below or pct_above or pct_below):
             del self.lists[symbol]
             self.bounds.pop(symbol, None)
+            self._floats(symbol, -INF, INF)  # nothing to fire: never looked at
             return
+        self._floats(symbol, INF, -INF)  # its gate to be worked out again: looked at whatever the price
         self.bounds[symbol] = (
             above[0][0] if above else INF,
             below[-1][0] if below else -INF,
@@ -202,6 +190,24 @@ class AlertBook:
         )
 
     # -- evaluating -----------------------------------------------------------
+
+    def watch(self, order: list[str]) -> tuple[array, array]:
+        """The gates as floats for the market's price loop (``Market.step(watch=...)``), by position in ``order``,
+        the step's symbols: a new price strictly between ``low`` and ``high`` fires nothing. Each is the gate a
+        cent inside, for the rounding the price has still to go through (at most half a cent); a symbol whose gate
+        is not worked out yet has an empty range (``low`` infinite), one without alerts the whole line."""
+        if order != self._order:  # a listing or a delisting (or the first step): every slot moves
+            self._order, self._slot = order, {symbol: i for i, symbol in enumerate(order)}
+            self.low, self.high = array("d", [-INF]) * len(order), array("d", [INF]) * len(order)
+            for symbol in self.lists:  # from the gates worked out; an empty range for the others
+                gate = self.gates.get(symbol)
+                self._floats(symbol, *(gate[1:] if gate else (INF, -INF)), inside=gate is not None)
+        return self.low, self.high
+
+    def _floats(self, symbol: str, low, high, *, inside: bool = False) -> None:
+        """Set ``symbol``'s slot (if the market trades it); ``inside``: a decimal gate, taken a cent inside."""
+        if (i := self._slot.get(symbol)) is not None:
+            self.low[i], self.high[i] = (float(low) + 0.01, float(high) - 0.01) if inside else (low, high)
 
     def candidates(self, ticks: list[Tick]) -> dict[int, Tick]:
         """The alerts whose condition these quotes satisfy, by id, with the quote that satisfies each."""
@@ -260,6 +266,7 @@ class AlertBook:
         elif pct_above < INF or pct_below > -INF:  # no close (never, in practice): check every quote
             lo, hi = _HIGHEST, _LOWEST
         gate = self.gates[symbol] = (close, lo, hi)
+        self._floats(symbol, lo, hi, inside=True)
         return gate
 
     def new_candidates(self, ids: set[int], quotes: dict[str, Tick]) -> dict[int, Tick]:
@@ -284,7 +291,7 @@ class AlertBook:
         at = datetime.fromtimestamp(ts / 1000, tz=UTC)
         rows = alert_rows.fire([(pk, *figures[pk]) for pk in ids], step=step, at=at)
         if stale := sorted(set(ids) - {row[0] for row in rows}):
-            found = self._rows(stale)
+            found = alert_rows.by_ids(stale)
             for row in found:
                 self._place(row)
             for pk in set(stale) - {row[0] for row in found}:  # deleted

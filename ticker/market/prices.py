@@ -29,8 +29,11 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import ROUND_HALF_EVEN, Decimal
+
+from ticker.market.sessions import ALWAYS_OPEN, CLOSED, OPEN, Schedule, Session  # noqa: F401 (re-exported)
 
 # Trading seconds in a year: 252 sessions of 6.5 hours.
 TRADING_SECONDS_PER_YEAR = 252 * 6.5 * 3600
@@ -38,7 +41,6 @@ CENT = Decimal("0.01")
 # A simulated price never falls below one cent: GBM cannot reach zero, but
 # rounding could, and a zero price would make every later step zero.
 MIN_PRICE = CENT
-OPEN, CLOSED = "open", "closed"
 CANDLE_MS = 60_000
 # Shares trade in round lots of 100.
 LOT = 100
@@ -117,41 +119,6 @@ def change_pct(change: Decimal, prev_close: Decimal) -> float:
     return float((change * 100 / prev_close).quantize(CENT, ROUND_HALF_EVEN))
 
 
-@dataclass(frozen=True, slots=True)
-class Session:
-    """The trading session at some moment: its state, when that state ends, and the cycle's number."""
-
-    state: str
-    until: int  # epoch ms of the next change of state
-    number: int  # counts open-then-closed cycles since the epoch
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """Sessions open ``open_ms`` then closed ``closed_ms`` of wall-clock time, cycles counted from the epoch."""
-
-    open_ms: int
-    closed_ms: int
-
-    @classmethod
-    def of(cls, *, open_hours: float, closed_hours: float, speed: float) -> Schedule:
-        """The wall-clock schedule of sessions of these simulated lengths at ``speed`` times real time."""
-        if open_hours <= 0 or closed_hours < 0 or speed <= 0:
-            raise ValueError("the open session and the speed must be positive, the closed time not negative")
-        return cls(round(open_hours * 3_600_000 / speed), round(closed_hours * 3_600_000 / speed))
-
-    def at(self, ts: int) -> Session:
-        cycle = self.open_ms + self.closed_ms
-        number, into = divmod(ts, cycle)
-        start = number * cycle
-        if into < self.open_ms or not self.closed_ms:
-            return Session(OPEN, start + self.open_ms, number)
-        return Session(CLOSED, start + cycle, number)
-
-
-ALWAYS_OPEN = Schedule(open_ms=1 << 62, closed_ms=0)
-
-
 def quantize(price: float | Decimal) -> Decimal:
     """Round a price to cents, never below one cent."""
     value = Decimal(str(price)).quantize(CENT, rounding=ROUND_HALF_EVEN)
@@ -221,23 +188,33 @@ class Market:
         self.session = session
         self.finished: list[tuple[str, Candle]] = []
         self._rng = random.Random(seed)
+        self.crossed: list[Tick] = []  # the last step's changed ticks that a ``watch`` asked for
         # Symbols never quoted before: quoted next step even if the price stays, so clients learn of a listing at once.
         self._announce: set[str] = set()
 
-    def step(self, instruments: dict[str, Instrument], *, ts: int) -> list[Tick]:
+    def step(self, instruments: dict[str, Instrument], *, ts: int, watch: Callable | None = None) -> list[Tick]:
         """Advance every instrument one step and return the ticks that changed.
 
         ``instruments`` is the operator's current view: a symbol missing from it is not traded this step; a new one
         must already have a tick (see ``add``). Draws happen in symbol order so a seed replays exactly. The candles
         this step finished are in ``finished`` until the next step.
+
+        ``watch`` (the alert book's, ``AlertBook.watch``) is called with this step's symbols in order and answers
+        two arrays of floats by position, ``low`` and ``high``: a traded tick goes to ``crossed`` too unless its
+        new price before rounding is strictly between them and its previous close stayed; a tick quoted again
+        without a trade always does. Tested where the price is made, on two arrays the CPU keeps close, not in a
+        second pass over the moved quotes (docs/benchmarks.md, "Alert evaluation").
         """
         self.step_no += 1
         self.finished = []
+        self.crossed = crossed = []
         closing, opening = self._next_session(ts)
         trading = self.session.state == OPEN
         changed: list[Tick] = []
         rng, dt = self._rng, self.dt
-        for symbol in sorted(instruments):
+        order = sorted(instruments)
+        low, high = watch(order) if watch is not None else (None, None)
+        for i, symbol in enumerate(order):
             instrument = instruments[symbol]
             tick = self.ticks.get(symbol)
             if tick is None:
@@ -251,16 +228,21 @@ class Market:
             if not trading or instrument.halted:
                 quote_again = instrument.halted != tick.halted or announce
             else:
-                price = quantize(
-                    next_price(float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=dt, z=z)
+                made = next_price(
+                    float(tick.price), volatility=instrument.volatility, drift=instrument.drift, dt=dt, z=z
                 )
+                price = quantize(made)
                 if price != tick.price:
-                    changed.append(self._trade(tick, price, volume=step_volume(z, u), ts=ts, first=opening))
+                    changed.append(new := self._trade(tick, price, volume=step_volume(z, u), ts=ts, first=opening))
+                    if low is not None and (rebased or not low[i] < made < high[i]):
+                        crossed.append(new)
                     continue
                 quote_again = tick.halted or announce
             self.ticks[symbol] = tick
             if quote_again:
-                changed.append(self._update(tick, halted=instrument.halted, ts=ts))
+                changed.append(new := self._update(tick, halted=instrument.halted, ts=ts))
+                if low is not None:
+                    crossed.append(new)
         return changed
 
     def _next_session(self, ts: int) -> tuple[bool, bool]:

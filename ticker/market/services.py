@@ -120,11 +120,13 @@ def market_step(
                 for tick in selectors.latest_ticks(new):
                     market.add(tick, announce=True)
             session_before = market.session
-            changed = market.step({s: instrument for s, (instrument, _pk) in controls.items()}, ts=ts)
+            instruments = {s: instrument for s, (instrument, _pk) in controls.items()}
+            # The market tests each new price against the alert book's gate as it makes it (``crossed``).
+            changed = market.step(instruments, ts=ts, watch=None if alerts is None else alerts.watch)
             step = market.step_no
-            # Right after the step, while its quotes are still in the CPU's caches: the book compares every moved
-            # quote with its gate, ~1 us a quote once the step's writes have gone through memory (py-spy).
-            fires = _fire_alerts(alerts, changed=changed, market=market, step=step, ts=ts)
+            # Right after the step, while its quotes are still in the CPU's caches (py-spy: ~1 us a quote after
+            # the step's writes, ~0.35 us before).
+            fires = _fire_alerts(alerts, changed=market.crossed, market=market, step=step, ts=ts)
             ids = {s: pk for s, (_instrument, pk) in controls.items()}
             if changed:
                 _store_live_columns(changed, ids=ids, step=step)
