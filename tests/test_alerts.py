@@ -7,13 +7,16 @@ import json
 import logging
 import random
 from dataclasses import replace
+from datetime import UTC, datetime
 from decimal import Decimal
 
+import hypothesis
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.contrib.auth.models import User
 from django.test import Client
+from hypothesis import strategies as st
 
 from ticker.market import alert_json, alert_rows, alerts, services
 from ticker.market import lease as leases
@@ -533,3 +536,32 @@ def test_fires_that_could_not_be_sent_at_all_are_logged_and_counted_and_stay_sto
     assert metrics.market.alert_delivery_failures == before + 1
     assert "could not deliver the 1 alert fires" in caplog.text and "they are stored" in caplog.text
     assert Alert.objects.get().state == "triggered"
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(
+    pk=st.integers(1, 2**62),
+    symbol=st.from_regex(r"[A-Z.]{1,10}", fullmatch=True),
+    condition=st.sampled_from(alerts.CONDITIONS),
+    value=st.decimals(min_value=Decimal("-999999.9999"), max_value=Decimal("999999.9999"), places=4),
+    note=st.text(max_size=40),
+    created_at=st.datetimes(timezones=st.just(UTC)) | st.datetimes().map(lambda d: d.isoformat(" ")),
+    price=st.decimals(min_value=Decimal("0.01"), max_value=Decimal("99999999.99"), places=2),
+    change_pct=st.decimals(min_value=Decimal("-100"), max_value=Decimal("99999.99"), places=2),
+    step=st.integers(1, 2**40),
+    ts=st.none() | st.integers(0, 2**45),
+)
+def test_a_fires_frame_text_is_byte_for_byte_the_encoded_frame(
+    pk, symbol, condition, value, note, created_at, price, change_pct, step, ts
+):
+    """The market writes each fire's frame as text directly (``alert_json.fired_frames``): the same bytes as the
+    frame built as a dict and encoded, whatever the note holds (quotes, backslashes, any Unicode) and however the
+    database gave the moment (aware, or SQLite's text)."""
+    triggered_at = alert_json.iso(datetime(2026, 12, 7, 17, 0, tzinfo=UTC))
+    fields = {
+        "symbol": symbol, "condition": condition, "value": value, "note": note, "created_at": created_at,
+        "triggered_at": triggered_at, "price": price, "change_pct": change_pct, "step": step,
+    }  # fmt: skip
+    expected = protocol.encode(personal.alert_frame(alert_json.fired_json(pk, fields), ts))
+    made = alert_json.fired_frames(step=step, ts=ts, triggered_at=triggered_at)
+    assert made(pk, symbol, condition, value, note, created_at, price, change_pct) == expected

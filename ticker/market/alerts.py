@@ -24,15 +24,13 @@ import bisect
 import threading
 import time
 from array import array
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 from django.db import connection
 
 from ticker.market import alert_rows
-from ticker.market.alert_json import fired_json, iso
+from ticker.market.alert_json import Fire, fired_frames, iso
 from ticker.market.prices import Tick
 from ticker.models import Alert
 
@@ -57,15 +55,6 @@ def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
     ``change_pct``) at or above the value for the ``_above`` conditions, at or below it for ``_below``."""
     figure = tick.price if condition in PRICE_CONDITIONS else Decimal(str(tick.change_pct))
     return figure >= value if condition in ABOVE else figure <= value
-
-
-@dataclass(frozen=True, slots=True)
-class Fire:
-    """One alert fired in a step: whose, and the alert as JSON (with the step's figures)."""
-
-    user_id: int
-    alert: dict[str, Any]
-    ts: int | None = None  # the step's moment (ms): the alert frame carries it (ticker/wire/personal.py)
 
 
 class AlertBook:
@@ -297,21 +286,16 @@ class AlertBook:
             for pk in set(stale) - {row[0] for row in found}:  # deleted
                 self._remove(pk)
             self.recheck = {pk for pk in stale if pk in self.where}
-        fires, triggered_at = [], iso(at)  # one string for the step's fires
-        for pk, user_id, condition, value, note, created_at in rows:
-            price, change_pct = figures[pk]
-            fired = {
-                "symbol": candidates[pk].symbol, "condition": condition, "value": value, "note": note,
-                "created_at": created_at, "triggered_at": triggered_at, "price": price, "change_pct": change_pct,
-                "step": step,
-            }  # fmt: skip
-            fires.append(Fire(user_id, fired_json(pk, fired), ts))
-        return fires
+        frame = fired_frames(step=step, ts=ts, triggered_at=iso(at))
+        return [
+            Fire(user_id, pk, frame(pk, candidates[pk].symbol, condition, value, note, created_at, *figures[pk]))
+            for pk, user_id, condition, value, note, created_at in rows
+        ]
 
     def forget(self, fires: list[Fire]) -> None:
         """Take fired alerts out of the book (after their step committed)."""
         for fire in fires:
-            self._remove(fire.alert["id"])
+            self._remove(fire.id)
 
 
 def evaluate(book: AlertBook, *, changed: list[Tick], quotes: dict[str, Tick], step: int, ts: int) -> list[Fire]:

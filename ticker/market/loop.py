@@ -249,7 +249,7 @@ class Publisher:
         if carried:
             message["carried"] = True  # its seq may skip (docs/protocol.md)
         if result.fires:  # they ride in the batch, written with each user's quotes (ticker/wire/personal.py)
-            message["events"] = personal.events_of(_alerts(result))
+            message["events"] = _alert_events(result)
         try:
             await self.layer.group_send(protocol.QUOTES_GROUP, message)
         except Exception as exc:
@@ -270,9 +270,9 @@ class Publisher:
         next page (GET /api/alerts/)."""
         if not result.fires or self.layer is None:
             return True
-        events = _alerts(result)
+        events = _alert_events(result)
         try:
-            await self.layer.group_send(personal.PERSONAL_GROUP, personal.message(events))
+            await self.layer.group_send(personal.PERSONAL_GROUP, {"type": personal.PERSONAL_EVENT, "events": events})
         except Exception as exc:
             metrics.alerts_delivery_failed()
             log.warning(
@@ -282,8 +282,9 @@ class Publisher:
         return True
 
 
-def _alerts(result: services.StepResult) -> list[tuple[int, dict]]:
-    return [(fire.user_id, personal.alert_frame(fire.alert, fire.ts)) for fire in result.fires]
+def _alert_events(result: services.StepResult) -> list[list]:
+    """The step's fires as personal events (ticker/wire/personal.py), their frames as the step encoded them."""
+    return [[fire.user_id, "alert", fire.frame] for fire in result.fires]
 
 
 async def publish(layer, result: services.StepResult) -> bool:
