@@ -130,6 +130,22 @@ def test_router_forgets_a_user_after_signed_out():
     assert router.owner(a) is None and router.owner(b) == 2 and len(router) == 1
 
 
+def test_a_sign_out_sparing_a_session_leaves_that_sessions_connections_routed():
+    """After a password change (``signed_out_message(..., sparing=)``): the user's other sessions' connections get
+    ``signed_out`` and are forgotten, the changing session's connections get nothing and stay routed."""
+    router = PersonalRouter()
+    kept, other, untagged, bob = FakeOutlet(), FakeOutlet(), FakeOutlet(), FakeOutlet()
+    router.attach(kept, 1, "tag-of-this-session")
+    router.attach(other, 1, "tag-of-another-session")
+    router.attach(untagged, 1)
+    router.attach(bob, 2, "tag-of-this-session")
+    router.route(personal.signed_out_message(1, sparing="tag-of-this-session"))
+    router.route(personal.message([(1, personal.alert_frame(ALERT)), (2, personal.alert_frame(ALERT))]))
+    assert kinds(kept) == ["alert"] and kinds(other) == kinds(untagged) == ["signed_out"] and kinds(bob) == ["alert"]
+    assert router.owner(kept) == 1 and router.owner(other) is router.owner(untagged) is None
+    assert json.loads(other.frames[0].text) == {"type": "signed_out"}, "the spared session never reaches a client"
+
+
 def test_router_survives_a_malformed_event():
     router = PersonalRouter()
     a = FakeOutlet()
@@ -235,6 +251,37 @@ async def test_signing_out_sends_signed_out_and_then_nothing_personal(market):
     await nothing_but_heartbeats(bob_ws, 0.1)
     await alice_ws.disconnect()
     await bob_ws.disconnect()
+
+
+def _change_password(client: Client) -> int:
+    new = "another-long-password-for-tests-3k"
+    data = {"old_password": "a long enough password 1", "new_password1": new, "new_password2": new}
+    return client.post("/accounts/password_change/", data).status_code
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_password_change_signs_out_the_users_other_sessions_sockets_only(market):
+    """Django ends a user's other sessions when they change their password in one: their open sockets stop
+    getting personal frames at once (``signed_out``), while the sockets of the session that changed it, and the
+    session itself, go on."""
+    alice, here, here_client = await sign_in("alice")
+    there_client = Client()
+    await database_sync_to_async(there_client.force_login)(await get_user_model().objects.aget(pk=alice))
+    there = there_client.cookies["sessionid"].value
+    here_ws, there_ws = await connect(here), await connect(there)
+    assert await whoami(here_ws) == "alice" and await whoami(there_ws) == "alice"
+
+    assert await database_sync_to_async(_change_password)(here_client) == 302
+    assert await recv_data(there_ws, 3) == {"type": "signed_out"}
+    await publish((alice, personal.alert_frame(ALERT)))
+    assert await recv_data(here_ws, 3) == {"type": "alert", "alert": ALERT}
+    await nothing_but_heartbeats(there_ws)
+    assert await whoami(there_ws) is None and await whoami(here_ws) == "alice"
+    watchlists = [await database_sync_to_async(c.get)("/api/watchlist/") for c in (here_client, there_client)]
+    assert [w.status_code for w in watchlists] == [200, 401], "Django kept this session and ended the other"
+    await here_ws.disconnect()
+    await there_ws.disconnect()
 
 
 @pytest.mark.asyncio

@@ -15,6 +15,7 @@ from django.views.decorators.http import require_http_methods
 
 from ticker.accounts import limits
 from ticker.accounts.forms import SignUpForm, taken
+from ticker.edge import signout
 
 
 def too_many_attempts(request: HttpRequest) -> HttpResponse:
@@ -72,8 +73,17 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's: this session stays signed in (``update_session_auth_hash``, which also gives it a new key), the
+    user's other sessions end; so do their open sockets' personal frames, on every web process."""
+
     template_name = "accounts/password_change.html"
     success_url = reverse_lazy("password_change_done")
+
+    def form_valid(self, form):
+        session_key = self.request.session.session_key  # before Django cycles it
+        response = super().form_valid(form)
+        signout.publish_password_changed(form.user, session_key)
+        return response
 
 
 class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):

@@ -12,6 +12,7 @@ from django.conf import settings
 
 from ticker.edge import admission, security, server
 from ticker.edge.ratelimit import TokenBucket
+from ticker.edge.session import session_tag
 from ticker.hub import FeedUnavailable, QuoteHub, get_hub
 from ticker.hub.outlet import SocketOutlet
 from ticker.ops import logs, metrics
@@ -134,7 +135,7 @@ class QuoteConsumer(AsyncWebsocketConsumer):
         user = self.scope.get("user")
         if user is not None and user.is_authenticated:
             self.user_id, self.username = user.pk, user.get_username()
-            self.hub.personal.attach(self.outlet, self.user_id)
+            self.hub.personal.attach(self.outlet, self.user_id, session_tag(self.scope.get("session")))
 
     async def disconnect(self, code: int) -> None:
         """Called when the socket closes, whoever closed it."""

@@ -8,6 +8,8 @@ costs what it did before; one with the cookie goes through the stack (one sessio
 
 from __future__ import annotations
 
+import hashlib
+
 from channels.auth import AuthMiddlewareStack
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
@@ -20,6 +22,14 @@ def has_session_cookie(scope: dict) -> bool:
         if header == b"cookie" and any(part.strip().startswith(name) for part in value.split(b";")):
             return True
     return False
+
+
+def session_tag(session) -> str | None:
+    """A session (or its key) named without the key (a digest: the key is a credential, the tag goes over the
+    channel layer), or None without one: what a password change made in that session spares of the user's
+    connections (ticker/edge/signout.py)."""
+    key = session if isinstance(session, str) else getattr(session, "session_key", None)
+    return hashlib.sha256(key.encode()).hexdigest()[:32] if key else None
 
 
 class SessionUser:

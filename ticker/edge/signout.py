@@ -1,4 +1,5 @@
-"""Signing out ends a user's personal frames on every web process (issue 23).
+"""Signing out ends a user's personal frames on every web process (issue 23); so does a password change, for
+the user's other sessions (Django ends them then).
 
 Django sends ``user_logged_out`` from ``logout()`` (the accounts' logout view, the admin's); the receiver here
 publishes ``personal.signed_out_frame()`` for that user to the ``personal`` group. Each web process's hub
@@ -14,6 +15,7 @@ import logging
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from ticker.edge.session import session_tag
 from ticker.wire import personal
 
 log = logging.getLogger(__name__)
@@ -26,7 +28,17 @@ def publish_signed_out(sender, request=None, user=None, **kwargs) -> None:
     never raised: the sign-out itself has happened (the session is gone, and with it the next handshake's user)."""
     if user is None or getattr(user, "pk", None) is None:
         return
-    message = personal.message([(user.pk, personal.signed_out_frame())])
+    _publish(personal.signed_out_message(user.pk))
+
+
+def publish_password_changed(user, session_key: str | None) -> None:
+    """A user changed their password in the session ``session_key`` (its key before Django cycles it): Django
+    ends their other sessions, so every connection of theirs but that session's signs out, on every web process,
+    as at a sign-out. Logged, never raised, as there."""
+    _publish(personal.signed_out_message(user.pk, sparing=session_tag(session_key)))
+
+
+def _publish(message: dict) -> None:
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:

@@ -15,6 +15,7 @@ from django.utils.cache import get_conditional_response
 
 from ticker.edge import admission, security, server
 from ticker.edge.http import STEP, could_be_listed, read_only, symbols_param
+from ticker.edge.session import session_tag
 from ticker.hub import FeedUnavailable, Interest, QuoteHub, get_hub
 from ticker.hub import interest as interests
 from ticker.market import selectors
@@ -211,7 +212,8 @@ async def stream(request: HttpRequest) -> HttpResponse:
             protocol.encode(protocol.snapshot_frame(quotes, step=hub.step, session=hub.store.session)),
         )
         hub.fanout.attach(outlet, interest)
-        hub.personal.attach(outlet, user_id)  # alert, watchlist and signed_out events for a signed-in user
+        # Alert, watchlist and signed_out events for a signed-in user (the session read by auser() already).
+        hub.personal.attach(outlet, user_id, session_tag(getattr(request, "session", None)) if user_id else None)
         logs.connection_started("sse")
         metrics.connection_opened("sse")
         log.info("sse stream opened")

@@ -15,7 +15,8 @@ a snapshot (the fan-out's rule), and the dashboard reloads ``GET /api/alerts/`` 
 alert shows up in the list and the unread count (docs/protocol.md, "Personal frames").
 
 On a ``signed_out`` frame the user's connections get it and are then forgotten here: they stay open, as
-anonymous connections, for quotes only.
+anonymous connections, for quotes only. One that names a session to spare (a password change made in it:
+``personal.signed_out_message``) leaves that session's connections as they are.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class PersonalRouter:
         self.sent = sent if sent is not None else Sent()
         self.users: dict[int, set[Outlet]] = {}
         self.owners: dict[Outlet, int] = {}
+        self.sessions: dict[Outlet, str] = {}  # each connection's session tag, where it had one
         # Plain counts for tests and the operations view.
         self.delivered = 0
         self.dropped_backlogged = 0
@@ -51,17 +53,20 @@ class PersonalRouter:
     def __len__(self) -> int:
         return len(self.owners)
 
-    def attach(self, outlet: Outlet, user_id: int | None) -> None:
-        """Register a connection under its user (None: anonymous, never registered)."""
+    def attach(self, outlet: Outlet, user_id: int | None, session: str | None = None) -> None:
+        """Register a connection under its user (None: anonymous, never registered) and its session's tag."""
         if user_id is None:
             return
         self.detach(outlet)
         self.users.setdefault(user_id, set()).add(outlet)
         self.owners[outlet] = user_id
+        if session is not None:
+            self.sessions[outlet] = session
 
     def detach(self, outlet: Outlet) -> None:
         """The connection went (or its user signed out); safe to call twice."""
         user_id = self.owners.pop(outlet, None)
+        self.sessions.pop(outlet, None)
         if user_id is None:
             return
         outlets = self.users.get(user_id)
@@ -125,8 +130,9 @@ class PersonalRouter:
             except Exception:
                 log.exception("writing a personal frame failed")
 
-    def _deliver(self, user_id: int, kind: str, text: str) -> None:
-        if (found := self._reading(user_id, kind, text)) is None:
+    def _deliver(self, user_id: int, kind: str, text: str, sparing: str | None = None) -> None:
+        """One event; ``sparing``: a session whose connections it leaves out (a sign-out after a password change)."""
+        if (found := self._reading(user_id, kind, text, sparing)) is None:
             return
         outlets, encoded = found
         for outlet in outlets:
@@ -135,14 +141,20 @@ class PersonalRouter:
             except Exception:
                 log.exception("writing a personal frame failed")
         if encoded.kind == SIGNED_OUT:
-            for outlet in list(self.users.get(user_id, ())):
+            for outlet in self._of(user_id, sparing):
                 self.detach(outlet)
 
-    def _reading(self, user_id: int, kind: str, text: str) -> tuple[list[Outlet], Frame] | None:
-        """The user's outlets here that are reading, and the frame encoded once for them, counted as delivered
-        (None: the user has no connection here). Personal frames go uncompressed: each is for one user, and
-        compressing it would cost a compressor per frame for ~150 bytes."""
-        outlets = self.users.get(user_id)
+    def _of(self, user_id: int, sparing: str | None) -> list[Outlet]:
+        outlets = self.users.get(user_id, ())
+        return list(outlets) if sparing is None else [o for o in outlets if self.sessions.get(o) != sparing]
+
+    def _reading(
+        self, user_id: int, kind: str, text: str, sparing: str | None = None
+    ) -> tuple[list[Outlet], Frame] | None:
+        """The user's outlets here that are reading (but a spared session's), and the frame encoded once for them,
+        counted as delivered (None: the user has no connection here). Personal frames go uncompressed: each is for
+        one user, and compressing it would cost a compressor per frame for ~150 bytes."""
+        outlets = self._of(user_id, sparing)
         if not outlets:
             self.not_here += 1
             return None

@@ -65,3 +65,12 @@ def watchlist_frame(symbols: list[str]) -> dict[str, Any]:
 
 def signed_out_frame() -> dict[str, Any]:
     return {"type": "signed_out"}
+
+
+def signed_out_message(user_id: int, *, sparing: str | None = None) -> dict[str, Any]:
+    """The message that signs a user's connections out on every web process; ``sparing``: the connections of one
+    session (``ticker.edge.session.session_tag``) keep theirs, as after a password change made in it (Django
+    ends the user's other sessions then, and keeps that one). The spared session rides as the event's fourth
+    element, never in the frame a client gets."""
+    event = [user_id, "signed_out", protocol.encode(signed_out_frame())]
+    return {"type": PERSONAL_EVENT, "events": [event if sparing is None else [*event, sparing]]}
