@@ -133,6 +133,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "a measurement of minutes at 100,000 alerts, on the named PostgreSQL database",
     ),
     'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
+    "--out docs/bench-runs/alerts/run12-fifth": (
+        NOT_RUN,
+        "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
+    ),
+    'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
     "--out docs/bench-runs/alerts/run11-armer-by-step": (
         NOT_RUN,
         "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
