@@ -395,6 +395,30 @@ def test_a_step_whose_lease_renewal_fails_fires_nothing(stocks, alice):
     assert len(book) == 1  # nothing forgotten either
 
 
+def test_a_step_that_does_not_commit_leaves_no_gate_worked_out_in_it(stocks, alice, monkeypatch):
+    """A step that fails after its alerts were looked at (here in its stock writes) rolls the market back, and
+    with it maybe a new previous close that gates were worked out with: the book forgets every gate, so the next
+    step passes every quote of a symbol with alerts to the book again, which works them out anew."""
+    market = volatile(stocks)
+    arm(alice, value="100000")  # far above: never fires, but AAA has a gate
+    arm(alice, symbol="BBB", condition="price_below", value="0.01")
+    book = alerts.AlertBook.load()
+    run(market, book, 3)
+    assert set(book.gates) == {"AAA", "BBB"} and market.crossed == []  # both quotes inside their gates
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(services, "_store_live_columns", fails)
+    with pytest.raises(RuntimeError):
+        services.market_step(market=market, ts=3 * 250, alerts=book)
+    assert book.gates == {}
+    monkeypatch.undo()
+    (after,) = run(market, book, 1, start=3)
+    assert {t.symbol for t in market.crossed} == {t.symbol for t in after.ticks} & {"AAA", "BBB"}
+    assert market.crossed and set(book.gates) == {t.symbol for t in market.crossed}, "worked out again"
+
+
 def test_the_steps_batch_carries_every_fire_once(stocks, alice, bob, clean_redis):
     """The fires ride in the step's batch (each web process writes a user's alert with that connection's quotes
     frame); with the batch sent, no separate personal message goes out."""

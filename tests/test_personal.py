@@ -284,6 +284,36 @@ async def test_a_password_change_signs_out_the_users_other_sessions_sockets_only
     await there_ws.disconnect()
 
 
+def _set_password(pk: int) -> None:
+    user = get_user_model().objects.get(pk=pk)
+    user.set_password("set-by-an-operator-for-tests-7q")
+    user.save()
+
+
+@pytest.mark.asyncio
+@pytest.mark.django_db(transaction=True)
+async def test_a_password_set_elsewhere_signs_out_every_session_of_the_user(market):
+    """A password set outside the user's own page (the admin's form, ``manage.py changepassword``: both
+    ``set_password`` then ``save``) ends every session of the user: every socket of theirs signs out; another
+    user's, and a save that leaves the password alone, change nothing."""
+    alice, alice_session, _ = await sign_in("alice")
+    bob, bob_session, _ = await sign_in("bob")
+    alice_ws, bob_ws = await connect(alice_session), await connect(bob_session)
+    assert await whoami(alice_ws) == "alice" and await whoami(bob_ws) == "bob"
+    user = await get_user_model().objects.aget(pk=alice)
+    user.first_name = "Alice"
+    await database_sync_to_async(user.save)()  # the password as it was
+    await nothing_but_heartbeats(alice_ws)
+
+    await database_sync_to_async(_set_password)(alice)
+    assert await recv_data(alice_ws, 3) == {"type": "signed_out"}
+    await publish((alice, personal.alert_frame(ALERT)), (bob, personal.alert_frame(ALERT)))
+    assert (await recv_data(bob_ws, 3))["type"] == "alert"
+    await nothing_but_heartbeats(alice_ws)
+    await alice_ws.disconnect()
+    await bob_ws.disconnect()
+
+
 @pytest.mark.asyncio
 @pytest.mark.django_db(transaction=True)
 async def test_a_closed_socket_leaves_the_routing(market):

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_http_methods
 from ticker.accounts import limits
 from ticker.accounts.forms import SignUpForm, taken
 from ticker.edge import signout
+from ticker.edge.session import session_tag
 
 
 def too_many_attempts(request: HttpRequest) -> HttpResponse:
@@ -80,10 +81,10 @@ class PasswordChangeView(auth_views.PasswordChangeView):
     success_url = reverse_lazy("password_change_done")
 
     def form_valid(self, form):
-        session_key = self.request.session.session_key  # before Django cycles it
-        response = super().form_valid(form)
-        signout.publish_password_changed(form.user, session_key)
-        return response
+        # This session's connections keep their personal frames (ticker/edge/signout.py); its key read before
+        # Django cycles it.
+        setattr(form.user, signout.SPARING, session_tag(self.request.session.session_key))
+        return super().form_valid(form)
 
 
 class PasswordChangeDoneView(auth_views.PasswordChangeDoneView):

@@ -14,8 +14,8 @@ import logging
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.db import transaction
 
-from ticker.edge.session import session_tag
 from ticker.wire import personal
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,23 @@ def publish_signed_out(sender, request=None, user=None, **kwargs) -> None:
     _publish(personal.signed_out_message(user.pk))
 
 
-def publish_password_changed(user, session_key: str | None) -> None:
-    """A user changed their password in the session ``session_key`` (its key before Django cycles it): Django
-    ends their other sessions, so every connection of theirs but that session's signs out, on every web process,
-    as at a sign-out. Logged, never raised, as there."""
-    _publish(personal.signed_out_message(user.pk, sparing=session_tag(session_key)))
+# Set on a user instance before its new password is saved, by the page it was changed on (the accounts'
+# PasswordChangeView): the tag of that session (``session_tag``), whose connections keep their personal frames.
+SPARING = "ticker_sparing_session"
+
+
+def publish_password_changed(sender, instance, update_fields=None, **kwargs) -> None:
+    """``pre_save`` of the user model: a password that changes (the accounts' page, the admin's forms, ``manage.py
+    changepassword``) ends the user's sessions in Django, all but the one it was changed in if there is one;
+    once the save commits, their connections sign out too, on every web process. A new user, or a save of other
+    fields (a sign-in's ``last_login``), is not looked at; otherwise one read of the stored password."""
+    if instance.pk is None or (update_fields is not None and "password" not in update_fields):
+        return
+    before = sender.objects.filter(pk=instance.pk).values_list("password", flat=True).first()
+    if before is None or before == instance.password:
+        return
+    message = personal.signed_out_message(instance.pk, sparing=getattr(instance, SPARING, None))
+    transaction.on_commit(lambda: _publish(message))
 
 
 def _publish(message: dict) -> None:

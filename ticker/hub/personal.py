@@ -16,7 +16,7 @@ alert shows up in the list and the unread count (docs/protocol.md, "Personal fra
 
 On a ``signed_out`` frame the user's connections get it and are then forgotten here: they stay open, as
 anonymous connections, for quotes only. One that names a session to spare (a password change made in it:
-``personal.signed_out_message``) leaves that session's connections as they are.
+``personal.signed_out_message``, its ``sparing``) leaves that session's connections as they are.
 """
 
 from __future__ import annotations
@@ -83,9 +83,10 @@ class PersonalRouter:
         """One ``personal.events`` message: each event to its user's connections here, or dropped at once."""
         if message.get("type") != PERSONAL_EVENT:
             return
+        sparing = message.get("sparing")  # a session whose connections a signed_out leaves out
         for event in message.get("events", ()):
             try:
-                self._deliver(*event)
+                self._deliver(*event, sparing=sparing)
             except Exception:  # one malformed event must not stop the others
                 log.exception("could not route a personal event")
 
@@ -130,8 +131,9 @@ class PersonalRouter:
             except Exception:
                 log.exception("writing a personal frame failed")
 
-    def _deliver(self, user_id: int, kind: str, text: str, sparing: str | None = None) -> None:
-        """One event; ``sparing``: a session whose connections it leaves out (a sign-out after a password change)."""
+    def _deliver(self, user_id: int, kind: str, text: str, *, sparing: str | None = None) -> None:
+        """One event; ``sparing``: a session whose connections a ``signed_out`` leaves out (a password change's)."""
+        sparing = sparing if kind == SIGNED_OUT else None
         if (found := self._reading(user_id, kind, text, sparing)) is None:
             return
         outlets, encoded = found

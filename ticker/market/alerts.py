@@ -292,6 +292,11 @@ class AlertBook:
             for pk, user_id, condition, value, note, created_at in rows
         ]
 
+    def forget_gates(self) -> None:
+        """After a step that did not commit: every gate is worked out again (its close may be one rolled back)."""
+        self.gates.clear()
+        self._order = []
+
     def forget(self, fires: list[Fire]) -> None:
         """Take fired alerts out of the book (after their step committed)."""
         for fire in fires:

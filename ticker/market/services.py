@@ -139,6 +139,8 @@ def market_step(
                 _store_session(market.session)
     except Exception:
         market.restore(checkpoint)
+        if alerts is not None:
+            alerts.forget_gates()  # worked out in this step, maybe with a previous close it rolled back
         raise
     if alerts is not None:
         alerts.forget(fires)

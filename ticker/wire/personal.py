@@ -70,7 +70,9 @@ def signed_out_frame() -> dict[str, Any]:
 def signed_out_message(user_id: int, *, sparing: str | None = None) -> dict[str, Any]:
     """The message that signs a user's connections out on every web process; ``sparing``: the connections of one
     session (``ticker.edge.session.session_tag``) keep theirs, as after a password change made in it (Django
-    ends the user's other sessions then, and keeps that one). The spared session rides as the event's fourth
-    element, never in the frame a client gets."""
-    event = [user_id, "signed_out", protocol.encode(signed_out_frame())]
-    return {"type": PERSONAL_EVENT, "events": [event if sparing is None else [*event, sparing]]}
+    ends the user's other sessions then, and keeps that one). The spared session rides beside the events, never
+    in the frame a client gets; a web process that does not know the key signs them all out (the safe side)."""
+    message = {"type": PERSONAL_EVENT, "events": [[user_id, "signed_out", protocol.encode(signed_out_frame())]]}
+    if sparing is not None:
+        message["sparing"] = sparing
+    return message
