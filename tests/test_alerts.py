@@ -253,9 +253,11 @@ def test_a_quote_at_the_alerts_value_exactly_fires_it(condition, value, price, f
 
 def test_the_quotes_the_market_finds_past_their_gates_fire_what_a_look_at_every_quote_fires():
     """``Market.step(watch=book.watch)`` tests each new price where it is made and lists in ``crossed`` only
-    those not inside their gate: the book finds the same candidates in them as in every changed quote, through
-    sessions that open and close (new previous closes), a halt, alerts placed and removed between steps, and a
-    symbol listed while the book already holds an alert on it."""
+    those not inside their gate: the book finds in them, with the alerts read since (checked against the current
+    quotes, as ``evaluate`` does), the same candidates as a book never watched finds in every changed quote,
+    through sessions that open and close (new previous closes), a new reference price, a halt, alerts placed
+    and removed after each step (where the market reads them), and a symbol listed while the books already hold
+    an alert on it."""
     rng = random.Random(7)
     symbols = [f"S{i:02d}" for i in range(40)]
     ticks = {s: Tick(s, Decimal("100.00"), Decimal("100.00"), seq=0, ts=0) for s in symbols[:-1]}
@@ -263,9 +265,18 @@ def test_the_quotes_the_market_finds_past_their_gates_fire_what_a_look_at_every_
     # cents away, where a price the market makes (before its rounding to cents) is often within half a cent.
     instruments = {s: Instrument(s, volatility=2.0 if i % 2 else 0.05, drift=0.0) for i, s in enumerate(symbols)}
     market = Market(ticks, dt=dt_years(0.25, 500), seed=3, schedule=Schedule(open_ms=4_000, closed_ms=1_000))
-    book, pk, checked = alerts.AlertBook(), 0, 0
+    watched, plain, pk, checked = alerts.AlertBook(), alerts.AlertBook(), 0, 0
     for step in range(400):
-        for _ in range(rng.randrange(6)):  # alerts come and go between steps, near the current prices
+        if step == 200:
+            market.add(Tick(symbols[-1], Decimal("99.00"), Decimal("99.00"), seq=0, ts=0))
+        if step == 300:
+            instruments["S02"] = replace(instruments["S02"], reference_price=Decimal("97.00"))
+        halted = {s: replace(i, halted=step % 50 < 5 and s == "S01") for s, i in instruments.items()}
+        live = {s: i for s, i in halted.items() if s in market.ticks}
+        changed = market.step(live, ts=step * 250, watch=watched.watch)
+        assert set(market.crossed) <= set(changed)
+        fresh = set()
+        for _ in range(rng.randrange(6)):  # alerts come and go, near the current prices
             pk += 1
             symbol, condition = rng.choice(symbols), rng.choice(alerts.CONDITIONS)
             price = market.ticks[symbol].price if symbol in market.ticks else Decimal("100")
@@ -275,17 +286,20 @@ def test_the_quotes_the_market_finds_past_their_gates_fire_what_a_look_at_every_
                 value = price + rng.randrange(-3, 4) * Decimal("0.01")
             else:
                 value = price * Decimal(str(rng.uniform(0.97, 1.03)))
-            book._place((pk, symbol, condition, Decimal(str(round(value, 4))), "armed", False))
-        for gone in rng.sample(sorted(book.where), min(len(book.where), rng.randrange(3))):
-            book._remove(gone)
-        if step == 200:
-            market.add(Tick(symbols[-1], Decimal("99.00"), Decimal("99.00"), seq=0, ts=0))
-        halted = {s: replace(i, halted=step % 50 < 5 and s == "S01") for s, i in instruments.items()}
-        live = {s: i for s, i in halted.items() if s in market.ticks}
-        changed = market.step(live, ts=step * 250, watch=book.watch)
-        assert set(market.crossed) <= set(changed)
-        assert book.candidates(market.crossed) == book.candidates(changed)
-        checked += len(book.candidates(changed))
+            for book in (watched, plain):
+                book._place((pk, symbol, condition, Decimal(str(round(value, 4))), "armed", False))
+            fresh.add(pk)
+        for gone in rng.sample(sorted(plain.where), min(len(plain.where), rng.randrange(3))):
+            watched._remove(gone)
+            plain._remove(gone)
+            fresh.discard(gone)
+        found = []
+        for book, looked_at in ((watched, market.crossed), (plain, changed)):
+            candidates = book.candidates(looked_at)
+            candidates.update(book.new_candidates(fresh - candidates.keys(), market.ticks))
+            found.append(candidates)
+        assert found[0] == found[1]
+        checked += len(found[1])
     assert checked > 400  # alerts did fire along the way: the comparison was not between two empty sets
 
 
