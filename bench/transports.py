@@ -46,6 +46,7 @@ class Tally:
 
     updates: int = 0
     lost: int = 0
+    conflated: int = 0  # long-poll: updates an answer spanning several steps left out, as the protocol says it may
     requests: int = 0
     payload_bytes: int = 0  # JSON the application needed (decompressed)
     wire_payload_bytes: int = 0  # that payload as it crossed the socket (compressed, where it was)
@@ -160,18 +161,32 @@ class Book:
             if frame.get("type") in ("snapshot", "quotes"):
                 self.take(frame["quotes"], snapshot=frame["type"] == "snapshot", at=at, counted=counted)
 
-    def take(self, quotes: list[dict], *, snapshot: bool = False, at: float, counted: bool) -> None:
-        """Count one frame's quotes; ``snapshot``: a full state (a snapshot, or every polling answer)."""
+    def take(self, quotes: list[dict], *, snapshot: bool = False, at: float, counted: bool, spans: int = 1) -> None:
+        """Count one frame's quotes; ``snapshot``: a full state (a snapshot, or every polling answer); ``spans``:
+        the market steps a long-poll answer covers, of which it may carry each symbol's latest quote only
+        (docs/protocol.md): up to ``spans - 1`` skipped seqs a symbol are conflation, not loss."""
+        conflated = self.conflated(quotes, spans) if spans > 1 and not snapshot else 0
         bad = self.apply(quotes, snapshot) if self.delta else 0
         change = self.follower.snapshot(quotes) if snapshot else self.follower.quotes(quotes)
         if counted:
+            lost = change.missing - conflated + bad
             self.tally.updates += len(change.moved)
-            self.tally.lost += change.missing + bad
-            if (change.missing or bad) and len(self.tally.breaks) < 5:
-                self.tally.breaks.append(self.describe(quotes, snapshot, at, change.missing + bad))
+            self.tally.lost += lost
+            self.tally.conflated += conflated
+            if lost and len(self.tally.breaks) < 5:
+                self.tally.breaks.append(self.describe(quotes, snapshot, at, lost))
             self.tally.bad_deltas += bad
             # A symbol never quoted has ts 0 in a snapshot, and a delta may leave ts out: no latency to take.
             self.tally.latencies_ms += [at - quote["ts"] for quote in change.moved if quote.get("ts")]
+
+    def conflated(self, quotes: list[dict], spans: int) -> int:
+        """The seqs these quotes skip that ``spans`` steps account for (at most one change a symbol a step)."""
+        held = self.follower.seq
+        return sum(
+            min(quote["seq"] - held[quote["symbol"]] - 1, spans - 1)
+            for quote in quotes
+            if quote["symbol"] in held and quote["seq"] > held[quote["symbol"]] + 1
+        )
 
     def describe(self, quotes: list[dict], snapshot: bool, at: float, lost: int) -> dict:
         """One frame that skipped updates, for the report: what it was, when, and one symbol's jump."""
@@ -261,7 +276,7 @@ async def longpoll_client(target, tally: Tally, counting, stop, **_) -> None:
             if data["quotes"] and counted:
                 tally.payload_bytes += len(body)
                 tally.wire_payload_bytes += len(body)
-            book.take(data["quotes"], at=at, counted=counted)
+            book.take(data["quotes"], at=at, counted=counted, spans=data["step"] - since)
             since = data["step"]
     finally:
         conn.close()
@@ -463,6 +478,7 @@ async def run_transport(
         "updates_per_s": round(updates / elapsed, 1),
         "lost_updates": tally.lost,
         "lost_where": tally.breaks,
+        "conflated_updates": tally.conflated,
         "latency_ms": latency_summary(tally.latencies_ms),
         "requests": tally.requests,
         "requests_per_s": round(tally.requests / elapsed, 1),
