@@ -141,8 +141,8 @@ AXES_CLIENT_IP_CALLABLE = "ticker.edge.security.client_address"
 
 # Site accounts (issue 23, ticker/accounts/): their logins are counted and locked by django-axes exactly as the
 # admin's (above). A sign-up authenticates nobody, so axes does not see it: failed sign-ups are counted per
-# client address instead (ticker/accounts/limits.py), and past this many within TICKER_LOGIN_COOLOFF_MINUTES
-# that address gets "too many attempts" (429) until the cool-off passes.
+# client address instead, in the database (ticker/accounts/limits.py), and past this many within
+# TICKER_LOGIN_COOLOFF_MINUTES that address gets "too many attempts" (429) until the cool-off passes.
 TICKER_SIGNUP_FAILURE_LIMIT = 20
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import timedelta
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
@@ -15,8 +16,9 @@ from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.test import Client
+from django.utils import timezone
 
-from ticker.models import WATCHLIST_MOST_SYMBOLS, Stock, Watchlist
+from ticker.models import WATCHLIST_MOST_SYMBOLS, SignUpFailures, Stock, Watchlist
 from ticker.wire import personal
 
 from .conftest import make_stocks
@@ -28,14 +30,6 @@ User = get_user_model()
 @pytest.fixture(autouse=True)
 def quick_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
-def empty_cache():
-    """Sign-up failures are counted in the cache: each test starts from none."""
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -119,6 +113,24 @@ def test_too_many_failed_sign_ups_from_one_address_are_refused(db, settings):
     assert sign_up(client, "dave", address="203.0.113.5").status_code == 429
     assert not User.objects.filter(username="dave").exists()
     assert sign_up(Client(), "dave", address="203.0.113.6").status_code == 302
+
+
+def test_failed_sign_ups_are_counted_in_the_database_for_every_web_process(db, settings):
+    """The count is not one process's: stored (what another web process reads), not in this one's cache, and
+    an address whose cool-off has passed starts again from one, its row gone once another failure is counted."""
+    settings.TICKER_SIGNUP_FAILURE_LIMIT = 2
+    for _ in range(2):
+        sign_up(Client(), "erin", password="x", address="203.0.113.9")
+    cache.clear()
+    assert sign_up(Client(), "erin", address="203.0.113.9").status_code == 429
+    assert SignUpFailures.objects.get(address="203.0.113.9").failures == 2
+    SignUpFailures.objects.update(last_at=timezone.now() - timedelta(minutes=settings.TICKER_LOGIN_COOLOFF_MINUTES))
+    assert sign_up(Client(), "erin", password="x", address="203.0.113.9").status_code == 200  # cooled off
+    assert SignUpFailures.objects.get(address="203.0.113.9").failures == 1
+    sign_up(Client(), "erin", password="x", address="203.0.113.10")
+    SignUpFailures.objects.filter(address="203.0.113.9").update(last_at=timezone.now() - timedelta(days=1))
+    sign_up(Client(), "erin", password="x", address="203.0.113.11")
+    assert set(SignUpFailures.objects.values_list("address", flat=True)) == {"203.0.113.10", "203.0.113.11"}
 
 
 # --- sign-in, sign-out, password change ------------------------------------------------------------------

@@ -192,6 +192,21 @@ class Watchlist(models.Model):
         return f"{self.user}: {', '.join(self.symbols)}"
 
 
+class SignUpFailures(models.Model):
+    """Failed sign-ups from one client address (ticker/accounts/limits.py): in the database, as django-axes keeps
+    failed sign-ins, so that every web process counts the same ones."""
+
+    address = models.CharField(max_length=64, primary_key=True)
+    failures = models.PositiveIntegerField(default=0)
+    last_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name_plural = "sign-up failures"
+
+    def __str__(self) -> str:
+        return f"{self.address}: {self.failures}"
+
+
 class Alert(models.Model):
     """A user's price alert on one symbol: armed until the first market step after arming whose quote satisfies
     the condition, then triggered (with the step's figures) until re-armed. The market fires it inside the step's

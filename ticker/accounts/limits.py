@@ -2,32 +2,50 @@
 cool-off, that address gets the "too many attempts" page (429) until the cool-off passes.
 
 Logins are django-axes' (the admin's lockout, ticker.edge.lockout): the login form passes the request to
-``authenticate``, so axes counts and locks them. A sign-up authenticates nobody, so axes does not see it;
-the count lives in Django's cache, keyed by the address axes uses (ticker.edge.security.client_address).
+``authenticate``, so axes counts and locks them. A sign-up authenticates nobody, so axes does not see it; the
+count is kept the same way, in the database (``SignUpFailures``), by the address axes uses
+(ticker.edge.security.client_address), so every web process counts the same failures: in each process's memory
+(Django's default cache, as it was) an address behind a proxy that spreads requests over N processes had N
+times the limit.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
-from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, Value, When
 from django.http import HttpRequest
+from django.utils import timezone
 
 from ticker.edge.security import client_address
-
-
-def _key(request: HttpRequest) -> str:
-    return f"ticker:signup-failures:{client_address(request)}"
+from ticker.models import SignUpFailures
 
 
 def cool_off_seconds() -> int:
     return max(1, round(settings.TICKER_LOGIN_COOLOFF_MINUTES * 60))
 
 
+def _cooled_before(now):
+    return now - timedelta(seconds=cool_off_seconds())
+
+
 def signup_locked(request: HttpRequest) -> bool:
-    return cache.get(_key(request), 0) >= settings.TICKER_SIGNUP_FAILURE_LIMIT
+    recent = SignUpFailures.objects.filter(address=client_address(request), last_at__gt=_cooled_before(timezone.now()))
+    return (recent.values_list("failures", flat=True).first() or 0) >= settings.TICKER_SIGNUP_FAILURE_LIMIT
 
 
 def count_signup_failure(request: HttpRequest) -> None:
-    """One more failed sign-up from this address; each failure starts the cool-off again (as axes' does)."""
-    key = _key(request)
-    cache.set(key, cache.get(key, 0) + 1, timeout=cool_off_seconds())
+    """One more failed sign-up from this address; each failure starts the cool-off again (as axes' does). One
+    statement a failure (two for an address's first), so failures on several processes at once all count."""
+    now, address = timezone.now(), client_address(request)
+    cooled = _cooled_before(now)
+    counted = Case(When(last_at__gt=cooled, then=F("failures") + 1), default=Value(1))
+    if not SignUpFailures.objects.filter(address=address).update(failures=counted, last_at=now):
+        try:
+            with transaction.atomic():
+                SignUpFailures.objects.create(address=address, failures=1, last_at=now)
+        except IntegrityError:  # another process counted this address's first failure meanwhile
+            SignUpFailures.objects.filter(address=address).update(failures=counted, last_at=now)
+    SignUpFailures.objects.filter(last_at__lte=cooled).delete()  # addresses whose cool-off has passed
