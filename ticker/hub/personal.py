@@ -22,7 +22,7 @@ anonymous connections, for quotes only. One that names a session to spare (a pas
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ticker.hub.outlet import Outlet
@@ -143,12 +143,13 @@ class PersonalRouter:
             except Exception:
                 log.exception("writing a personal frame failed")
         if encoded.kind == SIGNED_OUT:
-            for outlet in self._of(user_id, sparing):
+            for outlet in list(self._of(user_id, sparing)):  # a copy: detach changes the user's set
                 self.detach(outlet)
 
-    def _of(self, user_id: int, sparing: str | None) -> list[Outlet]:
+    def _of(self, user_id: int, sparing: str | None) -> Iterable[Outlet]:
+        """The user's outlets here (the set itself), or those not of the ``sparing`` session."""
         outlets = self.users.get(user_id, ())
-        return list(outlets) if sparing is None else [o for o in outlets if self.sessions.get(o) != sparing]
+        return outlets if sparing is None else [o for o in outlets if self.sessions.get(o) != sparing]
 
     def _reading(
         self, user_id: int, kind: str, text: str, sparing: str | None = None

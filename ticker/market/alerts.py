@@ -47,7 +47,6 @@ CHANGED_GROUP = CHANGED_EVENT = "alerts.changed"
 RECONCILE_EVERY_S = 10.0
 # How long an id below the watermark that was never seen is looked for (PostgreSQL's commits out of id order).
 GAP_SECONDS = 10.0
-_FIELDS = alert_rows.BOOK_FIELDS
 
 
 def satisfied(condition: str, value: Decimal, tick: Tick) -> bool:
@@ -89,7 +88,7 @@ class AlertBook:
     def load(cls) -> AlertBook:
         """Every armed, enabled alert (when a market takes the lease)."""
         book = cls()
-        rows = Alert.objects.filter(state=ARMED, disabled=False).values_list(*_FIELDS).order_by("id")
+        rows = Alert.objects.filter(state=ARMED, disabled=False).values_list(*alert_rows.BOOK_FIELDS).order_by("id")
         for row in rows.iterator(chunk_size=5000):
             book._place(row, bound=False)
         for symbol in book.lists:

@@ -272,7 +272,7 @@ class Publisher:
             return True
         events = _alert_events(result)
         try:
-            await self.layer.group_send(personal.PERSONAL_GROUP, {"type": personal.PERSONAL_EVENT, "events": events})
+            await self.layer.group_send(personal.PERSONAL_GROUP, personal.message_of(events))
         except Exception as exc:
             metrics.alerts_delivery_failed()
             log.warning(

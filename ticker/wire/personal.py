@@ -40,7 +40,13 @@ PERSONAL_EVENT = "personal.events"
 
 def message(events: list[tuple[int, dict[str, Any]]]) -> dict[str, Any]:
     """The channel-layer message for (user id, frame) pairs."""
-    return {"type": PERSONAL_EVENT, "events": events_of(events)}
+    return message_of(events_of(events))
+
+
+def message_of(events: list[list], **extra: Any) -> dict[str, Any]:
+    """The channel-layer message for events already encoded (``[user id, type, JSON]``, as ``events_of`` makes
+    them, or the market's fires); ``extra``: keys beside the events."""
+    return {"type": PERSONAL_EVENT, "events": events, **extra}
 
 
 def events_of(pairs: list[tuple[int, dict[str, Any]]]) -> list[list]:
@@ -72,7 +78,5 @@ def signed_out_message(user_id: int, *, sparing: str | None = None) -> dict[str,
     session (``ticker.edge.session.session_tag``) keep theirs, as after a password change made in it (Django
     ends the user's other sessions then, and keeps that one). The spared session rides beside the events, never
     in the frame a client gets; a web process that does not know the key signs them all out (the safe side)."""
-    message = {"type": PERSONAL_EVENT, "events": [[user_id, "signed_out", protocol.encode(signed_out_frame())]]}
-    if sparing is not None:
-        message["sparing"] = sparing
-    return message
+    events = events_of([(user_id, signed_out_frame())])
+    return message_of(events) if sparing is None else message_of(events, sparing=sparing)
