@@ -1,6 +1,6 @@
 """Personal frames at scale (issue 23): one daphne process, N signed-in users on the broadcast, N alert fires a step.
 
-Used by ``python manage.py bench_alerts`` (its second part). The rig (bench/rig.py: fresh SQLite, private Redis,
+Used by ``python manage.py bench_alerts`` (its second part). The rig (bench/rig.py: a fresh database, private Redis,
 the site's own ``run_market``) gets N users and a session each, written in its database; the load generator
 (bench/loadgen.py, pinned to core 1) opens N WebSockets on one daphne process (pinned to core 0), each handshake
 carrying its user's ``sessionid`` cookie and the site's Origin, every client on all symbols. An armer (a thread
@@ -18,16 +18,16 @@ exactly once (by step, after the publisher stopped and the last fires had time t
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 import statistics
 import threading
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from .fanout import measure
-from .loadgen import ALERT_ID_MODULUS, Target, Workers
+from .loadgen import Target, Workers
 from .proc import process_cpu_s, rss_kib, run_delay_s
 from .rig import SITE, Rig
 from .stats import latency_summary
@@ -67,6 +67,12 @@ def sign_in(rig: Rig, users: int) -> tuple[tuple[int, str], ...]:
     return tuple((int(pk), key) for pk, key in json.loads(path.read_text()))
 
 
+# The alert's columns the armer writes, in its rows' order.
+COLUMNS = (
+    "id", "user_id", "stock_id", "condition", "value", "note", "state", "disabled", "armed_step", "created_at", "read",
+)  # fmt: skip
+
+
 class Armer:
     """Arms real alerts in the rig's database: while ``on``, after each market step, one alert for each of the
     next ``per_step`` users that any quote satisfies (``price_above`` 0.0001), so the market (the site's own
@@ -77,16 +83,20 @@ class Armer:
     group: a member would make Redis write each step's message (~0.7 MB at 2,000 fires) once more than a web
     process alone costs, and would decode it on the load generator's side; and it inserts right after a step
     commits, between steps, rather than once the batch has crossed Redis, closer to the next step's start.
+
+    Ids follow on from the highest in the table, one after another as a sequence hands them out (the book reads
+    the ids above its watermark, and on PostgreSQL looks for a while for any it skipped); each alert's note names
+    its user (``u<id>``), so a client tells its own user's alert from another's (``bench.loadgen``).
     """
 
     def __init__(self, rig: Rig, users: tuple[int, ...], per_step: int):
         from ticker.models import Alert, MarketLease, Stock
 
-        self.users, self.database = users, rig.database
+        self.users, self.db = users, rig.db
         self.table, self.stocks, self.lease = Alert._meta.db_table, Stock._meta.db_table, MarketLease._meta.db_table
         self.per_step = per_step  # alerts armed a step: the next ``per_step`` users in turn (all of them: each user)
         self.next = 0
-        self.round = 0
+        self.next_id = 0
         self.on = False
         self.first_id: int | None = None  # the window's first alert id
         self.wall_ms: list[float] = []  # each step's insert, as the API would store them
@@ -100,44 +110,42 @@ class Armer:
 
     def _run(self) -> None:
         try:
-            with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as db:
-                stock = db.execute(f"SELECT id FROM {self.stocks} ORDER BY id LIMIT 1").fetchone()[0]  # noqa: S608
+            with self.db.connect() as db:
+                [(stock,)] = db.read(f"SELECT id FROM {self.stocks} ORDER BY id LIMIT 1")  # noqa: S608
+                [(top,)] = db.read(f"SELECT max(id) FROM {self.table}")  # noqa: S608
+                self.next_id = (top or 0) + 1
                 read = f"SELECT max(step) FROM {self.lease}"  # noqa: S608
-                seen = db.execute(read).fetchone()[0]
+                [(seen,)] = db.read(read)
                 self.ready.set()
                 while not self._stop.is_set():
-                    step = db.execute(read).fetchone()[0]
+                    [(step,)] = db.read(read)
                     if step == seen:
                         time.sleep(0.005)
                         continue
                     seen = step
                     if self.on:
                         self._arm(db, stock)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the driver's errors, or a read that came back empty
             self.errors.append(repr(exc))
 
-    def _arm(self, db: sqlite3.Connection, stock: int) -> None:
-        # Its round times ALERT_ID_MODULUS plus its user's id: a client tells its own user's alert from another's,
-        # and each round's ids are above the last (the market's book reads new ids only).
-        self.round += 1
+    def _arm(self, db, stock: int) -> None:
         users = [self.users[(self.next + i) % len(self.users)] for i in range(self.per_step)]
         self.next = (self.next + self.per_step) % len(self.users)
-        now = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+        first, self.next_id = self.next_id, self.next_id + len(users)
+        if self.db.vendor == "sqlite":
+            now, value, no, yes = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), "0.0001", 0, 1
+        else:
+            now, value, no, yes = datetime.now(UTC), Decimal("0.0001"), False, True
         rows = [
-            (self.round * ALERT_ID_MODULUS + user, user, stock, "price_above", "0.0001", "", "armed", 0, 0, now, 1)
-            for user in users
+            (first + i, user, stock, "price_above", value, f"u{user}", "armed", no, 0, now, yes)
+            for i, user in enumerate(users)
         ]
         if self.first_id is None:
-            self.first_id = rows[0][0]
+            self.first_id = first
         t0 = time.perf_counter()
         try:
-            with db:
-                db.executemany(
-                    f"INSERT INTO {self.table} (id, user_id, stock_id, condition, value, note, state, disabled, "  # noqa: S608
-                    "armed_step, created_at, read) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
-        except sqlite3.Error as exc:
+            db.insert(self.table, COLUMNS, rows)
+        except db.Error as exc:
             self.errors.append(repr(exc))
             return
         self.wall_ms.append((time.perf_counter() - t0) * 1000)
@@ -146,11 +154,11 @@ class Armer:
         """The window's fires as the market stored them: each user's fired alert ids."""
         if self.first_id is None:
             return {}
-        with contextlib.closing(sqlite3.connect(self.database, timeout=30)) as db:
-            rows = db.execute(
+        with self.db.connect() as db:
+            rows = db.read(
                 f"SELECT user_id, id FROM {self.table} WHERE id >= ? AND state = 'triggered'",  # noqa: S608
                 [self.first_id],
-            ).fetchall()
+            )
         by_user: dict[int, set[int]] = {}
         for user, pk in rows:
             by_user.setdefault(user, set()).add(pk)
@@ -192,6 +200,23 @@ def by_position(taken: list[dict], ids: tuple[int, ...]) -> list[float | None]:
         for user, latencies in worker["by_user"]:
             tenths[place[user]] += latencies
     return [latency_summary(t, (50,))["p50"] for t in tenths]
+
+
+def by_step(taken: list[dict]) -> dict:
+    """The fires grouped by the step that fired them: how many steps, and the three whose fires were latest
+    (step, fires, p50, max): one late step (a pause in the market or the web process) against a spread tail."""
+    steps: dict[int, list[float]] = {}
+    for worker in taken:
+        for step, latency in zip(worker["steps"], worker["latencies_ms"], strict=True):
+            steps.setdefault(step, []).append(latency)
+    worst = sorted(steps.items(), key=lambda item: -max(item[1]))[:3]
+    return {
+        "steps": len(steps),
+        "steps_with_a_fire_over_100_ms": sum(max(v) > 100 for v in steps.values()),
+        "latest": [
+            {"step": step, "fires": len(v), **latency_summary(v, (50,)), "max": round(max(v), 1)} for step, v in worst
+        ],
+    }
 
 
 def delivery(
@@ -255,6 +280,7 @@ def _window(workers, pid, publisher, ids, personal: bool, outcome, idle, *, seco
         # p50 of the fires by their place in the step's message (tenths: the first 10% of events, ...): how
         # much of the latency is the web process routing the message one event after another.
         "alert_p50_ms_by_tenth": by_place,
+        "alert_steps": by_step(taken) if personal else None,
         "alerts": fires,
         # Runnable but kept off its core by other processes (a shared machine): the share of the window.
         "server_runqueue_wait_share": round(waited / elapsed, 3),
@@ -289,6 +315,10 @@ def summary(row: dict) -> str:
         )
         if row["alert_p50_ms_by_tenth"]:
             line += f"; p50 by tenth of the message {row['alert_p50_ms_by_tenth']}"
+        if steps := row.get("alert_steps"):
+            latest = ", ".join(f"{w['step']}: p50 {w['p50']} max {w['max']}" for w in steps["latest"])
+            line += f"; {steps['steps_with_a_fire_over_100_ms']} of {steps['steps']} steps had a fire over 100 ms "
+            line += f"(latest steps {latest})"
     return line
 
 
@@ -327,7 +357,12 @@ def window(row: dict) -> str:
 
 def markdown(config: dict, compared: list[dict], delivered: list[dict], lines: list[str]) -> str:
     """Both parts' tables and the ratio lines."""
-    out = [f"Machine: {config['machine']}. {config['date']}. Market step {config['market_interval_ms']} ms.", ""]
+    database = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[config.get("database", "sqlite")]
+    out = [
+        f"Machine: {config['machine']}. {config['date']}. Market step {config['market_interval_ms']} ms. "
+        f"The rig's database: {database}.",
+        "",
+    ]
     if compared:
         out += [
             f"### Group per user vs one routed message ({config['fire_steps']} steps of each, alternating)",

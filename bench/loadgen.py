@@ -44,8 +44,8 @@ from .seq import SeqFollower
 STEP = re.compile(rb'"step": ?(\d+)')
 TS = re.compile(rb'"ts": ?(\d+)')
 ALERT_ID = re.compile(rb'"id": ?(\d+)')
-# bench_alerts numbers each user's alert as a round times this plus the user's id (bench/alerts.py).
-ALERT_ID_MODULUS = 1_000_000
+# bench_alerts writes each alert's user in its note, "u<id>" (bench/alerts.py).
+ALERT_USER = re.compile(rb'"note": ?"u(\d+)"')
 HANDSHAKE_TIMEOUT_S = 30
 CONNECTS_AT_ONCE = 100
 
@@ -197,13 +197,14 @@ class LeanClient(asyncio.BufferedProtocol):
 
     def alert(self, worker: Worker, data: bytes, start: int, end: int) -> None:
         """A personal alert frame (bench_alerts): its latency from the alert's ``ts``, its step, and whether it
-        was this client's user's (the bench numbers each user's alert by the user's id, ``ALERT_ID_MODULUS``)."""
+        was this client's user's (the bench writes each alert's user in its note, ``ALERT_USER``)."""
         latency = time.time() * 1000 - int(TS.search(data, start, end).group(1))
         worker.alert_latencies_ms.append(latency)
+        worker.alert_steps.append(int(STEP.search(data, start, end).group(1)))
         self.alert_latencies_ms.append(latency)
-        alert_id = int(ALERT_ID.search(data, start, end).group(1))
-        self.alert_ids.append(alert_id)
-        if alert_id % ALERT_ID_MODULUS != self.user_id:
+        self.alert_ids.append(int(ALERT_ID.search(data, start, end).group(1)))
+        user = ALERT_USER.search(data, start, end)
+        if user is None or int(user.group(1)) != self.user_id:
             worker.misrouted += 1
 
     def compressed(self, worker: Worker, data: bytes, start: int, end: int) -> None:
@@ -258,6 +259,7 @@ class Worker:
         self.dropped = 0
         self.latencies_ms: list[float] = []
         self.alert_latencies_ms: list[float] = []  # every alert frame's, counted or not (bench_alerts)
+        self.alert_steps: list[int] = []  # and the step of each (the step that fired it)
         self.misrouted = 0  # alert frames of another user
         self.cpu_at = 0.0
         self.done = asyncio.Event()
@@ -335,12 +337,13 @@ class Worker:
         taken = {
             "ids": [(client.user_id, client.alert_ids) for client in self.clients if client.user_id is not None],
             "latencies_ms": self.alert_latencies_ms,
+            "steps": self.alert_steps,  # each latency's step (the step that fired the alert)
             "misrouted": self.misrouted,
             "by_user": [(c.user_id, c.alert_latencies_ms) for c in self.clients if c.user_id is not None],
         }
         for client in self.clients:
             client.alert_ids, client.alert_latencies_ms = [], []
-        self.alert_latencies_ms, self.misrouted = [], 0
+        self.alert_latencies_ms, self.alert_steps, self.misrouted = [], [], 0
         return taken
 
     async def close(self) -> None:

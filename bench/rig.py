@@ -1,8 +1,9 @@
 """The one process rig of the benchmarks: a throwaway site, and servers started on it on demand.
 
-A rig is a fresh SQLite database (migrated, so seeded with the simulated
-market), its own Redis, and the site's ``run_market``: the feed every server
-under test follows. ``bench_transports`` starts the site on daphne on it;
+A rig is a fresh database (SQLite, or one on a PostgreSQL server named with
+``database``: bench/rigdb.py), migrated, so seeded with the simulated market;
+its own Redis; and the site's ``run_market``: the feed every server under
+test follows. ``bench_transports`` starts the site on daphne on it;
 ``bench_fanout`` the site and the reference servers, each pinned to a core.
 Every process it starts is stopped, and its temporary directories removed,
 on ``close()`` (or leaving its ``with`` block), also when start-up fails
@@ -11,12 +12,10 @@ halfway: a migrate that fails, a server that never listens.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.rigdb import RigDatabase, RigDatabaseError
 from ticker.runtime.launcher import DEFAULT_REDIS_URL, RedisChoice, free_port, redis_answers, start_redis_server
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -118,20 +118,33 @@ def stop(process: subprocess.Popen) -> None:
 class Rig:
     """A throwaway feed: fresh SQLite, Redis, the site's run_market; servers started on demand."""
 
-    def __init__(self, *, interval_ms: int, name: str, log: Callable[[str], None] = print, universe: int | None = None):
+    def __init__(
+        self,
+        *,
+        interval_ms: int,
+        name: str,
+        log: Callable[[str], None] = print,
+        universe: int | None = None,
+        database: str | None = None,
+    ):
         """Start the feed; ``name`` tags the temporary directory and channel prefix; ``log`` gets one line each.
 
         ``universe``: list generated symbols until that many are listed (``bench_fanout --universe``).
+        ``database``: a PostgreSQL server (``postgres://user@host:port/``) to make the rig's database on, instead
+        of a SQLite file.
         """
         self.redis = benchmark_redis(dict(os.environ))
         self.processes: list[subprocess.Popen] = []
-        self.tmp = self.output = None
+        self.tmp = self.output = self.db = None
         try:
             self.tmp = tempfile.TemporaryDirectory(prefix=f"ticker-{name}-")
-            self.database = Path(self.tmp.name) / "bench.sqlite3"
+            try:
+                self.db = RigDatabase(Path(self.tmp.name), name, database)
+            except RigDatabaseError as exc:
+                raise RigError(str(exc)) from None
             self.env = {
                 **os.environ,
-                "DATABASE_URL": f"sqlite:///{self.database}",
+                "DATABASE_URL": self.db.url,
                 "REDIS_URL": self.redis.url,
                 "TICKER_CHANNEL_LAYER": "redis",
                 "TICKER_CHANNEL_PREFIX": f"{name}{os.getpid()}",
@@ -148,7 +161,7 @@ class Rig:
                 "TICKER_MAX_CONNECTIONS_PER_ADDRESS": "0",
             }
             self.output = open(Path(self.tmp.name) / "servers.log", "ab")  # noqa: SIM115 (closed in close)
-            log(f"Redis: {self.redis.how}")
+            log(f"Redis: {self.redis.how}; database: {self.db.where}")
             self._migrate()
             self.seeded = self.listed_symbols()  # the migration's seeded market
             if universe and universe > len(self.seeded):
@@ -171,12 +184,12 @@ class Rig:
         self.output.write((done.stdout + done.stderr).encode())
         if done.returncode:
             last = (done.stdout + done.stderr).strip().splitlines() or ["no output"]
-            raise RigError(f"migrate failed for the benchmark's database ({self.database}): {last[-1]}")
+            raise RigError(f"migrate failed for the benchmark's database ({self.db.where}): {last[-1]}")
 
     def listed_symbols(self) -> tuple[str, ...]:
         """The active symbols in the rig's database, in symbol order."""
-        with contextlib.closing(sqlite3.connect(self.database)) as db:
-            rows = db.execute("SELECT symbol FROM ticker_stock WHERE active ORDER BY symbol").fetchall()
+        with self.db.connect() as db:
+            rows = db.read("SELECT symbol FROM ticker_stock WHERE active ORDER BY symbol")
         return tuple(symbol for (symbol,) in rows)
 
     def _list_universe(self, total: int, log: Callable[[str], None]) -> None:
@@ -204,8 +217,8 @@ class Rig:
         while time.monotonic() < deadline:
             if self.market.poll() is not None:
                 raise RigError(f"run_market exited with {self.market.returncode}:\n{self.output_tail()}")
-            with contextlib.closing(sqlite3.connect(self.database)) as db:
-                step, symbols = db.execute("SELECT max(step), count(*) FROM ticker_stock WHERE active").fetchone()
+            with self.db.connect() as db:
+                [(step, symbols)] = db.read("SELECT max(step), count(*) FROM ticker_stock WHERE active")
             if step and step >= 2:
                 return symbols
             time.sleep(0.1)
@@ -260,6 +273,11 @@ class Rig:
             stop(process)
         self.processes = []
         self.redis.close()
+        if self.db:
+            try:
+                self.db.close()
+            except RigDatabaseError as exc:
+                print(f"could not drop the benchmark's database: {exc}", file=sys.stderr)
         if self.output:
             self.output.close()
         if self.tmp:

@@ -48,24 +48,43 @@ def fired_json(pk: int, fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def fired_frames(*, step: int, ts: int | None, triggered_at: str):
-    """A maker of this step's ``alert`` frames (ticker/wire/personal.py) as JSON text, one per fire: byte for byte
+    """Makers of this step's ``alert`` frames (ticker/wire/personal.py) as JSON text, one per fire: byte for byte
     ``protocol.encode(alert_frame(fired_json(pk, fields), ts))``, written directly, with what every fire of the
     step shares put together once. At 2,000 fires a step building the dict, then encoding it, cost the market
-    ~30 ms of its step (py-spy of bench_alerts' market); this is ~3 us a fire. Called as ``make(pk, symbol,
-    condition, value, note, created_at, price, change_pct)`` with the values a fire's UPDATE returned."""
+    ~30 ms of its step (py-spy of bench_alerts' market).
+
+    Returns ``(quoted, make)``: ``quoted(symbol, price, change_pct)`` is a quote's part of the frame, made once
+    for every alert that quote fires (a price that crosses many thresholds of one symbol), and ``make(pk,
+    condition, value, note, created_at, quote)`` a fire's frame with the values its UPDATE returned. What repeats
+    from fire to fire (a value, a note, a moment of creation) is written once a step."""
     head = '{"type":"alert",' + ("" if ts is None else f'"ts":{ts},') + '"alert":{"id":'
     middle = ',"state":"triggered","created_at":'
     tail = f',"step":{step},"read":false}}}}'
     when = f',"triggered_at":{_text(triggered_at)},"price":'
+    # Equal values write the same text (normalized); moments are kept as text only (two aware datetimes of one
+    # instant are equal in any zone, and would write one offset for both).
+    values: dict[Any, str] = {}
+    texts: dict[str, str] = {}
+    moments: dict[str, str] = {}
 
-    def make(pk: int, symbol: str, condition: str, value, note: str, created_at, price, change_pct) -> str:
-        return (
-            f'{head}{pk},"symbol":{_text(symbol)},"condition":{_text(condition)},'
-            f'"value":"{format(_decimal(value).normalize(), "f")}","note":{_text(note)}{middle}'
-            f'{_text(_iso(created_at))}{when}{float(price)!r},"change_pct":{float(change_pct)!r}{tail}'
-        )
+    def quoted(symbol: str, price, change_pct) -> tuple[str, str]:
+        figures = f'{when}{float(price)!r},"change_pct":{float(change_pct)!r}{tail}'
+        return f',"symbol":{_text(symbol)},"condition":', figures
 
-    return make
+    def make(pk: int, condition: str, value, note: str, created_at, quote: tuple[str, str]) -> str:
+        if (value_text := values.get(value)) is None:
+            value_text = values[value] = f',"value":"{format(_decimal(value).normalize(), "f")}","note":'
+        if (condition_text := texts.get(condition)) is None:
+            condition_text = texts[condition] = _text(condition)
+        if (note_text := texts.get(note)) is None:
+            note_text = texts[note] = _text(note)
+        if type(created_at) is not str:
+            moment = _text(_iso(created_at))
+        elif (moment := moments.get(created_at)) is None:
+            moment = moments[created_at] = _text(_iso(created_at))
+        return f"{head}{pk}{quote[0]}{condition_text}{value_text}{note_text}{middle}{moment}{quote[1]}"
+
+    return quoted, make
 
 
 def _json(pk: int, state: str, fields: dict[str, Any], *, read: bool) -> dict[str, Any]:
@@ -103,14 +122,16 @@ def iso(value: datetime) -> str:
 
 
 def _iso(value) -> str | None:
-    """A stored moment in ISO 8601 with its offset, as a raw cursor or a model gives it: aware on PostgreSQL, text
-    in UTC on SQLite (Django's ``YYYY-MM-DD HH:MM:SS[.ffffff]``, rewritten without parsing: at 2,000 fires a step
-    parsing each cost more than the rest of its JSON), or already a string from ``iso``."""
+    """A stored moment in ISO 8601 with its offset, as a raw cursor or a model gives it: aware, or text in UTC
+    (SQLite's ``YYYY-MM-DD HH:MM:SS[.ffffff]``, PostgreSQL's ``(moment AT TIME ZONE 'UTC')::text``, whose fraction
+    drops its trailing zeros), rewritten without parsing: at 2,000 fires a step parsing each cost more than the rest
+    of its JSON; or already a string from ``iso``."""
     if value is None:
         return None
     if isinstance(value, str):
-        if len(value) in (19, 26) and value[10] == " ":
-            return f"{value[:10]}T{value[11:]}+00:00"
+        if value[10:11] == " " and (len(value) == 19 or (value[19:20] == "." and value[20:].isdigit())):
+            fraction = value[19:26].ljust(7, "0") if value[20:].strip("0") else ""
+            return f"{value[:10]}T{value[11:19]}{fraction}+00:00"
         if value[10:11] == "T":
             return value
         return iso(parse_datetime(value))

@@ -62,7 +62,7 @@ def fire(chosen: list[tuple[int, Decimal, Decimal]], *, step: int, at: datetime)
     """Mark triggered the alerts of ``chosen`` (id, price, change %) that still qualify: armed, enabled and armed
     at an earlier step, checked by the UPDATE itself (on PostgreSQL under the row lock it takes, so a re-arm,
     delete or disable committed meanwhile is seen). Return the fired rows as
-    ``(id, user_id, condition, value, note, created_at)``, by id.
+    ``(id, user_id, condition, value, note, created_at)``, by id, ``created_at`` as text in UTC.
 
     One ``UPDATE ... RETURNING`` replaced the ORM's ``select_for_update`` then an UPDATE: a round trip and a model
     instance per fire less (fire 13.9 -> 5.1 ms a step, docs/benchmarks.md). On PostgreSQL the candidates go as
@@ -76,18 +76,22 @@ def fire(chosen: list[tuple[int, Decimal, Decimal]], *, step: int, at: datetime)
     table = ops.quote_name(meta.db_table)
     column = {name: ops.quote_name(meta.get_field(name).column) for name in _FIRE_COLUMNS}
     price, pct = meta.get_field("triggered_price"), meta.get_field("triggered_change_pct")
+    created = column["created_at"]  # as text in UTC (``alert_json._iso``): PostgreSQL's loader took ~4 us a row
+    if connection.vendor == "postgresql":
+        created = f"({created} AT TIME ZONE 'UTC')::text"
     update = (
         f"UPDATE {table} SET {column['state']} = %s, {column['triggered_at']} = %s, "
         f"{column['triggered_step']} = %s, {column['triggered_price']} = v.price, "
         f"{column['triggered_change_pct']} = v.pct, {column['read']} = %s FROM {{source}} "
         f"WHERE {table}.id = v.id AND {column['state']} = %s AND NOT {column['disabled']} "
         f"AND {column['armed_step']} < %s RETURNING {table}.id, {column['user']}, {column['condition']}, "
-        f"{column['value']}, {column['note']}, {column['created_at']}"
+        f"{column['value']}, {column['note']}, {created}"
     )
     triggered, armed, stamp = Alert.State.TRIGGERED.value, Alert.State.ARMED.value, ops.adapt_datetimefield_value(at)
     if connection.vendor == "postgresql":
-        source = "unnest(%s::bigint[], %s::numeric[], %s::numeric[]) AS v(id, price, pct)"
-        ids, prices, pcts = (list(part) for part in zip(*chosen, strict=True))
+        source = "unnest(%s::text::bigint[], %s::text::numeric[], %s::text::numeric[]) AS v(id, price, pct)"
+        # Each array as its literal's text: psycopg's list adapter took ~2 us an element.
+        ids, prices, pcts = ("{" + ",".join(map(str, part)) + "}" for part in zip(*chosen, strict=True))
         with _preparing() as cursor:
             params = [triggered, stamp, step, False, ids, prices, pcts, armed, step]
             cursor.execute(update.format(source=source), params, prepare=True)

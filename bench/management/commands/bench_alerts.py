@@ -29,9 +29,16 @@ class Command(BaseCommand):
         parser.add_argument("--duration", type=float, default=10.0, help="part 2: seconds measured per window")
         parser.add_argument("--settle", type=float, default=3.0, help="part 2: seconds to wait after connecting")
         parser.add_argument("--interval", type=int, default=settings.MARKET_INTERVAL_MS, help="market step, ms")
+        parser.add_argument(
+            "--database",
+            default=None,
+            help="a PostgreSQL server (postgres://user@host:port/) to make the rig's database on (default: SQLite)",
+        )
         parser.add_argument("--out", type=Path, default=Path("bench-results/alerts"))
 
-    def handle(self, *args, fires, fire_steps, users, alerts_per_step, rounds, duration, settle, interval, out, **_):
+    def handle(
+        self, *args, fires, fire_steps, users, alerts_per_step, rounds, duration, settle, interval, database, out, **_
+    ):
         try:
             counts = [int(n) for n in fires.split(",") if n.strip()] if fires.strip() else []
         except ValueError:
@@ -47,7 +54,7 @@ class Command(BaseCommand):
         freeze_startup_objects()
         try:
             compared, delivered = self.run(
-                counts, fire_steps, users, alerts_per_step, rounds, duration, settle, interval
+                counts, fire_steps, users, alerts_per_step, rounds, duration, settle, interval, database, out
             )
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
@@ -59,11 +66,11 @@ class Command(BaseCommand):
             "rounds": rounds,
             "duration_s": duration,
             "market_interval_ms": interval,
+            "database": "postgresql" if database else "sqlite",
             "machine": reports.machine(),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         }
         lines = personal_cost.ratios(compared) + alerts.ratios(delivered)
-        out.mkdir(parents=True, exist_ok=True)
         data = {"config": config, "routing": compared, "delivery": delivered, "ratios": lines}
         (out / "results.json").write_text(json.dumps(data, indent=2) + "\n")
         table = alerts.markdown(config, compared, delivered, lines)
@@ -71,9 +78,10 @@ class Command(BaseCommand):
         self.stdout.write(table)
         self.stdout.write(f"\nWrote {out / 'results.json'}, {out / 'results.md'}\n")
 
-    def run(self, counts, fire_steps, users, per_step, rounds, duration, settle, interval) -> tuple[list, list]:
+    def run(self, counts, fire_steps, users, per_step, rounds, duration, settle, interval, database, out):
         compared, delivered = [], []
-        with Rig(interval_ms=interval, name="alerts", log=self.say) as rig:
+        out.mkdir(parents=True, exist_ok=True)
+        with Rig(interval_ms=interval, name="alerts", log=self.say, database=database) as rig:
             if counts:
                 self.say(f"group per user vs one routed message: {', '.join(map(str, counts))} fires a step ...")
                 prefix = f"{rig.env['TICKER_CHANNEL_PREFIX']}cmp"
@@ -85,9 +93,12 @@ class Command(BaseCommand):
                     f"{users} signed-in users on one daphne process, {per_step or users} alerts a step, "
                     f"{rounds} x (without, with) alerts ..."
                 )
-                delivered = alerts.delivery(
-                    rig, users, per_step=per_step, rounds=rounds, seconds=duration, settle=settle, log=self.say
-                )
+                try:
+                    delivered = alerts.delivery(
+                        rig, users, per_step=per_step, rounds=rounds, seconds=duration, settle=settle, log=self.say
+                    )
+                finally:
+                    rig.keep_log(out / "servers.log")  # the market's and the web process's own lines
         return compared, delivered
 
     def say(self, line: str) -> None:
