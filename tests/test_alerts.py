@@ -369,6 +369,25 @@ def test_a_new_alert_already_satisfied_fires_at_the_next_step_even_if_its_symbol
     assert result.ticks == [] and [f.alert["id"] for f in result.fires] == [alert.pk]
 
 
+def test_alerts_read_ahead_of_a_step_fire_at_it_and_its_fires_leave_the_book_before_the_next(stocks, alice):
+    """run_market reads new alerts between steps (``AlertBook.prepare``, before the step's ts): one read ahead
+    fires at the next step as one read in the step does, even if its symbol does not move; the fired alerts
+    stay in the book until the next read (after the step's publishing), then leave it, and fire nothing more."""
+    Stock.objects.update(halted=True)
+    market = services.market_open(interval_ms=250, seed=1)
+    book = alerts.AlertBook.load()
+    run(market, book, 2)
+    first, second = arm(alice, step=market.step_no), arm(alice, value="0.02", step=market.step_no)
+    book.prepare()
+    assert book.fresh == {first.pk, second.pk} and len(book) == 2
+    (result,) = run(market, book, 1, start=2)
+    assert sorted(f.alert["id"] for f in result.fires) == [first.pk, second.pk]
+    assert len(book) == 2 and not book.fresh, "forgotten only at the next read"
+    book.prepare()
+    assert len(book) == 0 and "AAA" not in book.lists
+    assert run(market, book, 3, start=3)[-1].fires == []
+
+
 def test_disabled_deleted_and_unsatisfied_alerts_never_fire(stocks, alice):
     market = volatile(stocks)
     disabled = arm(alice, disabled=True)

@@ -24,13 +24,12 @@ import bisect
 import threading
 import time
 from array import array
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.db import connection
 
 from ticker.market import alert_rows
-from ticker.market.alert_json import Fire, fired_frames, iso
+from ticker.market.alert_json import Fire
 from ticker.market.prices import Tick
 from ticker.models import Alert
 
@@ -72,7 +71,11 @@ class AlertBook:
         self.watermark = 0
         self.gaps: dict[int, float] = {}
         # Candidates refused only for being armed at this step or later: checked again at the next, moved or not.
+        # ``fresh``: alerts read ahead of a step (``prepare``), checked at it; ``fired``: the last step's fires, to
+        # leave the book at the next read (``forget``).
         self.recheck: set[int] = set()
+        self.fresh: set[int] = set()
+        self.fired: list[Fire] = []
         # The gates as floats by the market's order of symbols, for its price loop (``watch``); ``_slot`` by symbol.
         self.low, self.high = array("d"), array("d")
         self._order: list[str] = []
@@ -110,8 +113,17 @@ class AlertBook:
         with self._lock:
             self._armed = armed
 
+    def prepare(self) -> None:
+        """Between two steps (run_market, before the next one's clock starts): the last step's fires leave the
+        book and the alerts created since are read, so that the step itself reads only what comes in meanwhile
+        (2,000 new alerts: ~10 ms on PostgreSQL, off the time from a step's prices to its publishing)."""
+        self.fresh |= self.sync()
+
     def sync(self) -> set[int]:
         """Read what changed since the last step (new ids, gaps, notices); return the ids now armed in the book."""
+        if self.fired:
+            fired, self.fired = self.fired, []
+            self._rebound({self._remove(fire.id, bound=False) for fire in fired})
         with self._lock:
             noticed, self._noticed = self._noticed, set()
             armed, self._armed = self._armed, None
@@ -276,33 +288,15 @@ class AlertBook:
                 found[pk] = tick
         return found
 
-    def fire(self, candidates: dict[int, Tick], *, step: int, ts: int) -> list[Fire]:
-        """Mark the candidates that still qualify triggered, in this (the step's) transaction; return the fires.
-
-        Rows are locked (PostgreSQL) and checked: armed, enabled, armed at an earlier step. The others are
-        read again into the book (deleted, disabled or fired ones leave it). The book forgets the fired ones
-        only after the step commits (``forget``)."""
-        if not candidates:
-            return []
-        ids = sorted(candidates)
-        ticks = {id(tick): tick for tick in candidates.values()}  # a quote's figures worked out once for its fires
-        quotes = {key: (tick.price, Decimal(str(tick.change_pct))) for key, tick in ticks.items()}
-        figures = {pk: quotes[id(tick)] for pk, tick in candidates.items()}
-        at = datetime.fromtimestamp(ts / 1000, tz=UTC)
-        rows = alert_rows.fire([(pk, *figures[pk]) for pk in ids], step=step, at=at)
-        if stale := sorted(set(ids) - {row[0] for row in rows}):
-            found = alert_rows.by_ids(stale)
-            for row in found:
-                self._place(row)
-            for pk in set(stale) - {row[0] for row in found}:  # deleted
-                self._remove(pk)
-            self.recheck = {pk for pk in stale if pk in self.where}
-        quoted, make = fired_frames(step=step, ts=ts, triggered_at=iso(at))
-        parts = {key: quoted(tick.symbol, *quotes[key]) for key, tick in ticks.items()}
-        return [
-            Fire(user_id, pk, make(pk, condition, value, note, created_at, parts[id(candidates[pk])]))
-            for pk, user_id, condition, value, note, created_at in rows
-        ]
+    def reread(self, ids: list[int]) -> None:
+        """Candidates that did not fire (``alert_fire.fire``: deleted, disabled, fired elsewhere, armed at this
+        step): read again; deleted ones leave the book, and those still armed are checked at the next step."""
+        found = alert_rows.by_ids(ids)
+        for row in found:
+            self._place(row)
+        for pk in set(ids) - {row[0] for row in found}:
+            self._remove(pk)
+        self.recheck = {pk for pk in ids if pk in self.where}
 
     def forget_gates(self) -> None:
         """After a step that did not commit: every gate is worked out again (its close may be one rolled back)."""
@@ -310,21 +304,6 @@ class AlertBook:
         self._order = []
 
     def forget(self, fires: list[Fire]) -> None:
-        """Take fired alerts out of the book (after their step committed)."""
-        self._rebound({self._remove(fire.id, bound=False) for fire in fires})
-
-
-def evaluate(book: AlertBook, *, changed: list[Tick], quotes: dict[str, Tick], step: int, ts: int) -> list[Fire]:
-    """The step's alert work, inside its transaction: read what changed, find the candidates, fire. The seconds
-    of each part go to ``book.timings`` (read, find, fire) for the benchmark (``manage.py alerts_steptime``)."""
-    started = time.perf_counter()
-    fresh, book.recheck = book.sync() | book.recheck, set()
-    fresh = {pk for pk in fresh if pk in book.where}
-    read = time.perf_counter()
-    candidates = book.candidates(changed)
-    for pk, tick in book.new_candidates(fresh - set(candidates), quotes).items():
-        candidates.setdefault(pk, tick)
-    found = time.perf_counter()
-    fires = book.fire(candidates, step=step, ts=ts)
-    book.timings = (read - started, found - read, time.perf_counter() - found)
-    return fires
+        """Fired alerts (their step committed) leave the book at its next read (``sync``): after the step's
+        publishing, not before."""
+        self.fired += fires

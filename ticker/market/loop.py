@@ -139,6 +139,10 @@ async def _lead(
     next_at = time.monotonic()
     steps = 0
     while not stop.is_set():
+        try:  # the last step's fires out of the book, the alerts created since read in: before the step's clock
+            await db(book.prepare)
+        except Exception as exc:  # the step reads them itself
+            log.warning("could not read new alerts ahead of step %d: %s", market.step_no + 1, exc)
         ts = time.time_ns() // 1_000_000
         step_started = time.perf_counter()
         try:

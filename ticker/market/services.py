@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import connection, transaction
 
+from ticker.market import alert_fire, selectors
 from ticker.market import alerts as alert_book
 from ticker.market import lease as leases
-from ticker.market import selectors
 from ticker.market.lease import Lease
 from ticker.market.prices import CANDLE_MS, Candle, Market, Session, Tick, dt_years, quantize
 from ticker.models import SECTORS, MarketState, Stock
@@ -154,7 +154,7 @@ def _fire_alerts(
     if book is None:
         return []
     started = time.perf_counter()
-    fires = alert_book.evaluate(book, changed=changed, quotes=market.ticks, step=step, ts=ts)
+    fires = alert_fire.evaluate(book, changed=changed, quotes=market.ticks, step=step, ts=ts)
     metrics.alerts_evaluated(time.perf_counter() - started, fired=len(fires), armed=len(book) - len(fires))
     return fires
 
