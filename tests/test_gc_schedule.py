@@ -66,3 +66,32 @@ def test_handing_back_restores_pythons_own_full_collections(thresholds):
     collections.hand_back()
     assert gc.get_threshold() == before
     assert collections.between_broadcasts(100.0) is None  # no longer the caller's job
+
+
+def test_a_broadcast_pauses_automatic_collection_and_leaves_it_as_it_found_it():
+    """Inside ``paused`` (a step's fan-out) no automatic pass runs, however much it allocates: a young cycle made
+    there survives thousands of allocations; afterwards the collector is on again (also after an error), and a
+    pause inside a pause, or with collection already off, changes nothing."""
+    from ticker.runtime.gc_schedule import paused
+
+    assert gc.isenabled()
+    with paused():
+        assert not gc.isenabled()
+        probe = weakref.ref(Node())
+        churn = [[i] for i in range(100_000)]  # far past generation 0's threshold (700 allocations)
+        assert probe() is not None, "no automatic collection ran"
+        with paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled(), "the inner pause does not switch it back on"
+    del churn
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), paused():
+        raise RuntimeError("a step that failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with paused():
+            pass
+        assert not gc.isenabled(), "off before, off after"
+    finally:
+        gc.enable()

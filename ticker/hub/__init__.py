@@ -183,13 +183,14 @@ class QuoteHub:
         clients a gap.
         """
         metrics.batch_received(message)
-        if events := message.get("events"):  # the step's alert fires: each rides with its user's quotes frame
-            self.personal.ride(events, self.fanout.riders)
-        try:
-            return self._apply(message, new_leader)
-        finally:
-            if events:
-                self.personal.flush(self.fanout.riders)  # the connections that got no quotes frame this step
+        with gc_schedule.paused():  # the step's garbage goes by reference counts; the collector waits
+            if events := message.get("events"):  # the step's alert fires: each rides with its user's quotes frame
+                self.personal.ride(events, self.fanout.riders)
+            try:
+                return self._apply(message, new_leader)
+            finally:
+                if events:
+                    self.personal.flush(self.fanout.riders)  # the connections that got no quotes frame this step
 
     def _apply(self, message: dict[str, Any], new_leader: bool) -> bool:
         if new_leader and not self.store.continues(message["quotes"]):
