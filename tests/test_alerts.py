@@ -667,3 +667,14 @@ def test_a_fires_frame_text_is_byte_for_byte_the_encoded_frame(fires, symbols, p
         stored = _as_stored(fire["created_at"], fire["form"])
         made = make(fire["pk"], fire["condition"], fire["value"], fire["note"], stored, quotes[fire["quote"]])
         assert made == expected
+
+
+def test_the_alert_table_keeps_no_index_a_fire_need_not_write(db):
+    """A fire that cannot update its row in place writes every index of the table again: no ``state`` index (the
+    fires' column), and no index of the user alone (``alert_by_user_newest`` begins with it)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, Alert._meta.db_table)
+    indexed = sorted(tuple(c["columns"]) for c in constraints.values() if c["index"] or c["primary_key"])
+    assert indexed == [("id",), ("stock_id",), ("user_id", "created_at")], indexed

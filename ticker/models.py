@@ -222,7 +222,9 @@ class Alert(models.Model):
         ARMED = "armed"
         TRIGGERED = "triggered"
 
-    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="alerts")
+    # No index of its own: ``alert_by_user_newest`` begins with it (a user's alerts, a user's deletion). Each
+    # index is written again by a fire that cannot update its row in place (docs/benchmarks.md).
+    user = models.ForeignKey("auth.User", on_delete=models.CASCADE, related_name="alerts", db_index=False)
     stock = models.ForeignKey(Stock, on_delete=models.CASCADE, related_name="alerts")
     condition = models.CharField(max_length=20, choices=Condition.choices)
     value = models.DecimalField(max_digits=14, decimal_places=4)
