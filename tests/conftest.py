@@ -40,7 +40,8 @@ ANY_DATABASE = {
     "test_sentinel", "test_servers", "test_settings", "test_soak", "test_static", "test_transports",
 }  # fmt: skip
 DATABASE_KIND_MATTERS = {
-    "test_accounts", "test_admin", "test_alerts", "test_alerts_processes", "test_consumers", "test_e2e",
+    "test_accounts", "test_admin", "test_alerts", "test_alerts_processes", "test_bench_alerts_postgresql",
+    "test_consumers", "test_e2e",
     "test_failover", "test_hub", "test_lease", "test_market",
     "test_market_loop", "test_movers_view", "test_operations", "test_ops_view", "test_services", "test_session",
     "test_views",

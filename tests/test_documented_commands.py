@@ -133,6 +133,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "a measurement of minutes at 100,000 alerts, on the named PostgreSQL database",
     ),
     'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
+    "--settle 6 --database postgres://postgres@127.0.0.1:5432/ --out docs/bench-runs/alerts/run13-e-final-postgresql": (
+        NOT_RUN,
+        "a benchmark of minutes on a PostgreSQL server; its tiny run is in tests/test_bench_alerts.py",
+    ),
+    'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
+    "--settle 6 --out docs/bench-runs/alerts/run13-e-final-sqlite": (
+        NOT_RUN,
+        "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
+    ),
+    'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
     "--out docs/bench-runs/alerts/run12-fifth": (
         NOT_RUN,
         "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
