@@ -5,12 +5,14 @@ Pure logic with a hand-moved clock (ticker.hub.clock.ManualClock): no sleeps, no
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
+import logging
 
 import pytest
 
-from ticker.hub import EVERYTHING, NOTHING, Interest, QuoteHub, close_hub, get_hub
+from ticker.hub import EVERYTHING, NOTHING, FeedUnavailable, Interest, QuoteHub, close_hub, get_hub
 from ticker.hub.clock import ManualClock
 from ticker.hub.fanout import Fanout
 from ticker.hub.follower import INTERRUPTED, LIVE
@@ -170,6 +172,32 @@ async def test_a_hub_that_gets_no_snapshot_says_so_instead_of_waiting_forever():
     with pytest.raises(FeedUnavailable):
         await hub.ready(0.3)
     await hub.close()
+
+
+@pytest.mark.asyncio
+async def test_a_feed_that_never_sent_a_batch_is_reported_silent_since_the_hub_started(caplog):
+    """The warning names the time since this hub began to follow, not the machine's uptime (a process that had
+    just started said "no batch for 3786.2 s": the loop's clock minus a last batch at 0)."""
+
+    async def unreachable() -> Listed:
+        raise OSError("connection refused")
+
+    clock = ManualClock(now=5000.0)  # as the loop's clock on a machine up for 83 minutes
+    hub = QuoteHub(None, load=unreachable, clock=clock)
+    with pytest.raises(FeedUnavailable):
+        await hub.ready(0.1)
+    logger = logging.getLogger("ticker.hub")  # the site's loggers do not propagate to pytest's root handler
+    logger.addHandler(caplog.handler)
+    try:
+        clock.advance(7.0)
+        for _ in range(100):  # the heartbeat watch looks every 0.5 s: within a few
+            if "quote feed interrupted: no batch" in caplog.text:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        logger.removeHandler(caplog.handler)
+        await hub.close()
+    assert "quote feed interrupted: no batch for 7.0 s, none yet since start" in caplog.text, caplog.text
 
 
 @pytest.mark.asyncio

@@ -218,8 +218,9 @@ class QuoteHub:
         )
 
     async def _heartbeats(self) -> None:
-        beats = Heartbeats(self.heartbeat_s, started_at=self.clock.now(), announced=LIVE)
-        woke = self.clock.now()
+        started = self.clock.now()
+        beats = Heartbeats(self.heartbeat_s, started_at=started, announced=LIVE)
+        woke = started
         while True:
             await asyncio.sleep(WATCH_EVERY_S)
             now, woke_before = self.clock.now(), woke
@@ -236,7 +237,10 @@ class QuoteHub:
             except Exception:
                 log.exception("heartbeat failed")
             if beat.changed and beat.state == INTERRUPTED:
-                log.warning("quote feed interrupted: no batch for %.1f s", now - self.follower.last_batch_at)
+                if (last := self.follower.last_batch_at) >= started:
+                    log.warning("quote feed interrupted: no batch for %.1f s", now - last)
+                else:  # never a batch (its clock's zero, or an excuse past it): not the machine's uptime
+                    log.warning("quote feed interrupted: no batch for %.1f s, none yet since start", now - started)
                 # Batches stopped while Redis answers: the market may be down,
                 # or our membership lost (a Redis restart empties the group).
                 self.follower.resync()
