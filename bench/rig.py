@@ -272,13 +272,15 @@ class Rig:
         for process in reversed(self.processes):
             stop(process)
         self.processes = []
-        self.redis.close()
-        if self.db:
-            try:
-                self.db.close()
-            except RigDatabaseError as exc:
-                print(f"could not drop the benchmark's database: {exc}", file=sys.stderr)
-        if self.output:
-            self.output.close()
-        if self.tmp:
-            self.tmp.cleanup()
+        try:
+            self.redis.close()
+        finally:
+            if self.db:
+                try:
+                    self.db.close()
+                except RigDatabaseError as exc:
+                    print(f"could not drop the benchmark's database: {exc}", file=sys.stderr)
+            if self.output:
+                self.output.close()
+            if self.tmp:
+                self.tmp.cleanup()

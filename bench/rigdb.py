@@ -34,16 +34,18 @@ class RigDatabase:
             return
         parts = urlsplit(server)
         if parts.scheme not in ("postgres", "postgresql"):
-            raise RigDatabaseError(f"--database takes a postgres:// server URL, not {server!r}")
+            raise RigDatabaseError(f"--database takes a postgres:// server URL, not one of {parts.scheme!r}")
         self.vendor = "postgresql"
         self.dbname = f"ticker_bench_{name}_{os.getpid()}"
-        self.url = urlunsplit((parts.scheme, parts.netloc, f"/{self.dbname}", "", ""))
-        self._admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", "", ""))
+        self.url = urlunsplit((parts.scheme, parts.netloc, f"/{self.dbname}", parts.query, ""))
+        self._admin_url = urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, ""))
+        # Named in messages without its password.
+        self._shown = f"{parts.hostname}:{parts.port or 5432}"
         self._admin(f'DROP DATABASE IF EXISTS "{self.dbname}"', f'CREATE DATABASE "{self.dbname}"')
 
     @property
     def where(self) -> str:
-        return str(self.path) if self.path else f"{self.dbname} on {urlsplit(self.server).hostname}"
+        return str(self.path) if self.path else f"{self.dbname} on {self._shown}"
 
     def _admin(self, *statements: str) -> None:
         import psycopg
@@ -53,7 +55,7 @@ class RigDatabase:
                 for statement in statements:
                     db.execute(statement)
         except psycopg.Error as exc:
-            raise RigDatabaseError(f"the benchmark's PostgreSQL server ({self.server}): {exc}") from exc
+            raise RigDatabaseError(f"the benchmark's PostgreSQL server ({self._shown}): {exc}") from exc
 
     def connect(self) -> Connection:
         """A connection of the benchmark's own (autocommit; ``insert`` is one transaction)."""

@@ -388,6 +388,33 @@ def test_alerts_read_ahead_of_a_step_fire_at_it_and_its_fires_leave_the_book_bef
     assert run(market, book, 3, start=3)[-1].fires == []
 
 
+def test_a_read_ahead_that_fails_loses_no_notice(stocks, alice, monkeypatch):
+    """A database blip in ``prepare`` (run_market logs it and steps on, the book kept): a re-arm noticed before it
+    is read at the next read all the same, and the alert fires at the next step, not at the next reconcile."""
+    Stock.objects.update(halted=True)
+    market = services.market_open(interval_ms=250, seed=1)
+    book = alerts.AlertBook.load()
+    run(market, book, 2)
+    alert = arm(alice, step=market.step_no)
+    book.prepare()
+    assert [f.id for f in run(market, book, 1, start=2)[0].fires] == [alert.pk]
+    book.prepare()
+    Alert.objects.filter(pk=alert.pk).update(state="armed", armed_step=market.step_no)  # the API's re-arm ...
+    book.notice([alert.pk])  # ... and its notice
+    real = alert_rows.after
+
+    def blip(watermark):
+        raise OSError("the database went away for a moment")
+
+    monkeypatch.setattr(alert_rows, "after", blip)
+    with pytest.raises(OSError):
+        book.prepare()
+    monkeypatch.setattr(alert_rows, "after", real)
+    book.prepare()
+    assert alert.pk in book.where
+    assert [f.id for f in run(market, book, 1, start=3)[0].fires] == [alert.pk]
+
+
 def test_disabled_deleted_and_unsatisfied_alerts_never_fire(stocks, alice):
     market = volatile(stocks)
     disabled = arm(alice, disabled=True)

@@ -135,7 +135,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
     "--settle 6 --database postgres://postgres@127.0.0.1:5432/ --out docs/bench-runs/alerts/run13-e-final-postgresql": (
         NOT_RUN,
-        "a benchmark of minutes on a PostgreSQL server; its tiny run is in tests/test_bench_alerts.py",
+        "a benchmark of minutes on a PostgreSQL server; its tiny run is in tests/test_bench_alerts_postgresql.py",
     ),
     'DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts --fires "" --users 2000 --rounds 3 --duration 10 '
     "--settle 6 --out docs/bench-runs/alerts/run13-e-final-sqlite": (

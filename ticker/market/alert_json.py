@@ -129,7 +129,8 @@ def _iso(value) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        if value[10:11] == " " and (len(value) == 19 or (value[19:20] == "." and value[20:].isdigit())):
+        iso_date = value[4:5] == value[7:8] == "-" and value[10:11] == " "  # DateStyle ISO (Django sets it)
+        if iso_date and (len(value) == 19 or (value[19:20] == "." and value[20:].isdigit())):
             fraction = value[19:26].ljust(7, "0") if value[20:].strip("0") else ""
             return f"{value[:10]}T{value[11:19]}{fraction}+00:00"
         if value[10:11] == "T":

@@ -114,9 +114,8 @@ class AlertBook:
             self._armed = armed
 
     def prepare(self) -> None:
-        """Between two steps (run_market, before the next one's clock starts): the last step's fires leave the
-        book and the alerts created since are read, so that the step itself reads only what comes in meanwhile
-        (2,000 new alerts: ~10 ms on PostgreSQL, off the time from a step's prices to its publishing)."""
+        """Between steps (run_market, before the next ``ts``): the last step's fires leave the book and new alerts
+        are read, so the step reads only what came in meanwhile (2,000 new alerts: ~10 ms on PostgreSQL)."""
         self.fresh |= self.sync()
 
     def sync(self) -> set[int]:
@@ -132,9 +131,15 @@ class AlertBook:
         now = time.monotonic()
         if self.gaps:
             self.gaps = {i: t for i, t in self.gaps.items() if now - t < GAP_SECONDS}
-        rows = alert_rows.after(self.watermark)
-        if wanted := noticed | set(self.gaps):
-            rows += alert_rows.by_ids(sorted(wanted))
+        try:
+            rows = alert_rows.after(self.watermark)
+            if wanted := noticed | set(self.gaps):
+                rows += alert_rows.by_ids(sorted(wanted))
+        except Exception:
+            with self._lock:  # read again at the next sync: a failed read loses no notice (prepare goes on)
+                self._noticed |= noticed
+                self._armed = armed if self._armed is None else self._armed
+            raise
         seen = {row[0] for row in rows}
         touched = {self._remove(i, bound=False) for i in noticed - seen}  # deleted since
         for i in seen:
@@ -304,6 +309,5 @@ class AlertBook:
         self._order = []
 
     def forget(self, fires: list[Fire]) -> None:
-        """Fired alerts (their step committed) leave the book at its next read (``sync``): after the step's
-        publishing, not before."""
+        """Fired alerts (their step committed) leave the book at its next read (``sync``), after publishing."""
         self.fired += fires

@@ -74,7 +74,7 @@ class Command(BaseCommand):
             "armed_at_start": armed,
             "spread": spread,
             "just": just,
-            "armed_at_end": len(book),
+            "armed_at_end": len(book) - len(book.fired),  # the last step's fires leave it at the next read
             "book_load_ms": round(load_ms, 1),
             "steps": steps,
             "changed_per_step_median": statistics.median(changed),
