@@ -42,10 +42,11 @@ def count_signup_failure(request: HttpRequest) -> None:
     now, address = timezone.now(), client_address(request)
     cooled = _cooled_before(now)
     counted = Case(When(last_at__gt=cooled, then=F("failures") + 1), default=Value(1))
-    if not SignUpFailures.objects.filter(address=address).update(failures=counted, last_at=now):
+    row = SignUpFailures.objects.filter(address=address)
+    if not row.update(failures=counted, last_at=now):
         try:
             with transaction.atomic():
                 SignUpFailures.objects.create(address=address, failures=1, last_at=now)
         except IntegrityError:  # another process counted this address's first failure meanwhile
-            SignUpFailures.objects.filter(address=address).update(failures=counted, last_at=now)
+            row.update(failures=counted, last_at=now)
     SignUpFailures.objects.filter(last_at__lte=cooled).delete()  # addresses whose cool-off has passed

@@ -38,16 +38,18 @@ def fire(book: AlertBook, candidates: dict[int, Tick], *, step: int, ts: int) ->
     if not candidates:
         return []
     ids = sorted(candidates)
-    ticks = {id(tick): tick for tick in candidates.values()}  # a quote's figures worked out once for its fires
-    quotes = {key: (tick.price, Decimal(str(tick.change_pct))) for key, tick in ticks.items()}
-    figures = {pk: quotes[id(tick)] for pk, tick in candidates.items()}
     at = datetime.fromtimestamp(ts / 1000, tz=UTC)
-    rows = alert_rows.fire([(pk, *figures[pk]) for pk in ids], step=step, at=at)
+    quoted, make = fired_frames(step=step, ts=ts, triggered_at=iso(at))
+    # By the quote's identity, once for all the alerts it fires: its price, change % and part of their frames.
+    quotes: dict[int, tuple] = {}
+    for tick in candidates.values():
+        if id(tick) not in quotes:
+            pct = Decimal(str(tick.change_pct))
+            quotes[id(tick)] = (tick.price, pct, quoted(tick.symbol, tick.price, pct))
+    rows = alert_rows.fire([(pk, *quotes[id(candidates[pk])][:2]) for pk in ids], step=step, at=at)
     if stale := sorted(set(ids) - {row[0] for row in rows}):
         book.reread(stale)
-    quoted, make = fired_frames(step=step, ts=ts, triggered_at=iso(at))
-    parts = {key: quoted(tick.symbol, *quotes[key]) for key, tick in ticks.items()}
     return [
-        Fire(user_id, pk, make(pk, condition, value, note, created_at, parts[id(candidates[pk])]))
+        Fire(user_id, pk, make(pk, condition, value, note, created_at, quotes[id(candidates[pk])][2]))
         for pk, user_id, condition, value, note, created_at in rows
     ]

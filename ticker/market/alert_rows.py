@@ -20,6 +20,12 @@ IDS_CHUNK = 900
 BOOK_FIELDS = ("id", "stock__symbol", "condition", "value", "state", "disabled")
 
 
+def array_literal(values) -> str:
+    """A PostgreSQL array literal of numbers (or NULL), passed as text and cast: psycopg's array adapter took
+    50 ms a step at 5,000 rows (the market's stock UPDATE), ~2 us an element (the fires')."""
+    return "{" + ",".join("NULL" if v is None else str(v) for v in values) + "}"
+
+
 def armed_ids() -> set[int]:
     """Every armed, enabled alert's id: what the book should hold (``AlertBook.reconcile``)."""
     rows = Alert.objects.filter(state=Alert.State.ARMED, disabled=False).values_list("id", flat=True)
@@ -90,8 +96,7 @@ def fire(chosen: list[tuple[int, Decimal, Decimal]], *, step: int, at: datetime)
     triggered, armed, stamp = Alert.State.TRIGGERED.value, Alert.State.ARMED.value, ops.adapt_datetimefield_value(at)
     if connection.vendor == "postgresql":
         source = "unnest(%s::text::bigint[], %s::text::numeric[], %s::text::numeric[]) AS v(id, price, pct)"
-        # Each array as its literal's text: psycopg's list adapter took ~2 us an element.
-        ids, prices, pcts = ("{" + ",".join(map(str, part)) + "}" for part in zip(*chosen, strict=True))
+        ids, prices, pcts = (array_literal(part) for part in zip(*chosen, strict=True))
         with _preparing() as cursor:
             params = [triggered, stamp, step, False, ids, prices, pcts, armed, step]
             cursor.execute(update.format(source=source), params, prepare=True)
