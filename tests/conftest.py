@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # ``any_database`` and run on SQLite only. Every module is in one set or the other (checked at collection), so a
 # new module must be placed on purpose.
 ANY_DATABASE = {
-    "test_abuse", "test_admission", "test_bench", "test_bench_alerts", "test_bench_capacity", "test_bench_connmem", "test_bench_fanout",
-    "test_bench_seq",
+    "test_abuse", "test_admission", "test_bench", "test_bench_alerts", "test_bench_capacity", "test_bench_connmem",
+    "test_bench_fanout", "test_bench_seq",
     "test_bench_stats", "test_browser", "test_browser_accounts", "test_browser_issue23", "test_browser_personal",
     "test_browser_ops", "test_cancellation", "test_commands", "test_compose", "test_compression",
     "test_documented_commands", "test_fanout_model", "test_personal",
