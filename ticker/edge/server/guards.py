@@ -142,6 +142,10 @@ def _guarded_websocket(base: type) -> type:
         guard: FrameGuard | None = None
         refused: int | None = None  # the close code, once refused
 
+        def connectionMade(self) -> None:
+            super().connectionMade()
+            _release_http_channel(self.transport)
+
         def onOpen(self) -> None:
             self.guard = _frame_guard(self)
             super().onOpen()
@@ -223,6 +227,45 @@ def _refuse(protocol: Any, reason: str) -> None:
     transport.pauseProducing()
     if (shut_write := getattr(transport, "loseWriteConnection", None)) is not None:
         shut_write()  # the error and the close, then FIN: the client sees its code, not a reset
+
+
+class _Upgraded:
+    """The producer of an upgraded connection's transport, in place of the HTTP channel it was upgraded from.
+
+    Twisted's HTTP channel registers itself as its transport's producer, and daphne leaves it there when it
+    hands the transport to the WebSocket protocol: the channel, its unfinished request and the request's
+    headers stayed alive as long as the socket (about 2 KB a connection: ``bench_connmem``). While that
+    request is unfinished the channel's ``pauseProducing`` and ``resumeProducing`` do nothing but note it (no
+    request producer, and it never pauses the network while "handling" a request), so this one does nothing:
+    the transport still sets ``producerPaused`` past its buffer, which the outlets read as backpressure."""
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+_UPGRADED = _Upgraded()
+
+
+def _release_http_channel(transport: Any) -> None:
+    """Put ``_UPGRADED`` in place of an upgraded connection's HTTP channel as its transport's producer, when the
+    channel is in the state that makes them the same: handling its request, with no request producer."""
+    channel = getattr(transport, "producer", None)
+    if (
+        channel is None
+        or getattr(channel, "_handlingRequest", None) is not True
+        or getattr(channel, "_requestProducer", False) is not None
+        or not getattr(transport, "streamingProducer", False)
+        or getattr(transport, "producerPaused", True)
+    ):
+        return
+    transport.unregisterProducer()
+    transport.registerProducer(_UPGRADED, True)
 
 
 def _header_deadline_channel(base: type) -> type:
