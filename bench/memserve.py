@@ -26,12 +26,12 @@ def _rss_kib() -> int:
 
 
 def probe(count: list[int]) -> None:
+    gc.unfreeze()  # frozen objects are neither collected nor listed (the site freezes its start-up objects)
     gc.collect()
     types: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     attrs: Counter[str] = Counter()  # of instances with a __dict__: their attributes, and the dict's size
     dicts: Counter[str] = Counter()
-    gc.unfreeze()  # frozen objects are not listed (the site freezes its start-up objects)
     for obj in gc.get_objects():
         name = f"{type(obj).__module__}.{type(obj).__qualname__}"
         types[name] += 1

@@ -31,7 +31,7 @@ ANY_DATABASE = {
     "test_bench_fanout", "test_bench_seq",
     "test_bench_stats", "test_browser", "test_browser_accounts", "test_browser_issue23", "test_browser_personal",
     "test_browser_ops", "test_cancellation", "test_commands", "test_compose", "test_compression",
-    "test_documented_commands", "test_fanout_model", "test_personal",
+    "test_documented_commands", "test_fanout_model", "test_input_queue", "test_personal",
     "test_environment", "test_feed_honesty", "test_fuzz", "test_fuzz_ways_out", "test_gc_schedule",
     "test_independent_clients", "test_kubernetes", "test_launcher", "test_layout", "test_limits", "test_loadgen",
     "test_logs", "test_multihost", "test_outlets",
