@@ -48,6 +48,9 @@ def test_tiny_run_finds_each_connections_objects_on_the_server(tmp_path, redis_s
     instances = {row["type"].rsplit(".", 1)[-1]: row for row in data["instances"]}
     assert instances["GuardedWebSocketProtocol"]["per_connection"] == 1.0, data["instances"]
     assert instances["QuoteConsumer"]["per_connection"] == 1.0, data["instances"]
+    # autobahn's ~30 protocol options are read from the class, not copied into each connection (ticker/edge/
+    # server/options.py): its dict held 109 attributes with them.
+    assert instances["GuardedWebSocketProtocol"]["attributes"] < 85, data["instances"]
     # What a connection no longer keeps: daphne's asyncio.Queue (ticker/edge/server/inputs.py) and the HTTP channel
     # and request it was upgraded from (guards._release_http_channel). daphne itself lets go of an upgraded request
     # at its next check of its connections, once a second: hence the 3 s the run settles before each probe.

@@ -61,8 +61,9 @@ fills, it is backlogged) and never the hub or another client.
 The package, by job: ``transports`` finds daphne's server object (once) and a connection's Twisted transport;
 ``outlet`` is the daphne outlet and the SSE stream's backpressure; ``compression`` answers permessage-deflate
 offers; ``guards`` holds the per-frame limits and the header deadline (and lets an upgraded connection's HTTP
-channel go); ``inputs`` gives each connection a lean input queue in place of daphne's ``asyncio.Queue`` (issue
-24: memory per connection); this module installs them and sends the shutdown notice. The frames themselves
+channel go); ``inputs`` gives each connection a lean input queue in place of daphne's ``asyncio.Queue`` and ``options``
+keeps autobahn's protocol options on the class rather than in each connection (issue 24: memory per
+connection); this module installs them and sends the shutdown notice. The frames themselves
 (``Frame``, ``text_frame``, ``deflate``) are ticker/wire/frames.py, the generic outlet ticker/edge/queued.py, and
 what an outlet must offer ticker/hub/outlet.py. Only this package
 imports daphne, autobahn or Twisted.
@@ -78,6 +79,7 @@ from ticker.edge.queued import QueuedOutlet
 from ticker.edge.server.compression import enable_compression
 from ticker.edge.server.guards import guards_missing, install_guards
 from ticker.edge.server.inputs import lean_inputs
+from ticker.edge.server.options import share_protocol_options
 from ticker.edge.server.outlet import DaphneOutlet, StreamBackpressure, websocket_outlet
 from ticker.edge.server.transports import servers, under_daphne
 from ticker.wire.frames import Frame
@@ -123,6 +125,8 @@ def install() -> None:
     if settings.TICKER_WS_COMPRESSION:
         # daphne makes its WebSocket factory when it starts to listen, after importing the application.
         reactor.callWhenRunning(enable_compression)
+    # Last: once daphne and the site have set every protocol option on the factory (``options``).
+    reactor.callWhenRunning(share_protocol_options)
     _installed = True
 
 
