@@ -11,6 +11,7 @@ per connection.
 from __future__ import annotations
 
 import pickle
+import shutil
 import time
 import tracemalloc
 import urllib.request
@@ -57,7 +58,18 @@ def ready(port: int) -> None:
         time.sleep(0.5)
 
 
-def run(rig: Rig, *, clients: int, frames: int, settle: float, out: Path, log, symbol: str = "AAPL") -> dict:
+def warm(workers: Workers, target: Target, settle: float) -> None:
+    """One client first, kept open, before the idle measurement: what the first connection imports and caches
+    (modules loaded on first use, the hub's first snapshot) is the process's, not a cost per connection."""
+    if workers.connect(target, 1)["connected"] != 1:
+        raise RuntimeError("the warm-up client could not connect")
+    time.sleep(settle)
+
+
+def run(
+    rig: Rig, *, clients: int, frames: int, settle: float, out: Path, log, symbol: str = "AAPL", keep: bool = False
+) -> dict:
+    """Both servers measured; the probes (tracemalloc snapshots, tens of MB) deleted after, unless ``keep``."""
     # Each client subscribed to one symbol: a frame a step or so, so the server under tracemalloc keeps up (on
     # every symbol it fell behind and closed most clients as backlogged) and what is measured is a connection at
     # rest between frames.
@@ -68,10 +80,11 @@ def run(rig: Rig, *, clients: int, frames: int, settle: float, out: Path, log, s
     workers = Workers(1)
     try:
         ready(port)
-        time.sleep(settle)
+        warm(workers, target_of(port), settle)
         idle = rss_kib(process.pid)
         connected = workers.connect(target_of(port), clients)["connected"]
         time.sleep(settle)
+        connected -= 1  # the warm-up client's
         result["rss_kib_per_connection"] = round((rss_kib(process.pid) - idle) / max(connected, 1), 1)
         result["connected_plain"] = connected
     finally:
@@ -86,15 +99,18 @@ def run(rig: Rig, *, clients: int, frames: int, settle: float, out: Path, log, s
     workers = Workers(1)
     try:
         ready(port)
-        time.sleep(settle)
+        warm(workers, target_of(port), settle)
         idle = probe(process, where)
         connected = workers.connect(target_of(port), clients)["connected"]
         time.sleep(settle)
         loaded = probe(process, where)
+        connected -= 1  # the warm-up client's
     finally:
         workers.shutdown()
         rig.stop(process)
     result.update(breakdown(idle, loaded, max(connected, 1)))
+    if not keep:
+        shutil.rmtree(where)
     result["connected_traced"] = connected
     return result
 
@@ -106,8 +122,8 @@ def breakdown(idle: dict, loaded: dict, clients: int, top: int = 25) -> dict:
     by_line: dict[str, int] = {}
     by_own: dict[str, int] = {}
     for stat in stats:
-        frames = list(stat.traceback)  # innermost last (tracemalloc's order: most recent first? see below)
-        inner = stat.traceback[0]
+        frames = list(stat.traceback)[::-1]  # innermost first (a Traceback runs from the oldest frame)
+        inner = frames[0]
         key = f"{_short(inner.filename)}:{inner.lineno}"
         by_line[key] = by_line.get(key, 0) + stat.size_diff
         own = next((f for f in frames if f.filename.startswith(OWN)), None)

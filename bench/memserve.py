@@ -28,6 +28,8 @@ def _rss_kib() -> int:
 def probe(count: list[int]) -> None:
     gc.unfreeze()  # frozen objects are neither collected nor listed (the site freezes its start-up objects)
     gc.collect()
+    # The snapshot first: the walk below allocates (a function's __dict__ is made when first read).
+    snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
     types: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     attrs: Counter[str] = Counter()  # of instances with a __dict__: their attributes, and the dict's size
@@ -39,7 +41,6 @@ def probe(count: list[int]) -> None:
         if isinstance(getattr(obj, "__dict__", None), dict) and not isinstance(obj, type):
             attrs[name] += len(obj.__dict__)
             dicts[name] += sys.getsizeof(obj.__dict__)
-    snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
     path = Path(os.environ["TICKER_MEMPROBE_DIR"]) / f"probe-{os.getpid()}-{count[0]}.pickle"
     count[0] += 1
     with open(path, "wb") as out:

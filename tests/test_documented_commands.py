@@ -87,6 +87,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         BENCH,
     ),
     "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_fanout": (NOT_RUN, BENCH),
+    "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_connmem --clients 2000": (
+        NOT_RUN,
+        "a benchmark of minutes; its tiny run is in tests/test_bench_connmem.py",
+    ),
     "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_alerts": (
         NOT_RUN,
         "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py",
