@@ -28,8 +28,11 @@ def _rss_kib() -> int:
 def probe(count: list[int]) -> None:
     gc.unfreeze()  # frozen objects are neither collected nor listed (the site freezes its start-up objects)
     gc.collect()
-    # The snapshot first: the walk below allocates (a function's __dict__ is made when first read).
+    # The snapshot first: reading an object's __dict__ allocates one (a function's, and an instance's whose
+    # attributes Python 3.11 keeps inline), so the instance dicts are read only after the snapshot and only from
+    # the second probe on: the idle probe's reads would be counted as growth by the next.
     snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
+    read_dicts = count[0] > 0
     types: Counter[str] = Counter()
     sizes: Counter[str] = Counter()
     attrs: Counter[str] = Counter()  # of instances with a __dict__: their attributes, and the dict's size
@@ -38,7 +41,7 @@ def probe(count: list[int]) -> None:
         name = f"{type(obj).__module__}.{type(obj).__qualname__}"
         types[name] += 1
         sizes[name] += sys.getsizeof(obj)
-        if isinstance(getattr(obj, "__dict__", None), dict) and not isinstance(obj, type):
+        if read_dicts and isinstance(getattr(obj, "__dict__", None), dict) and not isinstance(obj, type):
             attrs[name] += len(obj.__dict__)
             dicts[name] += sys.getsizeof(obj.__dict__)
     path = Path(os.environ["TICKER_MEMPROBE_DIR"]) / f"probe-{os.getpid()}-{count[0]}.pickle"

@@ -8,7 +8,8 @@ application as ``receive``.
 
 ``lean_inputs`` gives each daphne server a ``create_application`` that is daphne 4.2.3's own with this queue in
 place of ``asyncio.Queue``, and only if daphne's method is still the one it was written from (its source's
-hash): otherwise it logs a warning and leaves daphne as it is. A test reads the verified source (tests/test_outlets.py).
+hash): otherwise it logs a warning and leaves daphne as it is. A test reads the verified source
+(tests/test_input_queue.py).
 """
 
 from __future__ import annotations
