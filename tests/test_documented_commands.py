@@ -80,6 +80,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "scripts/manage bench_transports": (NOT_RUN, BENCH),
     "scripts/manage bench_fanout": (NOT_RUN, BENCH),
     "scripts/manage bench_alerts": (NOT_RUN, "a benchmark of minutes; its tiny run is in tests/test_bench_alerts.py"),
+    "scripts/manage bench_connmem": (NOT_RUN, "a benchmark of minutes; its tiny run is in tests/test_bench_connmem.py"),
     "scripts/manage market_steptime": (NOT_RUN, "a 1,200-step measurement of minutes (docs/benchmarks.md)"),
     "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_transports": (NOT_RUN, BENCH),
     "DJANGO_DEBUG=1 .venv/bin/python manage.py bench_transports --clients 200 --duration 20 --poll-interval 1": (
