@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -248,6 +249,20 @@ def child_env(**extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+def printed_by_django(code: str) -> tuple[str, str]:
+    """What ``code`` prints, and its stderr, run in a fresh Python after ``django.setup()``: for what must not
+    happen in the test process (importing daphne installs Twisted's reactor)."""
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return result.stdout.strip(), result.stderr
 
 
 def make_stocks(*specs: tuple[str, str]) -> list:

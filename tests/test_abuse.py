@@ -15,7 +15,6 @@ import os
 import socket
 import struct
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -27,7 +26,7 @@ from bench.codec import upgrade_request
 from bench.stats import percentile
 
 from .clients import recv_data, until
-from .conftest import ROOT, child_env
+from .conftest import printed_by_django
 from .processes import running_site, site_fixture
 from .test_settings import start
 
@@ -392,13 +391,5 @@ def test_the_settings_come_from_the_environment_and_nonsense_fails_at_start_up()
 
 def test_the_guards_find_what_they_need_in_the_pinned_versions():
     """autobahn, daphne and Twisted as pinned have every hook the guards use (else daphne would run unguarded)."""
-    code = "from ticker.edge import server; print(server.guards_missing())"
-    result = subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == "[]", result.stderr
+    printed, stderr = printed_by_django("from ticker.edge import server; print(server.guards_missing())")
+    assert printed == "[]", stderr

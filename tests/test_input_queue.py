@@ -5,14 +5,12 @@ written from (else every connection keeps daphne's queue, with a warning)."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 import pytest
 
 from ticker.edge.server.inputs import VERIFIED_SOURCE, InputQueue
 
-from .conftest import ROOT, child_env
+from .conftest import printed_by_django
 
 
 @pytest.mark.asyncio
@@ -53,13 +51,5 @@ async def test_a_cancelled_get_leaves_the_item_for_the_next():
 
 def test_the_pinned_daphne_is_the_one_the_lean_queue_was_written_from():
     """Its ``Server.create_application`` source hashes as verified: the lean queue is installed, not skipped."""
-    code = "from ticker.edge.server import inputs; print(inputs.source_hash())"
-    result = subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.stdout.strip() == VERIFIED_SOURCE, result.stderr
+    printed, stderr = printed_by_django("from ticker.edge.server import inputs; print(inputs.source_hash())")
+    assert printed == VERIFIED_SOURCE, stderr
