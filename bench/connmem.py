@@ -201,4 +201,3 @@ def report(result: dict) -> str:
         *[f"- {row['bytes']:>8} B, {row['objects']:>6} objects: {row['type']}" for row in result["by_type"]],
     ]
     return "\n".join(lines) + "\n"
-
